@@ -1,0 +1,114 @@
+"""``sample``: the one loop that runs any stepper inside any windowing, with guidance."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from flashbench.denoiser import Cond, Denoiser, check_latent
+from flashbench.schedule import check_sigmas
+from flashbench.steppers import Euler, Stepper
+from flashbench.windowing import Full, Sliding, Window, blend
+
+
+@dataclass(frozen=True)
+class Guidance:
+    """Classifier-free guidance v = v_uncond + scale (v_cond - v_uncond) (Ho & Salimans 2022, arXiv 2207.12598).
+
+    The unconditional branch is the conditioning without ``drop`` (FlashPortrait's emotion CFG
+    drops the expression features, scale 4.0). Each branch keeps its own stepper cache.
+    """
+
+    scale: float = 4.0
+    drop: tuple[str, ...] = ("expression",)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.scale, int | float) or self.scale != self.scale:
+            raise ValueError(f"guidance scale={self.scale!r} must be a number (FlashPortrait uses 4.0)")
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """What happened at one step, in one window, in one guidance branch."""
+
+    step: int
+    sigma: float
+    window: Window
+    branch: str
+    action: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A sampled latent video and the accounting of how it was made."""
+
+    latents: Tensor
+    nfe: int
+    trace: tuple[StepRecord, ...]
+    seconds: float
+    peak_cache_bytes: int
+    actions: dict[str, int] = field(default_factory=dict)
+
+
+@torch.no_grad()
+def sample(
+    model: Denoiser,
+    noise: Tensor,
+    sigmas: Tensor,
+    cond: Cond | None = None,
+    *,
+    stepper: Stepper | None = None,
+    windowing: Full | Sliding | None = None,
+    guidance: Guidance | None = None,
+) -> Sample:
+    """Integrate the flow-matching ODE from ``noise`` at ``sigmas[0]`` down to ``sigmas[-1]``.
+
+    ``noise`` is never modified. Windows are processed one at a time, so activation memory is
+    bounded by the window; stepper caches live per (window, guidance branch).
+    """
+    check_latent(noise, "noise")
+    check_sigmas(sigmas)
+    cond = cond if cond is not None else Cond()
+    stepper = stepper if stepper is not None else Euler()
+    windowing = windowing if windowing is not None else Full()
+    sigmas = stepper.plan(sigmas.to(noise.device))
+    check_sigmas(sigmas)
+    branches = {"cond": cond} if guidance is None else {"cond": cond, "uncond": cond.without(guidance.drop)}
+    frames = noise.shape[2]
+    caches: dict[tuple[Window, str], dict] = {}
+    histories: dict[Window, dict] = {}
+    trace: list[StepRecord] = []
+    peak_cache = 0
+    start_time = time.perf_counter()
+    x = noise.clone()
+    for step in range(len(sigmas) - 1):
+        windows = windowing.windows(frames, step)
+        outputs = []
+        for window in windows:
+            start, stop = window
+            x_window = x[:, :, start:stop]
+            velocities = {}
+            for branch, branch_cond in branches.items():
+                tic = time.perf_counter()
+                cache = caches.setdefault((window, branch), {})
+                velocities[branch], action = stepper.velocity(
+                    model, x_window, sigmas, step, branch_cond.window(start, stop), cache
+                )
+                trace.append(
+                    StepRecord(step, float(sigmas[step]), window, branch, action, time.perf_counter() - tic)
+                )
+            v = velocities["cond"]
+            if guidance is not None:
+                v = velocities["uncond"] + guidance.scale * (v - velocities["uncond"])
+            outputs.append(stepper.advance(x_window, v, sigmas, step, histories.setdefault(window, {})))
+        x = blend(outputs, windows, windowing.weights(frames, step), like=x)
+        peak_cache = max(peak_cache, sum(stepper.cache_bytes(c) for c in caches.values()))
+    seconds = time.perf_counter() - start_time
+    actions: dict[str, int] = {}
+    for record in trace:
+        actions[record.action] = actions.get(record.action, 0) + 1
+    return Sample(x, actions.get("compute", 0), tuple(trace), seconds, peak_cache, actions)

@@ -1,0 +1,58 @@
+"""The one interface every stepper implements."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor
+
+from flashbench.denoiser import Cond, Denoiser
+
+
+def euler_step(x: Tensor, v: Tensor, sigma: Tensor, sigma_next: Tensor) -> Tensor:
+    """x' = x + (sigma_next - sigma) v, in float32 as diffusers' FlowMatchEulerDiscreteScheduler."""
+    return (x.float() + (sigma_next - sigma).float() * v.float()).to(x.dtype)
+
+
+def tensor_bytes(obj: Any) -> int:
+    """Bytes held by the tensors inside nested dicts/lists/tuples."""
+    if isinstance(obj, Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, list | tuple):
+        return sum(tensor_bytes(v) for v in obj)
+    return 0
+
+
+class Stepper:
+    """Base stepper: computes the velocity with a full model pass and takes an Euler step.
+
+    The sampler owns the loop (steps x windows x guidance branches) and gives each stepper a
+    ``cache`` per (window, guidance branch) and a ``history`` per window; both are plain dicts
+    the stepper fills as it likes and that are dropped when sampling ends.
+    ``velocity`` returns the velocity and what it did: ``"compute"`` (a full pass, counted in
+    NFE), ``"predict"`` (forecast from cached features) or ``"reuse"`` (a cached residual).
+    """
+
+    name = "base"
+
+    def plan(self, sigmas: Tensor) -> Tensor:
+        """The sigmas this stepper walks, given the schedule's (``fewer_steps`` resamples)."""
+        return sigmas
+
+    def velocity(
+        self, model: Denoiser, x: Tensor, sigmas: Tensor, step: int, cond: Cond, cache: dict
+    ) -> tuple[Tensor, str]:
+        return model(x, sigma_batch(sigmas, step, x), cond), "compute"
+
+    def advance(self, x: Tensor, v: Tensor, sigmas: Tensor, step: int, history: dict) -> Tensor:
+        return euler_step(x, v, sigmas[step], sigmas[step + 1])
+
+    def cache_bytes(self, cache: dict) -> int:
+        return tensor_bytes(cache)
+
+
+def sigma_batch(sigmas: Tensor, step: int, x: Tensor) -> Tensor:
+    """The step's sigma as the ``[B]`` tensor a denoiser takes."""
+    return sigmas[step].to(x.dtype).expand(x.shape[0])
