@@ -1,0 +1,130 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from flashbench.denoiser import Cond
+from flashbench.sampling import Guidance, sample
+from flashbench.schedule import flow_match_sigmas
+from flashbench.settings import settings, steppers
+from flashbench.toy import ToyDenoiser
+from flashbench.windowing import Full, Sliding
+
+MODEL = ToyDenoiser(channels=3, dim=16, depth=2, temporal=True, motion_dim=2).eval()
+LOCAL = ToyDenoiser(channels=3, dim=16, depth=2, temporal=False, motion_dim=2).eval()
+
+
+def inputs(frames, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(1, 3, frames, 4, 4, generator=g), Cond(temporal={"motion": torch.randn(1, frames, 2, generator=g)})
+
+
+@given(frames=st.integers(1, 12), extra=st.integers(0, 4), overlap=st.integers(0, 3), weighting=st.sampled_from(["linear", "uniform"]))
+def test_window_covering_video_equals_full_bit_for_bit(frames, extra, overlap, weighting):
+    noise, cond = inputs(frames)
+    window = frames + extra
+    sliding = Sliding(window=window, overlap=min(overlap, window - 1), weighting=weighting)
+    sigmas = flow_match_sigmas(4)
+    full = sample(MODEL, noise, sigmas, cond, windowing=Full())
+    assert torch.equal(sample(MODEL, noise, sigmas, cond, windowing=sliding).latents, full.latents)
+
+
+@given(
+    frames=st.integers(2, 14),
+    window=st.integers(1, 8),
+    overlap=st.integers(0, 7),
+    weighting=st.sampled_from(["linear", "uniform"]),
+    shift=st.integers(0, 3),
+)
+def test_frame_local_denoiser_gives_same_video_under_any_windowing(frames, window, overlap, weighting, shift):
+    noise, cond = inputs(frames, seed=1)
+    sliding = Sliding(window=window, overlap=min(overlap, window - 1), weighting=weighting, shift=shift)
+    sigmas = flow_match_sigmas(5)
+    full = sample(LOCAL, noise, sigmas, cond).latents
+    torch.testing.assert_close(sample(LOCAL, noise, sigmas, cond, windowing=sliding).latents, full, atol=1e-5, rtol=1e-5)
+
+
+def test_same_seed_same_bits_and_inputs_untouched():
+    noise, cond = inputs(9)
+    before = (noise.clone(), cond.temporal["motion"].clone())
+    stepper, windowing, _ = settings.get("sliding").build()
+    a = sample(MODEL, noise, flow_match_sigmas(6), cond, stepper=stepper, windowing=windowing, guidance=Guidance(3.0, ("motion",)))
+    b = sample(MODEL, noise, flow_match_sigmas(6), cond, stepper=stepper, windowing=windowing, guidance=Guidance(3.0, ("motion",)))
+    assert torch.equal(a.latents, b.latents)
+    assert torch.equal(noise, before[0]) and torch.equal(cond.temporal["motion"], before[1])
+
+
+class Counting(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def forward(self, x, sigma, cond):
+        self.calls.append("motion" in cond.temporal)
+        return MODEL(x, sigma, cond)
+
+
+def test_guidance_combines_two_passes_and_counts_both_in_nfe():
+    noise, cond = inputs(5)
+    model = Counting()
+    sigmas = flow_match_sigmas(3)
+    guided = sample(model, noise, sigmas, cond, guidance=Guidance(4.0, ("motion",)))
+    assert guided.nfe == len(model.calls) == 6
+    assert sorted(model.calls) == [False] * 3 + [True] * 3
+    # One step by hand: v = v_u + s (v_c - v_u), then Euler.
+    sigma = sigmas[0].expand(1)
+    v_c, v_u = MODEL(noise, sigma, cond), MODEL(noise, sigma, cond.without(("motion",)))
+    one = sample(MODEL, noise, sigmas[:2], cond, guidance=Guidance(4.0, ("motion",))).latents
+    torch.testing.assert_close(one, noise + (sigmas[1] - sigmas[0]) * (v_u + 4.0 * (v_c - v_u)))
+
+
+def test_trace_records_every_step_window_and_branch():
+    noise, cond = inputs(10)
+    result = sample(MODEL, noise, flow_match_sigmas(4), cond, windowing=Sliding(window=6, overlap=2))
+    assert len(result.trace) == 4 * 2 == result.nfe
+    assert [r.step for r in result.trace] == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert all(r.action == "compute" and r.seconds >= 0 for r in result.trace)
+    assert result.trace[0].sigma == pytest.approx(1.0)
+
+
+class Linear(torch.nn.Module):
+    """v = A x: flow x(sigma) = expm(A (sigma - 1)) x(1)."""
+
+    def __init__(self, a):
+        super().__init__()
+        self.a = a
+
+    def forward(self, x, sigma, cond):
+        return torch.einsum("ij,bjthw->bithw", self.a, x)
+
+
+def test_euler_converges_to_closed_form_flow_at_first_order():
+    a = torch.tensor([[-0.5, 1.0], [-1.0, -0.5]], dtype=torch.float64)
+    x0 = torch.tensor([1.0, 0.5], dtype=torch.float64).view(1, 2, 1, 1, 1)
+    exact = torch.linalg.matrix_exp(-a) @ x0.view(2)
+    steps = [8, 16, 32, 64, 128]
+    errors = []
+    for n in steps:
+        sigmas = torch.linspace(1, 0, n + 1, dtype=torch.float64)
+        out = sample(Linear(a), x0, sigmas).latents.view(2)
+        errors.append((out - exact).norm().item())
+    slope = np.polyfit(np.log(steps), np.log(errors), 1)[0]
+    assert math.isclose(slope, -1.0, abs_tol=0.1), (slope, errors)
+
+
+@pytest.mark.parametrize(
+    ("call", "word"),
+    [
+        (lambda: sample(MODEL, torch.zeros(3, 4, 4), flow_match_sigmas(3)), "noise"),
+        (lambda: sample(MODEL, inputs(3)[0], torch.tensor([1.0, float("nan"), 0.0])), "NaN"),
+        (lambda: sample(MODEL, inputs(3)[0], torch.tensor([1.0])), "sigmas"),
+        (lambda: steppers.get("eular"), "did you mean 'euler'"),
+        (lambda: settings.get("slidng"), "did you mean 'sliding'"),
+    ],
+)
+def test_bad_arguments_raise_clear_value_errors(call, word):
+    with pytest.raises(ValueError, match=word):
+        call()
