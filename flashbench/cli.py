@@ -24,7 +24,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
     chosen = [args.kind] if args.kind else list(kinds)
     for kind in chosen:
         if kind not in kinds:
-            raise SystemExit(f"flashbench ls: unknown kind {kind!r}; choose from {', '.join(kinds)}")
+            raise SystemExit(
+                f"flashbench ls: unknown kind {kind!r}; choose from {', '.join(kinds)}"
+            )
         print(f"{kind}:")
         registry = kinds[kind]
         for name in registry:
@@ -42,11 +44,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     reference = None
     for name in args.settings:
         stepper, windowing, guidance = settings.get(name).build()
-        result = sample(model, noise, sigmas, Cond(), stepper=stepper, windowing=windowing, guidance=guidance)
+        result = sample(
+            model, noise, sigmas, Cond(), stepper=stepper, windowing=windowing, guidance=guidance
+        )
         reference = result.latents if reference is None else reference
         err = (result.latents - reference).pow(2).mean().sqrt().item()
         rows.append((name, settings.get(name).describe(), result.nfe, result.seconds, err))
-    print(f"{'setting':<18} {'windowing x stepper':<44} {'NFE':>5} {'wall s':>8} {'RMSE vs first':>14}")
+    print(
+        f"{'setting':<18} {'windowing x stepper':<44} {'NFE':>5} {'wall s':>8} {'RMSE vs first':>14}"
+    )
     for name, desc, nfe, seconds, err in rows:
         print(f"{name:<18} {desc:<44} {nfe:>5} {seconds:>8.3f} {err:>14.4f}")
     return 0

@@ -26,7 +26,9 @@ class Cond:
     def window(self, start: int, stop: int) -> Cond:
         """The conditioning of latent frames ``[start, stop)``."""
         f = self.frames_per_latent
-        return replace(self, temporal={k: v[:, start * f : stop * f] for k, v in self.temporal.items()})
+        return replace(
+            self, temporal={k: v[:, start * f : stop * f] for k, v in self.temporal.items()}
+        )
 
     def without(self, keys: Sequence[str]) -> Cond:
         """The conditioning with ``keys`` dropped (the unconditional branch of guidance)."""

@@ -26,7 +26,9 @@ class Registry:
         if name not in self._entries:
             close = difflib.get_close_matches(name, list(self._entries), n=3, cutoff=0.5)
             hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
-            raise ValueError(f"unknown {self.kind} {name!r}{hint} Known: {', '.join(sorted(self._entries))}")
+            raise ValueError(
+                f"unknown {self.kind} {name!r}{hint} Known: {', '.join(sorted(self._entries))}"
+            )
         target = self._entries[name]
         if isinstance(target, str):
             module, _, attr = target.partition(":")

@@ -27,7 +27,9 @@ class Guidance:
 
     def __post_init__(self) -> None:
         if not isinstance(self.scale, int | float) or self.scale != self.scale:
-            raise ValueError(f"guidance scale={self.scale!r} must be a number (FlashPortrait uses 4.0)")
+            raise ValueError(
+                f"guidance scale={self.scale!r} must be a number (FlashPortrait uses 4.0)"
+            )
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,11 @@ def sample(
     windowing = windowing if windowing is not None else Full()
     sigmas = stepper.plan(sigmas.to(noise.device))
     check_sigmas(sigmas)
-    branches = {"cond": cond} if guidance is None else {"cond": cond, "uncond": cond.without(guidance.drop)}
+    branches = (
+        {"cond": cond}
+        if guidance is None
+        else {"cond": cond, "uncond": cond.without(guidance.drop)}
+    )
     frames = noise.shape[2]
     caches: dict[tuple[Window, str], dict] = {}
     histories: dict[Window, dict] = {}
@@ -99,12 +105,16 @@ def sample(
                     model, x_window, sigmas, step, branch_cond.window(start, stop), cache
                 )
                 trace.append(
-                    StepRecord(step, float(sigmas[step]), window, branch, action, time.perf_counter() - tic)
+                    StepRecord(
+                        step, float(sigmas[step]), window, branch, action, time.perf_counter() - tic
+                    )
                 )
             v = velocities["cond"]
             if guidance is not None:
                 v = velocities["uncond"] + guidance.scale * (v - velocities["uncond"])
-            outputs.append(stepper.advance(x_window, v, sigmas, step, histories.setdefault(window, {})))
+            outputs.append(
+                stepper.advance(x_window, v, sigmas, step, histories.setdefault(window, {}))
+            )
         x = blend(outputs, windows, windowing.weights(frames, step), like=x)
         peak_cache = max(peak_cache, sum(stepper.cache_bytes(c) for c in caches.values()))
     seconds = time.perf_counter() - start_time

@@ -21,9 +21,13 @@ def flow_match_sigmas(steps: int = 30, shift: float = 5.0, train_timesteps: int 
     again, so that a sampler here and a diffusers pipeline walk the same noise levels.
     """
     if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps={steps!r} must be a positive integer; use steps >= 1 (Wan uses 30)")
+        raise ValueError(
+            f"steps={steps!r} must be a positive integer; use steps >= 1 (Wan uses 30)"
+        )
     if not math.isfinite(shift) or shift <= 0:
-        raise ValueError(f"shift={shift!r} must be a positive finite number; Wan/FlashPortrait use 5.0")
+        raise ValueError(
+            f"shift={shift!r} must be a positive finite number; Wan/FlashPortrait use 5.0"
+        )
     if train_timesteps < 1:
         raise ValueError(f"train_timesteps={train_timesteps!r} must be >= 1; Wan uses 1000")
     train = torch.linspace(1, train_timesteps, train_timesteps, dtype=torch.float64).flip(0)
@@ -41,6 +45,8 @@ def check_sigmas(sigmas: Tensor) -> None:
             f"{getattr(sigmas, 'shape', type(sigmas).__name__)}; build one with flow_match_sigmas(steps)"
         )
     if not torch.isfinite(sigmas).all():
-        raise ValueError(f"sigmas contain NaN or Inf: {sigmas.tolist()}; rebuild them with flow_match_sigmas")
+        raise ValueError(
+            f"sigmas contain NaN or Inf: {sigmas.tolist()}; rebuild them with flow_match_sigmas"
+        )
     if (sigmas[1:] > sigmas[:-1]).any():
         raise ValueError("sigmas must be non-increasing (from noise to data)")

@@ -39,7 +39,9 @@ class Setting:
         )
 
     def describe(self) -> str:
-        args = ", ".join(f"{k}={v}" for k, v in {**self.windowing_args, **self.stepper_args}.items())
+        args = ", ".join(
+            f"{k}={v}" for k, v in {**self.windowing_args, **self.stepper_args}.items()
+        )
         return f"{self.windowing} x {self.stepper}" + (f" ({args})" if args else "")
 
 
@@ -52,5 +54,17 @@ def _add(setting: Setting) -> None:
 
 _add(Setting("baseline"))
 _add(Setting("sliding", windowing="sliding", windowing_args={"window": 8, "overlap": 4}))
-_add(Setting("sliding_uniform", windowing="sliding", windowing_args={"window": 8, "overlap": 4, "weighting": "uniform"}))
-_add(Setting("sliding_shift", windowing="sliding", windowing_args={"window": 8, "overlap": 0, "weighting": "uniform", "shift": 2}))
+_add(
+    Setting(
+        "sliding_uniform",
+        windowing="sliding",
+        windowing_args={"window": 8, "overlap": 4, "weighting": "uniform"},
+    )
+)
+_add(
+    Setting(
+        "sliding_shift",
+        windowing="sliding",
+        windowing_args={"window": 8, "overlap": 0, "weighting": "uniform", "shift": 2},
+    )
+)

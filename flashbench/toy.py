@@ -26,7 +26,9 @@ class ToyBlock(nn.Module):
         self.norm = nn.LayerNorm(dim, elementwise_affine=False)
         self.modulation = nn.Linear(dim, 2 * dim)
         self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
-        self.temporal = nn.Conv1d(dim, dim, 3, padding=1, padding_mode="replicate") if temporal else None
+        self.temporal = (
+            nn.Conv1d(dim, dim, 3, padding=1, padding_mode="replicate") if temporal else None
+        )
 
     def forward(self, h: Tensor, ctx: dict) -> Tensor:
         scale, bias = self.modulation(ctx["time"]).chunk(2, dim=-1)
@@ -49,7 +51,13 @@ class ToyDenoiser(nn.Module):
     """
 
     def __init__(
-        self, channels: int = 4, dim: int = 32, depth: int = 4, temporal: bool = True, motion_dim: int = 0, seed: int = 0
+        self,
+        channels: int = 4,
+        dim: int = 32,
+        depth: int = 4,
+        temporal: bool = True,
+        motion_dim: int = 0,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         generator_state = torch.random.get_rng_state()

@@ -87,7 +87,11 @@ class Sliding:
             w = torch.ones(stop - start, dtype=torch.float64)
             overlap = max(0, covered - start)
             if overlap and step > 0:
-                ramp = torch.arange(overlap, dtype=torch.float64) / (overlap - 1) if overlap > 1 else torch.full((1,), 0.5, dtype=torch.float64)
+                ramp = (
+                    torch.arange(overlap, dtype=torch.float64) / (overlap - 1)
+                    if overlap > 1
+                    else torch.full((1,), 0.5, dtype=torch.float64)
+                )
             else:
                 ramp = torch.ones(overlap, dtype=torch.float64)
             w[:overlap] = ramp
@@ -100,7 +104,9 @@ class Sliding:
         return weights
 
 
-def blend(outputs: list[Tensor], windows: list[Window], weights: list[Tensor], like: Tensor) -> Tensor:
+def blend(
+    outputs: list[Tensor], windows: list[Window], weights: list[Tensor], like: Tensor
+) -> Tensor:
     """Sum of each window's output times its per-frame weights."""
     if len(windows) == 1 and windows[0] == (0, like.shape[2]):
         return outputs[0]

@@ -19,10 +19,17 @@ LOCAL = ToyDenoiser(channels=3, dim=16, depth=2, temporal=False, motion_dim=2).e
 
 def inputs(frames, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(1, 3, frames, 4, 4, generator=g), Cond(temporal={"motion": torch.randn(1, frames, 2, generator=g)})
+    return torch.randn(1, 3, frames, 4, 4, generator=g), Cond(
+        temporal={"motion": torch.randn(1, frames, 2, generator=g)}
+    )
 
 
-@given(frames=st.integers(1, 12), extra=st.integers(0, 4), overlap=st.integers(0, 3), weighting=st.sampled_from(["linear", "uniform"]))
+@given(
+    frames=st.integers(1, 12),
+    extra=st.integers(0, 4),
+    overlap=st.integers(0, 3),
+    weighting=st.sampled_from(["linear", "uniform"]),
+)
 def test_window_covering_video_equals_full_bit_for_bit(frames, extra, overlap, weighting):
     noise, cond = inputs(frames)
     window = frames + extra
@@ -39,20 +46,42 @@ def test_window_covering_video_equals_full_bit_for_bit(frames, extra, overlap, w
     weighting=st.sampled_from(["linear", "uniform"]),
     shift=st.integers(0, 3),
 )
-def test_frame_local_denoiser_gives_same_video_under_any_windowing(frames, window, overlap, weighting, shift):
+def test_frame_local_denoiser_gives_same_video_under_any_windowing(
+    frames, window, overlap, weighting, shift
+):
     noise, cond = inputs(frames, seed=1)
-    sliding = Sliding(window=window, overlap=min(overlap, window - 1), weighting=weighting, shift=shift)
+    sliding = Sliding(
+        window=window, overlap=min(overlap, window - 1), weighting=weighting, shift=shift
+    )
     sigmas = flow_match_sigmas(5)
     full = sample(LOCAL, noise, sigmas, cond).latents
-    torch.testing.assert_close(sample(LOCAL, noise, sigmas, cond, windowing=sliding).latents, full, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        sample(LOCAL, noise, sigmas, cond, windowing=sliding).latents, full, atol=1e-5, rtol=1e-5
+    )
 
 
 def test_same_seed_same_bits_and_inputs_untouched():
     noise, cond = inputs(9)
     before = (noise.clone(), cond.temporal["motion"].clone())
     stepper, windowing, _ = settings.get("sliding").build()
-    a = sample(MODEL, noise, flow_match_sigmas(6), cond, stepper=stepper, windowing=windowing, guidance=Guidance(3.0, ("motion",)))
-    b = sample(MODEL, noise, flow_match_sigmas(6), cond, stepper=stepper, windowing=windowing, guidance=Guidance(3.0, ("motion",)))
+    a = sample(
+        MODEL,
+        noise,
+        flow_match_sigmas(6),
+        cond,
+        stepper=stepper,
+        windowing=windowing,
+        guidance=Guidance(3.0, ("motion",)),
+    )
+    b = sample(
+        MODEL,
+        noise,
+        flow_match_sigmas(6),
+        cond,
+        stepper=stepper,
+        windowing=windowing,
+        guidance=Guidance(3.0, ("motion",)),
+    )
     assert torch.equal(a.latents, b.latents)
     assert torch.equal(noise, before[0]) and torch.equal(cond.temporal["motion"], before[1])
 
@@ -83,7 +112,9 @@ def test_guidance_combines_two_passes_and_counts_both_in_nfe():
 
 def test_trace_records_every_step_window_and_branch():
     noise, cond = inputs(10)
-    result = sample(MODEL, noise, flow_match_sigmas(4), cond, windowing=Sliding(window=6, overlap=2))
+    result = sample(
+        MODEL, noise, flow_match_sigmas(4), cond, windowing=Sliding(window=6, overlap=2)
+    )
     assert len(result.trace) == 4 * 2 == result.nfe
     assert [r.step for r in result.trace] == [0, 0, 1, 1, 2, 2, 3, 3]
     assert all(r.action == "compute" and r.seconds >= 0 for r in result.trace)

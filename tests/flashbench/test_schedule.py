@@ -12,7 +12,9 @@ from flashbench.steppers import euler_step
 def test_sigmas_match_diffusers_flow_match_euler(steps, shift):
     scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=shift)
     scheduler.set_timesteps(steps)
-    torch.testing.assert_close(flow_match_sigmas(steps, shift), scheduler.sigmas.float(), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        flow_match_sigmas(steps, shift), scheduler.sigmas.float(), atol=1e-6, rtol=0
+    )
 
 
 def test_euler_step_matches_diffusers_step():

@@ -20,7 +20,9 @@ def slidings(draw):
 @given(windowing=slidings(), frames=st.integers(1, 60), step=st.integers(0, 40))
 def test_weights_are_a_partition_of_unity_on_every_frame(windowing, frames, step):
     total = torch.zeros(frames, dtype=torch.float64)
-    for (start, stop), w in zip(windowing.windows(frames, step), windowing.weights(frames, step), strict=True):
+    for (start, stop), w in zip(
+        windowing.windows(frames, step), windowing.weights(frames, step), strict=True
+    ):
         assert w.shape == (stop - start,)
         assert (w >= 0).all()
         total[start:stop] += w
