@@ -1,0 +1,177 @@
+"""The model registry of suites: a name -> a portrait model (denoiser + world + decoder).
+
+``toy`` is a small untrained layered denoiser with a toy world that renders coloured discs;
+``reference`` lazily imports ``reference_model`` (the FlashPortrait reference trained on the
+synthetic portrait world). Switching a suite's model is one key: ``suite.model``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from flashbench.denoiser import Cond, Denoiser
+from flashbench.registry import Registry
+from flashbench.suite import CaseSpec
+from flashbench.toy import ToyDenoiser, sigma_features
+
+WORLD_SPLITS: dict[str, range] = {
+    "train": range(0, 10_000),
+    "val": range(10_000, 10_500),
+    "test": range(10_500, 11_000),
+}
+
+
+@dataclass(frozen=True)
+class CaseInputs:
+    """What sampling and the metrics need for one case."""
+
+    cond: Cond
+    latent_shape: tuple[int, ...]
+    reference_image: Tensor  # [3, H, W] in [0, 1]
+    ground_truth: Tensor | None  # [T, 3, H, W] in [0, 1], or None where the world has none
+
+
+class PortraitModel(Protocol):
+    """A denoiser with the world it was made for: cases in, latents out, frames back."""
+
+    name: str
+    fps: int
+    splits: Mapping[str, range]
+    denoiser: Denoiser
+
+    def prepare(self, case: CaseSpec) -> CaseInputs: ...
+
+    def decode(self, latents: Tensor) -> Tensor: ...
+
+    def identity_encoder(self) -> Callable[[Tensor], Tensor] | None: ...
+
+    def weights(self) -> dict[str, str]: ...
+
+
+# ---- toy ----------------------------------------------------------------------------------
+
+
+class ToyPortraitDenoiser(ToyDenoiser):
+    """The toy denoiser conditioned on a reference latent (static) and expression (temporal)."""
+
+    def embed(self, x: Tensor, sigma: Tensor, cond: Cond) -> tuple[Tensor, dict]:
+        reference = cond.static.get("reference")
+        if reference is not None:
+            x = x + 0.5 * reference[:, :, None]
+        h = self.proj_in(x.permute(0, 2, 3, 4, 1))
+        if self.motion is not None and "expression" in cond.temporal:
+            h = h + self.motion(cond.temporal["expression"])[:, :, None, None]
+        return h, {"time": self.time(sigma_features(sigma, self.dim))}
+
+
+def _uniform(seed: int, *shape: int) -> Tensor:
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+class ToyModel:
+    """A toy world (a disc of the identity's colour on its background, moved by the driving motion) and an untrained denoiser."""
+
+    name = "toy"
+    fps = 8
+    splits = WORLD_SPLITS
+    downsample = 4
+
+    def __init__(self, dim: int = 32, depth: int = 3) -> None:
+        self.denoiser = ToyPortraitDenoiser(
+            channels=3, dim=dim, depth=depth, temporal=True, motion_dim=3, seed=0
+        ).eval()
+
+    def render(self, identity: int, motion: Tensor, resolution: int) -> Tensor:
+        """Frames ``[T, 3, R, R]``: the identity's disc displaced by motion[:, :2], radius by motion[:, 2]."""
+        colours = _uniform(identity, 2, 3)
+        grid = (torch.arange(resolution, dtype=torch.float64) + 0.5) / resolution - 0.5
+        yy, xx = torch.meshgrid(grid, grid, indexing="ij")
+        dx, dy, mouth = (motion[:, i, None, None] for i in range(3))
+        inside = ((xx - 0.2 * dx) ** 2 + (yy - 0.2 * dy) ** 2 < (0.25 + 0.05 * mouth) ** 2).double()
+        return (
+            colours[1, None, :, None, None] * (1 - inside[:, None])
+            + colours[0, None, :, None, None] * inside[:, None]
+        ).float()
+
+    def motion(self, driving_seed: int, frames: int) -> Tensor:
+        """Smooth driving motion ``[T, 3]`` in [-1, 1]: sinusoids with seeded frequencies and phases."""
+        params = _uniform(1_000_003 + driving_seed, 2, 3)
+        t = torch.arange(frames, dtype=torch.float64)[:, None] / self.fps
+        return torch.sin(2 * torch.pi * (0.2 + 0.8 * params[0]) * t + 2 * torch.pi * params[1])
+
+    def prepare(self, case: CaseSpec) -> CaseInputs:
+        if case.resolution % self.downsample:
+            raise ValueError(
+                f"resolution={case.resolution} must be a multiple of {self.downsample} for the toy model"
+            )
+        motion = self.motion(case.driving_seed, case.frames)
+        still = torch.zeros(1, 3, dtype=torch.float64)
+        reference = self.render(case.identity, still, case.resolution)[0]
+        truth = self.render(case.identity, motion, case.resolution)
+        size = case.resolution // self.downsample
+        reference_latent = nn.functional.avg_pool2d(reference[None] * 2 - 1, self.downsample)
+        cond = Cond(
+            static={"reference": reference_latent},
+            temporal={"expression": motion.float()[None]},
+            frames_per_latent=1,
+        )
+        return CaseInputs(cond, (1, 3, case.frames, size, size), reference, truth)
+
+    def decode(self, latents: Tensor) -> Tensor:
+        video = latents[0].permute(1, 0, 2, 3).float()
+        video = nn.functional.interpolate(video, scale_factor=self.downsample, mode="nearest")
+        return ((video + 1) / 2).clamp(0, 1)
+
+    def identity_encoder(self) -> Callable[[Tensor], Tensor]:
+        """Pooled colours centred per frame: a stand-in identity embedding for the toy world."""
+
+        def encode(frames: Tensor) -> Tensor:
+            pooled = nn.functional.adaptive_avg_pool2d(frames, 4).flatten(1)
+            return pooled - pooled.mean(dim=1, keepdim=True)
+
+        return encode
+
+    def weights(self) -> dict[str, str]:
+        state = self.denoiser.state_dict()
+        digest = hashlib.sha256()
+        for key in sorted(state):
+            digest.update(key.encode())
+            digest.update(state[key].detach().contiguous().numpy().tobytes())
+        return {"toy-denoiser(seed=0)": digest.hexdigest()}
+
+
+# ---- reference ----------------------------------------------------------------------------
+
+
+def load_reference(**kwargs: Any) -> PortraitModel:
+    """The FlashPortrait reference model (reference_model.load_reference_model) as a PortraitModel."""
+    try:
+        import reference_model
+    except ImportError as err:
+        raise ValueError(
+            f"model 'reference' needs the reference_model package ({err}); use model = \"toy\""
+        ) from err
+    loader = getattr(reference_model, "portrait_model", None)
+    if loader is None:
+        raise ValueError(
+            "model 'reference': reference_model has no portrait_model() adapter yet "
+            '(its checkpoint and world have not landed); use model = "toy"'
+        )
+    return loader(**kwargs)
+
+
+models = Registry("model")
+models.register(
+    "toy", ToyModel, doc="untrained toy denoiser on a world of coloured discs (tests, smoke runs)"
+)
+models.register(
+    "reference",
+    load_reference,
+    doc="FlashPortrait reference model trained on the synthetic portrait world",
+)

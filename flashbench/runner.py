@@ -1,0 +1,615 @@
+"""Run a suite into a run directory (docs/run-directory.md): atomic rows, resume, cached baselines.
+
+Work is split into units (case x setting x seed). A unit's rows file is written last, with
+``os.replace``, so a unit is either finished (its rows file exists) or redone on resume:
+a run killed at any point and resumed ends with exactly the rows of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import logging
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from flashbench.measure import METRICS, SPEED, frame_values
+from flashbench.models import CaseInputs, PortraitModel, models
+from flashbench.sampling import Guidance, Sample, sample
+from flashbench.schedule import flow_match_sigmas
+from flashbench.settings import Setting
+from flashbench.suite import CaseSpec, Suite, dumps_toml, setting_dict
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+TIMING_METRICS = ("wall_seconds", "fps")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One case x setting x seed: the grain of resume and of row files."""
+
+    case: CaseSpec
+    setting: Setting
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.case.id}__{self.setting.name}__seed{self.seed}"
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    out: Path
+    done: int
+    skipped: int
+    failed: int
+
+
+# ---- files ---------------------------------------------------------------------------------
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temp file beside ``path``, fsync, then ``os.replace`` (readers never see half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_json(path: Path, payload: Any) -> None:
+    atomic_write(path, (json.dumps(payload, indent=1, allow_nan=False) + "\n").encode())
+
+
+def _atomic_with(path: Path, write: Callable[[Path], None]) -> None:
+    """Atomic write through a writer that needs a real file name with ``path``'s suffix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp{os.getpid()}.{path.name}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_video(path: Path, video: Tensor, fps: int) -> None:
+    """Frames ``[T, 3, H, W]`` in [0, 1] as an H.264 mp4 (imageio-ffmpeg)."""
+    import imageio.v2 as imageio
+
+    frames = (video.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+    def write(tmp: Path) -> None:
+        # macro_block_size=1 keeps small frames their size; even sides suffice for yuv420p.
+        with imageio.get_writer(
+            tmp,
+            format="FFMPEG",
+            fps=fps,
+            codec="libx264",
+            macro_block_size=2,
+            ffmpeg_log_level="error",
+        ) as writer:
+            for frame in frames:
+                writer.append_data(frame)
+
+    _atomic_with(path, write)
+
+
+def write_image(path: Path, image: Tensor) -> None:
+    import imageio.v3 as iio
+
+    pixels = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    _atomic_with(path, lambda tmp: iio.imwrite(tmp, pixels))
+
+
+# ---- manifest ------------------------------------------------------------------------------
+
+
+def _versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for package in (
+        "flashbench",
+        "torch",
+        "torchvision",
+        "lightning",
+        "torchmetrics",
+        "numpy",
+        "imageio",
+        "imageio-ffmpeg",
+        "tqdm",
+    ):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package] = None
+    return out
+
+
+def _git_hash() -> str | None:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def _device_info() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda_available": torch.cuda.is_available(),
+    }
+    if torch.cuda.is_available():
+        info["cuda_device"] = torch.cuda.get_device_name(0)
+        info["cuda_version"] = torch.version.cuda
+    return info
+
+
+def metric_backends(suite: Suite, model: PortraitModel) -> dict[str, dict[str, Any]]:
+    """{metric: {backend, weights: {file: sha256}}} for the manifest."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in suite.metrics.names:
+        if name == "speed":
+            out[name] = {"backend": "timer", "weights": {}}
+            continue
+        backend = suite.metrics.backends.get(name, METRICS[name].backends[0])
+        weights = model.weights() if backend.startswith("world-") else {}
+        out[name] = {"backend": backend, "weights": weights}
+    return out
+
+
+def build_manifest(
+    suite: Suite, model: PortraitModel, threads: int, devices: int
+) -> dict[str, Any]:
+    return {
+        "format_version": FORMAT_VERSION,
+        "suite": suite.name,
+        "suite_version": suite.version,
+        "suite_sha256": suite.sha256,
+        "suite_path": suite.path,
+        "protocol": suite.protocol,
+        "baseline": suite.baseline,
+        "model": {"name": suite.model, "weights": model.weights()},
+        "steps": suite.steps,
+        "shift": suite.shift,
+        "seeds": list(suite.seeds),
+        "settings": [setting_dict(s) for s in suite.settings],
+        "metric_backends": metric_backends(suite, model),
+        "versions": _versions(),
+        "git_hash": _git_hash(),
+        "device": _device_info(),
+        "threads": threads,
+        "devices": devices,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def open_run_dir(
+    out: Path, suite: Suite, model: PortraitModel, *, resume: bool, threads: int, devices: int = 1
+) -> None:
+    """Create the run directory, or check that an existing one belongs to this very suite."""
+    manifest_path = out / "manifest.json"
+    if manifest_path.is_file():
+        if not resume:
+            raise ValueError(
+                f"run directory {str(out)!r} already holds a run; pass --resume to continue it, or choose another --out"
+            )
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(
+                f"{manifest_path} is not valid JSON ({err}); this is not a run directory of flashbench"
+            ) from err
+        if manifest.get("suite_sha256") != suite.sha256:
+            raise ValueError(
+                f"run directory {str(out)!r} was written by suite {manifest.get('suite')!r} version "
+                f"{manifest.get('suite_version')!r} (sha256 {str(manifest.get('suite_sha256'))[:12]}), but "
+                f"{suite.path} (version {suite.version!r}) has sha256 {suite.sha256[:12]}; rows of different suites are never "
+                "mixed: choose another --out"
+            )
+        return
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file; choose a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "suite.toml", dumps_toml(suite.resolved()).encode())
+    atomic_json(manifest_path, build_manifest(suite, model, threads, devices))
+
+
+# ---- units ---------------------------------------------------------------------------------
+
+
+def plan_units(suite: Suite, cases: Iterable[CaseSpec]) -> list[Unit]:
+    """Units in run order: per case, the baseline setting first so that its output is cached for the rest."""
+    ordered = sorted(suite.settings, key=lambda s: s.name != suite.baseline)
+    return [
+        Unit(case, setting, seed) for case in cases for seed in suite.seeds for setting in ordered
+    ]
+
+
+def noise_seed(case: CaseSpec, seed: int) -> int:
+    """A seed for the initial noise, the same for every setting of one case and sampling seed."""
+    return int(hashlib.sha256(f"{case.id}:{seed}".encode()).hexdigest()[:15], 16)
+
+
+def baseline_key(suite: Suite, model: PortraitModel, case: CaseSpec, seed: int) -> str:
+    """Content hash of everything that determines a case's baseline output."""
+    payload = {
+        "model": suite.model,
+        "weights": model.weights(),
+        "case": case.__dict__,
+        "seed": seed,
+        "steps": suite.steps,
+        "shift": suite.shift,
+        "setting": setting_dict(suite.setting(suite.baseline)),
+        "guidance_drop": list(suite.guidance_drop),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class _StepProgress:
+    """A stepper proxy that advances a progress bar once per denoising step."""
+
+    def __init__(self, stepper: Any, bar: tqdm) -> None:
+        self._stepper, self._bar, self._last = stepper, bar, -1
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stepper, name)
+
+    def plan(self, sigmas: Tensor) -> Tensor:
+        planned = self._stepper.plan(sigmas)
+        self._bar.reset(total=len(planned) - 1)
+        return planned
+
+    def velocity(self, model, x, sigmas, step, cond, cache):
+        if step > self._last:
+            self._bar.update(step - self._last)
+            self._last = step
+        return self._stepper.velocity(model, x, sigmas, step, cond, cache)
+
+
+class NonFiniteLatents(ValueError):
+    """Sampling produced NaN or Inf."""
+
+
+def _sample(
+    suite: Suite,
+    model: PortraitModel,
+    setting: Setting,
+    inputs: CaseInputs,
+    noise: Tensor,
+    bar: tqdm | None,
+) -> Sample:
+    stepper, windowing, _ = setting.build()
+    guidance = (
+        Guidance(setting.guidance_scale, suite.guidance_drop)
+        if setting.guidance_scale is not None
+        else None
+    )
+    if bar is not None:
+        stepper = _StepProgress(stepper, bar)
+    result = sample(
+        model.denoiser,
+        noise,
+        flow_match_sigmas(suite.steps, suite.shift),
+        inputs.cond,
+        stepper=stepper,
+        windowing=windowing,
+        guidance=guidance,
+    )
+    if not torch.isfinite(result.latents).all():
+        nan = int(torch.isnan(result.latents).sum())
+        inf = int(torch.isinf(result.latents).sum())
+        raise NonFiniteLatents(
+            f"non-finite latents from setting {setting.name!r}: {nan} NaN and {inf} Inf of {result.latents.numel()} values"
+        )
+    return result
+
+
+def _row(
+    unit: Unit,
+    metric: str,
+    value: float,
+    unit_name: str,
+    higher: bool | None,
+    backend: str,
+    reference: str,
+    frame: int | None,
+) -> dict[str, Any]:
+    return {
+        "case": unit.case.id,
+        "setting": unit.setting.name,
+        "seed": unit.seed,
+        "metric": metric,
+        "value": float(value),
+        "unit": unit_name,
+        "higher_is_better": higher,
+        "backend": backend,
+        "reference": reference,
+        "frame": frame,
+        "frames": unit.case.frames,
+        "stepper": unit.setting.stepper,
+        "windowing": unit.setting.windowing,
+    }
+
+
+def unit_rows(
+    suite: Suite,
+    model: PortraitModel,
+    unit: Unit,
+    result: Sample,
+    video: Tensor,
+    targets: dict[str, Tensor],
+) -> list[dict[str, Any]]:
+    """Tidy rows of one unit: each metric against each of its references (and per frame where asked), then speed."""
+    rows: list[dict[str, Any]] = []
+    identity = model.identity_encoder()
+    for name in suite.metrics.names:
+        if name == "speed":
+            continue
+        spec = METRICS[name]
+        backend = suite.metrics.backends.get(name, spec.backends[0])
+        for reference in suite.metrics.references:
+            if reference not in spec.references or reference not in targets:
+                continue
+            values = frame_values(name, video, targets[reference], identity)
+            if not torch.isfinite(values).all():
+                raise NonFiniteLatents(
+                    f"metric {name!r} vs {reference} is not finite ({values.tolist()[:4]}...)"
+                )
+            rows.append(
+                _row(
+                    unit,
+                    name,
+                    float(values.mean()),
+                    spec.unit,
+                    spec.higher_is_better,
+                    backend,
+                    reference,
+                    None,
+                )
+            )
+            if name in suite.metrics.per_frame:
+                rows.extend(
+                    _row(
+                        unit,
+                        name,
+                        float(v),
+                        spec.unit,
+                        spec.higher_is_better,
+                        backend,
+                        reference,
+                        i,
+                    )
+                    for i, v in enumerate(values)
+                )
+    if "speed" in suite.metrics.names:
+        figures = {
+            "wall_seconds": result.seconds,
+            "nfe": result.nfe,
+            "peak_bytes": result.peak_cache_bytes,
+            "fps": unit.case.frames / max(result.seconds, 1e-9),
+        }
+        for metric, value in figures.items():
+            unit_name, higher = SPEED[metric]
+            rows.append(_row(unit, metric, value, unit_name, higher, "timer", "", None))
+    return rows
+
+
+def _trace(result: Sample) -> list[dict[str, Any]]:
+    return [
+        {
+            "step": r.step,
+            "sigma": r.sigma,
+            "window": list(r.window),
+            "branch": r.branch,
+            "action": r.action,
+            "seconds": r.seconds,
+        }
+        for r in result.trace
+    ]
+
+
+class CaseRunner:
+    """Runs the units of a suite into a run directory; one instance per process."""
+
+    def __init__(
+        self, suite: Suite, model: PortraitModel, out: Path, progress: bool | None = None
+    ) -> None:
+        self.suite, self.model, self.out, self.progress = suite, model, Path(out), progress
+
+    def _baseline(self, case: CaseSpec, seed: int, inputs: CaseInputs, noise: Tensor) -> Tensor:
+        """The baseline latents of a case, from the content-hash cache or sampled once and cached."""
+        path = (
+            self.out
+            / "cache"
+            / "baseline"
+            / f"{baseline_key(self.suite, self.model, case, seed)}.pt"
+        )
+        if path.is_file():
+            return torch.load(path, weights_only=True)
+        result = _sample(
+            self.suite, self.model, self.suite.setting(self.suite.baseline), inputs, noise, None
+        )
+        self._cache(path, result.latents)
+        return result.latents
+
+    def _cache(self, path: Path, latents: Tensor) -> None:
+        _atomic_with(path, lambda tmp: torch.save(latents.contiguous(), tmp))
+
+    def run_unit(self, unit: Unit, inputs: CaseInputs, bar: tqdm | None = None) -> bool:
+        """Sample one unit and write its video, trace and (last) rows; failures go to errors/."""
+        suite, model, out = self.suite, self.model, self.out
+        error_path = out / "errors" / f"{unit.name}.json"
+        try:
+            noise = torch.randn(
+                inputs.latent_shape,
+                generator=torch.Generator().manual_seed(noise_seed(unit.case, unit.seed)),
+            )
+            result = _sample(suite, model, unit.setting, inputs, noise, bar)
+            is_baseline = unit.setting.name == suite.baseline
+            if is_baseline:
+                key = baseline_key(suite, model, unit.case, unit.seed)
+                self._cache(out / "cache" / "baseline" / f"{key}.pt", result.latents)
+            video = model.decode(result.latents)
+            targets: dict[str, Tensor] = {"reference_image": inputs.reference_image}
+            if inputs.ground_truth is not None:
+                targets["ground_truth"] = inputs.ground_truth
+            if not is_baseline and "baseline" in suite.metrics.references:
+                targets["baseline"] = model.decode(
+                    self._baseline(unit.case, unit.seed, inputs, noise)
+                )
+            rows = unit_rows(suite, model, unit, result, video, targets)
+            write_video(
+                out / "videos" / unit.case.id / f"{unit.setting.name}__seed{unit.seed}.mp4",
+                video,
+                model.fps,
+            )
+            if suite.save_latents:
+                self._cache(out / "latents" / f"{unit.name}.pt", result.latents)
+            atomic_json(out / "traces" / f"{unit.name}.json", _trace(result))
+            atomic_json(out / "rows" / f"{unit.name}.json", {"unit": unit.name, "rows": rows})
+            error_path.unlink(missing_ok=True)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as err:  # one unit's failure is recorded and the run goes on
+            text = str(err).strip().splitlines()
+            message = f"{type(err).__name__}: {text[0] if text else ''}"
+            log.error("unit %s failed: %s", unit.name, message)
+            atomic_json(
+                error_path,
+                {
+                    "unit": unit.name,
+                    "case": unit.case.id,
+                    "setting": unit.setting.name,
+                    "seed": unit.seed,
+                    "error": message,
+                },
+            )
+            return False
+        return True
+
+    def run_case(
+        self, case: CaseSpec, units: list[Unit], bar: tqdm | None = None
+    ) -> tuple[int, int, int]:
+        """Run the unfinished units of one case; returns (done, skipped, failed)."""
+        todo = [u for u in units if not (self.out / "rows" / f"{u.name}.json").is_file()]
+        skipped = len(units) - len(todo)
+        if not todo:
+            return 0, skipped, 0
+        inputs = self.model.prepare(case)
+        case_dir = self.out / "videos" / case.id
+        if not (case_dir / "reference.png").is_file():
+            write_image(case_dir / "reference.png", inputs.reference_image)
+        if inputs.ground_truth is not None and not (case_dir / "ground_truth.mp4").is_file():
+            write_video(case_dir / "ground_truth.mp4", inputs.ground_truth, self.model.fps)
+        done = failed = 0
+        steps = tqdm(
+            total=self.suite.steps, desc="steps", leave=False, disable=self._disabled(), position=1
+        )
+        with steps:
+            for unit in todo:
+                steps.set_postfix_str(f"{unit.setting.name} seed {unit.seed}")
+                if self.run_unit(unit, inputs, steps):
+                    done += 1
+                else:
+                    failed += 1
+                if bar is not None:
+                    bar.update(1)
+        if bar is not None:
+            bar.update(skipped)
+        return done, skipped, failed
+
+    def _disabled(self) -> bool | None:
+        return None if self.progress is None else not self.progress
+
+
+def case_units(
+    suite: Suite, model: PortraitModel, limit: int | None = None
+) -> list[tuple[CaseSpec, list[Unit]]]:
+    """The suite's cases (the first ``limit`` of them) with their units."""
+    cases = suite.cases.expand(model.splits, model.fps)
+    if limit is not None:
+        if limit < 1:
+            raise ValueError(f"--limit={limit} must be >= 1 case")
+        cases = cases[:limit]
+    units = plan_units(suite, cases)
+    return [(case, [u for u in units if u.case == case]) for case in cases]
+
+
+def run_suite(
+    suite: Suite,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    limit: int | None = None,
+    threads: int | None = None,
+    progress: bool | None = None,
+) -> RunSummary:
+    """Run ``suite`` into ``out`` in this process; see ``flashbench.distributed`` for several."""
+    out = Path(out)
+    threads = threads or torch.get_num_threads()
+    torch.set_num_threads(threads)
+    model = models.build(suite.model)
+    open_run_dir(out, suite, model, resume=resume, threads=threads)
+    plan = case_units(suite, model, limit)
+    runner = CaseRunner(suite, model, out, progress)
+    done = skipped = failed = 0
+    start = time.perf_counter()
+    with tqdm(
+        total=sum(len(u) for _, u in plan),
+        desc=f"{suite.name} units",
+        disable=runner._disabled(),
+        position=0,
+    ) as bar:
+        for case, units in plan:
+            d, s, f = runner.run_case(case, units, bar)
+            done, skipped, failed = done + d, skipped + s, failed + f
+    log.info(
+        "%s: %d units done, %d skipped, %d failed in %.1f s",
+        out,
+        done,
+        skipped,
+        failed,
+        time.perf_counter() - start,
+    )
+    return RunSummary(out, done, skipped, failed)
+
+
+def read_rows(out: str | Path) -> list[dict[str, Any]]:
+    """All rows of a run directory, sorted (for comparisons)."""
+    rows = []
+    for path in sorted((Path(out) / "rows").glob("*.json")):
+        rows.extend(json.loads(path.read_text())["rows"])
+    return sorted(
+        rows,
+        key=lambda r: (
+            r["case"],
+            r["setting"],
+            r["seed"],
+            r["metric"],
+            r["reference"],
+            -1 if r["frame"] is None else r["frame"],
+        ),
+    )
