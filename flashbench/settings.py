@@ -13,6 +13,14 @@ from flashbench.windowing import Full, Sliding
 
 steppers = Registry("stepper")
 steppers.register("euler", "flashbench.steppers.euler:Euler")
+steppers.register("alp", "flashbench.steppers.alp:ALP")
+steppers.register("taylorseer", "flashbench.steppers.taylorseer:TaylorSeer")
+steppers.register("teacache", "flashbench.steppers.teacache:TeaCache")
+steppers.register("fora", "flashbench.steppers.fora:FORA")
+steppers.register("first_block_cache", "flashbench.steppers.first_block_cache:FirstBlockCache")
+steppers.register("magcache", "flashbench.steppers.magcache:MagCache")
+steppers.register("fewer_steps", "flashbench.steppers.fewer_steps:FewerSteps")
+steppers.register("dpmpp_2m", "flashbench.steppers.dpm_solver:DPMSolver")
 
 windowings = Registry("windowing")
 windowings.register("full", Full)
@@ -68,3 +76,12 @@ _add(
         windowing_args={"window": 8, "overlap": 0, "weighting": "uniform", "shift": 2},
     )
 )
+_add(Setting("alp_k5", stepper="alp", stepper_args={"interval": 5, "order": 3, "alpha": 1.5}))
+_add(Setting("alp_newton_k5", stepper="alp", stepper_args={"interval": 5, "order": 3, "form": "newton"}))
+_add(Setting("taylorseer_n5_o1", stepper="taylorseer", stepper_args={"interval": 5, "order": 1}))
+_add(Setting("teacache_0p2", stepper="teacache", stepper_args={"threshold": 0.2}))
+_add(Setting("fora_n3", stepper="fora", stepper_args={"interval": 3}))
+_add(Setting("fbcache_0p05", stepper="first_block_cache", stepper_args={"threshold": 0.05}))
+_add(Setting("magcache", stepper="magcache"))
+_add(Setting("fewer_steps_6", stepper="fewer_steps", stepper_args={"steps": 6}))
+_add(Setting("dpmpp_2m_6", stepper="dpmpp_2m", stepper_args={"steps": 6}))

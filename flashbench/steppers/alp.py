@@ -1,0 +1,271 @@
+"""Adaptive Latent Prediction (ALP) and the forecasting core it shares with TaylorSeer.
+
+A full pass runs every ``interval`` steps after ``warmup`` full steps; in between, each
+layer's block residual (or, at ``level="output"``, the velocity) is forecast from finite
+differences over the full-pass points. All layers live in one stacked tensor
+``factors[order + 1, layers, *h.shape]`` so a prediction is one matrix-vector product.
+
+Spacing: differences are taken in step index (``spacing="step"``, TaylorSeer's choice) or in
+sigma (``spacing="sigma"``), which respects the uneven sigma steps of a shifted schedule.
+Default ``"sigma"``: on the toy denoiser (30 steps, shift 5, K=5, n=3) it lands 3-4x closer to
+the Euler result than step spacing (benchmarks/bench_steppers.py prints both).
+
+Forms: ``"taylor"`` is TaylorSeer's recursion F(i+1) = (F(i) - F(i)_prev) / d with d the
+distance between the last two full points, then f = sum F(i) k^i / i!; it is exact for
+features linear in the spacing coordinate and, for a quadratic, off by -k d f''/2 (the
+differences estimate derivatives at a lagged point). ``"newton"`` keeps divided differences
+f[u_a, ..., u_(a-i)] and evaluates Newton's backward polynomial, exact for degree <= order on
+any spacing (on equal spacing it is sum binom(k/h + i - 1, i) nabla^i f).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from flashbench.denoiser import Cond, Denoiser
+from flashbench.steppers.base import Stepper, sigma_batch
+from flashbench.steppers.layered import (
+    check_choice,
+    check_positive_int,
+    check_threshold,
+    relative_l1,
+    require_layered,
+)
+
+
+@dataclass(frozen=True)
+class Forecaster(Stepper):
+    """Per-layer finite-difference forecasting between periodic full passes (TaylorSeer's scheme)."""
+
+    interval: int = 5
+    order: int = 1
+    warmup: int | None = None
+    spacing: Literal["step", "sigma"] = "step"
+    form: Literal["taylor", "newton"] = "taylor"
+    level: Literal["layer", "output"] = "layer"
+
+    name = "forecaster"
+
+    def __post_init__(self) -> None:
+        check_positive_int(
+            self.interval, "interval", "use interval=1 for a full pass every step (K >= 1)"
+        )
+        check_positive_int(
+            self.order, "order", "use order=0 to reuse the last features (n >= 0)", minimum=0
+        )
+        if self.warmup is not None:
+            check_positive_int(
+                self.warmup,
+                "warmup",
+                f"use warmup >= 1 full steps (order + 1 = {self.order + 1} forms every difference)",
+            )
+        check_choice(self.spacing, "spacing", ("step", "sigma"))
+        check_choice(self.form, "form", ("taylor", "newton"))
+        check_choice(self.level, "level", ("layer", "output"))
+
+    @property
+    def warmup_steps(self) -> int:
+        return self.warmup if self.warmup is not None else self.order + 1
+
+    # -- hooks ALP overrides ---------------------------------------------------------------
+    def observe(self, x: Tensor, cache: dict) -> None:
+        """Track what the latent does at every step (ALP's variation rate)."""
+
+    def scheduled(self, step: int, cache: dict) -> bool:
+        """Whether this step is a full pass under the fixed schedule."""
+        return step < self.warmup_steps or (step - self.warmup_steps + 1) % self.interval == 0
+
+    def dynamic_weights(self, factors: Tensor, x: Tensor, cache: dict) -> Tensor | None:
+        """Per (order, layer) multipliers of the difference terms, or None for plain Taylor."""
+        return None
+
+    # -- the stepper -----------------------------------------------------------------------
+    def coordinate(self, sigmas: Tensor, step: int) -> float:
+        # -sigma so that the coordinate grows along sampling, as the step index does.
+        return float(step) if self.spacing == "step" else -float(sigmas[step])
+
+    def velocity(
+        self, model: Denoiser, x: Tensor, sigmas: Tensor, step: int, cond: Cond, cache: dict
+    ) -> tuple[Tensor, str]:
+        if self.level == "layer":
+            require_layered(
+                model,
+                self.name,
+                f'use {type(self).__name__}(level="output") to forecast the velocity of a black-box denoiser',
+            )
+        self.observe(x, cache)
+        u = self.coordinate(sigmas, step)
+        if "factors" not in cache or self.scheduled(step, cache):
+            return self.full_pass(model, x, sigmas, step, cond, cache, u), "compute"
+        return self.predict(model, x, sigmas, step, cond, cache, u), "predict"
+
+    def full_pass(
+        self,
+        model: Denoiser,
+        x: Tensor,
+        sigmas: Tensor,
+        step: int,
+        cond: Cond,
+        cache: dict,
+        u: float,
+    ) -> Tensor:
+        sigma = sigma_batch(sigmas, step, x)
+        if self.level == "layer":
+            h, ctx = model.embed(x, sigma, cond)
+            factors = h.new_empty((self.order + 1, len(model.blocks), *h.shape))
+            for layer, block in enumerate(model.blocks):
+                out = block(h, ctx)
+                torch.sub(out, h, out=factors[0, layer])
+                h = out
+            v = model.head(h, ctx)
+        else:
+            v = model(x, sigma, cond)
+            factors = v.new_empty((self.order + 1, 1, *v.shape))
+            factors[0, 0] = v
+        self.update_factors(factors, cache, u)
+        cache["weights"] = self.dynamic_weights(factors, x, cache)
+        cache["last_step"] = step
+        return v
+
+    def update_factors(self, new: Tensor, cache: dict, u: float) -> None:
+        """Fill ``new[1:]`` with differences of ``new[0]`` against the previous full point's factors."""
+        old: Tensor | None = cache.get("factors")
+        points: list[float] = cache.get(
+            "points", []
+        )  # coordinates of earlier full points, newest first
+        orders = 0
+        for i in range(1, min(self.order, len(points)) + 1):
+            distance = u - (points[0] if self.form == "taylor" else points[i - 1])
+            if distance == 0:
+                break
+            torch.sub(new[i - 1], old[i - 1], out=new[i])
+            new[i].div_(distance)
+            orders = i
+        new[orders + 1 :].zero_()
+        cache["factors"] = new
+        cache["orders"] = orders
+        cache["points"] = [u, *points][: max(self.order, 1)]
+
+    def coefficients(self, u: float, cache: dict) -> list[float]:
+        points, orders = cache["points"], cache["orders"]
+        coefficients = [1.0] + [0.0] * self.order
+        for i in range(1, orders + 1):
+            if self.form == "taylor":
+                coefficients[i] = (u - points[0]) ** i / math.factorial(i)
+            else:
+                coefficients[i] = coefficients[i - 1] * (u - points[i - 1])
+        return coefficients
+
+    def forecast(self, cache: dict, u: float) -> Tensor:
+        """sum over (order i, layer l) of c_i * weight(i, l) * factors[i, l]."""
+        factors: Tensor = cache["factors"]
+        c = torch.tensor(self.coefficients(u, cache), dtype=factors.dtype, device=factors.device)
+        weights = cache.get("weights")
+        mix = c[:, None].expand(factors.shape[:2]) if weights is None else c[:, None] * weights
+        flat = factors.reshape(mix.numel(), -1)
+        return (mix.reshape(1, -1) @ flat).reshape(factors.shape[2:])
+
+    def predict(
+        self,
+        model: Denoiser,
+        x: Tensor,
+        sigmas: Tensor,
+        step: int,
+        cond: Cond,
+        cache: dict,
+        u: float,
+    ) -> Tensor:
+        if self.level == "output":
+            return self.forecast(cache, u)
+        h, ctx = model.embed(x, sigma_batch(sigmas, step, x), cond)
+        return model.head(h + self.forecast(cache, u), ctx)
+
+
+@dataclass(frozen=True)
+class ALP(Forecaster):
+    """Adaptive Latent Prediction (Ma et al. 2025, FlashPortrait, arXiv 2512.16900): Taylor forecasting with dynamic functions.
+
+    f(t, l) = f(t+k, l) + sum_i D^i f(t+k, l) (-k)^i / (i! K^i w(t+k, l, i) s(t+k)), with
+    s = (sigma(t) / sigma_avg)^alpha over the full steps seen so far and w = 1 / sqrt(r),
+    r = a layer's mean |difference of order i| over the mean across layers.
+    ``reading`` picks sigma(t): ``"rate"`` = relative change of the latent per step
+    (mean|x_t - x_(t-1)| / mean|x_(t-1)|), ``"std"`` = the latent's standard deviation.
+    ``dynamic=False`` switches s and w off (then ALP is TaylorSeer). ``threshold`` turns on
+    the adaptive mode: after warm-up a full pass runs when the accumulated latent variation
+    rate since the last one reaches ``threshold`` (or after ``interval`` steps at most).
+    """
+
+    interval: int = 5
+    order: int = 3
+    alpha: float = 1.5
+    reading: Literal["rate", "std"] = "rate"
+    dynamic: bool = True
+    threshold: float | None = None
+
+    name = "alp"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if (
+            isinstance(self.alpha, bool)
+            or not isinstance(self.alpha, int | float)
+            or not math.isfinite(self.alpha)
+        ):
+            raise ValueError(
+                f"alpha={self.alpha!r} must be a finite number; the paper uses 1.5 (range 0.5-1.5)"
+            )
+        check_choice(self.reading, "reading", ("rate", "std"))
+        if self.threshold is not None:
+            check_threshold(
+                self.threshold,
+                "threshold",
+                "use a small positive rate sum such as 0.15, or threshold=None for a full pass every K steps",
+            )
+
+    def observe(self, x: Tensor, cache: dict) -> None:
+        if self.reading == "rate" or self.threshold is not None:
+            previous = cache.get("x_previous")
+            cache["rate"] = relative_l1(x, previous) if previous is not None else None
+            cache["x_previous"] = x.clone()
+            if cache["rate"] is not None:
+                cache["accumulated"] = cache.get("accumulated", 0.0) + cache["rate"]
+
+    def scheduled(self, step: int, cache: dict) -> bool:
+        if self.threshold is None:
+            full = super().scheduled(step, cache)
+        else:
+            full = (
+                step < self.warmup_steps
+                or cache.get("accumulated", 0.0) >= self.threshold
+                or step - cache["last_step"] >= self.interval
+            )
+        if full:
+            cache["accumulated"] = 0.0
+        return full
+
+    def dynamic_weights(self, factors: Tensor, x: Tensor, cache: dict) -> Tensor | None:
+        if not self.dynamic:
+            return None
+        level = cache.get("rate") if self.reading == "rate" else float(x.float().std())
+        scale = 1.0
+        if level is not None:
+            cache["level_sum"] = cache.get("level_sum", 0.0) + level
+            cache["level_count"] = cache.get("level_count", 0) + 1
+            average = cache["level_sum"] / cache["level_count"]
+            scale = (level / average) ** self.alpha if average > 0 and level > 0 else 1.0
+        magnitude = factors.abs().flatten(2).mean(2).float()
+        across = magnitude.mean(1, keepdim=True)
+        ratio = torch.where(
+            across > 0,
+            magnitude / across.clamp_min(torch.finfo(torch.float32).tiny),
+            torch.ones_like(magnitude),
+        )
+        # 1 / (w s) with w = 1 / sqrt(r); order 0 (the features themselves) is never rescaled.
+        weights = ratio.sqrt() / scale
+        weights[0] = 1.0
+        return weights.to(factors.dtype)

@@ -1,0 +1,93 @@
+"""TeaCache: skip the block stack while the accumulated, rescaled input change stays small."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from torch import Tensor
+
+from flashbench.calibrate import Calibration, check_calibration, load_calibration
+from flashbench.denoiser import Cond, Denoiser
+from flashbench.steppers.base import Stepper, sigma_batch
+from flashbench.steppers.layered import (
+    change_indicator,
+    check_choice,
+    check_threshold,
+    relative_l1,
+    require_layered,
+    run_blocks,
+)
+
+
+@dataclass(frozen=True)
+class TeaCache(Stepper):
+    """TeaCache (Liu et al. 2024, arXiv 2411.19108): acc += poly(mean|m_t - m_(t-1)| / mean|m_(t-1)|); reuse the residual while acc < threshold.
+
+    ``m`` is the time embedding (``indicator="time"``, TeaCache's choice for Wan) or the embedded
+    input (``"embed"``); ``"auto"`` takes the time embedding when the block context has one.
+    ``coefficients`` (highest degree first, as numpy.polyfit) or a ``calibration`` file from
+    ``flashbench calibrate teacache``; neither means poly(d) = d. First and last steps always
+    run; guidance branches keep separate accumulators (one cache each).
+    """
+
+    threshold: float = 0.2
+    coefficients: tuple[float, ...] | None = None
+    calibration: str | None = None
+    indicator: Literal["auto", "time", "embed"] = "auto"
+    loaded: Calibration | None = field(default=None, init=False, compare=False, repr=False)
+
+    name = "teacache"
+
+    def __post_init__(self) -> None:
+        check_threshold(
+            self.threshold, "threshold", "TeaCache uses 0.13-0.26 on Wan; threshold=0 never skips"
+        )
+        check_choice(self.indicator, "indicator", ("auto", "time", "embed"))
+        if self.calibration is not None:
+            if self.coefficients is not None:
+                raise ValueError(
+                    "give coefficients or calibration, not both; the calibration file holds the coefficients"
+                )
+            calibration = load_calibration(self.calibration, "teacache")
+            object.__setattr__(self, "coefficients", tuple(calibration.values["coefficients"]))
+            object.__setattr__(self, "loaded", calibration)
+        if self.coefficients is not None and (
+            len(self.coefficients) == 0
+            or not all(isinstance(c, int | float) for c in self.coefficients)
+        ):
+            raise ValueError(
+                f"coefficients={self.coefficients!r} must be numbers, highest degree first (numpy.polyfit order)"
+            )
+
+    def rescale(self, change: float) -> float:
+        if self.coefficients is None:
+            return change
+        value = 0.0
+        for c in self.coefficients:
+            value = value * change + c
+        return value
+
+    def velocity(
+        self, model: Denoiser, x: Tensor, sigmas: Tensor, step: int, cond: Cond, cache: dict
+    ) -> tuple[Tensor, str]:
+        model = require_layered(
+            model, self.name, "for a black-box denoiser use alp or taylorseer with level='output'"
+        )
+        if self.loaded is not None and "checked" not in cache:
+            check_calibration(self.loaded, model, f"calibration={self.calibration!r}")
+            cache["checked"] = True
+        h, ctx = model.embed(x, sigma_batch(sigmas, step, x), cond)
+        indicator = change_indicator(h, ctx, self.indicator)
+        previous = cache.get("indicator")
+        cache["indicator"] = indicator.clone()
+        edge = step == 0 or step == len(sigmas) - 2
+        if not edge and previous is not None and "residual" in cache:
+            accumulated = cache["accumulated"] + self.rescale(relative_l1(indicator, previous))
+            if accumulated < self.threshold:
+                cache["accumulated"] = accumulated
+                return model.head(h + cache["residual"], ctx), "reuse"
+        out = run_blocks(model, h, ctx)
+        cache["residual"] = out - h
+        cache["accumulated"] = 0.0
+        return model.head(out, ctx), "compute"
