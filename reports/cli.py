@@ -1,0 +1,210 @@
+"""Report commands: ``report``, ``leaderboard``, ``compare`` and ``gate`` (plain functions + argparse)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from reports.compare import compare_runs
+from reports.gate import baseline_floors, failing_settings, parse_floor
+from reports.grid import case_grids
+from reports.html import render_html
+from reports.leaderboard import leaderboard_table
+from reports.load import load_run
+from reports.markdown import markdown_table, render_markdown
+from reports.plots import report_figures
+from reports.tables import summary_table
+
+log = logging.getLogger(__name__)
+
+
+def _write_table(table: pd.DataFrame, stem: Path) -> None:
+    table.to_csv(stem.with_suffix(".csv"), index=False)
+    table.to_parquet(stem.with_suffix(".parquet"), index=False)
+
+
+def report(
+    run: str | Path,
+    out: str | Path | None = None,
+    *,
+    videos: bool = True,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> Path:
+    """Write report.md, report.html, figures, grids and the tidy tables; return the folder."""
+    loaded = load_run(run)
+    folder = Path(out) if out is not None else loaded.path / "report"
+    folder.mkdir(parents=True, exist_ok=True)
+    summary = summary_table(loaded, n_boot=n_boot, seed=seed)
+    _write_table(loaded.rows, folder / "rows")
+    _write_table(summary, folder / "summary")
+    figures = report_figures(loaded.rows, loaded.traces, summary)
+    (folder / "figures").mkdir(exist_ok=True)
+    for name, (_, png) in figures.items():
+        (folder / "figures" / f"{name}.png").write_bytes(png)
+    settings = sorted(set(summary["setting"]), key=lambda s: (s != loaded.baseline, s))
+    grids = []
+    if videos:
+        for case, files in loaded.videos.items():
+            grids += case_grids(files, case, settings, folder / "grids")
+    markdown = render_markdown(
+        loaded,
+        summary,
+        {name: (title, f"figures/{name}.png") for name, (title, _) in figures.items()},
+        [(f"{g.case}, seed {g.seed}", f"grids/{g.mp4.name}") for g in grids],
+    )
+    (folder / "report.md").write_text(markdown, encoding="utf-8")
+    (folder / "report.html").write_text(
+        render_html(loaded, summary, figures, grids), encoding="utf-8"
+    )
+    return folder
+
+
+def leaderboard(
+    runs: Sequence[str | Path],
+    floors: Sequence[str] = (),
+    out: str | Path | None = None,
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Rank settings across runs of one protocol; ``floors`` like ``"psnr@baseline>=30"``."""
+    table = leaderboard_table(
+        [load_run(run) for run in runs], [parse_floor(f) for f in floors], n_boot=n_boot, seed=seed
+    )
+    if out is not None:
+        _write_table(table, Path(out).with_suffix(""))
+    return table
+
+
+def compare(a: str | Path, b: str | Path, *, n_boot: int = 2000, seed: int = 0) -> int:
+    """Print B - A per metric with CIs; exit code 1 when B significantly regressed, else 0."""
+    table = compare_runs(load_run(a), load_run(b), n_boot=n_boot, seed=seed)
+    print(markdown_table(_rounded(table)))
+    regressions = table[table["regression"]]
+    for row in regressions.itertuples(index=False):
+        print(
+            f"REGRESSION {row.setting} {row.metric}: {row.mean_a:.4g} -> {row.mean_b:.4g} "
+            f"(diff {row.diff:+.4g}, 95% CI [{row.ci_low:+.4g}, {row.ci_high:+.4g}])"
+        )
+    return 1 if len(regressions) else 0
+
+
+def gate(
+    run: str | Path, *, floors: Sequence[str] = (), statistic: str = "mean", **minimums: float
+) -> int:
+    """Exit code 1 when an accelerated setting is below a floor (e.g. ``min_psnr=30``), else 0."""
+    loaded = load_run(run)
+    parsed = baseline_floors(**minimums) + [parse_floor(f) for f in floors]
+    failures = failing_settings(summary_table(loaded), loaded.baseline, parsed, statistic=statistic)
+    if failures.empty:
+        print(f"gate passed: every setting meets {', '.join(map(str, parsed))}")
+        return 0
+    print(markdown_table(_rounded(failures)))
+    print(f"gate FAILED for settings: {', '.join(sorted(set(failures['setting'])))}")
+    return 1
+
+
+def _rounded(table: pd.DataFrame) -> pd.DataFrame:
+    return table.apply(lambda c: c.map("{:.4g}".format) if c.dtype.kind == "f" else c)
+
+
+# ---------------------------------------------------------------- argparse
+
+
+def _guarded(function):
+    """Turn data errors into a message and exit code 2 (1 is reserved for regressions)."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return function(args)
+        except (ValueError, FileNotFoundError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+def _report_command(args: argparse.Namespace) -> int:
+    folder = report(args.run, args.out, videos=not args.no_videos, n_boot=args.bootstrap)
+    print(f"wrote {folder / 'report.html'} and {folder / 'report.md'}")
+    return 0
+
+
+def _leaderboard_command(args: argparse.Namespace) -> int:
+    table = leaderboard(args.runs, args.floor, args.out, n_boot=args.bootstrap)
+    print(markdown_table(_rounded(table)))
+    return 0
+
+
+def _compare_command(args: argparse.Namespace) -> int:
+    return compare(args.run_a, args.run_b, n_boot=args.bootstrap)
+
+
+def _gate_command(args: argparse.Namespace) -> int:
+    minimums = {
+        "min_psnr": args.min_psnr,
+        "min_ssim": args.min_ssim,
+        "min_id_sim": args.min_id_sim,
+        "max_lpips": args.max_lpips,
+    }
+    return gate(args.run, floors=args.floor, statistic=args.statistic, **minimums)
+
+
+def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``report``, ``leaderboard``, ``compare``, ``gate``; each sets ``func(args) -> int``."""
+    sub = subparsers.add_parser("report", help="render report.md / report.html for a run")
+    sub.add_argument("run", help="run directory")
+    sub.add_argument("--out", default=None, help="output folder (default RUN/report)")
+    sub.add_argument("--no-videos", action="store_true", help="skip the video grids")
+    sub.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
+    sub.set_defaults(func=_guarded(_report_command))
+
+    sub = subparsers.add_parser("leaderboard", help="rank settings across runs of one protocol")
+    sub.add_argument("runs", nargs="+", help="run directories of the same protocol")
+    sub.add_argument(
+        "--floor", action="append", default=[],
+        help="quality floor, e.g. 'psnr@baseline>=30' or 'fvd@ground_truth<=150' (repeatable)",
+    )  # fmt: skip
+    sub.add_argument("--out", default=None, help="write the table as OUT.csv and OUT.parquet")
+    sub.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
+    sub.set_defaults(func=_guarded(_leaderboard_command))
+
+    sub = subparsers.add_parser("compare", help="per-metric difference B - A; exit 1 on regression")
+    sub.add_argument("run_a", help="reference run")
+    sub.add_argument("run_b", help="candidate run")
+    sub.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
+    sub.set_defaults(func=_guarded(_compare_command))
+
+    sub = subparsers.add_parser("gate", help="exit 1 when a setting falls below fidelity floors")
+    sub.add_argument("run", help="run directory")
+    sub.add_argument("--min-psnr", type=float, default=None, help="dB against the baseline")
+    sub.add_argument("--min-ssim", type=float, default=None, help="SSIM against the baseline")
+    sub.add_argument("--min-id-sim", type=float, default=None, help="ID cosine vs the baseline")
+    sub.add_argument("--max-lpips", type=float, default=None, help="LPIPS against the baseline")
+    sub.add_argument(
+        "--floor", action="append", default=[],
+        help="any other floor, e.g. 'aed@baseline<=0.1' (repeatable)",
+    )  # fmt: skip
+    sub.add_argument(
+        "--statistic", choices=["mean", "ci"], default="mean",
+        help="judge the mean, or the pessimistic end of its 95%% CI",
+    )  # fmt: skip
+    sub.set_defaults(func=_guarded(_gate_command))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Stand-alone entry point (``python -m reports.cli``) until flashbench's CLI wires these."""
+    parser = argparse.ArgumentParser(prog="flashbench-reports")
+    add_subcommands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

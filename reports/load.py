@@ -1,0 +1,243 @@
+"""Read a run directory (docs/run-directory.md, format version 1) into tables."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+ROW_COLUMNS: dict[str, type | tuple[type, ...]] = {
+    "case": str,
+    "setting": str,
+    "seed": int,
+    "metric": str,
+    "value": (int, float),
+    "unit": str,
+    "backend": str,
+    "reference": str,
+    "frames": int,
+    "stepper": str,
+    "windowing": str,
+}
+NULLABLE_COLUMNS: dict[str, type] = {"higher_is_better": bool, "frame": int}
+TRACE_COLUMNS = ("step", "sigma", "window", "branch", "action", "seconds")
+# What identifies one measurement: two rows with the same key would silently overwrite.
+ROW_KEY = ["case", "setting", "seed", "metric", "reference", "frame"]
+
+
+class RunFormatError(ValueError):
+    """A run directory file does not follow docs/run-directory.md."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One loaded run directory: tidy rows, manifest, sampler traces and failed units."""
+
+    path: Path
+    manifest: dict[str, Any]
+    rows: pd.DataFrame
+    traces: pd.DataFrame
+    errors: pd.DataFrame
+    videos: dict[str, dict[str, Path]] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def baseline(self) -> str:
+        return str(self.manifest.get("baseline", "baseline"))
+
+    @property
+    def suite(self) -> str:
+        return str(self.manifest.get("suite", "?"))
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise RunFormatError(
+            f"{path} is not valid JSON ({error.msg} at line {error.lineno}, column {error.colno}); "
+            "the file is truncated or hand-edited: delete it and resume the run to rewrite it"
+        ) from error
+
+
+def _json_files(directory: Path) -> list[Path]:
+    """List *.json files; anything else there is reported, never skipped silently."""
+    if not directory.is_dir():
+        return []
+    others = sorted(p.name for p in directory.iterdir() if p.suffix != ".json")
+    if others:
+        # Leftovers of an interrupted atomic write (temp files) or stray files.
+        log.warning("ignoring non-JSON files in %s: %s", directory, ", ".join(others))
+    return sorted(p for p in directory.iterdir() if p.suffix == ".json" and p.is_file())
+
+
+def load_manifest(run: Path) -> dict[str, Any]:
+    """Read and check RUN/manifest.json."""
+    path = Path(run) / "manifest.json"
+    if not path.is_file():
+        raise RunFormatError(
+            f"run={str(run)!r} has no manifest.json; pass a directory written by `flashbench run`"
+        )
+    manifest = _read_json(path)
+    if not isinstance(manifest, dict):
+        raise RunFormatError(f"{path} must hold a JSON object, got {type(manifest).__name__}")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise RunFormatError(
+            f"{path}: format_version={version!r} but this reader understands {FORMAT_VERSION}; "
+            "use the flashbench version that wrote the run"
+        )
+    return manifest
+
+
+def _check_row(row: Any, path: Path, index: int) -> dict[str, Any]:
+    where = f"{path} rows[{index}]"
+    if not isinstance(row, dict):
+        raise RunFormatError(f"{where} must be an object, got {type(row).__name__}")
+    missing = [c for c in (*ROW_COLUMNS, *NULLABLE_COLUMNS) if c not in row]
+    if missing:
+        raise RunFormatError(f"{where} lacks column(s) {missing}; see docs/run-directory.md")
+    for column, kind in ROW_COLUMNS.items():
+        value = row[column]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise RunFormatError(
+                f"{where}: {column}={value!r} must be {getattr(kind, '__name__', 'a number')}"
+            )
+    for column, kind in NULLABLE_COLUMNS.items():
+        value = row[column]
+        if value is not None and (
+            not isinstance(value, kind) or (kind is int and isinstance(value, bool))
+        ):
+            raise RunFormatError(f"{where}: {column}={value!r} must be {kind.__name__} or null")
+    return row
+
+
+def _load_rows(run: Path) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
+    records: list[dict[str, Any]] = []
+    units: dict[str, dict[str, Any]] = {}
+    for path in _json_files(run / "rows"):
+        payload = _read_json(path)
+        if not isinstance(payload, dict) or not isinstance(payload.get("rows"), list):
+            raise RunFormatError(f'{path} must be {{"unit": ..., "rows": [...]}}')
+        unit = payload.get("unit")
+        if unit != path.stem:
+            raise RunFormatError(
+                f"{path}: unit={unit!r} does not match the file name {path.stem!r}; "
+                "rows/<unit>.json must name its own unit"
+            )
+        for index, row in enumerate(payload["rows"]):
+            records.append({**_check_row(row, path, index), "unit_id": unit})
+        if payload["rows"]:
+            first = payload["rows"][0]
+            units[unit] = {k: first[k] for k in ("case", "setting", "seed", "stepper", "windowing")}
+    columns = [*ROW_COLUMNS, *NULLABLE_COLUMNS, "unit_id"]
+    rows = pd.DataFrame.from_records(records, columns=columns)
+    rows["value"] = rows["value"].astype(float)
+    rows["seed"] = rows["seed"].astype("int64")
+    rows["frames"] = rows["frames"].astype("int64")
+    rows["frame"] = rows["frame"].astype("Int64")
+    rows["higher_is_better"] = rows["higher_is_better"].astype("boolean")
+    _check_consistency(rows)
+    return rows, units
+
+
+def _check_consistency(rows: pd.DataFrame) -> None:
+    duplicated = rows[rows.duplicated(ROW_KEY, keep=False)]
+    if not duplicated.empty:
+        first = duplicated.iloc[0]
+        units = sorted(set(duplicated["unit_id"]))
+        raise RunFormatError(
+            f"{len(duplicated)} rows repeat the same measurement, e.g. case={first['case']!r} "
+            f"setting={first['setting']!r} seed={first['seed']} metric={first['metric']!r} "
+            f"reference={first['reference']!r} in units {units[:5]}; "
+            "a unit was written twice: remove the stale rows file"
+        )
+    directions = rows.groupby("metric")["higher_is_better"].agg(
+        lambda s: sorted({None if pd.isna(v) else bool(v) for v in s}, key=str)
+    )
+    for metric, values in directions.items():
+        if len(values) > 1:
+            raise RunFormatError(
+                f"metric={metric!r} has inconsistent higher_is_better values {values}; "
+                "every row of a metric must agree"
+            )
+
+
+def _load_traces(run: Path, units: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    records: list[dict[str, Any]] = []
+    for path in _json_files(run / "traces"):
+        payload = _read_json(path)
+        if not isinstance(payload, list):
+            raise RunFormatError(f"{path} must hold a list of step records")
+        owner = units.get(path.stem)
+        if owner is None:
+            log.warning(
+                "trace %s has no rows/%s.json (unfinished unit); not plotted", path, path.stem
+            )
+            continue
+        for index, step in enumerate(payload):
+            if not isinstance(step, dict) or any(c not in step for c in TRACE_COLUMNS):
+                raise RunFormatError(f"{path}[{index}] must have the keys {list(TRACE_COLUMNS)}")
+            record = {c: step[c] for c in TRACE_COLUMNS}
+            # A window may be an index or a span; only its identity matters for plots.
+            record["window"] = json.dumps(record["window"], sort_keys=True)
+            records.append({"unit_id": path.stem, **owner, **record})
+    columns = ["unit_id", "case", "setting", "seed", "stepper", "windowing", *TRACE_COLUMNS]
+    traces = pd.DataFrame.from_records(records, columns=columns)
+    traces["step"] = traces["step"].astype("int64")
+    traces["seconds"] = traces["seconds"].astype(float)
+    return traces
+
+
+def _load_errors(run: Path) -> pd.DataFrame:
+    keys = ["unit", "case", "setting", "seed", "error"]
+    records = []
+    for path in _json_files(run / "errors"):
+        payload = _read_json(path)
+        if not isinstance(payload, dict) or any(k not in payload for k in keys):
+            raise RunFormatError(f"{path} must be an object with keys {keys}")
+        records.append({k: payload[k] for k in keys})
+    return pd.DataFrame.from_records(records, columns=keys)
+
+
+def _find_videos(run: Path) -> dict[str, dict[str, Path]]:
+    videos: dict[str, dict[str, Path]] = {}
+    root = run / "videos"
+    if not root.is_dir():
+        return videos
+    for case_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        files = {p.stem: p for p in sorted(case_dir.iterdir()) if p.suffix in (".mp4", ".png")}
+        if files:
+            videos[case_dir.name] = files
+    return videos
+
+
+def load_run(run: str | Path) -> Run:
+    """Load RUN into a :class:`Run`; malformed files raise :class:`RunFormatError`."""
+    path = Path(run)
+    if not path.is_dir():
+        raise RunFormatError(f"run={str(run)!r} is not a directory; pass a run directory")
+    manifest = load_manifest(path)
+    rows, units = _load_rows(path)
+    if rows.empty:
+        raise RunFormatError(
+            f"run={str(run)!r} has no rows in rows/*.json; the run finished no unit "
+            "(see errors/ for failures)"
+        )
+    traces = _load_traces(path, units)
+    return Run(path, manifest, rows, traces, _load_errors(path), _find_videos(path))
+
+
+def metric_label(metric: str, reference: str) -> str:
+    """A column name for a metric measured against a reference (``psnr@baseline``)."""
+    return f"{metric}@{reference}" if reference else metric

@@ -1,0 +1,65 @@
+"""report.md: the run's manifest, comparison table, metric backends, figures and grids."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from reports.load import Run
+from reports.tables import metric_table, quality_table, speed_table
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table of ``table`` (cells as ``str``)."""
+    if table.empty:
+        return "_(none)_\n"
+
+    def cell(value: object) -> str:
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    header = "| " + " | ".join(cell(c) for c in table.columns) + " |"
+    rule = "|" + "|".join("---" for _ in table.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([header, rule, *body]) + "\n"
+
+
+def manifest_table(run: Run) -> pd.DataFrame:
+    """Key facts of the manifest as a two-column table."""
+    manifest = run.manifest
+    keys = ["suite", "suite_version", "suite_hash", "protocol", "baseline", "git", "created",
+            "threads", "seeds", "device", "versions"]  # fmt: skip
+    rows = [(key, manifest.get(key, "–")) for key in keys if key in manifest]
+    return pd.DataFrame(rows, columns=["field", "value"])
+
+
+def render_markdown(
+    run: Run,
+    summary: pd.DataFrame,
+    figures: dict[str, tuple[str, str]],
+    grids: list[tuple[str, str]],
+) -> str:
+    """The Markdown report; ``figures`` map name -> (title, path), ``grids`` are (title, path)."""
+    parts = [
+        f"# FlashBench report: {run.suite} ({run.name})\n",
+        markdown_table(manifest_table(run)),
+    ]
+    parts += [
+        f"\n## Comparison: suite `{run.suite}`\n",
+        "Means with bootstrap 95% CIs over cases x seeds; speedups are baseline / setting "
+        f"(baseline `{run.baseline}`). ↑ higher is better, ↓ lower is better.\n\n",
+        "\n### Speed\n\n",
+        markdown_table(speed_table(summary, run.baseline)),
+        "\n### Quality\n\n",
+        markdown_table(quality_table(summary, run.baseline)),
+        "\n## Metrics and backends\n",
+        markdown_table(metric_table(summary)),
+    ]
+    if not run.errors.empty:
+        parts += ["\n## Failed units\n", markdown_table(run.errors)]
+    parts.append("\n## Figures\n")
+    for name, (title, path) in figures.items():
+        parts.append(f"\n### {title}\n\n![{name}]({path})\n")
+    if grids:
+        parts.append("\n## Videos (reference | ground truth | settings)\n")
+        for title, path in grids:
+            parts.append(f"\n- [{title}]({path})\n")
+    return "".join(parts)

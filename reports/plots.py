@@ -1,0 +1,175 @@
+"""Report figures (matplotlib, Agg, no pyplot state): Pareto, identity drift, steps, scaling."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from reports.tables import quality_labels
+
+ACTION_LETTERS = {"compute": "C", "predict": "P", "reuse": "R"}
+
+
+def _figure(width: float, height: float) -> Figure:
+    figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def figure_png(figure: Figure) -> bytes:
+    """Render a figure to PNG bytes."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def pareto_front(speedup: np.ndarray, quality: np.ndarray, higher_is_better: bool) -> np.ndarray:
+    """Indices of the points no other point beats on both speedup and quality, fastest first."""
+    score = quality if higher_is_better else -quality
+    front = []
+    for i in range(len(speedup)):
+        dominated = np.any(
+            (speedup >= speedup[i])
+            & (score >= score[i])
+            & ((speedup > speedup[i]) | (score > score[i]))
+        )
+        if not dominated:
+            front.append(i)
+    return np.array(sorted(front, key=lambda i: -speedup[i]), dtype=int)
+
+
+def pareto_figure(summary: pd.DataFrame) -> Figure | None:
+    """Speedup (wall) against each quality metric, with CIs and the Pareto front."""
+    speed = summary[summary["metric"] == "speedup_wall"].set_index("setting")
+    labels = [
+        label
+        for label in quality_labels(summary)
+        if summary[summary["label"] == label]["higher_is_better"].notna().all()
+    ]
+    if speed.empty or not labels:
+        return None
+    columns = min(3, len(labels))
+    lines = -(-len(labels) // columns)
+    figure = _figure(4.2 * columns, 3.4 * lines)
+    axes = figure.subplots(lines, columns, squeeze=False).ravel()
+    for ax, label in zip(axes, labels, strict=False):
+        quality = summary[summary["label"] == label].set_index("setting")
+        settings = [s for s in quality.index if s in speed.index]
+        x = speed.loc[settings, "mean"].to_numpy(float)
+        y = quality.loc[settings, "mean"].to_numpy(float)
+        higher = bool(quality["higher_is_better"].iloc[0])
+        yerr = np.abs(quality.loc[settings, ["ci_low", "ci_high"]].to_numpy(float).T - y)
+        xerr = np.abs(speed.loc[settings, ["ci_low", "ci_high"]].to_numpy(float).T - x)
+        ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", capsize=3, color="tab:blue")
+        for xi, yi, name in zip(x, y, settings, strict=True):
+            ax.annotate(name, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        front = pareto_front(x, y, higher)
+        ax.step(x[front], y[front], where="post" if higher else "pre", color="tab:red", alpha=0.6)
+        ax.set_xlabel("speedup vs baseline (wall) ↑")
+        ax.set_ylabel(f"{label} {'↑' if higher else '↓'}")
+        ax.grid(alpha=0.3)
+    for ax in axes[len(labels) :]:
+        ax.set_visible(False)
+    figure.suptitle("Speed vs quality (red: Pareto front)")
+    return figure
+
+
+def drift_figure(rows: pd.DataFrame, metric: str = "id_sim") -> Figure | None:
+    """Per-frame ``metric`` (identity similarity) against frame index, one line per setting."""
+    frames = rows[(rows["metric"] == metric) & rows["frame"].notna()]
+    if frames.empty:
+        return None
+    references = sorted(set(frames["reference"]))
+    figure = _figure(6.5 * len(references), 3.8)
+    axes = figure.subplots(1, len(references), squeeze=False).ravel()
+    for ax, reference in zip(axes, references, strict=True):
+        for setting, group in frames[frames["reference"] == reference].groupby("setting"):
+            stats = group.groupby("frame")["value"].agg(["mean", "std", "count"])
+            index = stats.index.to_numpy(int)
+            # Normal-approximation band: a bootstrap per frame costs too much on long videos.
+            half = 1.96 * stats["std"].fillna(0.0) / np.sqrt(stats["count"])
+            ax.plot(index, stats["mean"], label=setting)
+            ax.fill_between(index, stats["mean"] - half, stats["mean"] + half, alpha=0.2)
+        ax.set_xlabel("frame index")
+        ax.set_ylabel(f"{metric} vs {reference or 'reference'}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    figure.suptitle(f"{metric} drift over the video (mean and 95% band over cases and seeds)")
+    return figure
+
+
+def steps_figure(traces: pd.DataFrame) -> Figure | None:
+    """Which steps each setting's stepper computed (1) vs predicted or reused (0)."""
+    if traces.empty:
+        return None
+    traces = traces.assign(computed=(traces["action"] == "compute").astype(float))
+    share = traces.pivot_table(index="setting", columns="step", values="computed", aggfunc="mean")
+    common = traces.groupby(["setting", "step"])["action"].agg(lambda s: s.mode().iloc[0])
+    settings = list(share.index)
+    steppers = traces.drop_duplicates("setting").set_index("setting")["stepper"]
+    figure = _figure(max(6.0, 0.28 * share.shape[1] + 3), 0.5 * len(settings) + 1.6)
+    ax = figure.subplots()
+    image = ax.imshow(share.to_numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=1)
+    if share.shape[1] <= 40:
+        for row, setting in enumerate(settings):
+            for column, step in enumerate(share.columns):
+                action = common.get((setting, step), "")
+                letter = ACTION_LETTERS.get(action, action[:1].upper())
+                bright = share.iloc[row, column] > 0.5  # viridis is light at the top
+                colour = "black" if bright else "white"
+                ax.text(column, row, letter, ha="center", va="center", fontsize=7, color=colour)
+    ax.set_yticks(range(len(settings)), [f"{s} ({steppers[s]})" for s in settings], fontsize=8)
+    ax.set_xticks(range(share.shape[1]), [str(s) for s in share.columns], fontsize=7)
+    ax.set_xlabel("denoising step (C compute, P predict, R reuse)")
+    figure.colorbar(image, ax=ax, label="share of windows/branches computed")
+    figure.suptitle("Computed vs predicted steps per stepper")
+    return figure
+
+
+def scaling_figure(rows: pd.DataFrame) -> Figure | None:
+    """Peak memory and wall time against video length (frames), one line per setting."""
+    speed = rows[rows["metric"].isin(["peak_bytes", "wall_seconds"]) & rows["frame"].isna()]
+    if speed.empty:
+        return None
+    figure = _figure(11, 3.6)
+    axes = figure.subplots(1, 2)
+    for ax, (metric, scale, label) in zip(
+        axes,
+        [("peak_bytes", 2**20, "peak memory (MiB)"), ("wall_seconds", 1.0, "wall time (s)")],
+        strict=True,
+    ):
+        data = speed[speed["metric"] == metric]
+        for setting, group in data.groupby("setting"):
+            means = group.groupby("frames")["value"].mean() / scale
+            ax.plot(means.index, means.to_numpy(), marker="o", label=setting)
+        ax.set_xlabel("video length (frames)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    figure.suptitle("Memory and time vs video length")
+    return figure
+
+
+FIGURES = {
+    "pareto": "Speed vs quality (Pareto front)",
+    "drift": "Identity similarity vs frame index",
+    "steps": "Computed vs predicted steps per stepper",
+    "scaling": "Memory and time vs video length",
+}
+
+
+def report_figures(rows: pd.DataFrame, traces: pd.DataFrame, summary: pd.DataFrame) -> dict:
+    """Every report figure that the run has data for, as ``{name: (title, png bytes)}``."""
+    built = {
+        "pareto": pareto_figure(summary),
+        "drift": drift_figure(rows),
+        "steps": steps_figure(traces),
+        "scaling": scaling_figure(rows),
+    }
+    return {
+        name: (FIGURES[name], figure_png(fig)) for name, fig in built.items() if fig is not None
+    }

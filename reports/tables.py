@@ -1,0 +1,238 @@
+"""Comparison tables: per-setting speed and quality with bootstrap 95% confidence intervals.
+
+Intervals are percentile bootstraps over the run's units (case x seed), after Efron, 1979,
+"Bootstrap methods: another look at the jackknife" (Ann. Statist. 7(1)).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from reports.load import Run, metric_label
+
+SPEED_METRICS = ("wall_seconds", "nfe", "peak_bytes", "fps")
+UNIT_KEY = ["case", "seed"]
+ARROWS = {True: "↑", False: "↓"}
+SUMMARY_COLUMNS = [
+    "suite", "setting", "stepper", "windowing", "metric", "reference", "label", "unit",
+    "higher_is_better", "backend", "n", "mean", "ci_low", "ci_high",
+]  # fmt: skip
+
+
+def bootstrap_mean_ci(
+    values: np.ndarray, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float, float]:
+    """Mean and percentile-bootstrap CI (Efron, 1979) of ``values`` over their entries."""
+    values = np.asarray(values, dtype=float)
+    if values.size == 0:
+        raise ValueError("values is empty; a bootstrap needs at least one measurement")
+    mean = float(values.mean())
+    if values.size == 1:
+        return mean, mean, mean
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, values.size, size=(n_boot, values.size))
+    means = values[index].mean(axis=1)
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(means, [tail, 100.0 - tail])
+    return mean, float(min(low, mean)), float(max(high, mean))
+
+
+def bootstrap_ratio_ci(
+    numerator: np.ndarray,
+    denominator: np.ndarray,
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float, float]:
+    """Ratio of sums of paired arrays with a paired percentile-bootstrap CI (Efron, 1979)."""
+    numerator = np.asarray(numerator, dtype=float)
+    denominator = np.asarray(denominator, dtype=float)
+    if numerator.shape != denominator.shape or numerator.size == 0:
+        raise ValueError(
+            f"numerator and denominator must be paired and non-empty, got sizes "
+            f"{numerator.size} and {denominator.size}"
+        )
+    ratio = float(numerator.sum() / denominator.sum())
+    if numerator.size == 1:
+        return ratio, ratio, ratio
+    rng = np.random.default_rng(seed)
+    index = rng.integers(0, numerator.size, size=(n_boot, numerator.size))
+    ratios = numerator[index].sum(axis=1) / denominator[index].sum(axis=1)
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(ratios, [tail, 100.0 - tail])
+    return ratio, float(min(low, ratio)), float(max(high, ratio))
+
+
+def aggregate_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """One value per unit and metric: aggregate rows, or the frame mean where only frames exist."""
+    aggregate = rows[rows["frame"].isna()]
+    per_frame = rows[rows["frame"].notna()]
+    key = ["case", "setting", "seed", "metric", "reference"]
+    have = set(map(tuple, aggregate[key].itertuples(index=False)))
+    only_frames = per_frame[[tuple(k) not in have for k in per_frame[key].itertuples(index=False)]]
+    if only_frames.empty:
+        return aggregate.reset_index(drop=True)
+    first = {c: "first" for c in rows.columns if c not in (*key, "value", "frame")}
+    averaged = only_frames.groupby(key, as_index=False).agg({"value": "mean", **first})
+    averaged["frame"] = pd.array([pd.NA] * len(averaged), dtype="Int64")
+    return pd.concat([aggregate, averaged[aggregate.columns]], ignore_index=True)
+
+
+def _paired(aggregate: pd.DataFrame, metric: str, baseline: str, setting: str) -> pd.DataFrame:
+    """Baseline and setting values of ``metric`` paired by unit (case, seed), else by case."""
+    speed = aggregate[(aggregate["metric"] == metric) & (aggregate["reference"] == "")]
+    base = speed[speed["setting"] == baseline]
+    other = speed[speed["setting"] == setting]
+    paired = base.merge(other, on=UNIT_KEY, suffixes=("_base", "_setting"))
+    if paired.empty:
+        # A baseline sampled once per case (cached) still pairs with every seed of the case.
+        base_mean = base.groupby("case", as_index=False)["value"].mean()
+        paired = base_mean.merge(other, on="case", suffixes=("_base", "_setting"))
+    return paired
+
+
+def summary_table(run: Run, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Tidy per-setting summary: every metric's mean and 95% CI, plus derived speedups."""
+    aggregate = aggregate_rows(run.rows)
+    records = []
+    groups = aggregate.groupby(["setting", "metric", "reference"], sort=True, dropna=False)
+    for (setting, metric, reference), group in groups:
+        mean, low, high = bootstrap_mean_ci(group["value"].to_numpy(), n_boot=n_boot, seed=seed)
+        direction = group["higher_is_better"].iloc[0]
+        records.append(
+            {
+                "setting": setting,
+                "stepper": group["stepper"].iloc[0],
+                "windowing": group["windowing"].iloc[0],
+                "metric": metric,
+                "reference": reference,
+                "label": metric_label(metric, reference),
+                "unit": group["unit"].iloc[0],
+                "higher_is_better": None if pd.isna(direction) else bool(direction),
+                "backend": ", ".join(sorted(set(group["backend"]))),
+                "n": len(group),
+                "mean": mean,
+                "ci_low": low,
+                "ci_high": high,
+            }
+        )
+    settings = aggregate.drop_duplicates("setting").set_index("setting")
+    if run.baseline not in settings.index:
+        raise ValueError(
+            f"baseline={run.baseline!r} (manifest.json) has no rows; known settings are "
+            f"{sorted(settings.index)}; speedups need the baseline's wall_seconds and nfe"
+        )
+    for setting in settings.index:
+        for metric, name in (("wall_seconds", "speedup_wall"), ("nfe", "speedup_nfe")):
+            paired = _paired(aggregate, metric, run.baseline, setting)
+            if paired.empty:
+                continue
+            mean, low, high = bootstrap_ratio_ci(
+                paired["value_base"].to_numpy(),
+                paired["value_setting"].to_numpy(),
+                n_boot=n_boot,
+                seed=seed,
+            )
+            records.append(
+                {
+                    "setting": setting,
+                    "stepper": settings.loc[setting, "stepper"],
+                    "windowing": settings.loc[setting, "windowing"],
+                    "metric": name,
+                    "reference": run.baseline,
+                    "label": name,
+                    "unit": "x",
+                    "higher_is_better": True,
+                    "backend": "derived",
+                    "n": len(paired),
+                    "mean": mean,
+                    "ci_low": low,
+                    "ci_high": high,
+                }
+            )
+    summary = pd.DataFrame.from_records(records)
+    summary.insert(0, "suite", run.suite)
+    return summary[SUMMARY_COLUMNS]
+
+
+def _value(summary: pd.DataFrame, setting: str, label: str) -> pd.Series | None:
+    match = summary[(summary["setting"] == setting) & (summary["label"] == label)]
+    return None if match.empty else match.iloc[0]
+
+
+def _format_ci(row: pd.Series | None, digits: int = 3) -> str:
+    if row is None:
+        return "–"
+    if row["ci_low"] == row["ci_high"]:
+        return f"{row['mean']:.{digits}g}"
+    return f"{row['mean']:.{digits}g} [{row['ci_low']:.{digits}g}, {row['ci_high']:.{digits}g}]"
+
+
+def quality_labels(summary: pd.DataFrame) -> list[str]:
+    """Labels of the quality metrics (everything but speed figures and derived speedups)."""
+    quality = summary[~summary["metric"].isin([*SPEED_METRICS, "speedup_wall", "speedup_nfe"])]
+    return sorted(set(quality["label"]))
+
+
+def _ordered_settings(summary: pd.DataFrame, baseline: str) -> list[str]:
+    return sorted(set(summary["setting"]), key=lambda s: (s != baseline, s))
+
+
+def speed_table(summary: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """One row per setting, baseline first: NFE, speedups (wall, NFE), peak memory, wall time."""
+    table = []
+    for setting in _ordered_settings(summary, baseline):
+        info = summary[summary["setting"] == setting].iloc[0]
+        nfe = _value(summary, setting, "nfe")
+        peak = _value(summary, setting, "peak_bytes")
+        table.append(
+            {
+                "setting": setting + (" (baseline)" if setting == baseline else ""),
+                "stepper": info["stepper"],
+                "windowing": info["windowing"],
+                "NFE": "–" if nfe is None else f"{nfe['mean']:.4g}",
+                "speedup wall ↑": _format_ci(_value(summary, setting, "speedup_wall")),
+                "speedup NFE ↑": _format_ci(_value(summary, setting, "speedup_nfe")),
+                "peak MiB": "–" if peak is None else f"{peak['mean'] / 2**20:.1f}",
+                "wall s ↓": _format_ci(_value(summary, setting, "wall_seconds")),
+            }
+        )
+    return pd.DataFrame(table)
+
+
+def quality_table(summary: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """One row per setting, baseline first: every quality metric's mean [95% CI] with its arrow."""
+    table = []
+    for setting in _ordered_settings(summary, baseline):
+        row = {"setting": setting + (" (baseline)" if setting == baseline else "")}
+        for label in quality_labels(summary):
+            first = summary[summary["label"] == label].iloc[0]
+            arrow = ARROWS.get(first["higher_is_better"], "")
+            row[f"{label} {arrow}".strip()] = _format_ci(_value(summary, setting, label))
+        table.append(row)
+    return pd.DataFrame(table)
+
+
+def comparison_table(summary: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """The speed table and the quality table side by side (one row per setting)."""
+    quality = quality_table(summary, baseline).drop(columns="setting")
+    return pd.concat([speed_table(summary, baseline), quality], axis=1)
+
+
+def metric_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per metric: direction, unit and the backend that computed it (one row per metric)."""
+    rows = []
+    for label, group in summary.groupby("label", sort=True):
+        first = group.iloc[0]
+        rows.append(
+            {
+                "metric": label,
+                "better": {True: "↑ higher", False: "↓ lower"}.get(first["higher_is_better"], "–"),
+                "unit": first["unit"] or "–",
+                "reference": first["reference"] or "–",
+                "backend": ", ".join(sorted(set(", ".join(group["backend"]).split(", ")))),
+            }
+        )
+    return pd.DataFrame(rows)
