@@ -1,0 +1,277 @@
+"""Lightning packaging of the portrait DiT: flow-matching training and sampling under any setting.
+
+Training follows FlashPortrait (Ma et al. 2025, arXiv 2512.16900): MSE on the velocity target
+``noise - x0`` plus a motion MSE on temporal differences (ratio 0.25), with the expression
+condition dropped for 10% of the samples so that emotion guidance has an unconditional branch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, IterableDataset
+
+from flashbench.denoiser import Cond
+from flashbench.sampling import Guidance, sample
+from flashbench.schedule import flow_match_sigmas, shift_sigmas
+from flashbench.settings import settings
+from reference_model.dit import CONFIGS, PortraitDiT, make_cond
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and loss settings."""
+
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 200
+    motion_loss_ratio: float = 0.25
+    expression_drop: float = 0.1
+    train_shift: float = 3.0
+    ema_decay: float = 0.999
+
+
+def flow_matching_loss(
+    model: PortraitDiT,
+    latents: Tensor,
+    expression: Tensor,
+    generator: torch.Generator | None = None,
+    motion_loss_ratio: float = 0.25,
+    expression_drop: float = 0.1,
+    train_shift: float = 3.0,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Velocity MSE + ``motion_loss_ratio`` x MSE of temporal differences (FlashPortrait, arXiv 2512.16900, training loss).
+
+    ``latents`` ``[B, C, T, H, W]`` are normalised clips whose frame 0 is the reference.
+    """
+    b = latents.shape[0]
+    device = latents.device
+    u = torch.rand(b, generator=generator, device=device)
+    # Half of the batch at shifted sigmas (where shift-5 sampling spends its steps), half uniform.
+    shifted = torch.rand(b, generator=generator, device=device) < 0.5
+    sigma = torch.where(shifted, shift_sigmas(u, train_shift), u)
+    noise = torch.randn(latents.shape, generator=generator, device=device)
+    s = sigma[:, None, None, None, None]
+    x_t = (1 - s) * latents + s * noise
+    target = noise - latents
+    keep = (torch.rand(b, generator=generator, device=device) >= expression_drop).float()
+    cond = make_cond(latents[:, :, 0], expression, latents.shape[2])
+    cond = Cond(static={**cond.static, "expression_keep": keep}, temporal=cond.temporal)
+    v = model(x_t, sigma, cond)
+    velocity = (v - target).square().mean()
+    motion = (v.diff(dim=2) - target.diff(dim=2)).square().mean()
+    loss = velocity + motion_loss_ratio * motion
+    return loss, {"velocity": velocity.detach(), "motion": motion.detach()}
+
+
+class PortraitModule(L.LightningModule):
+    """LightningModule around ``PortraitDiT``; an EMA copy of the weights is kept for sampling."""
+
+    def __init__(self, config_name: str = "small", train: dict | None = None, **overrides) -> None:
+        super().__init__()
+        # Plain dicts only, so that checkpoints load under torch.load(weights_only=True).
+        self.save_hyperparameters()
+        self.train_config = TrainConfig(**(train or {}))
+        self.model = PortraitDiT(CONFIGS[config_name](**overrides))
+        self.ema = PortraitDiT(self.model.config)
+        self.ema.load_state_dict(self.model.state_dict())
+        self.ema.requires_grad_(False)
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        cfg = self.train_config
+        loss, parts = flow_matching_loss(
+            self.model,
+            batch["latents"],
+            batch["expression"],
+            motion_loss_ratio=cfg.motion_loss_ratio,
+            expression_drop=cfg.expression_drop,
+            train_shift=cfg.train_shift,
+        )
+        self.log("loss", loss, prog_bar=True)
+        self.log("velocity", parts["velocity"])
+        self.log("motion", parts["motion"])
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        decay = min(self.train_config.ema_decay, (1 + self.global_step) / (10 + self.global_step))
+        with torch.no_grad():
+            for e, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
+                e.lerp_(p, 1 - decay)
+
+    def configure_optimizers(self):
+        cfg = self.train_config
+        opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: min(1.0, (step + 1) / cfg.warmup_steps)
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def predict_step(
+        self,
+        batch: dict[str, Tensor],
+        batch_idx: int = 0,
+        setting: str = "baseline",
+        steps: int = 30,
+        seed: int = 0,
+    ) -> Tensor:
+        """Sampled normalised latents ``[B, C, T, H, W]`` for ``batch["reference_latent"]`` and ``batch["expression"]``."""
+        return generate(
+            self.ema,
+            batch["reference_latent"],
+            batch["expression"],
+            setting=setting,
+            steps=steps,
+            seed=seed,
+        )
+
+
+def generate(
+    model: PortraitDiT,
+    reference_latent: Tensor,
+    expression: Tensor,
+    setting: str = "baseline",
+    steps: int = 30,
+    seed: int = 0,
+    guidance_scale: float | None = None,
+) -> Tensor:
+    """Sample normalised latents for a reference latent ``[B, C, H, W]`` and expression features ``[B, T, E]``."""
+    stepper, windowing, guidance = settings.get(setting).build()
+    if guidance_scale is not None:
+        guidance = Guidance(guidance_scale) if guidance_scale > 0 else None
+    cfg = model.config
+    frames = expression.shape[1] // cfg.frames_per_latent
+    b = reference_latent.shape[0]
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.randn(
+        b, cfg.latent_channels, frames, cfg.latent_size, cfg.latent_size, generator=generator
+    )
+    cond = make_cond(reference_latent, expression, frames, cfg.frames_per_latent)
+    out = sample(
+        model,
+        noise.to(reference_latent),
+        flow_match_sigmas(steps),
+        cond,
+        stepper=stepper,
+        windowing=windowing,
+        guidance=guidance,
+    )
+    return out.latents
+
+
+# ----------------------------------------------------------------------------------- data
+
+
+class ClipStream(IterableDataset):
+    """An endless stream of random ``clip_frames``-frame crops of a pool of world clips (self-reenactment)."""
+
+    def __init__(
+        self, latents: Tensor, expression: Tensor, clip_frames: int, batch_size: int, seed: int
+    ) -> None:
+        super().__init__()
+        self.latents, self.expression = latents, expression
+        self.clip_frames, self.batch_size, self.seed = clip_frames, batch_size, seed
+
+    def __iter__(self) -> Iterator[dict[str, Tensor]]:
+        generator = torch.Generator().manual_seed(self.seed)
+        n, _, length = self.latents.shape[:3]
+        while True:
+            idx = torch.randint(0, n, (self.batch_size,), generator=generator)
+            start = torch.randint(
+                0, length - self.clip_frames + 1, (self.batch_size,), generator=generator
+            )
+            frames = start[:, None] + torch.arange(self.clip_frames)
+            lat = self.latents[idx[:, None], :, frames].permute(0, 2, 1, 3, 4)
+            expr = self.expression[idx[:, None], frames]
+            yield {"latents": lat.float(), "expression": expr.float()}
+
+
+class WorldDataModule(L.LightningDataModule):
+    """World clips encoded once into a pool (latents + expression features), then streamed as random crops."""
+
+    def __init__(
+        self,
+        build_pool: Callable[[], tuple[Tensor, Tensor]],
+        clip_frames: int = 8,
+        batch_size: int = 16,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.build_pool, self.clip_frames, self.batch_size, self.seed = (
+            build_pool,
+            clip_frames,
+            batch_size,
+            seed,
+        )
+        self.pool: tuple[Tensor, Tensor] | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.pool is None:
+            self.pool = self.build_pool()
+
+    def train_dataloader(self) -> DataLoader:
+        latents, expression = self.pool
+        stream = ClipStream(latents, expression, self.clip_frames, self.batch_size, self.seed)
+        return DataLoader(stream, batch_size=None, num_workers=0)
+
+
+def smooth_motion(
+    n: int, frames: int, generator: torch.Generator, keyframe_every: int = 6
+) -> Tensor:
+    """Driving expression/pose sequences ``[n, frames, 7]``: cosine-eased moves between random keyframes."""
+    from reference_model.world import neutral_expression, random_expression
+
+    keys = frames // keyframe_every + 2
+    key = random_expression(n * keys, generator).view(n, keys, -1)
+    # Pull keyframes towards neutral so that most frames look like ordinary talking-head motion.
+    amount = torch.rand(n, keys, 1, generator=generator)
+    key = torch.lerp(neutral_expression(n * keys).view(n, keys, -1), key, amount)
+    t = (
+        torch.arange(frames, dtype=torch.float32)
+        + torch.rand(n, 1, generator=generator) * keyframe_every
+    )
+    t = t / keyframe_every
+    i = t.floor().long().clamp(max=keys - 2)
+    w = (1 - torch.cos(torch.pi * (t - i))) / 2
+    a = torch.gather(key, 1, i[..., None].expand(-1, -1, key.shape[-1]))
+    b = torch.gather(key, 1, (i + 1)[..., None].expand(-1, -1, key.shape[-1]))
+    return torch.lerp(a, b, w[..., None])
+
+
+def driving_motion(n: int, frames: int, generator: torch.Generator) -> Tensor:
+    """The world's driving motion generator where it has one, else ``smooth_motion``."""
+    import reference_model.world as world
+
+    for name in ("random_motion", "driving_motion", "sample_motion"):
+        fn = getattr(world, name, None)
+        if fn is not None:
+            return fn(n, frames, generator=generator)
+    return smooth_motion(n, frames, generator)
+
+
+def build_world_pool(
+    encode: Callable[[Tensor], Tensor],
+    extract: Callable[[Tensor], Tensor],
+    clips: int,
+    frames: int,
+    seed: int = 0,
+    split: str = "train",
+    chunk: int = 64,
+    size: int = 64,
+) -> tuple[Tensor, Tensor]:
+    """Render ``clips`` world clips of ``frames`` frames; return latents ``[N, C, T, h, w]`` and features ``[N, T, E]``."""
+    from reference_model.world import identity_params, render_video, sample_ids
+
+    generator = torch.Generator().manual_seed(seed)
+    latents, features = [], []
+    with torch.no_grad():
+        for start in range(0, clips, chunk):
+            n = min(chunk, clips - start)
+            ids = sample_ids(split, n, generator)
+            video = render_video(identity_params(ids), driving_motion(n, frames, generator), size)
+            latents.append(encode(video))
+            features.append(extract(video))
+    return torch.cat(latents), torch.cat(features)

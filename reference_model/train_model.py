@@ -1,0 +1,120 @@
+"""Train the portrait DiT on the synthetic world: ``python -m reference_model.train_model --config small --minutes 60 --out runs/dit``.
+
+Resumable: rerunning with the same ``--out`` continues from ``last.ckpt`` (``--minutes`` is the
+total budget, counted across resumes). Every checkpoint also exports the EMA weights to
+``OUT/dit_<config>.pt``, loadable with ``load_reference_model(path)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import logging
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger
+
+from reference_model.dit import CONFIGS
+from reference_model.lightning import PortraitModule, WorldDataModule, build_world_pool
+from reference_model.pipeline import encode_video, export_weights, extract_video
+
+log = logging.getLogger(__name__)
+
+
+class ExportEMA(Callback):
+    """Writes the EMA weights next to every checkpoint, so the best-so-far model can be shipped at any time."""
+
+    def __init__(self, path: Path, every_steps: int) -> None:
+        self.path, self.every_steps = path, every_steps
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step % self.every_steps == 0:
+            export_weights(module.ema, self.path, trainer.global_step)
+
+    def on_train_end(self, trainer, module) -> None:
+        export_weights(module.ema, self.path, trainer.global_step)
+
+
+def load_pool(out: Path, clips: int, frames: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The encoded training pool, cached in ``out/pool.pt`` so that a resume does not re-render it."""
+    cache = out / "pool.pt"
+    if cache.exists():
+        blob = torch.load(cache, weights_only=True)
+        return blob["latents"], blob["expression"]
+    from reference_model.autoencoder import load_autoencoder
+    from reference_model.expression import load_expression_extractor
+
+    autoencoder, extractor = load_autoencoder(), load_expression_extractor()
+    latents, expression = build_world_pool(
+        lambda v: encode_video(autoencoder, v),
+        lambda v: extract_video(extractor, v),
+        clips,
+        frames,
+        seed,
+    )
+    torch.save({"latents": latents, "expression": expression}, cache)
+    return latents, expression
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="small", choices=sorted(CONFIGS))
+    parser.add_argument(
+        "--minutes", type=float, default=60.0, help="total training budget across resumes"
+    )
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--clips", type=int, default=3000, help="world clips in the training pool")
+    parser.add_argument("--pool-frames", type=int, default=16)
+    parser.add_argument("--clip-frames", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--checkpoint-minutes", type=float, default=3.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.INFO)
+    args.out.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(args.seed)
+
+    latents, expression = load_pool(args.out, args.clips, args.pool_frames, args.seed)
+    module = PortraitModule(args.config, {"lr": args.lr}, expr_dim=expression.shape[-1])
+    for net in (module.model, module.ema):
+        net.latent_mean.copy_(latents.mean(dim=(0, 2, 3, 4)))
+        net.latent_std.copy_(latents.std(dim=(0, 2, 3, 4)))
+        net.expr_mean.copy_(expression.mean(dim=(0, 1)))
+        net.expr_std.copy_(expression.std(dim=(0, 1)).clamp_min(1e-4))
+    normalised = module.model.normalize_latent(latents)
+    data = WorldDataModule(
+        lambda: (normalised, expression), args.clip_frames, args.batch_size, args.seed
+    )
+
+    last = args.out / "last.ckpt"
+    trainer = L.Trainer(
+        max_time=datetime.timedelta(minutes=args.minutes),
+        max_steps=-1,
+        accelerator="cpu",
+        logger=CSVLogger(args.out, name="logs"),
+        log_every_n_steps=25,
+        gradient_clip_val=1.0,
+        callbacks=[
+            ModelCheckpoint(
+                dirpath=args.out,
+                save_last=True,
+                save_top_k=0,
+                train_time_interval=datetime.timedelta(minutes=args.checkpoint_minutes),
+            ),
+            ExportEMA(args.out / f"dit_{args.config}.pt", every_steps=250),
+            TQDMProgressBar(refresh_rate=10),
+        ],
+        enable_model_summary=False,
+    )
+    trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None)
+    export_weights(module.ema, args.out / f"dit_{args.config}.pt", trainer.global_step)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""The portrait DiT: shapes and protocol per config, NFEB formulas, conditioning semantics."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from flashbench.denoiser import Cond, LayeredDenoiser, run_layers
+from flashbench.sampling import Guidance, sample
+from flashbench.schedule import flow_match_sigmas
+from reference_model.dit import (
+    CONFIGS,
+    NFEB_VARIANTS,
+    NormalizedExpressionBlock,
+    build_model,
+    make_cond,
+    nfeb_combine,
+)
+
+
+def _inputs(model, batch=2, frames=3, seed=0):
+    cfg = model.config
+    g = torch.Generator().manual_seed(seed)
+    s = cfg.latent_size
+    x = torch.randn(batch, cfg.latent_channels, frames, s, s, generator=g)
+    ref = torch.randn(batch, cfg.latent_channels, s, s, generator=g)
+    expr = torch.randn(batch, frames * cfg.frames_per_latent, cfg.expr_dim, generator=g)
+    return x, torch.rand(batch, generator=g), make_cond(ref, expr, frames, cfg.frames_per_latent)
+
+
+def _randomise(model, seed=0):
+    # Zero-initialised gates and heads make a fresh model output zeros; perturb them for tests.
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    return model
+
+
+@pytest.mark.parametrize("name", ["tiny", "small"])
+def test_config_output_shape_and_layered_protocol(name):
+    model = _randomise(build_model(name)).eval()
+    x, sigma, cond = _inputs(model)
+    v = model(x, sigma, cond)
+    assert v.shape == x.shape
+    assert isinstance(model, LayeredDenoiser)
+    h, ctx = model.embed(x, sigma, cond)
+    for block in model.blocks:
+        h = block(h, ctx)
+    torch.testing.assert_close(model.head(h, ctx), v)
+    torch.testing.assert_close(run_layers(model, x, sigma, cond), v)
+
+
+def test_full_config_builds_on_meta_device_at_paper_size():
+    model = build_model("full", device="meta")
+    cfg = model.config
+    assert (cfg.dim, cfg.depth, cfg.heads, cfg.latent_channels, cfg.patch) == (5120, 40, 40, 16, 2)
+    assert all(p.is_meta for p in model.parameters())
+    assert sum(p.numel() for p in model.parameters()) > 10e9
+    x = torch.empty(1, 16, 2, cfg.latent_size, cfg.latent_size, device="meta")
+    ref = torch.empty(1, 16, cfg.latent_size, cfg.latent_size, device="meta")
+    expr = torch.empty(1, 2 * cfg.frames_per_latent, cfg.expr_dim, device="meta")
+    cond = make_cond(ref, expr, 2, cfg.frames_per_latent)
+    cond = Cond(
+        static=cond.static, temporal={"expression": expr}, frames_per_latent=cfg.frames_per_latent
+    )
+    assert model(x, torch.empty(1, device="meta"), cond).shape == x.shape
+
+
+def test_configs_are_small_factories():
+    assert set(CONFIGS) == {"tiny", "small", "full"}
+    assert CONFIGS["small"](variant="code").variant == "code"
+    with pytest.raises(ValueError, match="variant"):
+        CONFIGS["tiny"](variant="bogus")
+    with pytest.raises(ValueError, match="config"):
+        build_model("huge")
+
+
+# ------------------------------------------------------------------------------------ NFEB
+
+
+def _hand_nfeb(z_img, z_p, variant, eps=1e-5):
+    """The variants' formulas written out token by token."""
+    out = torch.empty_like(z_img)
+    b, t, n, d = z_img.shape
+    for i in range(b):
+        flat_p, flat_i = z_p[i].reshape(-1), z_img[i].reshape(-1)
+        for j in range(t):
+            for k in range(n):
+                p, im = z_p[i, j, k], z_img[i, j, k]
+                mp, sp = p.sum() / d, ((p - p.sum() / d) ** 2).sum().div(d - 1).sqrt()
+                mi, si = im.sum() / d, ((im - im.sum() / d) ** 2).sum().div(d - 1).sqrt()
+                if variant == "paper":
+                    bar = (p - mp) / (sp + eps) * si + mi
+                elif variant == "pure_norm":
+                    bar = (p - mp) / (sp + eps)
+                elif variant == "center":
+                    bar = p - mp
+                elif variant == "add":
+                    bar = p
+                else:  # code: one scalar mean/std per sample over all tokens and channels
+                    bar = (p - flat_p.mean()) * flat_i.std() / (flat_p.std() + eps) + flat_i.mean()
+                out[i, j, k] = bar + im
+    return out
+
+
+@pytest.mark.parametrize("variant", NFEB_VARIANTS)
+def test_nfeb_variant_matches_its_formula(variant):
+    g = torch.Generator().manual_seed(1)
+    z_img = torch.randn(2, 2, 3, 8, generator=g) * 2 + 1
+    z_p = torch.randn(2, 2, 3, 8, generator=g) * 0.3 - 0.5
+    torch.testing.assert_close(nfeb_combine(z_img, z_p, variant), _hand_nfeb(z_img, z_p, variant))
+
+
+@pytest.mark.parametrize("variant", NFEB_VARIANTS)
+def test_nfeb_block_matches_hand_attention(variant):
+    torch.manual_seed(0)
+    dim, heads = 8, 2
+    block = NormalizedExpressionBlock(dim, heads, variant)
+    h = torch.randn(1, 2, 3, dim)  # [B, T, N, D]
+    image = torch.randn(1, 5, dim)
+    expr = torch.randn(1, 2, 4, dim)  # 4 expression tokens for each of the 2 frames
+    ctx = {"image_tokens": image, "expression_tokens": expr}
+
+    def attend(q, k, v):
+        hd = dim // heads
+        outs = []
+        for head in range(heads):
+            sl = slice(head * hd, (head + 1) * hd)
+            w = torch.softmax(q[:, sl] @ k[:, sl].T / hd**0.5, dim=-1)
+            outs.append(w @ v[:, sl])
+        return torch.cat(outs, dim=-1)
+
+    q = block.q(block.norm(h))[0]
+    k_img, v_img = block.kv_img(image)[0].chunk(2, dim=-1)
+    k_p, v_p = block.kv_expr(expr)[0].chunk(2, dim=-1)
+    z_img = attend(q.reshape(-1, dim), k_img, v_img).reshape(1, 2, 3, dim)
+    z_p = torch.stack([attend(q[t], k_p[t], v_p[t]) for t in range(2)])[None]
+    expected = block.out(_hand_nfeb(z_img, z_p, variant))
+    torch.testing.assert_close(block(h, ctx), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_paper_and_code_agree_only_when_token_statistics_are_uniform():
+    g = torch.Generator().manual_seed(2)
+    base_p, base_i = torch.randn(16, generator=g), torch.randn(16, generator=g) * 3 + 2
+    # Every token a permutation of the same values: per-token and per-sample statistics coincide.
+    perm = torch.stack([torch.randperm(16, generator=g) for _ in range(6)]).view(1, 2, 3, 16)
+    z_p, z_img = base_p[perm], base_i[perm.flip(-1)]
+    torch.testing.assert_close(
+        nfeb_combine(z_img, z_p, "paper"), nfeb_combine(z_img, z_p, "code"), rtol=1e-3, atol=1e-3
+    )
+    # Tokens with their own scales: the paper re-scales per token, the code by one scalar.
+    scales = torch.linspace(0.2, 3.0, 6).view(1, 2, 3, 1)
+    z_p2, z_img2 = z_p * scales, z_img * scales.flip(2)
+    diff = (nfeb_combine(z_img2, z_p2, "paper") - nfeb_combine(z_img2, z_p2, "code")).abs().max()
+    assert diff > 0.5
+
+
+@given(st.integers(0, 2), st.integers(0, 1000))
+def test_each_latent_frame_sees_only_its_own_expression_tokens(frame, seed):
+    torch.manual_seed(0)
+    block = NormalizedExpressionBlock(8, 2, "add")
+    g = torch.Generator().manual_seed(seed)
+    h = torch.randn(1, 3, 4, 8, generator=g)
+    ctx = {
+        "image_tokens": torch.randn(1, 4, 8, generator=g),
+        "expression_tokens": torch.randn(1, 3, 2, 8, generator=g),
+    }
+    _, z_p = block.branches(h, ctx)
+    changed = dict(ctx, expression_tokens=ctx["expression_tokens"].clone())
+    changed["expression_tokens"][:, frame] += 5.0
+    _, z_p2 = block.branches(h, changed)
+    moved = (z_p2 - z_p).abs().amax(dim=(0, 2, 3)) > 1e-6
+    assert moved.tolist() == [t == frame for t in range(3)]
+
+
+# ------------------------------------------------------------------------ conditioning
+
+
+def test_missing_expression_equals_dropped_expression():
+    model = _randomise(build_model("tiny", variant="paper")).eval()
+    x, sigma, cond = _inputs(model)
+    null = model(x, sigma, cond.without(("expression",)))
+    dropped = Cond(
+        static={**cond.static, "expression_keep": torch.zeros(2)}, temporal=cond.temporal
+    )
+    torch.testing.assert_close(model(x, sigma, dropped), null)
+    assert (model(x, sigma, cond) - null).abs().max() > 1e-4
+
+
+def test_guided_sampling_runs_two_branches_and_differs_from_unguided():
+    model = _randomise(build_model("tiny")).eval()
+    x, _, cond = _inputs(model, batch=1)
+    sigmas = flow_match_sigmas(3)
+    plain = sample(model, x, sigmas, cond)
+    guided = sample(model, x, sigmas, cond, guidance=Guidance(4.0))
+    assert guided.nfe == 2 * plain.nfe
+    assert not torch.allclose(guided.latents, plain.latents)
+
+
+def test_reference_mask_follows_global_frame_index():
+    model = _randomise(build_model("tiny")).eval()
+    x, sigma, cond = _inputs(model, frames=4)
+    full = model(x, sigma, cond)
+    # A window that does not contain frame 0 must not see the reference as its first frame.
+    window = model(x[:, :, 2:], sigma, cond.window(2, 4))
+    as_first = model(
+        x[:, :, 2:],
+        sigma,
+        make_cond(cond.static["reference_latent"], cond.temporal["expression"][:, 2:], 2),
+    )
+    assert not torch.allclose(window, as_first)
+    assert full.shape == x.shape
