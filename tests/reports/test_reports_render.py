@@ -1,0 +1,85 @@
+import base64
+import io
+import re
+
+import imageio.v2 as imageio
+import pandas as pd
+import pytest
+from PIL import Image
+
+from reports.cli import report
+from reports.plots import FIGURES
+
+
+@pytest.fixture(scope="module")
+def rendered(golden_run, tmp_path_factory):
+    return report(golden_run, tmp_path_factory.mktemp("report"), n_boot=500)
+
+
+def test_report_writes_markdown_html_figures_grids_and_tidy_tables(rendered, golden_spec):
+    for name in (
+        "report.md",
+        "report.html",
+        "rows.csv",
+        "rows.parquet",
+        "summary.csv",
+        "summary.parquet",
+    ):
+        assert (rendered / name).is_file(), name
+    assert sorted(p.stem for p in (rendered / "figures").glob("*.png")) == sorted(FIGURES)
+    grids = sorted(p.name for p in (rendered / "grids").glob("*.mp4"))
+    expected = [f"{c}__seed{s}.mp4" for c in golden_spec["cases"] for s in golden_spec["seeds"]]
+    assert grids == sorted(expected)
+
+
+def test_tidy_tables_round_trip_through_csv_and_parquet(rendered):
+    summary = pd.read_parquet(rendered / "summary.parquet")
+    from_csv = pd.read_csv(rendered / "summary.csv")
+    assert len(summary) == len(from_csv) > 0
+    speedup = summary[
+        (summary["setting"] == "teacache_fast") & (summary["label"] == "speedup_wall")
+    ]
+    assert speedup["mean"].item() == pytest.approx(4.0)
+    rows = pd.read_parquet(rows_path := rendered / "rows.parquet")
+    assert len(rows) == len(pd.read_csv(rows_path.with_suffix(".csv")))
+    assert {"case", "setting", "seed", "metric", "value", "backend", "frame"} <= set(rows.columns)
+
+
+def test_html_embeds_every_plot_and_video_and_points_nowhere_else(rendered, golden_spec):
+    text = (rendered / "report.html").read_text()
+    for name in FIGURES:
+        assert re.search(rf"id='fig-{name}'[^>]*src='data:image/png;base64,", text), name
+    for case in golden_spec["cases"]:
+        for seed in golden_spec["seeds"]:
+            assert f"id='grid-{case}-seed{seed}'" in text
+    assert text.count("src='data:image/gif;base64,") == 4
+    assert text.count("src='data:video/mp4;base64,") == 4
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:|//)""", text, re.I)
+    assert "http://" not in text and "https://" not in text
+    # Every embedded image decodes; the GIF previews animate.
+    gifs = re.findall(r"data:image/gif;base64,([A-Za-z0-9+/=]+)", text)
+    preview = Image.open(io.BytesIO(base64.b64decode(gifs[0])))
+    assert preview.n_frames == 8  # self_a_8f has 8 frames
+
+
+def test_html_and_markdown_hold_the_table_numbers(rendered):
+    html_text = (rendered / "report.html").read_text()
+    markdown = (rendered / "report.md").read_text()
+    for text in (html_text, markdown):
+        assert "psnr@baseline ↑" in text and "fvd@ground_truth ↓" in text
+        assert "33.5 [" in text and "26.5 [" in text
+        assert "world-identity-encoder" in text and "i3d-kinetics400" in text
+        assert "RuntimeError: out of memory" in text  # the failed unit is listed
+    assert "![pareto](figures/pareto.png)" in markdown
+    assert "(grids/self_b_12f__seed1.mp4)" in markdown
+
+
+def test_grid_has_reference_ground_truth_and_one_column_per_setting(rendered, golden_spec):
+    frames = imageio.mimread(rendered / "grids" / "self_b_12f__seed0.mp4")
+    columns = 2 + len(golden_spec["settings"])
+    assert len(frames) == golden_spec["cases"]["self_b_12f"]
+    # Columns are scaled to 128 rows from 16x16 squares: 128 wide each.
+    assert frames[0].shape[1] == 128 * columns
+    # The alp_k5 column (fourth), away from the moving bar, shows the tint of setting 1 + seed 0: green dominates.
+    alp = frames[0][16:40, 3 * 128 + 100 : 3 * 128 + 124].reshape(-1, 3).mean(axis=0)
+    assert alp[1] > alp[0] + 20 and alp[1] > alp[2] + 20

@@ -1,0 +1,113 @@
+import numpy as np
+import pytest
+
+from reports.load import load_run
+from reports.plots import pareto_front
+from reports.tables import (
+    aggregate_rows,
+    bootstrap_mean_ci,
+    bootstrap_ratio_ci,
+    quality_table,
+    speed_table,
+    summary_table,
+)
+
+
+@pytest.fixture(scope="module")
+def summary(golden_run):
+    return summary_table(load_run(golden_run))
+
+
+def _cell(summary, setting, label):
+    row = summary[(summary["setting"] == setting) & (summary["label"] == label)]
+    assert len(row) == 1, (setting, label)
+    return row.iloc[0]
+
+
+@pytest.mark.parametrize(
+    ("setting", "wall", "nfe"),
+    [("baseline", 1.0, 1.0), ("alp_k5", 2.0, 2.5), ("teacache_fast", 4.0, 3.0)],
+)
+def test_speedups_are_baseline_over_setting(summary, setting, wall, nfe):
+    assert _cell(summary, setting, "speedup_wall")["mean"] == pytest.approx(wall)
+    assert _cell(summary, setting, "speedup_nfe")["mean"] == pytest.approx(nfe)
+    # Every unit has the same ratio, so the bootstrap has nothing to vary.
+    assert _cell(summary, setting, "speedup_wall")["ci_low"] == pytest.approx(wall)
+    assert _cell(summary, setting, "speedup_wall")["ci_high"] == pytest.approx(wall)
+
+
+def test_metric_means_and_cis_over_cases_and_seeds(summary):
+    psnr = _cell(summary, "alp_k5", "psnr@baseline")
+    assert psnr["mean"] == pytest.approx(33.5) and psnr["n"] == 4
+    assert 32.0 <= psnr["ci_low"] < psnr["mean"] < psnr["ci_high"] <= 35.0
+    assert _cell(summary, "teacache_fast", "psnr@baseline")["mean"] == pytest.approx(26.5)
+    assert _cell(summary, "baseline", "fvd@ground_truth")["mean"] == pytest.approx(100.0)
+    # The aggregate row wins over the per-frame rows of the same metric.
+    assert _cell(summary, "teacache_fast", "id_sim@reference_image")["mean"] == pytest.approx(0.7)
+    assert _cell(summary, "alp_k5", "peak_bytes")["mean"] == pytest.approx(50 * 2**20)
+    wall = _cell(summary, "baseline", "wall_seconds")
+    assert wall["mean"] == pytest.approx(12.0) and wall["ci_low"] >= 8.0 and wall["ci_high"] <= 16.0
+
+
+def test_summary_records_direction_and_backend(summary):
+    assert bool(_cell(summary, "alp_k5", "fvd@ground_truth")["higher_is_better"]) is False
+    assert _cell(summary, "alp_k5", "nfe")["higher_is_better"] is None
+    assert _cell(summary, "alp_k5", "id_sim@baseline")["backend"] == "world-identity-encoder"
+
+
+def test_bootstrap_is_seeded_and_brackets_the_mean():
+    values = np.array([1.0, 2.0, 3.0, 10.0, 4.0])
+    first = bootstrap_mean_ci(values, seed=3)
+    assert first == bootstrap_mean_ci(values, seed=3)
+    mean, low, high = first
+    assert mean == pytest.approx(4.0) and low < mean < high
+    assert bootstrap_mean_ci(np.array([7.0])) == (7.0, 7.0, 7.0)
+    with pytest.raises(ValueError, match="empty"):
+        bootstrap_mean_ci(np.array([]))
+
+
+def test_ratio_bootstrap_is_a_ratio_of_sums():
+    ratio, low, high = bootstrap_ratio_ci(np.array([8.0, 16.0]), np.array([2.0, 8.0]))
+    assert ratio == pytest.approx(24.0 / 10.0) and low <= ratio <= high
+    assert low >= 2.0 and high <= 4.0
+
+
+def test_a_metric_with_only_per_frame_rows_is_averaged_over_frames(golden_run):
+    rows = load_run(golden_run).rows
+    only_frames = rows[~((rows["metric"] == "id_sim") & rows["frame"].isna())]
+    aggregate = aggregate_rows(only_frames)
+    teacache = aggregate[
+        (aggregate["setting"] == "teacache_fast")
+        & (aggregate["metric"] == "id_sim")
+        & (aggregate["reference"] == "reference_image")
+        & (aggregate["case"] == "self_a_8f")
+    ]
+    # Frames 0..7 of 0.71 - 0.01 t average to 0.71 - 0.035.
+    assert teacache["value"].to_numpy() == pytest.approx([0.675, 0.675])
+
+
+def test_tables_put_the_baseline_first_and_show_arrows(summary):
+    speed = speed_table(summary, "baseline")
+    assert list(speed["setting"]) == ["baseline (baseline)", "alp_k5", "teacache_fast"]
+    assert list(speed["NFE"]) == ["30", "12", "10"]
+    assert list(speed["peak MiB"]) == ["100.0", "50.0", "100.0"]
+    quality = quality_table(summary, "baseline")
+    assert "fvd@ground_truth ↓" in quality.columns and "psnr@baseline ↑" in quality.columns
+    assert quality.loc[1, "psnr@baseline ↑"].startswith("33.5 [")
+    assert quality.loc[0, "psnr@baseline ↑"] == "–"
+
+
+def test_missing_baseline_is_a_clear_error(golden_run):
+    run = load_run(golden_run)
+    rows = run.rows[run.rows["setting"] != "baseline"]
+    broken = type(run)(run.path, run.manifest, rows, run.traces, run.errors, run.videos)
+    with pytest.raises(ValueError, match="baseline='baseline'"):
+        summary_table(broken)
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    speed = np.array([1.0, 2.0, 4.0, 3.0])
+    quality = np.array([0.9, 0.88, 0.7, 0.6])
+    assert list(pareto_front(speed, quality, True)) == [2, 1, 0]
+    # Lower-is-better (FVD): every point trades speed for FVD, so all are on the front.
+    assert list(pareto_front(speed, np.array([100, 110, 200, 150.0]), False)) == [2, 3, 1, 0]
