@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,9 +95,8 @@ def case_grids(
     videos: dict[str, Path], case: str, settings: list[str], out: Path, *, height: int = 128
 ) -> list[Grid]:
     """Write one grid mp4 per seed of ``case`` under ``out`` and return them with previews."""
-    seeds = sorted(
-        {int(name.rsplit("__seed", 1)[1]) for name in videos if "__seed" in name}
-    )  # fmt: skip
+    pattern = re.compile(r"__seed(-?\d+)$")
+    seeds = sorted({int(m.group(1)) for name in videos if (m := pattern.search(name))})
     grids = []
     for seed in seeds:
         columns: dict[str, np.ndarray] = {}

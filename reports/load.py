@@ -216,7 +216,14 @@ def _find_videos(run: Path) -> dict[str, dict[str, Path]]:
     if not root.is_dir():
         return videos
     for case_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        files = {p.stem: p for p in sorted(case_dir.iterdir()) if p.suffix in (".mp4", ".png")}
+        names = sorted(case_dir.iterdir())
+        hidden = [p.name for p in names if p.name.startswith(".")]
+        if hidden:
+            # The runner writes videos through hidden temp files; these are leftovers.
+            log.warning("ignoring temp files in %s: %s", case_dir, ", ".join(hidden))
+        files = {
+            p.stem: p for p in names if p.suffix in (".mp4", ".png") and not p.name.startswith(".")
+        }
         if files:
             videos[case_dir.name] = files
     return videos

@@ -23,11 +23,19 @@ def markdown_table(table: pd.DataFrame) -> str:
 
 
 def manifest_table(run: Run) -> pd.DataFrame:
-    """Key facts of the manifest as a two-column table."""
+    """Key facts of the manifest as a two-column table (long values shortened)."""
     manifest = run.manifest
-    keys = ["suite", "suite_version", "suite_hash", "protocol", "baseline", "git", "created",
-            "threads", "seeds", "device", "versions"]  # fmt: skip
-    rows = [(key, manifest.get(key, "–")) for key in keys if key in manifest]
+    keys = ["suite", "suite_version", "suite_sha256", "suite_hash", "protocol", "baseline",
+            "model", "steps", "shift", "git_hash", "git", "created", "threads", "devices",
+            "seeds", "device", "versions"]  # fmt: skip
+    rows = []
+    for key in keys:
+        if key in manifest:
+            value = manifest[key]
+            if isinstance(value, dict) and "name" in value:
+                value = value["name"]  # the model's weights hashes are in manifest.json
+            text = str(value)
+            rows.append((key, text if len(text) <= 160 else text[:157] + "..."))
     return pd.DataFrame(rows, columns=["field", "value"])
 
 

@@ -157,6 +157,14 @@ def summary_table(run: Run, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFram
     return summary[SUMMARY_COLUMNS]
 
 
+def format_bytes(value: float) -> str:
+    """``1536`` -> ``"1.5 KiB"``: memory in the largest binary unit that keeps it >= 1."""
+    for power, name in ((3, "GiB"), (2, "MiB"), (1, "KiB")):
+        if abs(value) >= 1024**power:
+            return f"{value / 1024**power:.3g} {name}"
+    return f"{value:.0f} B"
+
+
 def _value(summary: pd.DataFrame, setting: str, label: str) -> pd.Series | None:
     match = summary[(summary["setting"] == setting) & (summary["label"] == label)]
     return None if match.empty else match.iloc[0]
@@ -195,7 +203,7 @@ def speed_table(summary: pd.DataFrame, baseline: str) -> pd.DataFrame:
                 "NFE": "–" if nfe is None else f"{nfe['mean']:.4g}",
                 "speedup wall ↑": _format_ci(_value(summary, setting, "speedup_wall")),
                 "speedup NFE ↑": _format_ci(_value(summary, setting, "speedup_nfe")),
-                "peak MiB": "–" if peak is None else f"{peak['mean'] / 2**20:.1f}",
+                "peak memory": "–" if peak is None else format_bytes(peak["mean"]),
                 "wall s ↓": _format_ci(_value(summary, setting, "wall_seconds")),
             }
         )

@@ -90,7 +90,7 @@ def test_tables_put_the_baseline_first_and_show_arrows(summary):
     speed = speed_table(summary, "baseline")
     assert list(speed["setting"]) == ["baseline (baseline)", "alp_k5", "teacache_fast"]
     assert list(speed["NFE"]) == ["30", "12", "10"]
-    assert list(speed["peak MiB"]) == ["100.0", "50.0", "100.0"]
+    assert list(speed["peak memory"]) == ["100 MiB", "50 MiB", "100 MiB"]
     quality = quality_table(summary, "baseline")
     assert "fvd@ground_truth ↓" in quality.columns and "psnr@baseline ↑" in quality.columns
     assert quality.loc[1, "psnr@baseline ↑"].startswith("33.5 [")
