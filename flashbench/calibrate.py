@@ -102,8 +102,21 @@ def check_calibration(
         )
 
 
-def _noises(noises: Tensor | Sequence[Tensor]) -> list[Tensor]:
-    return [noises] if isinstance(noises, Tensor) else list(noises)
+def _runs(
+    noises: Tensor | Sequence[Tensor], cond: Cond | Sequence[Cond] | None
+) -> list[tuple[Tensor, Cond]]:
+    """(noise, conditioning) pairs: one conditioning for all noises, or one per noise."""
+    noises = [noises] if isinstance(noises, Tensor) else list(noises)
+    conds = (
+        [cond if cond is not None else Cond()] * len(noises)
+        if not isinstance(cond, Sequence)
+        else list(cond)
+    )
+    if len(conds) != len(noises):
+        raise ValueError(
+            f"got {len(noises)} noises but {len(conds)} conditionings; give one per noise or one for all"
+        )
+    return list(zip(noises, conds, strict=True))
 
 
 @torch.no_grad()
@@ -111,7 +124,7 @@ def teacache_pairs(
     model: Denoiser,
     noises: Tensor | Sequence[Tensor],
     sigmas: Tensor,
-    cond: Cond | None = None,
+    conds: Cond | Sequence[Cond] | None = None,
     indicator: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per step of Euler sampling: (relative L1 change of the indicator, of the model output)."""
@@ -120,9 +133,8 @@ def teacache_pairs(
     )
     check_choice(indicator, "indicator", ("auto", "time", "embed"))
     check_sigmas(sigmas)
-    cond = cond if cond is not None else Cond()
     xs, ys = [], []
-    for noise in _noises(noises):
+    for noise, cond in _runs(noises, conds):
         x, previous = noise.clone(), None
         for step in range(len(sigmas) - 1):
             h, ctx = model.embed(x, sigma_batch(sigmas, step, x), cond)
@@ -140,14 +152,14 @@ def calibrate_teacache(
     model: Denoiser,
     noises: Tensor | Sequence[Tensor],
     sigmas: Tensor,
-    cond: Cond | None = None,
+    conds: Cond | Sequence[Cond] | None = None,
     *,
     indicator: str = "auto",
     degree: int = 4,
     name: str = "",
 ) -> Calibration:
     """Fit TeaCache's rescaling polynomial (Liu et al. 2024, arXiv 2411.19108) with numpy.polyfit of ``degree``."""
-    xs, ys = teacache_pairs(model, noises, sigmas, cond, indicator)
+    xs, ys = teacache_pairs(model, noises, sigmas, conds, indicator)
     if len(np.unique(xs)) <= degree:
         raise ValueError(
             f"{len(np.unique(xs))} distinct indicator changes cannot fit a degree-{degree} polynomial; "
@@ -176,7 +188,7 @@ def calibrate_magcache(
     model: Denoiser,
     noises: Tensor | Sequence[Tensor],
     sigmas: Tensor,
-    cond: Cond | None = None,
+    conds: Cond | Sequence[Cond] | None = None,
     *,
     name: str = "",
 ) -> Calibration:
@@ -185,11 +197,10 @@ def calibrate_magcache(
         model, "magcache calibration", "MagCache watches the block stack's residual"
     )
     check_sigmas(sigmas)
-    cond = cond if cond is not None else Cond()
     steps = len(sigmas) - 1
     sums = np.zeros(steps)
-    samples = _noises(noises)
-    for noise in samples:
+    samples = _runs(noises, conds)
+    for noise, cond in samples:
         x, previous = noise.clone(), None
         for step in range(steps):
             h, ctx = model.embed(x, sigma_batch(sigmas, step, x), cond)
@@ -211,40 +222,40 @@ def calibrate_magcache(
 
 
 # -- command line -----------------------------------------------------------------------------
-def load_model(name: str) -> Denoiser:
-    """A denoiser by name: ``toy`` (the CLI demo's toy) or one from a ``models`` registry when present."""
-    if name == "toy":
-        from flashbench.toy import ToyDenoiser
-
-        return ToyDenoiser(channels=4, dim=64, depth=6, temporal=True).eval()
-    from flashbench import settings
-
-    models = getattr(settings, "models", None)
-    if models is None:
-        raise ValueError(
-            f"model={name!r} is unknown; use --model toy (no model registry is installed)"
-        )
-    return models.build(name)
-
-
 def _calibrate(args: argparse.Namespace) -> int:
-    torch.manual_seed(args.seed)
-    model = load_model(args.model)
+    from flashbench.models import models
+    from flashbench.suite import CaseSpec
+
+    torch.set_num_threads(args.threads)
+    portrait = models.build(args.model)
+    # Training identities: a calibration must not peek at the cases it will be judged on.
+    identities = portrait.splits["train"]
     generator = torch.Generator().manual_seed(args.seed)
-    noises = [
-        torch.randn(1, args.channels, args.frames, args.height, args.width, generator=generator)
-        for _ in range(args.samples)
-    ]
+    noises, conds = [], []
+    for i in range(args.samples):
+        identity = identities[i % len(identities)]
+        case = CaseSpec(
+            f"calibrate-{i}",
+            "self",
+            identity,
+            identity,
+            args.seed + i,
+            args.frames,
+            args.resolution,
+        )
+        inputs = portrait.prepare(case)
+        noises.append(torch.randn(inputs.latent_shape, generator=generator))
+        conds.append(inputs.cond)
     sigmas = flow_match_sigmas(args.steps, args.shift)
     if args.method == "teacache":
         calibration = calibrate_teacache(
-            model, noises, sigmas, indicator=args.indicator, name=args.model
+            portrait.denoiser, noises, sigmas, conds, indicator=args.indicator, name=args.model
         )
         summary = (
-            f"coefficients {calibration.values['coefficients']} R^2 {calibration.values['r2']:.3f}"
+            f"coefficients {calibration.values['coefficients']}, R^2 {calibration.values['r2']:.3f}"
         )
     else:
-        calibration = calibrate_magcache(model, noises, sigmas, name=args.model)
+        calibration = calibrate_magcache(portrait.denoiser, noises, sigmas, conds, name=args.model)
         summary = f"{len(calibration.values['ratios'])} ratios"
     path = save_calibration(calibration, args.out)
     print(
@@ -260,20 +271,21 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     )
     methods = calibrate.add_subparsers(dest="method", required=True)
     for method, help_text in (
-        ("teacache", "fit the degree-4 rescaling polynomial (numpy.polyfit)"),
+        ("teacache", "fit the degree-4 rescaling polynomial (numpy.polyfit) from Euler runs"),
         ("magcache", "measure per-step residual magnitude ratios from Euler runs"),
     ):
         parser = methods.add_parser(method, help=help_text)
-        parser.add_argument("--model", default="toy", help="denoiser name (default: toy)")
+        parser.add_argument("--model", default="toy", help="model name from the models registry")
         parser.add_argument("--out", required=True, help="JSON file to write")
-        parser.add_argument("--steps", type=int, default=30)
-        parser.add_argument("--shift", type=float, default=5.0)
-        parser.add_argument("--samples", type=int, default=4, help="noise samples to run")
-        parser.add_argument("--channels", type=int, default=4)
-        parser.add_argument("--frames", type=int, default=8)
-        parser.add_argument("--height", type=int, default=8)
-        parser.add_argument("--width", type=int, default=8)
+        parser.add_argument("--steps", type=int, default=30, help="sampling steps (default 30)")
+        parser.add_argument("--shift", type=float, default=5.0, help="schedule shift (default 5)")
+        parser.add_argument(
+            "--samples", type=int, default=4, help="training cases to run (default 4)"
+        )
+        parser.add_argument("--frames", type=int, default=8, help="frames per case (default 8)")
+        parser.add_argument("--resolution", type=int, default=32, help="frame size (default 32)")
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--threads", type=int, default=2)
         if method == "teacache":
             parser.add_argument("--indicator", choices=("auto", "time", "embed"), default="auto")
         parser.set_defaults(func=_calibrate)

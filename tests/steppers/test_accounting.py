@@ -1,0 +1,160 @@
+"""NFE counts full passes; every stepper runs inside sliding windows and with guidance."""
+
+import itertools
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from stepper_models import CountingToy, black_box, toy, toy_inputs
+
+from flashbench.sampling import Guidance, sample
+from flashbench.schedule import flow_match_sigmas
+from flashbench.settings import settings, steppers
+from flashbench.steppers import Euler
+from flashbench.windowing import Full, Sliding
+
+CONFIGS = {
+    "alp": {},
+    "alp-adaptive": {"threshold": 0.05, "interval": 4},
+    "alp-output": {"level": "output"},
+    "alp-newton-sigma": {"form": "newton", "spacing": "sigma"},
+    "taylorseer": {},
+    "teacache": {"threshold": 3.0},
+    "fora": {},
+    "first_block_cache": {"threshold": 0.5},
+    "magcache": {"threshold": 0.5, "retention": 0.1},
+    "fewer_steps": {"steps": 5},
+    "dpmpp_2m": {"steps": 6},
+}
+
+
+def build(config: str):
+    return steppers.build(config.split("-")[0], **CONFIGS[config])
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+@hypothesis_settings(max_examples=5)
+@given(
+    seed=st.integers(0, 2**16),
+    windowing=st.sampled_from(
+        [Full(), Sliding(window=4, overlap=2), Sliding(window=4, overlap=0, shift=1)]
+    ),
+    guidance=st.sampled_from([None, Guidance(scale=2.0, drop=("motion",))]),
+)
+def test_nfe_is_the_number_of_full_passes_and_latents_stay_in_range(
+    config, seed, windowing, guidance
+):
+    model = CountingToy()
+    noise, cond = toy_inputs(seed, frames=7)
+    sigmas = flow_match_sigmas(10)
+    result = sample(
+        model, noise, sigmas, cond, stepper=build(config), windowing=windowing, guidance=guidance
+    )
+    assert result.nfe == model.passes
+    assert result.nfe == sum(r.action == "compute" for r in result.trace)
+    assert set(result.actions) <= {"compute", "predict", "reuse"}
+    reference = sample(
+        model, noise, sigmas, cond, stepper=Euler(), windowing=windowing, guidance=guidance
+    )
+    assert torch.isfinite(result.latents).all()
+    bound = 4 * reference.latents.abs().max()
+    assert result.latents.abs().max() <= bound
+
+
+def test_accelerators_skip_passes_and_report_their_cache():
+    model = toy()
+    noise, cond = toy_inputs(3, frames=8)
+    sigmas = flow_match_sigmas(20)
+    euler = sample(model, noise, sigmas, cond)
+    for config in (
+        "alp",
+        "alp-output",
+        "taylorseer",
+        "fora",
+        "magcache",
+        "fewer_steps",
+        "dpmpp_2m",
+    ):
+        result = sample(
+            model, noise, sigmas, cond, stepper=build(config), guidance=Guidance(2.0, ("motion",))
+        )
+        assert result.nfe < 2 * euler.nfe, config
+        if config not in ("fewer_steps", "dpmpp_2m"):
+            assert result.peak_cache_bytes > 0, config
+
+
+def test_guidance_branches_keep_separate_caches():
+    model = toy()
+    noise, cond = toy_inputs(4, frames=6)
+    sigmas = flow_match_sigmas(10)
+    result = sample(
+        model,
+        noise,
+        sigmas,
+        cond,
+        stepper=steppers.build("alp"),
+        guidance=Guidance(3.0, ("motion",)),
+    )
+    cond_actions = [r.action for r in result.trace if r.branch == "cond"]
+    uncond_actions = [r.action for r in result.trace if r.branch == "uncond"]
+    assert cond_actions == uncond_actions and "predict" in cond_actions
+    # One branch's cached features alone would give both branches the same prediction.
+    single = sample(model, noise, sigmas, cond, stepper=steppers.build("alp"))
+    assert result.peak_cache_bytes == 2 * single.peak_cache_bytes
+
+
+def test_adaptive_alp_follows_the_threshold_and_caps_the_gap():
+    model = toy()
+    noise, cond = toy_inputs(5, frames=6)
+    sigmas = flow_match_sigmas(24)
+    nfes = []
+    for threshold in (0.0, 0.02, 0.1, 10.0):
+        result = sample(
+            model,
+            noise,
+            sigmas,
+            cond,
+            stepper=steppers.build("alp", threshold=threshold, interval=6),
+        )
+        nfes.append(result.nfe)
+        computed = [r.step for r in result.trace if r.action == "compute"]
+        assert max(b - a for a, b in itertools.pairwise(computed)) <= 6
+    assert nfes[0] == 24
+    assert nfes == sorted(nfes, reverse=True) and nfes[-1] < nfes[0]
+
+
+@pytest.mark.parametrize(
+    "name", ["alp", "taylorseer", "teacache", "fora", "first_block_cache", "magcache"]
+)
+def test_layered_steppers_refuse_a_black_box_denoiser(name):
+    noise, cond = toy_inputs(0)
+    with pytest.raises(ValueError, match="output"):
+        sample(black_box, noise, flow_match_sigmas(4), cond, stepper=steppers.build(name))
+
+
+@pytest.mark.parametrize("name", ["alp", "taylorseer"])
+def test_output_level_forecasts_a_black_box_denoiser(name):
+    noise, cond = toy_inputs(0)
+    result = sample(
+        black_box, noise, flow_match_sigmas(12), cond, stepper=steppers.build(name, level="output")
+    )
+    assert result.actions["predict"] > 0 and torch.isfinite(result.latents).all()
+
+
+def test_every_named_setting_builds_and_samples():
+    model = toy()
+    noise, cond = toy_inputs(0, frames=10)
+    for name in settings.names():
+        stepper, windowing, guidance = settings.get(name).build()
+        result = sample(
+            model,
+            noise,
+            flow_match_sigmas(8),
+            cond,
+            stepper=stepper,
+            windowing=windowing,
+            guidance=guidance,
+        )
+        assert torch.isfinite(result.latents).all(), name

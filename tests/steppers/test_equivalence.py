@@ -1,0 +1,115 @@
+"""Steppers that never skip are Euler bit for bit; ALP without dynamic functions is TaylorSeer."""
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from stepper_models import toy, toy_inputs
+
+from flashbench.sampling import Guidance, sample
+from flashbench.schedule import flow_match_sigmas
+from flashbench.settings import steppers
+from flashbench.steppers import Euler
+from flashbench.windowing import Full, Sliding
+
+NEVER_SKIP = {
+    "alp": {"interval": 1},
+    "alp-adaptive": {"threshold": 0.0},
+    "alp-output": {"interval": 1, "level": "output"},
+    "alp-newton-sigma": {"interval": 1, "form": "newton", "spacing": "sigma"},
+    "taylorseer": {"interval": 1, "order": 2},
+    "teacache": {"threshold": 0.0},
+    "fora": {"interval": 1},
+    "first_block_cache": {"threshold": 0.0},
+    "magcache": {"threshold": 0.0},
+    "magcache-ratios": {"threshold": 0.0, "ratios": (1.0, 0.9, 1.1)},
+    "fewer_steps": {"steps": 7},
+}
+
+WINDOWINGS = st.sampled_from(
+    [
+        Full(),
+        Sliding(window=4, overlap=2),
+        Sliding(window=3, overlap=0, weighting="uniform", shift=1),
+    ]
+)
+GUIDANCE = st.sampled_from([None, Guidance(scale=3.0, drop=("motion",))])
+
+
+@pytest.mark.parametrize("config", sorted(NEVER_SKIP))
+@hypothesis_settings(max_examples=6)
+@given(seed=st.integers(0, 2**16), windowing=WINDOWINGS, guidance=GUIDANCE)
+def test_never_skipping_stepper_equals_euler_bit_for_bit(config, seed, windowing, guidance):
+    model = toy(seed % 3)
+    noise, cond = toy_inputs(seed)
+    sigmas = flow_match_sigmas(7)
+    name = config.split("-")[0]
+    stepper = steppers.build(name, **NEVER_SKIP[config])
+    ours = sample(
+        model, noise, sigmas, cond, stepper=stepper, windowing=windowing, guidance=guidance
+    )
+    euler = sample(
+        model, noise, sigmas, cond, stepper=Euler(), windowing=windowing, guidance=guidance
+    )
+    assert torch.equal(ours.latents, euler.latents)
+    assert ours.nfe == euler.nfe
+
+
+@hypothesis_settings(max_examples=12)
+@given(
+    seed=st.integers(0, 2**16),
+    order=st.integers(0, 3),
+    interval=st.integers(1, 5),
+    warmup=st.integers(1, 4),
+    spacing=st.sampled_from(["step", "sigma"]),
+    form=st.sampled_from(["taylor", "newton"]),
+    level=st.sampled_from(["layer", "output"]),
+    guidance=GUIDANCE,
+)
+def test_alp_without_dynamic_functions_is_taylorseer(
+    seed, order, interval, warmup, spacing, form, level, guidance
+):
+    model = toy()
+    noise, cond = toy_inputs(seed)
+    sigmas = flow_match_sigmas(12)
+    common = {
+        "interval": interval,
+        "order": order,
+        "warmup": warmup,
+        "spacing": spacing,
+        "form": form,
+        "level": level,
+    }
+    alp = sample(
+        model,
+        noise,
+        sigmas,
+        cond,
+        stepper=steppers.build("alp", dynamic=False, **common),
+        guidance=guidance,
+    )
+    seer = sample(
+        model,
+        noise,
+        sigmas,
+        cond,
+        stepper=steppers.build("taylorseer", **common),
+        guidance=guidance,
+    )
+    assert torch.equal(alp.latents, seer.latents)
+    assert [r.action for r in alp.trace] == [r.action for r in seer.trace]
+    if interval > 1:
+        assert alp.actions.get("predict", 0) > 0
+
+
+def test_alp_dynamic_functions_change_the_prediction():
+    model = toy()
+    noise, cond = toy_inputs(1)
+    sigmas = flow_match_sigmas(12)
+    plain = sample(model, noise, sigmas, cond, stepper=steppers.build("alp", dynamic=False))
+    for reading in ("rate", "std"):
+        dynamic = sample(model, noise, sigmas, cond, stepper=steppers.build("alp", reading=reading))
+        assert dynamic.nfe == plain.nfe
+        assert torch.isfinite(dynamic.latents).all()
+        assert not torch.equal(dynamic.latents, plain.latents)
