@@ -1,13 +1,22 @@
-"""What a suite can measure: metric names, units, directions, references and backends, and their rows."""
+"""What a suite can measure, and the rows of one unit, computed with the ``metrics`` package's torchmetrics Metrics."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-import torch
 from torch import Tensor
 
 SPEED_GROUP = ("wall_seconds", "nfe", "peak_bytes", "fps")
+SPEED: dict[str, tuple[str, bool | None]] = {
+    "wall_seconds": ("s", False),
+    "nfe": ("passes", None),
+    "peak_bytes": ("bytes", None),
+    "fps": ("frames/s", True),
+}
+# Identical frames have infinite PSNR; rows are strict JSON, so PSNR is capped (MSE floor 1e-10).
+PSNR_CAP_DB = 100.0
 
 
 @dataclass(frozen=True)
@@ -23,79 +32,174 @@ class MetricSpec:
 
 
 METRICS: dict[str, MetricSpec] = {
-    "psnr": MetricSpec(
-        "psnr",
-        "dB",
-        True,
-        ("ground_truth", "baseline", "reference_image"),
-        ("torchmetrics",),
-        "peak signal-to-noise ratio of frames in [0, 1]",
-    ),
-    "ssim": MetricSpec(
-        "ssim",
-        "",
-        True,
-        ("ground_truth", "baseline", "reference_image"),
-        ("torchmetrics",),
-        "structural similarity (Wang et al. 2004), Gaussian window",
-    ),
-    "id_sim": MetricSpec(
-        "id_sim",
-        "cosine",
-        True,
-        ("reference_image",),
-        ("world-identity-encoder",),
-        "cosine of identity embeddings of each frame and the reference image",
-    ),
-    "mae": MetricSpec(
-        "mae",
-        "",
-        False,
-        ("ground_truth", "baseline"),
-        ("torchmetrics",),
-        "mean absolute pixel error in [0, 1]",
-    ),
-}
-SPEED: dict[str, tuple[str, bool | None]] = {
-    "wall_seconds": ("s", False),
-    "nfe": ("passes", None),
-    "peak_bytes": ("bytes", None),
-    "fps": ("frames/s", True),
-}
-
-
-def frame_values(metric: str, generated: Tensor, target: Tensor, identity=None) -> Tensor:
-    """Per-frame values of ``metric`` for videos ``[T, 3, H, W]`` in [0, 1] (``target`` may be one image)."""
-    from torchmetrics.functional.image import (
-        peak_signal_noise_ratio,
-        structural_similarity_index_measure,
+    spec.name: spec
+    for spec in (
+        MetricSpec(
+            "psnr",
+            "dB",
+            True,
+            ("ground_truth", "baseline", "reference_image"),
+            ("psnr",),
+            f"peak signal-to-noise ratio per frame, capped at {PSNR_CAP_DB:g} dB",
+        ),
+        MetricSpec(
+            "ssim",
+            "",
+            True,
+            ("ground_truth", "baseline", "reference_image"),
+            ("torchmetrics-ssim",),
+            "structural similarity (Wang et al. 2004)",
+        ),
+        MetricSpec(
+            "lpips",
+            "",
+            False,
+            ("ground_truth", "baseline"),
+            ("lpips-alex", "lpips-vgg", "lpips-squeeze"),
+            "LPIPS (Zhang et al. 2018, arXiv 1801.03924); needs backbone weights",
+        ),
+        MetricSpec(
+            "mae",
+            "",
+            False,
+            ("ground_truth", "baseline"),
+            ("pixel-l1",),
+            "mean absolute pixel error in [0, 1]",
+        ),
+        MetricSpec(
+            "id_sim",
+            "cosine",
+            True,
+            ("reference_image",),
+            ("world-identity-encoder", "arcface-w600k_mbf"),
+            "identity cosine of each frame to the reference image",
+        ),
+        MetricSpec(
+            "aed",
+            "",
+            False,
+            ("driving",),
+            ("world-expression-extractor",),
+            "average expression distance to the driving video",
+        ),
+        MetricSpec(
+            "apd",
+            "",
+            False,
+            ("driving",),
+            ("world-pose-extractor",),
+            "average pose distance to the driving video",
+        ),
+        MetricSpec(
+            "seam",
+            "",
+            False,
+            ("",),
+            ("temporal-l1",),
+            "temporal change at window seams / elsewhere (1 = seamless)",
+        ),
     )
+}
+PER_FRAME = ("psnr", "ssim", "lpips", "mae", "id_sim")
 
-    generated = generated.double().clamp(0, 1)
-    target = (
-        target.double().clamp(0, 1).expand_as(generated)
-        if target.ndim == 3
-        else target.double().clamp(0, 1)
-    )
-    if metric == "psnr":
-        return torch.stack(
-            [
-                peak_signal_noise_ratio(g[None], t[None], data_range=1.0)
-                for g, t in zip(generated, target, strict=True)
-            ]
-        )
-    if metric == "ssim":
-        return structural_similarity_index_measure(
-            generated, target, data_range=1.0, reduction="none"
-        )
-    if metric == "mae":
-        return (generated - target).abs().flatten(1).mean(1)
-    if metric == "id_sim":
-        if identity is None:
+
+class Measurer:
+    """Builds each metric of a suite once (weights checked up front) and turns one unit's video into rows."""
+
+    def __init__(self, names: tuple[str, ...], backends: dict[str, str], model: Any) -> None:
+        self.names = [n for n in names if n != "speed"]
+        self.backends = {n: backends.get(n, METRICS[n].backends[0]) for n in self.names}
+        self.model = model
+        self.metrics: dict[str, Any] = {}
+        for name in self.names:
+            try:
+                self.metrics[name] = self._build(name, self.backends[name])
+            except ValueError:
+                raise
+            except (
+                Exception
+            ) as err:  # missing weights, missing packages: one clear line before any unit runs
+                raise ValueError(
+                    f"metric {name!r} with backend {self.backends[name]!r} is unavailable: {type(err).__name__}: {err}"
+                ) from err
+
+    def _world(self, what: str) -> Callable[[Tensor], Tensor]:
+        getter = getattr(self.model, what, None)
+        extractor = getter() if getter is not None else None
+        if extractor is None:
             raise ValueError(
-                "metric 'id_sim' needs an identity encoder; this model provides none, drop id_sim from metrics.names"
+                f"model {self.model.name!r} provides no {what.replace('_', ' ')}; drop the metric or use another model"
             )
-        gen = torch.nn.functional.normalize(identity(generated.float()).double(), dim=-1)
-        ref = torch.nn.functional.normalize(identity(target[:1].float()).double(), dim=-1)
-        return (gen * ref).sum(-1)
-    raise ValueError(f"unknown metric {metric!r}; known: {sorted(METRICS)}")
+        return extractor
+
+    def _build(self, name: str, backend: str) -> Any:
+        from metrics import fidelity
+
+        if name == "psnr":
+            return fidelity.PSNR()
+        if name == "ssim":
+            return fidelity.SSIM()
+        if name == "lpips":
+            return fidelity.LPIPS(net=backend.removeprefix("lpips-"))
+        if name == "id_sim":
+            from metrics.identity import IdentitySimilarity
+
+            return IdentitySimilarity(
+                encoder="arcface"
+                if backend == "arcface-w600k_mbf"
+                else self._world("identity_encoder")
+            )
+        if name in ("aed", "apd"):
+            from metrics.expression import ExpressionError, PoseError
+
+            if name == "aed":
+                return ExpressionError(extractor=self._world("expression_extractor"))
+            return PoseError(extractor=self._world("pose_extractor"))
+        if name == "seam":
+            from metrics.seams import SeamDiscontinuity
+
+            return SeamDiscontinuity()
+        return None  # mae: computed here
+
+    def manifest(self) -> dict[str, dict[str, Any]]:
+        """{metric: {backend, weights: {file: sha256}}}; world backends carry the model's weight hashes."""
+        out: dict[str, dict[str, Any]] = {}
+        for name in self.names:
+            metric = self.metrics[name]
+            info = metric.backend_info() if hasattr(metric, "backend_info") else {"weights": {}}
+            weights = dict(info.get("weights", {}))
+            if self.backends[name].startswith("world-"):
+                weights.update(self.model.weights())
+            out[name] = {"backend": self.backends[name], "weights": weights}
+        return out
+
+    def values(
+        self, name: str, video: Tensor, target: Tensor | None, boundaries: list[int]
+    ) -> tuple[float, list[float] | None] | None:
+        """(aggregate, per-frame or None) for ``video`` [T, 3, H, W] against ``target``; None if not measurable."""
+        metric = self.metrics[name]
+        if metric is not None:
+            metric.reset()
+        if name in ("psnr", "ssim", "lpips"):
+            target = target.expand_as(video) if target.ndim == 3 else target
+            frames = metric.frame_scores(video, target).double()
+            if name == "psnr":
+                frames = frames.clamp(max=PSNR_CAP_DB)
+            return float(frames.mean()), frames.tolist()
+        if name == "mae":
+            target = target.expand_as(video) if target.ndim == 3 else target
+            frames = (video.double() - target.double()).abs().flatten(1).mean(1)
+            return float(frames.mean()), frames.tolist()
+        if name == "id_sim":
+            metric.update(target[None], video.permute(1, 0, 2, 3)[None])
+            result = metric.compute()
+            return float(result["mean"]), result["per_frame"].tolist()
+        if name in ("aed", "apd"):
+            metric.update(video.permute(1, 0, 2, 3)[None], target.permute(1, 0, 2, 3)[None])
+            return float(metric.compute()["mean"]), None
+        if name == "seam":
+            if not boundaries or len(boundaries) >= video.shape[0] - 1:
+                return None  # one window, or seams everywhere: nothing to compare a seam with
+            metric.update(video.permute(1, 0, 2, 3)[None], boundaries)
+            return float(metric.compute()["ratio"]), None
+        raise ValueError(f"unknown metric {name!r}; known: {sorted(METRICS)}")

@@ -35,6 +35,9 @@ class CaseInputs:
     latent_shape: tuple[int, ...]
     reference_image: Tensor  # [3, H, W] in [0, 1]
     ground_truth: Tensor | None  # [T, 3, H, W] in [0, 1], or None where the world has none
+    driving: Tensor | None = (
+        None  # [T, 3, H, W]: the driving video (the driver's identity in cross-reenactment)
+    )
 
 
 class PortraitModel(Protocol):
@@ -114,6 +117,11 @@ class ToyModel:
         still = torch.zeros(1, 3, dtype=torch.float64)
         reference = self.render(case.identity, still, case.resolution)[0]
         truth = self.render(case.identity, motion, case.resolution)
+        driving = (
+            truth
+            if case.driving_identity == case.identity
+            else self.render(case.driving_identity, motion, case.resolution)
+        )
         size = case.resolution // self.downsample
         reference_latent = nn.functional.avg_pool2d(reference[None] * 2 - 1, self.downsample)
         cond = Cond(
@@ -121,7 +129,7 @@ class ToyModel:
             temporal={"expression": motion.float()[None]},
             frames_per_latent=1,
         )
-        return CaseInputs(cond, (1, 3, case.frames, size, size), reference, truth)
+        return CaseInputs(cond, (1, 3, case.frames, size, size), reference, truth, driving)
 
     def decode(self, latents: Tensor) -> Tensor:
         video = latents[0].permute(1, 0, 2, 3).float()
@@ -136,6 +144,24 @@ class ToyModel:
             return pooled - pooled.mean(dim=1, keepdim=True)
 
         return encode
+
+    def expression_extractor(self) -> Callable[[Tensor], Tensor]:
+        """Disc centre and radius per frame (the toy world's expression), from pixels unlike the corner's."""
+
+        def extract(frames: Tensor) -> Tensor:
+            background = frames[:, :, :1, :1]
+            mask = ((frames - background).abs().sum(1) > 0.1).double()
+            size = frames.shape[-1]
+            grid = (torch.arange(size, dtype=torch.float64) + 0.5) / size - 0.5
+            area = mask.sum((1, 2)).clamp(min=1)
+            cx = (mask * grid[None, None, :]).sum((1, 2)) / area
+            cy = (mask * grid[None, :, None]).sum((1, 2)) / area
+            return torch.stack([cx * 5, cy * 5, (area / size**2).sqrt()], dim=1)
+
+        return extract
+
+    def pose_extractor(self) -> None:
+        return None
 
     def weights(self) -> dict[str, str]:
         state = self.denoiser.state_dict()

@@ -11,6 +11,7 @@ import datetime
 import hashlib
 import json
 import logging
+import math
 import os
 import platform
 import subprocess
@@ -25,7 +26,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from flashbench.measure import METRICS, SPEED, frame_values
+from flashbench.measure import METRICS, SPEED, Measurer
 from flashbench.models import CaseInputs, PortraitModel, models
 from flashbench.sampling import Guidance, Sample, sample
 from flashbench.schedule import flow_match_sigmas
@@ -167,21 +168,16 @@ def _device_info() -> dict[str, Any]:
     return info
 
 
-def metric_backends(suite: Suite, model: PortraitModel) -> dict[str, dict[str, Any]]:
+def metric_backends(suite: Suite, measurer: Measurer) -> dict[str, dict[str, Any]]:
     """{metric: {backend, weights: {file: sha256}}} for the manifest."""
-    out: dict[str, dict[str, Any]] = {}
-    for name in suite.metrics.names:
-        if name == "speed":
-            out[name] = {"backend": "timer", "weights": {}}
-            continue
-        backend = suite.metrics.backends.get(name, METRICS[name].backends[0])
-        weights = model.weights() if backend.startswith("world-") else {}
-        out[name] = {"backend": backend, "weights": weights}
+    out = measurer.manifest()
+    if "speed" in suite.metrics.names:
+        out["speed"] = {"backend": "timer", "weights": {}}
     return out
 
 
 def build_manifest(
-    suite: Suite, model: PortraitModel, threads: int, devices: int
+    suite: Suite, model: PortraitModel, measurer: Measurer, threads: int, devices: int
 ) -> dict[str, Any]:
     return {
         "format_version": FORMAT_VERSION,
@@ -196,7 +192,7 @@ def build_manifest(
         "shift": suite.shift,
         "seeds": list(suite.seeds),
         "settings": [setting_dict(s) for s in suite.settings],
-        "metric_backends": metric_backends(suite, model),
+        "metric_backends": metric_backends(suite, measurer),
         "versions": _versions(),
         "git_hash": _git_hash(),
         "device": _device_info(),
@@ -207,7 +203,14 @@ def build_manifest(
 
 
 def open_run_dir(
-    out: Path, suite: Suite, model: PortraitModel, *, resume: bool, threads: int, devices: int = 1
+    out: Path,
+    suite: Suite,
+    model: PortraitModel,
+    measurer: Measurer,
+    *,
+    resume: bool,
+    threads: int,
+    devices: int = 1,
 ) -> None:
     """Create the run directory, or check that an existing one belongs to this very suite."""
     manifest_path = out / "manifest.json"
@@ -229,12 +232,25 @@ def open_run_dir(
                 f"{suite.path} (version {suite.version!r}) has sha256 {suite.sha256[:12]}; rows of different suites are never "
                 "mixed: choose another --out"
             )
+        remove_stale_temp_files(out)
         return
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {str(out)!r} is a file; choose a directory")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "suite.toml", dumps_toml(suite.resolved()).encode())
-    atomic_json(manifest_path, build_manifest(suite, model, threads, devices))
+    atomic_json(manifest_path, build_manifest(suite, model, measurer, threads, devices))
+
+
+def remove_stale_temp_files(out: Path) -> list[Path]:
+    """Delete half-written temp files a killed run left behind (never a finished file)."""
+    stale = [
+        p
+        for p in out.rglob(".*")
+        if p.is_file() and (p.name.endswith(".tmp") or p.name.startswith(".tmp"))
+    ]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 # ---- units ---------------------------------------------------------------------------------
@@ -354,9 +370,17 @@ def _row(
     }
 
 
+def seam_boundaries(setting: Setting, latent_frames: int, video_frames: int) -> list[int]:
+    """Video frames where a window of the setting starts or ends (at the first step), for the seam metric."""
+    _, windowing, _ = setting.build()
+    per_latent = max(1, video_frames // max(1, latent_frames))
+    edges = {e for start, stop in windowing.windows(latent_frames, 0) for e in (start, stop)}
+    return sorted(e * per_latent for e in edges if 0 < e < latent_frames)
+
+
 def unit_rows(
     suite: Suite,
-    model: PortraitModel,
+    measurer: Measurer,
     unit: Unit,
     result: Sample,
     video: Tensor,
@@ -364,45 +388,31 @@ def unit_rows(
 ) -> list[dict[str, Any]]:
     """Tidy rows of one unit: each metric against each of its references (and per frame where asked), then speed."""
     rows: list[dict[str, Any]] = []
-    identity = model.identity_encoder()
-    for name in suite.metrics.names:
-        if name == "speed":
-            continue
+    boundaries = seam_boundaries(unit.setting, result.latents.shape[2], video.shape[0])
+    for name in measurer.names:
         spec = METRICS[name]
-        backend = suite.metrics.backends.get(name, spec.backends[0])
-        for reference in suite.metrics.references:
-            if reference not in spec.references or reference not in targets:
+        backend = measurer.backends[name]
+        for reference in spec.references:
+            if reference and (
+                reference not in suite.metrics.references or reference not in targets
+            ):
                 continue
-            values = frame_values(name, video, targets[reference], identity)
-            if not torch.isfinite(values).all():
+            measured = measurer.values(name, video, targets.get(reference), boundaries)
+            if measured is None:
+                continue
+            value, frames = measured
+            values = [value, *(frames or [])]
+            if not all(math.isfinite(v) for v in values):
                 raise NonFiniteLatents(
-                    f"metric {name!r} vs {reference} is not finite ({values.tolist()[:4]}...)"
+                    f"metric {name!r} vs {reference or 'nothing'} is not finite ({value})"
                 )
             rows.append(
-                _row(
-                    unit,
-                    name,
-                    float(values.mean()),
-                    spec.unit,
-                    spec.higher_is_better,
-                    backend,
-                    reference,
-                    None,
-                )
+                _row(unit, name, value, spec.unit, spec.higher_is_better, backend, reference, None)
             )
-            if name in suite.metrics.per_frame:
+            if name in suite.metrics.per_frame and frames is not None:
                 rows.extend(
-                    _row(
-                        unit,
-                        name,
-                        float(v),
-                        spec.unit,
-                        spec.higher_is_better,
-                        backend,
-                        reference,
-                        i,
-                    )
-                    for i, v in enumerate(values)
+                    _row(unit, name, v, spec.unit, spec.higher_is_better, backend, reference, i)
+                    for i, v in enumerate(frames)
                 )
     if "speed" in suite.metrics.names:
         figures = {
@@ -435,9 +445,17 @@ class CaseRunner:
     """Runs the units of a suite into a run directory; one instance per process."""
 
     def __init__(
-        self, suite: Suite, model: PortraitModel, out: Path, progress: bool | None = None
+        self,
+        suite: Suite,
+        model: PortraitModel,
+        out: Path,
+        progress: bool | None = None,
+        measurer: Measurer | None = None,
     ) -> None:
         self.suite, self.model, self.out, self.progress = suite, model, Path(out), progress
+        self.measurer = measurer or Measurer(
+            suite.metrics.names, dict(suite.metrics.backends), model
+        )
 
     def _baseline(self, case: CaseSpec, seed: int, inputs: CaseInputs, noise: Tensor) -> Tensor:
         """The baseline latents of a case, from the content-hash cache or sampled once and cached."""
@@ -476,11 +494,13 @@ class CaseRunner:
             targets: dict[str, Tensor] = {"reference_image": inputs.reference_image}
             if inputs.ground_truth is not None:
                 targets["ground_truth"] = inputs.ground_truth
+            if inputs.driving is not None:
+                targets["driving"] = inputs.driving
             if not is_baseline and "baseline" in suite.metrics.references:
                 targets["baseline"] = model.decode(
                     self._baseline(unit.case, unit.seed, inputs, noise)
                 )
-            rows = unit_rows(suite, model, unit, result, video, targets)
+            rows = unit_rows(suite, self.measurer, unit, result, video, targets)
             write_video(
                 out / "videos" / unit.case.id / f"{unit.setting.name}__seed{unit.seed}.mp4",
                 video,
@@ -572,9 +592,10 @@ def run_suite(
     threads = threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     model = models.build(suite.model)
-    open_run_dir(out, suite, model, resume=resume, threads=threads)
+    measurer = Measurer(suite.metrics.names, dict(suite.metrics.backends), model)
+    open_run_dir(out, suite, model, measurer, resume=resume, threads=threads)
     plan = case_units(suite, model, limit)
-    runner = CaseRunner(suite, model, out, progress)
+    runner = CaseRunner(suite, model, out, progress, measurer)
     done = skipped = failed = 0
     start = time.perf_counter()
     with tqdm(

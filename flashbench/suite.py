@@ -26,7 +26,10 @@ from flashbench.settings import Setting, settings, steppers, windowings
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 REENACTMENTS = ("self", "cross")
-REFERENCES = ("ground_truth", "baseline", "reference_image")
+REFERENCES = ("ground_truth", "baseline", "reference_image", "driving")
+MAX_FRAMES = 100_000
+MAX_SECONDS = 3_600
+MAX_RESOLUTION = 4_096
 
 _SECTIONS: dict[str, tuple[str, ...]] = {
     "suite": (
@@ -307,15 +310,30 @@ def _list(where: _Where, key: str, value: Any, item, nonempty: bool = True) -> t
 
 def _length(where: _Where, key: str, value: Any) -> int | str:
     if isinstance(value, int) and not isinstance(value, bool):
+        if value > MAX_FRAMES:
+            raise where.error(
+                key, f"={value} frames is more than {MAX_FRAMES}; use a shorter length"
+            )
         return _int(where, key, value, 1)
     if isinstance(value, str) and len(value) > 1 and value[-1] in "sf":
         try:
             number = float(value[:-1]) if value[-1] == "s" else int(value[:-1])
         except ValueError:
             number = None
-        if number is not None and math.isfinite(number) and number > 0:
+        limit = MAX_SECONDS if value[-1] == "s" else MAX_FRAMES
+        if number is not None and math.isfinite(number) and 0 < number <= limit:
             return value
     raise where.error(key, f'={value!r} must be frames (16 or "16f") or seconds ("2s")')
+
+
+def _resolution(where: _Where, value: Any) -> int:
+    value = _int(where, "cases.resolution", value, 8)
+    if value > MAX_RESOLUTION:
+        raise where.error(
+            "cases.resolution",
+            f"={value} is more than {MAX_RESOLUTION} pixels; use a smaller resolution",
+        )
+    return value
 
 
 def _args(where: _Where, key: str, value: Any) -> dict[str, Any]:
@@ -352,7 +370,7 @@ def _cases(where: _Where, data: Any) -> Cases:
         lengths=_list(
             where, "cases.lengths", data.get("lengths", ["2s"]), lambda k, v: _length(where, k, v)
         ),
-        resolution=_int(where, "cases.resolution", data.get("resolution", 32), 8),
+        resolution=_resolution(where, data.get("resolution", 32)),
     )
 
 
@@ -376,6 +394,16 @@ def _metrics(where: _Where, data: Any) -> Metrics:
             raise where.error(
                 f"metrics.per_frame[{i}]",
                 f"{name!r} is not in metrics.names {list(names)}; add it there",
+            )
+    for i, name in enumerate(names):
+        if (
+            name != "speed"
+            and "" not in METRICS[name].references
+            and not set(METRICS[name].references) & set(references)
+        ):
+            raise where.error(
+                f"metrics.names[{i}]",
+                f"{name!r} compares against {list(METRICS[name].references)}; add one of them to metrics.references",
             )
     backends = data.get("backends", {})
     if not isinstance(backends, dict):
@@ -461,7 +489,7 @@ def _expand_setting(
                 if "{" in name
                 else name + "".join(f"_{a}{_tag(v)}" for a, v in fields.items())
             )
-        except (KeyError, IndexError, ValueError, AttributeError) as err:
+        except (KeyError, IndexError, ValueError, AttributeError, TypeError) as err:
             raise where.error(
                 f"{key}.name",
                 f"template {name!r} names a parameter that is not swept ({err}); use {{param}} for swept params {sorted(fields)}",

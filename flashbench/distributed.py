@@ -1,0 +1,98 @@
+"""Scale-out: cases shard across processes, GPUs or nodes through Lightning's ``Trainer.predict`` (DDP).
+
+Each rank runs whole cases (so a case's baseline is sampled once, on one rank) and writes
+its units' files itself; files are per unit and atomic, so the run directory is the same
+whatever the number of ranks. Unit counts are summed across ranks with torchmetrics.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+from torchmetrics.aggregation import SumMetric
+
+from flashbench.measure import Measurer
+from flashbench.models import models
+from flashbench.runner import CaseRunner, RunSummary, case_units, open_run_dir
+from flashbench.suite import Suite, load_suite
+
+log = logging.getLogger(__name__)
+
+
+class SuiteShards(L.LightningModule):
+    """A LightningModule whose ``predict_step`` runs one case of a suite into a run directory."""
+
+    def __init__(self, suite_path: str, out: str, limit: int | None, threads: int) -> None:
+        super().__init__()
+        self.suite_path, self.out, self.limit, self.threads = suite_path, out, limit, threads
+        self.done, self.skipped, self.failed = SumMetric(), SumMetric(), SumMetric()
+
+    def setup(self, stage: str) -> None:
+        torch.set_num_threads(self.threads)
+        self.suite = load_suite(self.suite_path)
+        self.model = models.build(self.suite.model)
+        self.plan = case_units(self.suite, self.model, self.limit)
+        self.runner = CaseRunner(self.suite, self.model, Path(self.out), progress=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        # Round-robin over cases by rank: deterministic, and no padding duplicates a case.
+        rank, world = self.trainer.global_rank, self.trainer.world_size
+        mine = list(range(len(self.plan)))[rank::world]
+        return DataLoader(mine, batch_size=None, shuffle=False)
+
+    def predict_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        case, units = self.plan[int(batch)]
+        done, skipped, failed = self.runner.run_case(case, units)
+        self.done.update(done)
+        self.skipped.update(skipped)
+        self.failed.update(failed)
+
+    def on_predict_end(self) -> None:
+        # compute() all-reduces across ranks: every rank sees the totals of the whole run.
+        self.totals = tuple(int(m.compute()) for m in (self.done, self.skipped, self.failed))
+
+
+def run_distributed(
+    suite: Suite,
+    out: str | Path,
+    *,
+    devices: int = 2,
+    resume: bool = False,
+    limit: int | None = None,
+    threads: int = 1,
+    accelerator: str = "cpu",
+) -> RunSummary:
+    """Run ``suite`` into ``out`` with ``devices`` DDP processes (gloo on CPU, NCCL on GPUs)."""
+    if devices < 1:
+        raise ValueError(f"devices={devices} must be >= 1")
+    out = Path(out)
+    torch.set_num_threads(threads)
+    # The manifest is written once, before any rank starts, so ranks never race on it.
+    model = models.build(suite.model)
+    measurer = Measurer(suite.metrics.names, dict(suite.metrics.backends), model)
+    open_run_dir(out, suite, model, measurer, resume=resume, threads=threads, devices=devices)
+    module = SuiteShards(suite.path, str(out), limit, threads)
+    strategy = "ddp_spawn" if accelerator == "cpu" else "ddp"
+    trainer = L.Trainer(
+        accelerator=accelerator,
+        devices=devices,
+        strategy=strategy,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+    )
+    trainer.predict(module, return_predictions=False)
+    totals = getattr(module, "totals", None)
+    if totals is None:
+        # ddp_spawn runs the module in child processes: count finished files here instead.
+        units = sum(len(u) for _, u in case_units(suite, model, limit))
+        done = len(list((out / "rows").glob("*.json")))
+        failed = len(list((out / "errors").glob("*.json")))
+        return RunSummary(out, done, units - done - failed, failed)
+    return RunSummary(out, *totals)

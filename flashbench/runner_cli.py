@@ -1,0 +1,160 @@
+"""``flashbench run | validate | weights``: the runner's subcommands (wired into flashbench.cli)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from flashbench.models import models
+from flashbench.suite import load_suite, shipped_suites
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run a suite into a run directory (resumable; sharded over --devices processes)."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    suite = load_suite(args.suite)
+    out = Path(args.out) if args.out else Path("runs") / suite.name
+    if args.devices > 1:
+        from flashbench.distributed import run_distributed
+
+        summary = run_distributed(
+            suite,
+            out,
+            devices=args.devices,
+            resume=args.resume,
+            limit=args.limit,
+            threads=args.threads or 1,
+            accelerator=args.accelerator,
+        )
+    else:
+        from flashbench.runner import run_suite
+
+        summary = run_suite(
+            suite,
+            out,
+            resume=args.resume,
+            limit=args.limit,
+            threads=args.threads,
+            progress=not args.no_progress,
+        )
+    print(
+        f"{summary.out}: {summary.done} units done, {summary.skipped} already finished, {summary.failed} failed"
+    )
+    if summary.failed:
+        print(
+            f"failed units are recorded in {summary.out / 'errors'}; rerun with --resume to retry them"
+        )
+    print(f"next: flashbench report {summary.out}")
+    return 1 if summary.failed else 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Validate suites: schema, names of settings/steppers/metrics, sweeps that build."""
+    status = 0
+    for name in args.suites or shipped_suites():
+        try:
+            suite = load_suite(name)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            status = 2
+            continue
+        units = "?"
+        try:
+            model = models.get(suite.model)
+            if isinstance(model, type):
+                cases = suite.cases.expand(model.splits, model.fps)
+                units = str(len(cases) * len(suite.settings) * len(suite.seeds))
+        except ValueError as err:
+            print(f"error: {suite.path}: cases: {err}", file=sys.stderr)
+            status = 2
+            continue
+        print(
+            f"ok  {suite.name:<16} v{suite.version}  model={suite.model}  {len(suite.settings)} settings x {len(suite.seeds)} seeds, {units} units"
+        )
+    return status
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    """List each metric backend's weight file: where it is expected, sha256, present or missing, how to obtain it."""
+    try:
+        from metrics.weights import weight_status
+    except ImportError as err:
+        print(
+            f"metrics.weights is not available ({err}); install flashbench with its metrics package",
+            file=sys.stderr,
+        )
+        return 2
+    missing = 0
+    for status in weight_status(verify=not args.no_verify):
+        state = "present" if status.present else "MISSING"
+        if status.verified is False:
+            state = "CORRUPT (sha256 mismatch)"
+        missing += not status.present
+        print(f"{status.name}  [{state}]  used by {status.used_by}")
+        print(f"  path:   {status.path}")
+        print(
+            f"  sha256: expected {status.expected_sha256 or 'unregistered'}"
+            + (f", actual {status.actual_sha256}" if status.actual_sha256 else "")
+        )
+        if not status.present or status.verified is False:
+            print(f"  obtain: {status.obtain}")
+        print(f"  licence: {status.licence}")
+    print(f"{missing} missing; in-domain backends (world-*) need no download")
+    return 0
+
+
+def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``run``, ``validate`` and ``weights`` to the ``flashbench`` command."""
+    run = subparsers.add_parser(
+        "run", help="run a suite into a run directory", description=cmd_run.__doc__
+    )
+    run.add_argument(
+        "suite", help=f"shipped suite name ({', '.join(shipped_suites())}) or a .toml path"
+    )
+    run.add_argument("--out", help="run directory (default runs/<suite name>)")
+    run.add_argument(
+        "--resume", action="store_true", help="continue a run directory: finished units are skipped"
+    )
+    run.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        help="processes (or GPUs) to shard cases over via Lightning DDP",
+    )
+    run.add_argument(
+        "--accelerator", default="cpu", choices=["cpu", "gpu"], help="device kind for --devices > 1"
+    )
+    run.add_argument("--limit", type=int, help="run only the first N cases (smoke tests)")
+    run.add_argument("--threads", type=int, help="torch threads per process")
+    run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    run.set_defaults(func=cmd_run)
+    validate = subparsers.add_parser(
+        "validate", help="validate suite files", description=cmd_validate.__doc__
+    )
+    validate.add_argument(
+        "suites", nargs="*", help="suite names or paths (default: every shipped suite)"
+    )
+    validate.set_defaults(func=cmd_validate)
+    weights = subparsers.add_parser(
+        "weights", help="list metric backends' weight files", description=cmd_weights.__doc__
+    )
+    weights.add_argument("--no-verify", action="store_true", help="skip hashing files (faster)")
+    weights.set_defaults(func=cmd_weights)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point for these subcommands alone (tests; flashbench.cli wires them into one command)."""
+    parser = argparse.ArgumentParser(prog="flashbench")
+    add_subcommands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as err:
+        print(f"flashbench {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

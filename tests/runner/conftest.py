@@ -1,0 +1,22 @@
+from pathlib import Path
+
+import pytest
+
+TINY = Path(__file__).with_name("tiny.toml")
+
+
+@pytest.fixture
+def tiny_text() -> str:
+    return TINY.read_text()
+
+
+@pytest.fixture
+def write_suite(tmp_path):
+    """Write suite text to a file named after the suite and return its path."""
+
+    def write(text: str, name: str = "tiny") -> Path:
+        path = tmp_path / f"{name}.toml"
+        path.write_text(text)
+        return path
+
+    return write

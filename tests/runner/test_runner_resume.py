@@ -1,0 +1,158 @@
+"""The runner: rows are deterministic, resume never loses or duplicates a row, failures stay one unit's."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from flashbench.runner import TIMING_METRICS, read_rows, run_suite
+from flashbench.settings import steppers
+from flashbench.steppers import Stepper
+from flashbench.suite import parse_suite
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def stable(rows):
+    return [r for r in rows if r["metric"] not in TIMING_METRICS]
+
+
+def test_rows_are_deterministic_across_reruns(tiny_text, tmp_path):
+    suite = parse_suite(tiny_text, "tiny.toml")
+    first = run_suite(suite, tmp_path / "a", threads=1, progress=False)
+    second = run_suite(suite, tmp_path / "b", threads=1, progress=False)
+    assert (first.done, first.failed) == (6, 0) == (second.done, second.failed)
+    rows_a, rows_b = read_rows(tmp_path / "a"), read_rows(tmp_path / "b")
+    assert len(rows_a) == len(rows_b) > 0
+    assert stable(rows_a) == stable(rows_b)
+    # One baseline sample cached per (case, seed), shared by the other settings.
+    assert len(list((tmp_path / "a" / "cache" / "baseline").glob("*.pt"))) == 2
+    case = rows_a[0]["case"]
+    videos = sorted(p.name for p in (tmp_path / "a" / "videos" / case).iterdir())
+    assert videos == [
+        "baseline__seed0.mp4",
+        "ground_truth.mp4",
+        "reference.png",
+        "sliding_w3__seed0.mp4",
+        "sliding_w4__seed0.mp4",
+    ]
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert manifest["suite_sha256"] == suite.sha256 and manifest["format_version"] == 1
+    assert manifest["metric_backends"]["id_sim"]["backend"] == "world-identity-encoder"
+
+
+def test_rows_follow_the_run_directory_format(tiny_text, tmp_path):
+    from reports.load import load_run
+
+    run_suite(parse_suite(tiny_text, "tiny.toml"), tmp_path / "run", threads=1, progress=False)
+    run = load_run(tmp_path / "run")
+    assert set(run.rows["setting"]) == {"baseline", "sliding_w3", "sliding_w4"}
+    baseline_refs = set(run.rows[run.rows["setting"] == "baseline"]["reference"])
+    assert "baseline" not in baseline_refs  # the baseline is never compared with itself
+    assert set(run.rows[run.rows["setting"] == "sliding_w3"]["reference"]) == {
+        "",
+        "ground_truth",
+        "baseline",
+        "reference_image",
+        "driving",
+    }
+    per_frame = run.rows[run.rows["frame"].notna()]
+    assert set(per_frame["metric"]) == {"id_sim"} and per_frame["frame"].max() == 5
+    assert len(run.traces) > 0 and run.errors.empty
+
+
+def test_resume_skips_finished_units_and_refuses_another_suite(tiny_text, tmp_path):
+    suite = parse_suite(tiny_text, "tiny.toml")
+    out = tmp_path / "run"
+    assert run_suite(suite, out, limit=1, threads=1, progress=False).done == 3
+    with pytest.raises(ValueError, match="pass --resume"):
+        run_suite(suite, out, threads=1, progress=False)
+    resumed = run_suite(suite, out, resume=True, threads=1, progress=False)
+    assert (resumed.done, resumed.skipped) == (3, 3)
+    other = parse_suite(tiny_text.replace('version = "1"', 'version = "2"'), "tiny.toml")
+    with pytest.raises(ValueError, match=r"version '1'.*never mixed: choose another --out"):
+        run_suite(other, out, resume=True, threads=1, progress=False)
+
+
+class Explode(Stepper):
+    """A stepper whose velocity is NaN: the runner must record one line and go on."""
+
+    name = "explode"
+
+    def velocity(self, model, x, sigmas, step, cond, cache):
+        return torch.full_like(x, float("nan")), "compute"
+
+
+def test_nan_latents_are_one_line_errors_and_the_run_goes_on(tiny_text, tmp_path):
+    if "explode" not in steppers:
+        steppers.register("explode", Explode)
+    text = tiny_text + '\n[[settings]]\nname = "boom"\nstepper = "explode"\n'
+    summary = run_suite(parse_suite(text, "tiny.toml"), tmp_path / "run", threads=1, progress=False)
+    assert (summary.done, summary.failed) == (6, 2)
+    errors = sorted((tmp_path / "run" / "errors").glob("*.json"))
+    assert [p.stem.split("__")[1] for p in errors] == ["boom", "boom"]
+    error = json.loads(errors[0].read_text())
+    assert set(error) == {"unit", "case", "setting", "seed", "error"}
+    assert (
+        error["error"].startswith("NonFiniteLatents: non-finite latents from setting 'boom'")
+        and "\n" not in error["error"]
+    )
+    assert not (tmp_path / "run" / "rows" / f"{error['unit']}.json").exists()
+
+
+KILL_SUITE_EXTRA = {"lengths = [6]": "lengths = [6, 8]", "\nseeds = [0]": "\nseeds = [0, 1]"}
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_gives_exactly_the_rows_of_an_uninterrupted_run(
+    tiny_text, write_suite, tmp_path
+):
+    for old, new in KILL_SUITE_EXTRA.items():
+        tiny_text = tiny_text.replace(old, new)
+    path = write_suite(tiny_text)
+    suite = parse_suite(tiny_text, str(path))
+    total = 4 * 3 * 2
+    out = tmp_path / "killed"
+    command = [
+        sys.executable,
+        "-m",
+        "flashbench.runner_cli",
+        "run",
+        str(path),
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+        "--no-progress",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 60
+    while (
+        time.monotonic() < deadline
+        and len(list((out / "rows").glob("*.json"))) < 2
+        and process.poll() is None
+    ):
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished = len(list((out / "rows").glob("*.json")))
+    assert 0 < finished < total, (
+        f"the kill should land mid-run, {finished} of {total} units were finished"
+    )
+    resumed = run_suite(suite, out, resume=True, threads=1, progress=False)
+    assert resumed.skipped == finished and resumed.done == total - finished
+    reference = tmp_path / "uninterrupted"
+    run_suite(suite, reference, threads=1, progress=False)
+    assert stable(read_rows(out)) == stable(read_rows(reference))
+    assert not [p for p in out.rglob(".*") if p.is_file()], (
+        "no temp file of the killed run may remain"
+    )

@@ -1,0 +1,259 @@
+"""Suite files: valid ones load, malformed ones fail with a ValueError naming file, key and fix."""
+
+import json
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from flashbench.settings import steppers
+from flashbench.suite import load_suite, parse_suite, shipped_suites
+
+
+def test_every_shipped_suite_validates():
+    names = shipped_suites()
+    assert {
+        "quick",
+        "acceleration",
+        "long_video",
+        "nfeb_ablation",
+        "window_ablation",
+        "leaderboard",
+    } <= set(names)
+    for name in names:
+        suite = load_suite(name)
+        assert suite.baseline in [s.name for s in suite.settings]
+
+
+def test_leaderboard_suite_names_its_protocol():
+    assert load_suite("leaderboard").protocol
+
+
+def test_tiny_suite_expands_its_sweep(tiny_text):
+    suite = parse_suite(tiny_text, "tiny.toml")
+    assert [s.name for s in suite.settings] == ["baseline", "sliding_w3", "sliding_w4"]
+    assert suite.setting("sliding_w4").windowing_args == {"overlap": 2, "window": 4}
+
+
+def test_unknown_key_error_names_file_key_and_suggestion(tiny_text):
+    with pytest.raises(
+        ValueError, match=r"my\.toml: suite\.stpes: unknown key 'stpes'; did you mean 'steps'"
+    ):
+        parse_suite(tiny_text.replace("steps = 3", "stpes = 3"), "my.toml")
+
+
+def test_unknown_windowing_suggests_the_close_name(tiny_text):
+    with pytest.raises(
+        ValueError,
+        match=r"settings\[1\]\.windowing: unknown windowing 'slidin'; did you mean 'sliding'",
+    ):
+        parse_suite(tiny_text.replace('windowing = "sliding"', 'windowing = "slidin"'), "t.toml")
+
+
+def test_unknown_metric_suggests_the_close_name(tiny_text):
+    with pytest.raises(
+        ValueError, match=r"metrics\.names\[0\]: unknown value 'pnsr'; did you mean 'psnr'"
+    ):
+        parse_suite(tiny_text.replace('names = ["psnr"', 'names = ["pnsr"'), "t.toml")
+
+
+def test_baseline_must_be_a_setting_of_the_suite(tiny_text):
+    with pytest.raises(
+        ValueError, match=r"suite\.baseline: unknown setting 'basline'; did you mean 'baseline'"
+    ):
+        parse_suite(tiny_text.replace('baseline = "baseline"', 'baseline = "basline"'), "t.toml")
+
+
+def test_setting_that_does_not_build_names_its_entry(tiny_text):
+    with pytest.raises(
+        ValueError,
+        match=r"settings\[1\]: setting 'sliding_w2x' does not build: ValueError: overlap=2 must be smaller than window=2",
+    ):
+        parse_suite(
+            tiny_text.replace("[3, 4]", "[2, 4]").replace(
+                "sliding_w{window}", "sliding_w{window}x"
+            ),
+            "t.toml",
+        )
+
+
+def test_toml_syntax_error_is_a_value_error_with_the_file():
+    with pytest.raises(ValueError, match=r"broken\.toml: not valid TOML"):
+        parse_suite("[suite\nname = 1", "broken.toml")
+
+
+def test_unknown_suite_name_suggests_a_shipped_one():
+    with pytest.raises(ValueError, match=r"unknown suite 'quik'; did you mean 'quick'"):
+        load_suite("quik")
+
+
+def _value(draw_leaf):
+    return st.recursive(
+        draw_leaf,
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+        ),
+        max_leaves=6,
+    )
+
+
+LEAVES = (
+    st.integers(-(10**20), 10**20)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.booleans()
+    | st.text(max_size=12)
+    | st.sampled_from(
+        [
+            "2s",
+            "16f",
+            "baseline",
+            "sliding",
+            "euler",
+            "full",
+            "psnr",
+            "speed",
+            "test",
+            "self",
+            "{window}",
+        ]
+    )
+)
+VALUES = _value(LEAVES)
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return (
+            "nan"
+            if math.isnan(value)
+            else ("inf" if value == math.inf else ("-inf" if value == -math.inf else repr(value)))
+        )
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return "{" + ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+
+
+def _emit(doc: dict) -> str:
+    lines = [
+        f"{json.dumps(k)} = {_toml_value(v)}"
+        for k, v in doc.items()
+        if not isinstance(v, dict)
+        and not (isinstance(v, list) and v and all(isinstance(e, dict) for e in v))
+    ]
+    for key, value in doc.items():
+        tables = (
+            [value]
+            if isinstance(value, dict)
+            else value
+            if isinstance(value, list) and value and all(isinstance(e, dict) for e in value)
+            else []
+        )
+        for table in tables:
+            lines.append(
+                f"[{json.dumps(key)}]" if isinstance(value, dict) else f"[[{json.dumps(key)}]]"
+            )
+            lines.extend(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in table.items())
+    return "\n".join(lines)
+
+
+def _base_doc() -> dict:
+    return {
+        "suite": {
+            "name": "fuzz",
+            "version": "1",
+            "model": "toy",
+            "steps": 2,
+            "baseline": "baseline",
+            "seeds": [0],
+        },
+        "cases": {
+            "split": "test",
+            "identities": 1,
+            "driving_seeds": [0],
+            "reenactment": ["self"],
+            "lengths": [4],
+            "resolution": 16,
+        },
+        "metrics": {"names": ["psnr", "speed"], "references": ["ground_truth"], "per_frame": []},
+        "guidance": {"drop": ["expression"]},
+        "settings": [
+            {"use": "baseline"},
+            {
+                "name": "s_w{window}",
+                "windowing": "sliding",
+                "windowing_args": {"overlap": 1},
+                "sweep": {"windowing.window": [2, 3]},
+            },
+        ],
+    }
+
+
+@st.composite
+def mutated_suites(draw):
+    doc = _base_doc()
+    for _ in range(draw(st.integers(1, 3))):
+        section = draw(st.sampled_from([*doc, "extra"]))
+        action = draw(st.sampled_from(["set", "delete", "replace_section"]))
+        if action == "replace_section" or section not in doc:
+            doc[section] = draw(VALUES)
+            continue
+        body = doc[section]
+        target = (
+            draw(st.sampled_from(body))
+            if isinstance(body, list) and body and all(isinstance(e, dict) for e in body)
+            else body
+        )
+        if not isinstance(target, dict):
+            continue
+        key = draw(
+            st.sampled_from(
+                [*target, "bogus", "stepper", "stepper_args", "sweep", "use", "guidance_scale"]
+            )
+        )
+        if action == "delete":
+            target.pop(key, None)
+        else:
+            target[key] = draw(VALUES)
+    return _emit(doc)
+
+
+def test_unmutated_fuzz_base_is_valid():
+    suite = parse_suite(_emit(_base_doc()), "fuzz.toml")
+    assert [s.name for s in suite.settings] == ["baseline", "s_w2", "s_w3"]
+
+
+@given(mutated_suites())
+def test_malformed_suites_raise_value_error_naming_the_file(text):
+    try:
+        parse_suite(text, "fuzz.toml")
+    except ValueError as err:
+        message = str(err)
+        assert message.startswith("fuzz.toml: "), message
+        assert "\n" not in message.split("not valid TOML")[0]
+
+
+@given(st.text(max_size=200))
+def test_arbitrary_text_never_crashes_the_parser(text):
+    try:
+        parse_suite(text, "any.toml")
+    except ValueError as err:
+        assert str(err).startswith("any.toml: ")
+
+
+def test_sweep_of_an_unknown_stepper_parameter_names_setting_and_parameter(tiny_text):
+    assert "euler" in steppers
+    text = (
+        tiny_text
+        + '\n[[settings]]\nname = "eul"\nstepper = "euler"\nsweep = { "stepper.bogus" = [1] }\n'
+    )
+    with pytest.raises(
+        ValueError, match=r"settings\[2\]: setting 'eul_bogus1' does not build: .*'bogus'"
+    ):
+        parse_suite(text, "t.toml")
