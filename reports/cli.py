@@ -111,7 +111,14 @@ def gate(
 
 
 def _rounded(table: pd.DataFrame) -> pd.DataFrame:
-    return table.apply(lambda c: c.map("{:.4g}".format) if c.dtype.kind == "f" else c)
+    """Floats to 4 significant digits and missing values to a dash, for printing."""
+
+    def show(column: pd.Series) -> pd.Series:
+        if column.dtype.kind == "f":
+            return column.map(lambda v: "–" if pd.isna(v) else f"{v:.4g}")
+        return column.map(lambda v: "–" if v is None or v is pd.NA else v)
+
+    return table.apply(show)
 
 
 # ---------------------------------------------------------------- argparse

@@ -98,7 +98,20 @@ def compare_runs(a: Run, b: Run, *, n_boot: int = 2000, seed: int = 0) -> pd.Dat
                 "note": note,
             }
         )
-    if not records:
+    keys_a = set(map(tuple, rows_a[key].drop_duplicates().itertuples(index=False)))
+    keys_b = set(map(tuple, rows_b[key].drop_duplicates().itertuples(index=False)))
+    for side, missing in (("A", keys_a - keys_b), ("B", keys_b - keys_a)):
+        for setting, metric, reference in sorted(missing):
+            records.append(
+                {
+                    "setting": setting,
+                    "metric": metric_label(metric, reference),
+                    "significant": False,
+                    "regression": False,
+                    "note": f"only in run {side}",
+                }
+            )
+    if not records or all(r["note"].startswith("only in") for r in records):
         raise ValueError(
             f"runs {a.name!r} and {b.name!r} share no (setting, metric); compare runs of one suite"
         )

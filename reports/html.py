@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 
 import pandas as pd
 
@@ -12,6 +13,7 @@ from reports.load import Run
 from reports.markdown import manifest_table
 from reports.tables import metric_table, quality_table, speed_table
 
+CI_CELL = re.compile(r"^(\S+) (\[[^\]]+\])$")
 # Videos above this size stay as files next to the report; the GIF preview is always inline.
 MAX_INLINE_VIDEO_BYTES = 8 * 2**20
 
@@ -26,6 +28,7 @@ tr:nth-child(even) td { background: #fafafa; }
 img.figure { max-width: 100%; border: 1px solid #ddd; }
 img.grid { image-rendering: pixelated; max-width: 100%; }
 .note { color: #555; font-size: 13px; }
+.ci { color: #666; font-size: 11px; }
 """
 
 
@@ -34,13 +37,20 @@ def data_uri(data: bytes, mime: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
+def _cell(value: object) -> str:
+    text = html.escape(str(value))
+    match = CI_CELL.match(text)
+    # A CI under its mean keeps wide tables within the page.
+    return f"{match[1]}<br><span class='ci'>{match[2]}</span>" if match else text
+
+
 def html_table(table: pd.DataFrame) -> str:
-    """An escaped HTML table of ``table``."""
+    """An escaped HTML table of ``table``; ``mean [low, high]`` cells show the CI below."""
     if table.empty:
         return "<p class='note'>(none)</p>"
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+        "<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>"
         for row in table.itertuples(index=False)
     )
     return (

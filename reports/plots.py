@@ -69,6 +69,8 @@ def pareto_figure(summary: pd.DataFrame) -> Figure | None:
             ax.annotate(name, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
         front = pareto_front(x, y, higher)
         ax.step(x[front], y[front], where="post" if higher else "pre", color="tab:red", alpha=0.6)
+        ax.margins(0.15)  # room for the setting names at the extremes
+        ax.ticklabel_format(axis="y", useOffset=False)
         ax.set_xlabel("speedup vs baseline (wall) ↑")
         ax.set_ylabel(f"{label} {'↑' if higher else '↓'}")
         ax.grid(alpha=0.3)

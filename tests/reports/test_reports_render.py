@@ -65,9 +65,11 @@ def test_html_embeds_every_plot_and_video_and_points_nowhere_else(rendered, gold
 def test_html_and_markdown_hold_the_table_numbers(rendered):
     html_text = (rendered / "report.html").read_text()
     markdown = (rendered / "report.md").read_text()
+    # Means with their CI: on one line in Markdown, the CI below the mean in HTML.
+    assert re.search(r"33\.5 \[3[23][.\d]*, 3[45][.\d]*\]", markdown)
+    assert re.search(r"26\.5<br><span class='ci'>\[2[56][.\d]*, 2[78][.\d]*\]", html_text)
     for text in (html_text, markdown):
         assert "psnr@baseline ↑" in text and "fvd@ground_truth ↓" in text
-        assert "33.5 [" in text and "26.5 [" in text
         assert "world-identity-encoder" in text and "i3d-kinetics400" in text
         assert "RuntimeError: out of memory" in text  # the failed unit is listed
     assert "![pareto](figures/pareto.png)" in markdown

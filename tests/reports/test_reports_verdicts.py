@@ -161,3 +161,13 @@ def test_leaderboard_refuses_mixed_protocols_and_backends(golden_run, make_run, 
         leaderboard([golden_run, make_run("arcface", id_backend="arcface-w600k_mbf")])
     assert _cli("leaderboard", golden_run, make_run("other2", protocol="x")) == 2
     assert "mix protocols" in capsys.readouterr().err
+
+
+def test_compare_lists_what_only_one_run_has(golden_run, make_run):
+    partial = make_run("partial")
+    for path in (partial / "rows").glob("*__alp_k5__*.json"):
+        path.unlink()
+    table = compare_runs(load_run(golden_run), load_run(partial), n_boot=200)
+    only = table[table["note"] == "only in run A"]
+    assert set(only["setting"]) == {"alp_k5"} and "psnr@baseline" in set(only["metric"])
+    assert not table["regression"].any()
