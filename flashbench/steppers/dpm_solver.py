@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 from flashbench.steppers.base import Stepper
@@ -57,8 +58,9 @@ class DPMSolver(Stepper):
 
     def advance(self, x: Tensor, v: Tensor, sigmas: Tensor, step: int, history: dict) -> Tensor:
         sigma, sigma_next = float(sigmas[step]), float(sigmas[step + 1])
-        x32 = x.float()
-        data = x32 - sigma * v.float()
+        precision = torch.promote_types(x.dtype, torch.float32)
+        x32 = x.to(precision)
+        data = x32 - sigma * v.to(precision)
         lam, lam_next = half_log_snr(sigma), half_log_snr(sigma_next)
         estimate = data
         previous = history.get("data")
