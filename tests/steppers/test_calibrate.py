@@ -61,7 +61,7 @@ def test_calibrated_steppers_run_on_their_model_and_refuse_another(files, index)
     noise, cond = toy_inputs(7)
     result = sample(toy(0), noise, flow_match_sigmas(12), cond, stepper=stepper)
     assert torch.isfinite(result.latents).all() and result.nfe < 12
-    with pytest.raises(ValueError, match="fitted on model 'toy0'.*flashbench calibrate"):
+    with pytest.raises(ValueError, match=r"fitted on model 'toy0'.*flashbench calibrate"):
         sample(toy(1), noise, flow_match_sigmas(12), cond, stepper=stepper)
 
 
