@@ -28,26 +28,31 @@ class Grid:
     gif: bytes
 
 
-def read_video(path: Path) -> np.ndarray:
-    """Frames ``[T, H, W, 3]`` uint8 of an mp4 (or a still image as one frame)."""
+def _resize_frame(frame: np.ndarray, height: int | None) -> np.ndarray:
+    frame = np.asarray(frame)[..., :3]
+    if height is None or frame.shape[0] == height:
+        return frame
+    width = max(1, round(frame.shape[1] * height / frame.shape[0]))
+    return np.asarray(Image.fromarray(frame).resize((width, height), Image.NEAREST))
+
+
+def read_video(path: Path, height: int | None = None) -> np.ndarray:
+    """Frames ``[T, H, W, 3]`` uint8 of an mp4 (a still image is one frame), scaled to ``height``.
+
+    Frames are scaled while streaming, so long full-resolution videos never sit in memory.
+    """
     if path.suffix == ".png":
-        return np.asarray(Image.open(path).convert("RGB"))[None]
+        return _resize_frame(np.asarray(Image.open(path).convert("RGB")), height)[None]
     try:
-        frames = imageio.mimread(path, memtest=False)
+        with imageio.get_reader(path) as reader:
+            frames = [_resize_frame(frame, height) for frame in reader]
     except Exception as error:  # imageio raises several types for corrupt files
         raise ValueError(
             f"video={str(path)!r} cannot be read ({error}); re-run its unit"
         ) from error
-    return np.stack([np.asarray(f)[..., :3] for f in frames])
-
-
-def _resize(frames: np.ndarray, height: int) -> np.ndarray:
-    if frames.shape[1] == height:
-        return frames
-    width = max(1, round(frames.shape[2] * height / frames.shape[1]))
-    return np.stack(
-        [np.asarray(Image.fromarray(f).resize((width, height), Image.NEAREST)) for f in frames]
-    )
+    if not frames:
+        raise ValueError(f"video={str(path)!r} has no frames; re-run its unit")
+    return np.stack(frames)
 
 
 def _labelled(frames: np.ndarray, label: str) -> np.ndarray:
@@ -68,7 +73,7 @@ def grid_frames(columns: dict[str, np.ndarray], height: int = 128) -> np.ndarray
     """Stack labelled columns side by side; every column scaled to ``height`` rows."""
     length = max(len(f) for f in columns.values())
     tiles = [
-        _labelled(_pad_time(_resize(frames, height), length), name)
+        _labelled(_pad_time(np.stack([_resize_frame(f, height) for f in frames]), length), name)
         for name, frames in columns.items()
     ]
     grid = np.concatenate(tiles, axis=2)
@@ -102,11 +107,11 @@ def case_grids(
         columns: dict[str, np.ndarray] = {}
         for name in ("reference", "ground_truth"):
             if name in videos:
-                columns[name.replace("_", " ")] = read_video(videos[name])
+                columns[name.replace("_", " ")] = read_video(videos[name], height)
         for setting in settings:
             key = f"{setting}__seed{seed}"
             if key in videos:
-                columns[setting] = read_video(videos[key])
+                columns[setting] = read_video(videos[key], height)
             else:
                 log.warning("case %s has no video %s.mp4; its grid column is left out", case, key)
         if not columns:
@@ -115,5 +120,8 @@ def case_grids(
         out.mkdir(parents=True, exist_ok=True)
         mp4 = out / f"{case}__seed{seed}.mp4"
         imageio.mimwrite(mp4, list(frames), fps=8, macro_block_size=1)
-        grids.append(Grid(case, seed, tuple(columns), mp4, gif_preview(frames)))
+        gif = gif_preview(frames)
+        # The GIF also sits beside the mp4 so report.md can show the preview.
+        mp4.with_suffix(".gif").write_bytes(gif)
+        grids.append(Grid(case, seed, tuple(columns), mp4, gif))
     return grids

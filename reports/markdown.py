@@ -69,5 +69,6 @@ def render_markdown(
     if grids:
         parts.append("\n## Videos (reference | ground truth | settings)\n")
         for title, path in grids:
-            parts.append(f"\n- [{title}]({path})\n")
+            preview = path.removesuffix(".mp4") + ".gif"
+            parts.append(f"\n### {title}\n\n![{title}]({preview})\n\n[mp4]({path})\n")
     return "".join(parts)

@@ -74,6 +74,10 @@ def test_html_and_markdown_hold_the_table_numbers(rendered):
         assert "RuntimeError: out of memory" in text  # the failed unit is listed
     assert "![pareto](figures/pareto.png)" in markdown
     assert "(grids/self_b_12f__seed1.mp4)" in markdown
+    assert (
+        "(grids/self_b_12f__seed1.gif)" in markdown
+        and (rendered / "grids" / "self_b_12f__seed1.gif").is_file()
+    )
 
 
 def test_grid_has_reference_ground_truth_and_one_column_per_setting(rendered, golden_spec):
