@@ -33,6 +33,7 @@ class TrainConfig:
     expression_drop: float = 0.1
     train_shift: float = 3.0
     ema_decay: float = 0.999
+    expression_noise: float = 0.05  # in units of each feature's std: robustness to extractor error
 
 
 def flow_matching_loss(
@@ -83,10 +84,15 @@ class PortraitModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         cfg = self.train_config
+        expression = batch["expression"]
+        if cfg.expression_noise > 0:
+            expression = expression + cfg.expression_noise * self.model.expr_std * torch.randn_like(
+                expression
+            )
         loss, parts = flow_matching_loss(
             self.model,
             batch["latents"],
-            batch["expression"],
+            expression,
             motion_loss_ratio=cfg.motion_loss_ratio,
             expression_drop=cfg.expression_drop,
             train_shift=cfg.train_shift,
@@ -241,37 +247,61 @@ def smooth_motion(
     return torch.lerp(a, b, w[..., None])
 
 
-def driving_motion(n: int, frames: int, generator: torch.Generator) -> Tensor:
-    """The world's driving motion generator where it has one, else ``smooth_motion``."""
-    import reference_model.world as world
+def driving_motion(
+    n: int, frames: int, generator: torch.Generator, held_out: bool = False
+) -> Tensor:
+    """``n`` driving clips ``[n, frames, 7]``: random stretches of the world's motion sequences.
 
-    for name in ("random_motion", "driving_motion", "sample_motion"):
-        fn = getattr(world, name, None)
-        if fn is not None:
-            return fn(n, frames, generator=generator)
-    return smooth_motion(n, frames, generator)
+    Training draws sequence seeds below 10^6; ``held_out`` draws from seeds at or above it.
+    """
+    from reference_model.world import driving_frames
+
+    offset = 1_000_000 if held_out else 0
+    seeds = torch.randint(0, 1_000_000, (n,), generator=generator) + offset
+    starts = torch.randint(0, 10_000, (n,), generator=generator)
+    return torch.stack(
+        [
+            driving_frames(int(s), int(t), int(t) + frames)
+            for s, t in zip(seeds, starts, strict=True)
+        ]
+    )
 
 
-def build_world_pool(
-    encode: Callable[[Tensor], Tensor],
-    extract: Callable[[Tensor], Tensor],
-    clips: int,
-    frames: int,
-    seed: int = 0,
-    split: str = "train",
-    chunk: int = 64,
-    size: int = 64,
+def render_world_clips(
+    clips: int, frames: int, seed: int = 0, split: str = "train", size: int = 64, chunk: int = 64
 ) -> tuple[Tensor, Tensor]:
-    """Render ``clips`` world clips of ``frames`` frames; return latents ``[N, C, T, h, w]`` and features ``[N, T, E]``."""
+    """``clips`` self-reenactment clips of ``split`` identities: uint8 videos ``[N, 3, T, size, size]`` and motion ``[N, T, 7]``."""
     from reference_model.world import identity_params, render_video, sample_ids
 
     generator = torch.Generator().manual_seed(seed)
+    videos, motions = [], []
+    for start in range(0, clips, chunk):
+        n = min(chunk, clips - start)
+        ids = sample_ids(split, n, generator)
+        motion = driving_motion(n, frames, generator)
+        video = render_video(identity_params(ids), motion, size)
+        videos.append((video * 255).round().to(torch.uint8))
+        motions.append(motion)
+    return torch.cat(videos), torch.cat(motions)
+
+
+def encode_world_clips(
+    videos: Tensor,
+    motion: Tensor,
+    encode: Callable[[Tensor], Tensor],
+    extract: Callable[[Tensor], Tensor] | None = None,
+    chunk: int = 32,
+) -> tuple[Tensor, Tensor]:
+    """Latents ``[N, C, T, h, w]`` and expression features ``[N, T, E]`` of uint8 clips.
+
+    ``extract=None`` uses the world's true expression/pose parameters as features: the
+    expression extractor is trained to regress exactly these, so this trains the DiT as if
+    with a perfect extractor and keeps the extractor out of the training loop.
+    """
     latents, features = [], []
     with torch.no_grad():
-        for start in range(0, clips, chunk):
-            n = min(chunk, clips - start)
-            ids = sample_ids(split, n, generator)
-            video = render_video(identity_params(ids), driving_motion(n, frames, generator), size)
+        for start in range(0, videos.shape[0], chunk):
+            video = videos[start : start + chunk].float() / 255
             latents.append(encode(video))
-            features.append(extract(video))
+            features.append(motion[start : start + chunk] if extract is None else extract(video))
     return torch.cat(latents), torch.cat(features)

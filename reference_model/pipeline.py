@@ -112,3 +112,69 @@ __all__ = [
     "extract_video",
     "load_reference_model",
 ]
+
+
+class ReferencePortraitModel:
+    """The shipped DiT with its world (renderer, autoencoder, extractor), as flashbench's ``PortraitModel``."""
+
+    name = "reference"
+    fps = 25
+
+    def __init__(self, weights: str | Path | None = None) -> None:
+        from reference_model.autoencoder import load_autoencoder
+        from reference_model.expression import load_expression_extractor
+        from reference_model.world import SPLITS
+
+        self.splits = SPLITS
+        self.denoiser = load_reference_model(weights)
+        self.autoencoder = load_autoencoder()
+        self.extractor = load_expression_extractor()
+        self._weights = Path(weights) if weights is not None else DEFAULT_WEIGHTS
+
+    def prepare(self, case):
+        """Reference frame, driving video, ground truth and conditioning of one suite case."""
+        from flashbench.models import CaseInputs
+        from reference_model.dit import make_cond
+        from reference_model.world import driving_sequence, identity_params, render_video
+
+        size = 4 * self.denoiser.config.latent_size
+        if case.resolution != size:
+            raise ValueError(
+                f"resolution={case.resolution}: the reference model runs at {size}; set resolution = {size}"
+            )
+        motion = driving_sequence(case.driving_seed, case.frames)[None]
+        truth = render_video(identity_params([case.identity]), motion, size)
+        driving = truth
+        if case.driving_identity != case.identity:
+            driving = render_video(identity_params([case.driving_identity]), motion, size)
+        with torch.no_grad():
+            reference_latent = self.denoiser.normalize_latent(
+                encode_video(self.autoencoder, truth[:, :, :1])
+            )[:, :, 0]
+            expression = extract_video(self.extractor, driving)
+        cond = make_cond(reference_latent, expression, case.frames)
+        cfg = self.denoiser.config
+        shape = (1, cfg.latent_channels, case.frames, cfg.latent_size, cfg.latent_size)
+        return CaseInputs(
+            cond, shape, truth[0, :, 0], truth[0].transpose(0, 1), driving[0].transpose(0, 1)
+        )
+
+    def decode(self, latents: Tensor) -> Tensor:
+        """Frames ``[T, 3, H, W]`` of the first video of normalised latents ``[B, C, T, h, w]``."""
+        with torch.no_grad():
+            return decode_video(self.autoencoder, self.denoiser.denormalize_latent(latents[:1]))[
+                0
+            ].transpose(0, 1)
+
+    def identity_encoder(self):
+        from reference_model.identity import load_identity_encoder
+
+        return load_identity_encoder()
+
+    def weights(self) -> dict[str, str]:
+        return {self._weights.name: hashlib.sha256(self._weights.read_bytes()).hexdigest()}
+
+
+def portrait_model(**kwargs) -> ReferencePortraitModel:
+    """The reference model for flashbench suites (``model = "reference"``)."""
+    return ReferencePortraitModel(**kwargs)

@@ -18,7 +18,12 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressB
 from lightning.pytorch.loggers import CSVLogger
 
 from reference_model.dit import CONFIGS
-from reference_model.lightning import PortraitModule, WorldDataModule, build_world_pool
+from reference_model.lightning import (
+    PortraitModule,
+    WorldDataModule,
+    encode_world_clips,
+    render_world_clips,
+)
 from reference_model.pipeline import encode_video, export_weights, extract_video
 
 log = logging.getLogger(__name__)
@@ -38,22 +43,38 @@ class ExportEMA(Callback):
         export_weights(module.ema, self.path, trainer.global_step)
 
 
-def load_pool(out: Path, clips: int, frames: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The encoded training pool, cached in ``out/pool.pt`` so that a resume does not re-render it."""
-    cache = out / "pool.pt"
-    if cache.exists():
+def load_pool(
+    out: Path, clips: int, frames: int, seed: int, use_extractor: bool, render_only: bool = False
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The encoded training pool, cached in ``out`` (rendered clips, then latents) so a resume reuses it."""
+    rendered, cache = out / "rendered.pt", out / "pool.pt"
+    if cache.exists() and not render_only:
         blob = torch.load(cache, weights_only=True)
         return blob["latents"], blob["expression"]
+    if rendered.exists():
+        blob = torch.load(rendered, weights_only=True)
+        videos, motion = blob["videos"], blob["motion"]
+    else:
+        log.info("rendering %d clips of %d frames", clips, frames)
+        videos, motion = render_world_clips(clips, frames, seed)
+        torch.save({"videos": videos, "motion": motion}, rendered)
+    if render_only:
+        return None
     from reference_model.autoencoder import load_autoencoder
-    from reference_model.expression import load_expression_extractor
 
-    autoencoder, extractor = load_autoencoder(), load_expression_extractor()
-    latents, expression = build_world_pool(
-        lambda v: encode_video(autoencoder, v),
-        lambda v: extract_video(extractor, v),
-        clips,
-        frames,
-        seed,
+    autoencoder = load_autoencoder()
+    extract = None
+    if use_extractor:
+        from reference_model.expression import load_expression_extractor
+
+        extractor = load_expression_extractor()
+
+        def extract(video: torch.Tensor) -> torch.Tensor:
+            return extract_video(extractor, video)
+
+    log.info("encoding %d clips", videos.shape[0])
+    latents, expression = encode_world_clips(
+        videos, motion, lambda v: encode_video(autoencoder, v), extract
     )
     torch.save({"latents": latents, "expression": expression}, cache)
     return latents, expression
@@ -66,21 +87,34 @@ def main(argv: list[str] | None = None) -> None:
         "--minutes", type=float, default=60.0, help="total training budget across resumes"
     )
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--clips", type=int, default=3000, help="world clips in the training pool")
-    parser.add_argument("--pool-frames", type=int, default=16)
+    parser.add_argument("--clips", type=int, default=1000, help="world clips in the training pool")
+    parser.add_argument("--pool-frames", type=int, default=12)
     parser.add_argument("--clip-frames", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--checkpoint-minutes", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--render-only", action="store_true", help="render and cache the pool's clips, then stop"
+    )
+    parser.add_argument(
+        "--extractor-features",
+        action="store_true",
+        help="condition on the expression extractor's output instead of the world's true parameters",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO)
     args.out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(args.seed)
 
-    latents, expression = load_pool(args.out, args.clips, args.pool_frames, args.seed)
+    pool = load_pool(
+        args.out, args.clips, args.pool_frames, args.seed, args.extractor_features, args.render_only
+    )
+    if pool is None:
+        return
+    latents, expression = pool
     module = PortraitModule(args.config, {"lr": args.lr}, expr_dim=expression.shape[-1])
     for net in (module.model, module.ema):
         net.latent_mean.copy_(latents.mean(dim=(0, 2, 3, 4)))
