@@ -1,0 +1,1 @@
+"""FlashPortrait reference model trained on a synthetic portrait world."""

@@ -1,0 +1,77 @@
+"""Weight files shipped in ``reference_model/weights/``, verified by sha256 before loading."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+MANIFEST = "weights.json"
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of the file at ``path``."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(weights_dir: Path = WEIGHTS_DIR) -> dict[str, Any]:
+    """The manifest ``weights.json``: one entry per file with its sha256 and retrain command."""
+    path = Path(weights_dir) / MANIFEST
+    if not path.exists():
+        return {}
+    return json.loads(path.read_text())
+
+
+def retrain_command(name: str) -> str:
+    """The one-line command that retrains the network stored as ``name``.pt."""
+    return f"python -m reference_model.train_world {name}"
+
+
+def load_verified(name: str, weights_dir: Path | str | None = None) -> dict[str, Any]:
+    """The checkpoint ``name``.pt, after checking its sha256 against ``weights.json``."""
+    weights_dir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
+    file_name = f"{name}.pt"
+    path = weights_dir / file_name
+    fix = f"regenerate it with `{retrain_command(name)}`"
+    if not path.exists():
+        raise ValueError(f"weights file {path} is missing; {fix}")
+    entry = read_manifest(weights_dir).get(file_name)
+    if entry is None:
+        raise ValueError(f"weights file {path} has no entry in {weights_dir / MANIFEST}; {fix}")
+    actual = sha256_of(path)
+    if actual != entry["sha256"]:
+        raise ValueError(
+            f"weights file {path} has sha256 {actual} but {MANIFEST} expects {entry['sha256']} "
+            f"(corrupted or mismatched); {fix}"
+        )
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a file that hashes right but does not unpickle
+        raise ValueError(f"weights file {path} could not be read ({error}); {fix}") from error
+    if not isinstance(checkpoint, dict) or checkpoint.get("kind") != name:
+        raise ValueError(f"weights file {path} does not hold a {name!r} checkpoint; {fix}")
+    return checkpoint
+
+
+def record(
+    name: str, path: Path, details: dict[str, Any], weights_dir: Path = WEIGHTS_DIR
+) -> dict[str, Any]:
+    """Add or replace the manifest entry of ``path`` (sha256, size, retrain command, details)."""
+    manifest = read_manifest(weights_dir)
+    entry = {
+        "sha256": sha256_of(path),
+        "bytes": path.stat().st_size,
+        "retrain": retrain_command(name),
+        **details,
+    }
+    manifest[path.name] = entry
+    (Path(weights_dir) / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return entry

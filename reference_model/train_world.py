@@ -1,0 +1,225 @@
+"""Train the synthetic world's networks from scratch and ship their weights.
+
+    python -m reference_model.train_world autoencoder|expression|identity [--steps N]
+
+Each run renders fresh frames of training identities every step, shows a tqdm bar,
+evaluates on held-out (test) identities, writes ``reference_model/weights/<name>.pt`` and
+records its sha256, size, training time and held-out figures in ``weights.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from reference_model.shipped_weights import WEIGHTS_DIR, record
+from reference_model.world import identity_params, random_expression, render, sample_ids, split_ids
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run."""
+
+    steps: int
+    batch: int
+    lr: float
+    seed: int = 0
+    size: int = 64
+
+
+def _batch(
+    split: str, n: int, size: int, generator: torch.Generator
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Frames, identity ids and expression parameters of ``n`` random renders of ``split``."""
+    ids = sample_ids(split, n, generator)
+    expression = random_expression(n, generator)
+    return render(identity_params(ids), expression, size), ids, expression
+
+
+def _cosine_lr(step: int, steps: int, lr: float, warmup: int = 100) -> float:
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    return lr * 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+
+def _loop(
+    model: torch.nn.Module,
+    config: TrainConfig,
+    loss_fn: Callable[[torch.Generator], tuple[Tensor, dict[str, float]]],
+    desc: str,
+    extra_params: list[torch.nn.Parameter] | None = None,
+) -> float:
+    """Run AdamW with warmup + cosine decay; return the seconds spent."""
+    params = list(model.parameters()) + list(extra_params or [])
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=1e-4)
+    generator = torch.Generator().manual_seed(config.seed)
+    start = time.perf_counter()
+    bar = tqdm(range(config.steps), desc=desc, dynamic_ncols=True)
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = _cosine_lr(step, config.steps, config.lr)
+        loss, shown = loss_fn(generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        if step % 10 == 0:
+            bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()})
+    return time.perf_counter() - start
+
+
+def _save(name: str, checkpoint: dict, details: dict, weights_dir: Path) -> None:
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    path = weights_dir / f"{name}.pt"
+    torch.save(checkpoint, path)
+    entry = record(name, path, details, weights_dir)
+    print(f"wrote {path} ({entry['bytes']} bytes, sha256 {entry['sha256'][:12]}...)")
+    for key, value in details.items():
+        print(f"  {key}: {value}")
+
+
+# --- autoencoder ------------------------------------------------------------------------
+
+
+def train_autoencoder(config: TrainConfig, weights_dir: Path) -> None:
+    from reference_model.autoencoder import Autoencoder, psnr
+
+    model = Autoencoder()
+
+    crop = config.size // 2
+
+    def loss_fn(generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        frames, _, _ = _batch("train", config.batch, config.size, generator)
+        # Random crops (multiples of 4, so latents stay aligned) cost a quarter of full frames;
+        # the network is fully convolutional and is evaluated on full frames.
+        top, left = (
+            int(v) * 4
+            for v in torch.randint(0, (config.size - crop) // 4 + 1, (2,), generator=generator)
+        )
+        frames = frames[:, :, top : top + crop, left : left + crop]
+        latents = model.encoder(frames * 2.0 - 1.0)
+        recon = model.decoder(latents) * 0.5 + 0.5
+        mse = (recon - frames).square().mean()
+        # A light pull on the latents keeps their scale bounded for the diffusion model.
+        loss = mse + 1e-5 * latents.square().mean()
+        return loss, {"psnr": -10.0 * math.log10(max(mse.item(), 1e-10))}
+
+    seconds = _loop(model, config, loss_fn, "autoencoder")
+    model.eval()
+    generator = torch.Generator().manual_seed(12345)
+    with torch.no_grad():
+        val, _, _ = _batch("val", 512, config.size, generator)
+        model.latent_scale.fill_(1.0 / model.encoder(val * 2.0 - 1.0).std().item())
+        test, _, _ = _batch("test", 512, config.size, generator)
+        latents = model.encode(test)
+        scores = psnr(model.decode(latents), test)
+    details = {
+        "params": sum(p.numel() for p in model.parameters()),
+        "train_steps": config.steps,
+        "train_batch": config.batch,
+        "train_seconds": round(seconds, 1),
+        "test_psnr_db_mean": round(scores.mean().item(), 2),
+        "test_psnr_db_min": round(scores.min().item(), 2),
+        "latent_std": round(latents.std().item(), 3),
+        "latent_scale": round(model.latent_scale.item(), 5),
+    }
+    _save("autoencoder", model.checkpoint(), details, weights_dir)
+
+
+# --- expression extractor -----------------------------------------------------------------
+
+
+def train_expression(config: TrainConfig, weights_dir: Path) -> None:
+    from reference_model.expression import ExpressionExtractor, evaluate_expression
+
+    model = ExpressionExtractor()
+    scale = model.param_scale
+
+    def loss_fn(generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        frames, _, expression = _batch("train", config.batch, config.size, generator)
+        error = (model(frames) - expression) / scale
+        loss = torch.nn.functional.smooth_l1_loss(error, torch.zeros_like(error), beta=0.1)
+        return loss, {"loss": loss.item()}
+
+    seconds = _loop(model, config, loss_fn, "expression")
+    model.eval()
+    report = evaluate_expression(model, split="test", size=config.size)
+    details = {
+        "params": sum(p.numel() for p in model.parameters()),
+        "train_steps": config.steps,
+        "train_batch": config.batch,
+        "train_seconds": round(seconds, 1),
+        **{f"test_{k}": round(v, 4) for k, v in report.items()},
+    }
+    _save("expression", model.checkpoint(), details, weights_dir)
+
+
+# --- identity encoder ---------------------------------------------------------------------
+
+
+def train_identity(config: TrainConfig, weights_dir: Path, classes: int = 2000) -> None:
+    from reference_model.identity import ArcFaceHead, IdentityEncoder, verification_auc
+
+    model = IdentityEncoder()
+    head = ArcFaceHead(model.config.embedding_dim, classes)
+    train_ids = split_ids("train")
+
+    def loss_fn(generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        labels = torch.randint(0, classes, (config.batch,), generator=generator)
+        expression = random_expression(config.batch, generator)
+        frames = render(identity_params(labels + train_ids.start), expression, config.size)
+        loss, accuracy = head(model(frames), labels)
+        return loss, {"loss": loss.item(), "acc": accuracy}
+
+    seconds = _loop(model, config, loss_fn, "identity", extra_params=list(head.parameters()))
+    model.eval()
+    auc = verification_auc(model, split="test", size=config.size)
+    details = {
+        "params": sum(p.numel() for p in model.parameters()),
+        "train_identities": classes,
+        "train_steps": config.steps,
+        "train_batch": config.batch,
+        "train_seconds": round(seconds, 1),
+        "test_verification_auc": round(auc, 5),
+    }
+    _save("identity", model.checkpoint(), details, weights_dir)
+
+
+TRAINERS: dict[str, tuple[Callable[[TrainConfig, Path], None], TrainConfig]] = {
+    "autoencoder": (train_autoencoder, TrainConfig(steps=3000, batch=32, lr=2e-3)),
+    "expression": (train_expression, TrainConfig(steps=1500, batch=32, lr=2e-3)),
+    "identity": (train_identity, TrainConfig(steps=800, batch=64, lr=2e-3)),
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("network", choices=sorted(TRAINERS))
+    parser.add_argument("--steps", type=int, default=None, help="override the number of steps")
+    parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the CPU is shared)")
+    parser.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    trainer, defaults = TRAINERS[args.network]
+    config = TrainConfig(
+        steps=args.steps or defaults.steps,
+        batch=args.batch or defaults.batch,
+        lr=args.lr or defaults.lr,
+        seed=args.seed,
+    )
+    trainer(config, args.weights_dir)
+
+
+if __name__ == "__main__":
+    main()

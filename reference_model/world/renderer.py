@@ -1,0 +1,344 @@
+"""A vectorised procedural portrait renderer: identity + expression/pose -> RGB frames.
+
+Every shape is soft: its coverage is a sigmoid of an (approximate) signed distance, about
+one pixel wide, so frames are anti-aliased and smooth in every parameter. Layers are
+composited back to front (background, hair, neck, face, eyes, brows, nose, mouth, fringe,
+glasses). Head pose is a 2.5D approximation: roll rotates the head, yaw and pitch move the
+facial features over a sphere-like surface (features nearer the viewer move more) and
+foreshorten them, shift the hair the other way and shade the skin.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from reference_model.world.identities import ID_ATTRIBUTES, NUM_ID_ATTRIBUTES
+
+EXPRESSION_NAMES: tuple[str, ...] = (
+    "yaw",
+    "pitch",
+    "roll",
+    "eye_open",
+    "brow_raise",
+    "mouth_open",
+    "smile",
+)
+NUM_EXPRESSION_PARAMS = len(EXPRESSION_NAMES)
+# Valid range of each expression/pose parameter (angles in radians).
+EXPRESSION_RANGES: dict[str, tuple[float, float]] = {
+    "yaw": (-0.6, 0.6),
+    "pitch": (-0.35, 0.35),
+    "roll": (-0.3, 0.3),
+    "eye_open": (0.0, 1.0),
+    "brow_raise": (0.0, 1.0),
+    "mouth_open": (0.0, 1.0),
+    "smile": (-1.0, 1.0),
+}
+NEUTRAL_EXPRESSION: tuple[float, ...] = (0.0, 0.0, 0.0, 0.85, 0.3, 0.0, 0.2)
+
+_A = {name: i for i, name in enumerate(ID_ATTRIBUTES)}
+
+
+def expression_bounds() -> tuple[Tensor, Tensor]:
+    """Lower and upper bounds ``[NUM_EXPRESSION_PARAMS]`` of the expression parameters."""
+    low = torch.tensor([EXPRESSION_RANGES[n][0] for n in EXPRESSION_NAMES])
+    high = torch.tensor([EXPRESSION_RANGES[n][1] for n in EXPRESSION_NAMES])
+    return low, high
+
+
+def random_expression(n: int, generator: torch.Generator) -> Tensor:
+    """``n`` expression/pose vectors drawn uniformly over their ranges, ``[n, 7]``."""
+    low, high = expression_bounds()
+    return low + (high - low) * torch.rand(n, NUM_EXPRESSION_PARAMS, generator=generator)
+
+
+def _hsv(h: Tensor, s: Tensor, v: Tensor) -> Tensor:
+    """HSV (each ``[N]``, in [0, 1]) to RGB ``[N, 3]``."""
+    k = torch.tensor([5.0, 3.0, 1.0])
+    t = (k + h[:, None] * 6.0) % 6.0
+    return v[:, None] - v[:, None] * s[:, None] * torch.clamp(torch.minimum(t, 4.0 - t), 0.0, 1.0)
+
+
+def _lerp(u: Tensor, low: float, high: float) -> Tensor:
+    return low + (high - low) * u
+
+
+def _colours(identity: Tensor) -> dict[str, Tensor]:
+    """RGB ``[N, 3]`` of each coloured part of the identities."""
+    a = identity
+
+    def col(name: str) -> Tensor:
+        return a[:, _A[name]]
+
+    tone = col("skin_tone")
+    skin = _hsv(_lerp(col("skin_hue"), 0.02, 0.10), _lerp(tone, 0.25, 0.6), _lerp(tone, 0.95, 0.45))
+    hair_l = col("hair_lightness")
+    hair = _hsv(col("hair_hue"), _lerp(hair_l, 0.3, 0.8), _lerp(hair_l, 0.12, 0.85))
+    eye = _hsv(col("eye_hue"), torch.full_like(tone, 0.7), torch.full_like(tone, 0.55))
+    lip = _hsv(
+        _lerp(col("lip_hue"), 0.95, 1.03) % 1.0, torch.full_like(tone, 0.55), _lerp(tone, 0.8, 0.45)
+    )
+    glasses = _hsv(col("glasses_hue"), torch.full_like(tone, 0.6), torch.full_like(tone, 0.3))
+    bg_l = col("background_lightness")
+    background = _hsv(col("background_hue"), _lerp(bg_l, 0.5, 0.2), _lerp(bg_l, 0.35, 0.95))
+    return {
+        "skin": skin,
+        "hair": hair,
+        "brow": hair * 0.55,
+        "eye": eye,
+        "lip": lip,
+        "glasses": glasses,
+        "background": background,
+    }
+
+
+def _cov(sd: Tensor, softness: float) -> Tensor:
+    """Coverage of a shape from its signed distance (negative inside)."""
+    return torch.sigmoid(sd * (-1.0 / softness))
+
+
+def _ellipse_sd(x: Tensor, y: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """Approximate signed distance to an axis-aligned ellipse centred at the origin."""
+    r = torch.sqrt((x / a).square() + (y / b).square() + 1e-8)
+    return (r - 1.0) * torch.minimum(a, b)
+
+
+def _thin_ellipse_sd(x: Tensor, y: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """Signed distance to a thin ellipse, measured vertically and cut at its tips."""
+    # The radial approximation badly underestimates distance for thin ellipses, which
+    # would smear a closed eye into a line across the frame.
+    profile = b * torch.sqrt(torch.clamp(1.0 - (x / a).square(), min=0.0))
+    return torch.maximum(x.abs() - a, y.abs() - profile)
+
+
+def _over(canvas: Tensor, colour: Tensor, alpha: Tensor) -> Tensor:
+    """Composite ``colour`` ([N, 3]) with coverage ``alpha`` ([N, H, W]) over ``canvas``."""
+    return torch.lerp(canvas, colour[:, :, None, None], alpha[:, None])
+
+
+def render(identity: Tensor, expression: Tensor, size: int = 64, chunk: int = 64) -> Tensor:
+    """Frames ``[N, 3, size, size]`` in [0, 1] for identities ``[N, 20]`` and expressions ``[N, 7]``."""
+    if identity.ndim != 2 or identity.shape[1] != NUM_ID_ATTRIBUTES:
+        raise ValueError(
+            f"identity must be [N, {NUM_ID_ATTRIBUTES}], got {tuple(identity.shape)}; "
+            "use identity_params(ids)"
+        )
+    if expression.ndim != 2 or expression.shape[1] != NUM_EXPRESSION_PARAMS:
+        raise ValueError(
+            f"expression must be [N, {NUM_EXPRESSION_PARAMS}] ({', '.join(EXPRESSION_NAMES)}), "
+            f"got {tuple(expression.shape)}"
+        )
+    if identity.shape[0] != expression.shape[0]:
+        raise ValueError(
+            f"identity has {identity.shape[0]} rows but expression has {expression.shape[0]}; "
+            "repeat the identity per frame"
+        )
+    if size < 8:
+        raise ValueError(f"size={size} is too small to draw a face; use size >= 8")
+    if chunk < 1:
+        raise ValueError(f"chunk={chunk} must be positive; use e.g. chunk=64")
+    # Small chunks keep every intermediate in cache; whole batches are several times slower.
+    parts = [
+        _render_chunk(identity[i : i + chunk], expression[i : i + chunk], size)
+        for i in range(0, identity.shape[0], chunk)
+    ]
+    if not parts:
+        return torch.zeros(0, 3, size, size)
+    return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+
+def _render_chunk(identity: Tensor, expression: Tensor, size: int) -> Tensor:
+    identity = identity.float()
+    low, high = expression_bounds()
+    expression = torch.minimum(torch.maximum(expression.float(), low), high)
+    n = identity.shape[0]
+    soft = 1.2 / size  # about 0.6 pixel in the [-1, 1] frame
+
+    def p(name: str) -> Tensor:
+        return identity[:, _A[name], None, None]
+
+    def e(name: str) -> Tensor:
+        return expression[:, EXPRESSION_NAMES.index(name), None, None]
+
+    colours = _colours(identity)
+    grid = (torch.arange(size, dtype=torch.float32) + 0.5) * (2.0 / size) - 1.0
+    gx = grid.view(1, 1, size)
+    gy = grid.view(1, size, 1)
+
+    yaw, pitch, roll = e("yaw"), e("pitch"), e("roll")
+    sin_yaw, cos_yaw = torch.sin(yaw), torch.cos(yaw)
+    sin_pitch, cos_pitch = torch.sin(pitch), torch.cos(pitch)
+    head_y = 0.06
+    cr, sr = torch.cos(roll), torch.sin(roll)
+    # Head-local coordinates: rotate the image about the head centre by -roll.
+    dx, dy = gx, gy - head_y
+    x = cr * dx + sr * dy
+    y = cr * dy - sr * dx
+
+    face_a = _lerp(p("face_width"), 0.36, 0.48)
+    face_b = _lerp(p("face_height"), 0.48, 0.60)
+
+    # Background: a vertical gradient of the background colour.
+    shade = (1.05 - 0.2 * (gy + 1.0) * 0.5).expand(n, size, size)
+    canvas = colours["background"][:, :, None, None] * shade[:, None]
+
+    # Hair behind the head moves against the turn, showing more of the back of the head.
+    hair_shift_x = -0.10 * sin_yaw
+    hair_shift_y = -0.06 * sin_pitch
+    back = _ellipse_sd(x - hair_shift_x, y + 0.06 - hair_shift_y, face_a + 0.08, face_b + 0.06)
+    hair_len = _lerp(p("hair_length"), 0.0, 0.75)
+    curtain = torch.maximum(
+        (x - hair_shift_x).abs() - (face_a + 0.07), (y - 0.35 * hair_len).abs() - 0.35 * hair_len
+    )
+    canvas = _over(canvas, colours["hair"], _cov(torch.minimum(back, curtain), soft))
+
+    # Neck, then the face; the skin is shaded by the turn so that yaw and pitch read as light.
+    neck = torch.maximum(x.abs() - 0.5 * face_a, (y - face_b - 0.25).abs() - 0.35)
+    skin_dark = colours["skin"] * 0.8
+    canvas = _over(canvas, skin_dark, _cov(neck, soft))
+    face_sd = _ellipse_sd(
+        x, y, face_a * (0.92 + 0.08 * cos_yaw), face_b * (0.95 + 0.05 * cos_pitch)
+    )
+    light = 1.0 - 0.22 * (x / face_a - 0.6 * sin_yaw) * sin_yaw - 0.15 * (y / face_b) * sin_pitch
+    face_alpha = _cov(face_sd, soft)
+    canvas = torch.lerp(
+        canvas, colours["skin"][:, :, None, None] * light[:, None], face_alpha[:, None]
+    )
+
+    def place(
+        x0: Tensor | float, y0: Tensor | float, depth: float
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Image-local centre and foreshortening of a feature at (x0, y0) and depth on the face."""
+        x0 = torch.as_tensor(x0, dtype=torch.float32)
+        y0 = torch.as_tensor(y0, dtype=torch.float32)
+        cx = x0 * cos_yaw + depth * sin_yaw
+        cy = y0 * cos_pitch + depth * sin_pitch
+        fx = torch.cos(
+            torch.clamp(yaw + torch.asin(torch.clamp(x0 / 0.55, -1.0, 1.0) * 0.9), -1.45, 1.45)
+        )
+        fy = torch.cos(
+            torch.clamp(pitch + torch.asin(torch.clamp(y0 / 0.65, -1.0, 1.0) * 0.9), -1.45, 1.45)
+        )
+        return cx, cy, fx, fy
+
+    # Eyes: sclera, iris and pupil inside an opening whose height follows eye_open.
+    spacing = _lerp(p("eye_spacing"), 0.13, 0.21)
+    eye_w = _lerp(p("eye_size"), 0.075, 0.105)
+    eye_y = -0.06
+    openness = e("eye_open")
+    brow_raise = e("brow_raise")
+    smile = e("smile")
+    white = torch.tensor([[0.96, 0.96, 0.94]]).expand(n, 3)
+    dark = torch.tensor([[0.06, 0.05, 0.05]]).expand(n, 3)
+    eye_centres = []
+    for side in (-1.0, 1.0):
+        cx, cy, fx, fy = place(side * spacing, eye_y, 0.40)
+        eye_centres.append((cx, cy, fx, fy))
+        ex, ey = x - cx, y - cy
+        half_h = eye_w * 0.55 * fy * (0.04 + 0.96 * openness)
+        half_w = eye_w * fx
+        opening = _thin_ellipse_sd(ex, ey, half_w, half_h)
+        # A closed eye leaves its lash line: a thin dark stroke across the eye.
+        lash = torch.maximum(ex.abs() - half_w, (ey - half_h * 0.6).abs() - 0.012)
+        canvas = _over(canvas, dark, _cov(lash, soft) * (1.0 - openness) * 0.8)
+        inside = _cov(opening, soft)
+        canvas = _over(canvas, white, inside)
+        iris_r = eye_w * 0.5
+        iris = torch.sqrt((ex / fx).square() + ey.square() + 1e-8) - iris_r
+        canvas = _over(canvas, colours["eye"], torch.minimum(_cov(iris, soft), inside))
+        pupil = torch.sqrt((ex / fx).square() + ey.square() + 1e-8) - iris_r * 0.45
+        canvas = _over(canvas, dark, torch.minimum(_cov(pupil, soft), inside))
+
+        # Brows: lifted by brow_raise; the inner ends tilt down with a frown (negative smile).
+        bx, by = x - cx, y - (cy - eye_w * 0.9 - 0.04 - 0.09 * brow_raise)
+        tilt = side * (0.25 * (brow_raise - 0.4) - 0.2 * torch.clamp(-smile, min=0.0))
+        by = by + tilt * bx
+        thick = _lerp(p("brow_thickness"), 0.014, 0.03) * fy
+        brow = _thin_ellipse_sd(bx, by, eye_w * 1.25 * fx, thick)
+        canvas = _over(canvas, colours["brow"], _cov(brow, soft))
+
+    # Nose: a shaded wedge that sits farthest forward, so it moves most with the turn.
+    nose_len = _lerp(p("nose_length"), 0.08, 0.15)
+    nose_w = _lerp(p("nose_width"), 0.035, 0.07)
+    ncx, ncy, nfx, nfy = place(0.0, 0.07, 0.55)
+    nx, ny = x - ncx, y - ncy
+    nose = _ellipse_sd(
+        nx,
+        ny,
+        nose_w * (0.6 + 0.4 * (ny / nose_len + 1.0) * 0.5).clamp(min=0.3) * nfx,
+        nose_len * nfy,
+    )
+    canvas = _over(canvas, colours["skin"] * 0.72, _cov(nose, soft) * 0.85)
+
+    # Mouth: a lip band around a centre line bent by smile; mouth_open opens a dark gap.
+    mouth_w = _lerp(p("mouth_width"), 0.10, 0.17)
+    mcx, mcy, mfx, mfy = place(0.0, 0.28, 0.45)
+    mx, my = x - mcx, y - mcy
+    half_w = mouth_w * mfx * (1.0 + 0.12 * smile.clamp(min=0.0))
+    t = (mx / half_w).clamp(-1.0, 1.0)
+    bow = 1.0 - t.square()
+    centre = -0.06 * smile * t.square() + 0.02 * smile
+    gap = 0.10 * e("mouth_open") * bow * mfy
+    off = (my - centre).abs()
+    lips = torch.maximum(mx.abs() - half_w, off - (gap + 0.022 * mfy * (0.3 + 0.7 * bow)))
+    canvas = _over(canvas, colours["lip"], _cov(lips, soft))
+    inner = torch.maximum(mx.abs() - half_w * 0.85, off - gap)
+    canvas = _over(canvas, torch.tensor([[0.25, 0.05, 0.07]]).expand(n, 3), _cov(inner, soft))
+
+    # Fringe: hair over the forehead, within the head outline, down to a wavy line.
+    depth = _lerp(p("fringe"), 0.05, 0.45) * face_b
+    line = (
+        -face_b
+        + depth
+        + 0.03 * torch.sin(x * 18.0 + p("fringe") * 20.0)
+        + 0.1 * (x / face_a).square() * depth
+    )
+    fringe = torch.maximum(face_sd - 0.01, y - line)
+    canvas = _over(canvas, colours["hair"], _cov(fringe, soft))
+
+    # Glasses: two rings and a bridge, for the identities that wear them.
+    wears = (p("glasses") < 0.35).float()
+    if bool(wears.any()):
+        ring_r = eye_w * 1.35
+        rings = []
+        for cx, cy, fx, _ in eye_centres:
+            d = torch.sqrt(((x - cx) / fx).square() + (y - cy).square() + 1e-8)
+            rings.append((d - ring_r).abs() - 0.012)
+        (lx, ly, _, _), (rx, ry, _, _) = eye_centres
+        bridge = torch.maximum(
+            (x - 0.5 * (lx + rx)).abs() - 0.5 * (rx - lx).abs(), (y - 0.5 * (ly + ry)).abs() - 0.01
+        )
+        frame_sd = torch.minimum(torch.minimum(rings[0], rings[1]), bridge)
+        canvas = _over(canvas, colours["glasses"], _cov(frame_sd, soft) * wears)
+
+    return canvas.clamp(0.0, 1.0)
+
+
+def render_video(identity: Tensor, expression: Tensor, size: int = 64) -> Tensor:
+    """Video ``[B, 3, T, size, size]`` for identities ``[B, 20]`` and expressions ``[B, T, 7]``."""
+    if expression.ndim != 3:
+        raise ValueError(
+            f"expression must be [B, T, {NUM_EXPRESSION_PARAMS}], got {tuple(expression.shape)}"
+        )
+    b, t, _ = expression.shape
+    frames = render(identity.repeat_interleave(t, dim=0), expression.reshape(b * t, -1), size)
+    return frames.view(b, t, 3, size, size).transpose(1, 2)
+
+
+def neutral_expression(n: int) -> Tensor:
+    """``n`` copies of the neutral expression, ``[n, 7]``."""
+    return torch.tensor(NEUTRAL_EXPRESSION).expand(n, NUM_EXPRESSION_PARAMS).clone()
+
+
+__all__ = [
+    "EXPRESSION_NAMES",
+    "EXPRESSION_RANGES",
+    "NEUTRAL_EXPRESSION",
+    "NUM_EXPRESSION_PARAMS",
+    "expression_bounds",
+    "neutral_expression",
+    "random_expression",
+    "render",
+    "render_video",
+]
