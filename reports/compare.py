@@ -45,9 +45,14 @@ def bootstrap_diff_ci(
     return diff, float(min(low, diff)), float(max(high, diff))
 
 
+def _suite_hash(run: Run) -> str | None:
+    # The runner names it suite_sha256; docs/run-directory.md says "suite content hash".
+    return run.manifest.get("suite_sha256", run.manifest.get("suite_hash"))
+
+
 def compare_runs(a: Run, b: Run, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Each (setting, metric) present in both runs: B - A, its CI, and whether B regressed."""
-    if a.manifest.get("suite_hash") != b.manifest.get("suite_hash"):
+    if _suite_hash(a) != _suite_hash(b):
         log.warning(
             "runs %s and %s ran different suite files; differences mix causes", a.name, b.name
         )

@@ -8,7 +8,7 @@ import pandas as pd
 
 from reports.gate import Floor, floor_rows
 from reports.load import Run
-from reports.tables import SPEED_METRICS, summary_table
+from reports.tables import quality_labels, summary_table
 
 
 def check_same_protocol(runs: Sequence[Run]) -> str:
@@ -88,14 +88,9 @@ def leaderboard_table(
                 else:
                     ok = floor.passes(float(row["mean"].iloc[0]))
                 if not ok:
-                    failed.append(str(floor))
-            for label, value in means.items():
-                if label not in entry and group.set_index("label").loc[label, "metric"] not in (
-                    *SPEED_METRICS,
-                    "speedup_wall",
-                    "speedup_nfe",
-                ):
-                    entry[label] = value
+                    failed.append(str(floor) + (" (not measured)" if row.empty else ""))
+            for label in quality_labels(summary):
+                entry[label] = means.get(label, float("nan"))
             entry["meets_floors"] = not failed
             entry["failed"] = "; ".join(failed)
             entries.append(entry)

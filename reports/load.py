@@ -38,7 +38,11 @@ class RunFormatError(ValueError):
 
 @dataclass(frozen=True)
 class Run:
-    """One loaded run directory: tidy rows, manifest, sampler traces and failed units."""
+    """One loaded run directory: tidy rows, manifest, sampler traces and failed units.
+
+    ``rows`` has the columns of docs/run-directory.md plus ``unit_id`` (the rows file's unit);
+    ``traces`` has one record per step, window and branch, tagged with the unit's setting.
+    """
 
     path: Path
     manifest: dict[str, Any]
