@@ -71,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--threads", type=int, default=2)
     demo.set_defaults(func=cmd_demo)
+    # Subcommands of the runner, the calibrators and the reports live beside their code.
+    from flashbench import calibrate, runner_cli
+    from reports import cli as reports_cli
+
+    runner_cli.add_subcommands(sub)
+    calibrate.add_subcommands(sub)
+    reports_cli.add_subcommands(sub)
     return parser
 
 
