@@ -51,18 +51,18 @@ def render_markdown(
         markdown_table(manifest_table(run)),
     ]
     parts += [
-        f"\n## Comparison: suite `{run.suite}`\n",
+        f"\n## Comparison: suite `{run.suite}`\n\n",
         "Means with bootstrap 95% CIs over cases x seeds; speedups are baseline / setting "
         f"(baseline `{run.baseline}`). ↑ higher is better, ↓ lower is better.\n\n",
         "\n### Speed\n\n",
         markdown_table(speed_table(summary, run.baseline)),
         "\n### Quality\n\n",
         markdown_table(quality_table(summary, run.baseline)),
-        "\n## Metrics and backends\n",
+        "\n## Metrics and backends\n\n",
         markdown_table(metric_table(summary)),
     ]
     if not run.errors.empty:
-        parts += ["\n## Failed units\n", markdown_table(run.errors)]
+        parts += ["\n## Failed units\n\n", markdown_table(run.errors)]
     parts.append("\n## Figures\n")
     for name, (title, path) in figures.items():
         parts.append(f"\n### {title}\n\n![{name}]({path})\n")
