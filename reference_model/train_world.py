@@ -33,6 +33,7 @@ class TrainConfig:
     lr: float
     seed: int = 0
     size: int = 64
+    minutes: float | None = None  # a wall-clock budget: the schedule ends at whichever comes first
 
 
 def _batch(
@@ -44,10 +45,10 @@ def _batch(
     return render(identity_params(ids), expression, size), ids, expression
 
 
-def _cosine_lr(step: int, steps: int, lr: float, warmup: int = 100) -> float:
+def _cosine_lr(step: int, progress: float, lr: float, warmup: int = 100) -> float:
     if step < warmup:
         return lr * (step + 1) / warmup
-    return lr * 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+    return lr * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
 def _loop(
@@ -56,16 +57,22 @@ def _loop(
     loss_fn: Callable[[torch.Generator], tuple[Tensor, dict[str, float]]],
     desc: str,
     extra_params: list[torch.nn.Parameter] | None = None,
-) -> float:
-    """Run AdamW with warmup + cosine decay; return the seconds spent."""
+) -> tuple[float, int]:
+    """Run AdamW with warmup + cosine decay; return (seconds spent, steps taken)."""
     params = list(model.parameters()) + list(extra_params or [])
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=1e-4)
     generator = torch.Generator().manual_seed(config.seed)
     start = time.perf_counter()
+    budget = config.minutes * 60.0 if config.minutes else math.inf
     bar = tqdm(range(config.steps), desc=desc, dynamic_ncols=True)
+    step = 0
     for step in bar:
+        # On a shared CPU the step rate varies; the decay follows whichever budget runs out first.
+        progress = max(step / config.steps, (time.perf_counter() - start) / budget)
+        if progress >= 1.0:
+            break
         for group in optimizer.param_groups:
-            group["lr"] = _cosine_lr(step, config.steps, config.lr)
+            group["lr"] = _cosine_lr(step, progress, config.lr)
         loss, shown = loss_fn(generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -73,7 +80,8 @@ def _loop(
         optimizer.step()
         if step % 10 == 0:
             bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()})
-    return time.perf_counter() - start
+    bar.close()
+    return time.perf_counter() - start, step + 1
 
 
 def _save(name: str, checkpoint: dict, details: dict, weights_dir: Path) -> None:
@@ -112,7 +120,7 @@ def train_autoencoder(config: TrainConfig, weights_dir: Path) -> None:
         loss = mse + 1e-5 * latents.square().mean()
         return loss, {"psnr": -10.0 * math.log10(max(mse.item(), 1e-10))}
 
-    seconds = _loop(model, config, loss_fn, "autoencoder")
+    seconds, steps = _loop(model, config, loss_fn, "autoencoder")
     model.eval()
     generator = torch.Generator().manual_seed(12345)
     with torch.no_grad():
@@ -123,7 +131,7 @@ def train_autoencoder(config: TrainConfig, weights_dir: Path) -> None:
         scores = psnr(model.decode(latents), test)
     details = {
         "params": sum(p.numel() for p in model.parameters()),
-        "train_steps": config.steps,
+        "train_steps": steps,
         "train_batch": config.batch,
         "train_seconds": round(seconds, 1),
         "test_psnr_db_mean": round(scores.mean().item(), 2),
@@ -149,12 +157,12 @@ def train_expression(config: TrainConfig, weights_dir: Path) -> None:
         loss = torch.nn.functional.smooth_l1_loss(error, torch.zeros_like(error), beta=0.1)
         return loss, {"loss": loss.item()}
 
-    seconds = _loop(model, config, loss_fn, "expression")
+    seconds, steps = _loop(model, config, loss_fn, "expression")
     model.eval()
     report = evaluate_expression(model, split="test", size=config.size)
     details = {
         "params": sum(p.numel() for p in model.parameters()),
-        "train_steps": config.steps,
+        "train_steps": steps,
         "train_batch": config.batch,
         "train_seconds": round(seconds, 1),
         **{f"test_{k}": round(v, 4) for k, v in report.items()},
@@ -179,13 +187,13 @@ def train_identity(config: TrainConfig, weights_dir: Path, classes: int = 2000) 
         loss, accuracy = head(model(frames), labels)
         return loss, {"loss": loss.item(), "acc": accuracy}
 
-    seconds = _loop(model, config, loss_fn, "identity", extra_params=list(head.parameters()))
+    seconds, steps = _loop(model, config, loss_fn, "identity", extra_params=list(head.parameters()))
     model.eval()
     auc = verification_auc(model, split="test", size=config.size)
     details = {
         "params": sum(p.numel() for p in model.parameters()),
         "train_identities": classes,
-        "train_steps": config.steps,
+        "train_steps": steps,
         "train_batch": config.batch,
         "train_seconds": round(seconds, 1),
         "test_verification_auc": round(auc, 5),
@@ -194,7 +202,7 @@ def train_identity(config: TrainConfig, weights_dir: Path, classes: int = 2000) 
 
 
 TRAINERS: dict[str, tuple[Callable[[TrainConfig, Path], None], TrainConfig]] = {
-    "autoencoder": (train_autoencoder, TrainConfig(steps=3000, batch=32, lr=2e-3)),
+    "autoencoder": (train_autoencoder, TrainConfig(steps=6000, batch=32, lr=2e-3)),
     "expression": (train_expression, TrainConfig(steps=1500, batch=32, lr=2e-3)),
     "identity": (train_identity, TrainConfig(steps=800, batch=64, lr=2e-3)),
 }
@@ -207,6 +215,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--minutes", type=float, default=None, help="wall-clock budget (schedule ends early)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the CPU is shared)")
     parser.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR)
     args = parser.parse_args(argv)
@@ -217,6 +228,7 @@ def main(argv: list[str] | None = None) -> None:
         batch=args.batch or defaults.batch,
         lr=args.lr or defaults.lr,
         seed=args.seed,
+        minutes=args.minutes,
     )
     trainer(config, args.weights_dir)
 

@@ -1,0 +1,154 @@
+"""The synthetic portrait world: identities, splits, renderer and driving motion."""
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reference_model.world import (
+    EXPRESSION_NAMES,
+    EXPRESSION_RANGES,
+    ID_ATTRIBUTES,
+    SPLITS,
+    driving_chunks,
+    driving_frames,
+    driving_sequence,
+    identity_params,
+    neutral_expression,
+    random_expression,
+    render,
+    render_video,
+    split_ids,
+)
+
+
+def test_splits_are_disjoint_and_nonempty():
+    names = sorted(SPLITS)
+    assert names == ["test", "train", "val"]
+    for i, a in enumerate(names):
+        assert len(split_ids(a)) > 0
+        for b in names[i + 1 :]:
+            assert not set(split_ids(a)) & set(split_ids(b))
+
+
+def test_unknown_split_names_the_choices():
+    with pytest.raises(ValueError, match="train"):
+        split_ids("training")
+
+
+def test_identity_params_are_a_function_of_id_alone():
+    batch = identity_params(torch.tensor([7, 3, 10_600, 3]))
+    assert batch.shape == (4, len(ID_ATTRIBUTES)) and len(ID_ATTRIBUTES) >= 8
+    assert torch.equal(batch[1], batch[3])
+    assert torch.equal(batch[0], identity_params([7])[0])
+    assert not torch.equal(batch[0], batch[1])
+    assert not torch.equal(identity_params([7], world_seed=1), identity_params([7]))
+    many = identity_params(split_ids("val"))
+    assert many.min() >= 0.0 and many.max() < 1.0
+    # Hash-drawn attributes spread over the unit interval.
+    assert (many.mean(0) - 0.5).abs().max() < 0.06
+
+
+def test_render_shapes_and_range_at_64_and_32():
+    generator = torch.Generator().manual_seed(0)
+    identity = identity_params(torch.arange(6))
+    expression = random_expression(6, generator)
+    for size in (64, 32):
+        frames = render(identity, expression, size)
+        assert frames.shape == (6, 3, size, size)
+        assert frames.dtype == torch.float32
+        assert frames.min() >= 0.0 and frames.max() <= 1.0
+        assert frames.std() > 0.1  # a face, not a flat colour
+
+
+def test_render_is_deterministic_and_chunk_independent():
+    generator = torch.Generator().manual_seed(1)
+    identity = identity_params(torch.arange(10))
+    expression = random_expression(10, generator)
+    whole = render(identity, expression, 32)
+    assert torch.equal(whole, render(identity, expression, 32))
+    assert torch.allclose(whole, render(identity, expression, 32, chunk=3), atol=1e-6)
+
+
+def test_each_expression_parameter_changes_the_frame_smoothly():
+    identity = identity_params([11]).expand(3, -1)
+    for k, name in enumerate(EXPRESSION_NAMES):
+        expression = neutral_expression(3)
+        low, high = EXPRESSION_RANGES[name]
+        expression[:, k] = low + (high - low) * torch.tensor([0.2, 0.21, 0.7])
+        frames = render(identity, expression, 64)
+        small = (frames[1] - frames[0]).abs().max()
+        large = (frames[2] - frames[0]).abs().max()
+        assert large > 0.1, f"{name} barely changes the frame"
+        assert small < 0.1 * large + 0.02, f"{name} is not smooth"
+
+
+def test_identities_differ_more_than_expressions_of_one_identity():
+    generator = torch.Generator().manual_seed(2)
+    expression = random_expression(2, generator)
+    same = render(identity_params([5, 5]), expression, 32)
+    other = render(identity_params([5, 6]), expression[:1].expand(2, -1), 32)
+    assert (other[0] - other[1]).abs().mean() > 0.05
+    assert (same[0] - same[1]).abs().mean() > 0.005
+
+
+def test_render_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="identity"):
+        render(torch.zeros(2, 3), torch.zeros(2, 7))
+    with pytest.raises(ValueError, match="expression"):
+        render(identity_params([1, 2]), torch.zeros(2, 5))
+    with pytest.raises(ValueError, match="rows"):
+        render(identity_params([1, 2]), torch.zeros(3, 7))
+
+
+def test_render_video_matches_frame_renders():
+    motion = driving_sequence(4, 5)[None].expand(2, -1, -1)
+    identity = identity_params([1, 2])
+    video = render_video(identity, motion, 32)
+    assert video.shape == (2, 3, 5, 32, 32)
+    assert torch.allclose(video[1, :, 3], render(identity[1:], motion[1, 3:4], 32)[0], atol=1e-6)
+
+
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    length=st.integers(0, 300),
+    chunk=st.integers(1, 97),
+)
+def test_motion_is_the_same_whatever_the_chunk_size(seed, length, chunk):
+    whole = driving_sequence(seed, length)
+    chunks = list(driving_chunks(seed, length, chunk))
+    assert all(len(c) <= chunk for c in chunks)
+    joined = torch.cat(chunks) if chunks else torch.zeros(0, 7)
+    assert torch.equal(joined, whole)
+
+
+def test_motion_is_deterministic_per_seed_and_starts_anywhere():
+    a = driving_sequence(3, 400)
+    assert torch.equal(a, driving_sequence(3, 400))
+    assert not torch.equal(a, driving_sequence(4, 400))
+    # A window far into a long sequence is computed without the frames before it.
+    far = driving_frames(3, 14_990, 15_000)
+    assert far.shape == (10, 7)
+    assert torch.equal(driving_frames(3, 100, 200), a[100:200])
+
+
+def test_motion_is_smooth_blinks_and_talks_within_ranges():
+    motion = driving_sequence(9, 2000)
+    low = torch.tensor([-0.6, -0.35, -0.3, 0.0, 0.0, 0.0, -1.0])
+    high = torch.tensor([0.6, 0.35, 0.3, 1.0, 1.0, 1.0, 1.0])
+    assert (motion >= low).all() and (motion <= high).all()
+    head_step = (motion[1:, :3] - motion[:-1, :3]).abs().max()
+    assert head_step < 0.05  # radians per frame: smooth head motion
+    eye = motion[:, 3]
+    blinks = ((eye[1:] < 0.2) & (eye[:-1] >= 0.2)).sum()
+    assert 10 <= blinks <= 60  # 80 s of video: a blink every few seconds
+    mouth = motion[:, 5]
+    assert mouth.max() > 0.8 and (mouth < 0.05).float().mean() > 0.1  # talks, and pauses
+    assert (mouth[1:] - mouth[:-1]).abs().mean() > 0.03  # syllables, not a slow drift
+
+
+def test_motion_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="chunk_frames"):
+        next(driving_chunks(0, 10, 0))
+    with pytest.raises(ValueError, match="start"):
+        driving_frames(0, 5, 2)
