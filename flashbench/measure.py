@@ -17,6 +17,8 @@ SPEED: dict[str, tuple[str, bool | None]] = {
 }
 # Identical frames have infinite PSNR; rows are strict JSON, so PSNR is capped (MSE floor 1e-10).
 PSNR_CAP_DB = 100.0
+# Each unit's metrics are that unit's own: under DDP, compute() must not gather other ranks' states.
+LOCAL = False
 
 
 @dataclass(frozen=True)
@@ -147,18 +149,21 @@ class Measurer:
             return IdentitySimilarity(
                 encoder="arcface"
                 if backend == "arcface-w600k_mbf"
-                else self._world("identity_encoder")
+                else self._world("identity_encoder"),
+                sync_on_compute=LOCAL,
             )
         if name in ("aed", "apd"):
             from metrics.expression import ExpressionError, PoseError
 
             if name == "aed":
-                return ExpressionError(extractor=self._world("expression_extractor"))
-            return PoseError(extractor=self._world("pose_extractor"))
+                return ExpressionError(
+                    extractor=self._world("expression_extractor"), sync_on_compute=LOCAL
+                )
+            return PoseError(extractor=self._world("pose_extractor"), sync_on_compute=LOCAL)
         if name == "seam":
             from metrics.seams import SeamDiscontinuity
 
-            return SeamDiscontinuity()
+            return SeamDiscontinuity(sync_on_compute=LOCAL)
         return None  # mae: computed here
 
     def manifest(self) -> dict[str, dict[str, Any]]:

@@ -176,20 +176,20 @@ class ToyModel:
 
 
 def load_reference(**kwargs: Any) -> PortraitModel:
-    """The FlashPortrait reference model (reference_model.load_reference_model) as a PortraitModel."""
+    """The FlashPortrait reference model (``reference_model.pipeline.portrait_model``) as a PortraitModel."""
     try:
-        import reference_model
+        from reference_model.pipeline import portrait_model
     except ImportError as err:
         raise ValueError(
-            f"model 'reference' needs the reference_model package ({err}); use model = \"toy\""
+            f"model 'reference' needs the reference_model package and its adapter ({err}); use model = \"toy\""
         ) from err
-    loader = getattr(reference_model, "portrait_model", None)
-    if loader is None:
+    try:
+        return portrait_model(**kwargs)
+    except FileNotFoundError as err:
         raise ValueError(
-            "model 'reference': reference_model has no portrait_model() adapter yet "
-            '(its checkpoint and world have not landed); use model = "toy"'
-        )
-    return loader(**kwargs)
+            f"model 'reference': a weight file is missing ({err}); train it (python -m reference_model.train_model) "
+            'or use model = "toy"'
+        ) from err
 
 
 models = Registry("model")
