@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", type=Path, default=None)
     parser.add_argument("--cases", type=int, default=16)
-    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--frames", type=int, default=50, help="50 = 2 s at the world's 25 fps")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--setting", default="baseline")
     parser.add_argument("--guidance", type=float, nargs="*", default=[0.0, 4.0])
@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--grid", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--world-weights", type=Path, default=None, help="weights dir of the world nets"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -72,10 +75,11 @@ def main(argv: list[str] | None = None) -> None:
     from reference_model.identity import load_identity_encoder
     from reference_model.world import identity_params, render_video, sample_ids
 
+    wd = args.world_weights
     autoencoder, extractor, id_encoder = (
-        load_autoencoder(),
-        load_expression_extractor(),
-        load_identity_encoder(),
+        load_autoencoder(wd),
+        load_expression_extractor(wd),
+        load_identity_encoder(wd),
     )
     model = load_reference_model(args.weights, check_sha256=args.weights is None)
     g = torch.Generator().manual_seed(args.seed + 12345)

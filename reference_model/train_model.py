@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
@@ -27,6 +30,7 @@ from reference_model.lightning import (
 from reference_model.pipeline import encode_video, export_weights, extract_video
 
 log = logging.getLogger(__name__)
+NORMALISATION_BUFFERS = ("latent_mean", "latent_std", "expr_mean", "expr_std")
 
 
 class ExportEMA(Callback):
@@ -43,8 +47,36 @@ class ExportEMA(Callback):
         export_weights(module.ema, self.path, trainer.global_step)
 
 
+def pca_encoder(videos: torch.Tensor, channels: int = 4, patch: int = 4) -> Callable:
+    """A linear stand-in autoencoder: the top principal components of ``patch`` x ``patch`` RGB patches.
+
+    Used only to pretrain while the world's autoencoder is not yet available (``--latent pca``);
+    the weights are then fine-tuned on the real latents with ``--init``.
+    """
+    sample = videos[:: max(1, videos.shape[0] // 200)].float() / 255
+    patches = F.pixel_unshuffle(sample.transpose(1, 2).flatten(0, 1), patch)
+    flat = patches.permute(0, 2, 3, 1).reshape(-1, patches.shape[1])
+    mean = flat.mean(0)
+    basis = torch.linalg.svd(flat - mean, full_matrices=False).Vh[:channels]  # [C, 3 p p]
+
+    def encode(video: torch.Tensor) -> torch.Tensor:
+        b, _, t, h, w = video.shape
+        x = F.pixel_unshuffle(video.transpose(1, 2).reshape(b * t, 3, h, w), patch)
+        z = torch.einsum("nkhw,ck->nchw", x - mean[:, None, None], basis)
+        return z.reshape(b, t, channels, h // patch, w // patch).transpose(1, 2)
+
+    return encode
+
+
 def load_pool(
-    out: Path, clips: int, frames: int, seed: int, use_extractor: bool, render_only: bool = False
+    out: Path,
+    clips: int,
+    frames: int,
+    seed: int,
+    use_extractor: bool,
+    render_only: bool = False,
+    latent: str = "world",
+    world_weights: Path | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """The encoded training pool, cached in ``out`` (rendered clips, then latents) so a resume reuses it."""
     rendered, cache = out / "rendered.pt", out / "pool.pt"
@@ -53,31 +85,59 @@ def load_pool(
         return blob["latents"], blob["expression"]
     if rendered.exists():
         blob = torch.load(rendered, weights_only=True)
-        videos, motion = blob["videos"], blob["motion"]
+        videos, motion = blob["videos"][:clips], blob["motion"][:clips]
     else:
         log.info("rendering %d clips of %d frames", clips, frames)
         videos, motion = render_world_clips(clips, frames, seed)
         torch.save({"videos": videos, "motion": motion}, rendered)
     if render_only:
         return None
-    from reference_model.autoencoder import load_autoencoder
+    if latent == "pca":
+        encode = pca_encoder(videos)
+    else:
+        from reference_model.autoencoder import load_autoencoder
 
-    autoencoder = load_autoencoder()
+        autoencoder = load_autoencoder(world_weights)
+
+        def encode(video: torch.Tensor) -> torch.Tensor:
+            return encode_video(autoencoder, video)
+
     extract = None
     if use_extractor:
         from reference_model.expression import load_expression_extractor
 
-        extractor = load_expression_extractor()
+        extractor = load_expression_extractor(world_weights)
 
         def extract(video: torch.Tensor) -> torch.Tensor:
             return extract_video(extractor, video)
 
     log.info("encoding %d clips", videos.shape[0])
-    latents, expression = encode_world_clips(
-        videos, motion, lambda v: encode_video(autoencoder, v), extract
-    )
+    latents, expression = encode_world_clips(videos, motion, encode, extract)
     torch.save({"latents": latents, "expression": expression}, cache)
     return latents, expression
+
+
+def ship(exported: Path, details: dict) -> str:
+    """Copy exported weights to ``reference_model/weights/dit_<config>.pt`` and record its sha256 in ``dit.json``."""
+    import json
+    import shutil
+
+    from reference_model.pipeline import WEIGHTS_DIR
+
+    blob = torch.load(exported, map_location="cpu", weights_only=True)
+    name = "dit_small.pt"
+    WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(exported, WEIGHTS_DIR / name)
+    digest = hashlib.sha256((WEIGHTS_DIR / name).read_bytes()).hexdigest()
+    manifest = {
+        "file": name,
+        "sha256": digest,
+        "bytes": (WEIGHTS_DIR / name).stat().st_size,
+        "step": blob["step"],
+        **details,
+    }
+    (WEIGHTS_DIR / "dit.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return digest
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -96,6 +156,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
+        "--latent",
+        default="world",
+        choices=["world", "pca"],
+        help="world: the shipped autoencoder; pca: a linear stand-in for pretraining",
+    )
+    parser.add_argument(
+        "--world-weights", type=Path, default=None, help="weights dir of the world's nets"
+    )
+    parser.add_argument("--init", type=Path, default=None, help="start from these exported weights")
+    parser.add_argument(
         "--render-only", action="store_true", help="render and cache the pool's clips, then stop"
     )
     parser.add_argument(
@@ -110,12 +180,24 @@ def main(argv: list[str] | None = None) -> None:
     L.seed_everything(args.seed)
 
     pool = load_pool(
-        args.out, args.clips, args.pool_frames, args.seed, args.extractor_features, args.render_only
+        args.out,
+        args.clips,
+        args.pool_frames,
+        args.seed,
+        args.extractor_features,
+        args.render_only,
+        args.latent,
+        args.world_weights,
     )
     if pool is None:
         return
     latents, expression = pool
     module = PortraitModule(args.config, {"lr": args.lr}, expr_dim=expression.shape[-1])
+    if args.init is not None and not (args.out / "last.ckpt").exists():
+        state = torch.load(args.init, map_location="cpu", weights_only=True)["state_dict"]
+        state = {k: v for k, v in state.items() if k not in NORMALISATION_BUFFERS}
+        for net in (module.model, module.ema):
+            net.load_state_dict(state, strict=False)
     for net in (module.model, module.ema):
         net.latent_mean.copy_(latents.mean(dim=(0, 2, 3, 4)))
         net.latent_std.copy_(latents.std(dim=(0, 2, 3, 4)))
@@ -141,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
                 save_top_k=0,
                 train_time_interval=datetime.timedelta(minutes=args.checkpoint_minutes),
             ),
-            ExportEMA(args.out / f"dit_{args.config}.pt", every_steps=250),
+            ExportEMA(args.out / f"dit_{args.config}.pt", every_steps=100),
             TQDMProgressBar(refresh_rate=10),
         ],
         enable_model_summary=False,
