@@ -138,9 +138,8 @@ class Forecaster(Stepper):
     def update_factors(self, new: Tensor, cache: dict, u: float) -> None:
         """Fill ``new[1:]`` with differences of ``new[0]`` against the previous full point's factors."""
         old: Tensor | None = cache.get("factors")
-        points: list[float] = cache.get(
-            "points", []
-        )  # coordinates of earlier full points, newest first
+        # Coordinates of the earlier full points, newest first.
+        points: list[float] = cache.get("points", [])
         orders = 0
         for i in range(1, min(self.order, len(points)) + 1):
             distance = u - (points[0] if self.form == "taylor" else points[i - 1])
@@ -195,7 +194,7 @@ class ALP(Forecaster):
 
     f(t, l) = f(t+k, l) + sum_i D^i f(t+k, l) (-k)^i / (i! K^i w(t+k, l, i) s(t+k)), with
     s = (sigma(t) / sigma_avg)^alpha over the full steps seen so far and w = 1 / sqrt(r),
-    r = a layer's mean |difference of order i| over the mean across layers.
+    r = a layer's RMS difference of order i over the mean of that across layers.
     ``reading`` picks sigma(t): ``"rate"`` = relative change of the latent per step
     (mean|x_t - x_(t-1)| / mean|x_(t-1)|), ``"std"`` = the latent's standard deviation.
     ``dynamic=False`` switches s and w off (then ALP is TaylorSeer). ``threshold`` turns on
@@ -261,14 +260,16 @@ class ALP(Forecaster):
             cache["level_count"] = cache.get("level_count", 0) + 1
             average = cache["level_sum"] / cache["level_count"]
             scale = (level / average) ** self.alpha if average > 0 and level > 0 else 1.0
-        magnitude = factors.abs().flatten(2).mean(2).float()
-        across = magnitude.mean(1, keepdim=True)
-        ratio = torch.where(
-            across > 0,
-            magnitude / across.clamp_min(torch.finfo(torch.float32).tiny),
-            torch.ones_like(magnitude),
-        )
-        # 1 / (w s) with w = 1 / sqrt(r); order 0 (the features themselves) is never rescaled.
-        weights = ratio.sqrt() / scale
-        weights[0] = 1.0
+        weights = torch.ones(factors.shape[:2], dtype=torch.float32, device=factors.device)
+        orders = cache["orders"]
+        if orders:
+            # RMS magnitude per (order, layer): an L2 norm is one fused pass, several times
+            # cheaper than a mean of absolute values on CPU, and r only needs relative sizes.
+            magnitude = torch.linalg.vector_norm(factors[1 : orders + 1].flatten(2), dim=2).float()
+            across = magnitude.mean(1, keepdim=True)
+            ratio = torch.where(
+                across > 0, magnitude / across.clamp_min(1e-30), torch.ones_like(magnitude)
+            )
+            # 1 / (w s) with w = 1 / sqrt(r); order 0 (the features themselves) is never rescaled.
+            weights[1 : orders + 1] = ratio.sqrt() / scale
         return weights.to(factors.dtype)
