@@ -7,11 +7,12 @@ differences over the full-pass points. All layers live in one stacked tensor
 
 Spacing: differences are taken in step index (``spacing="step"``, TaylorSeer's choice) or in
 sigma (``spacing="sigma"``), which respects the uneven sigma steps of a shifted schedule.
-Default ``"step"``: on the toy denoiser (30 steps, shift 5, K=5, n=3, relative RMSE to the
-Euler result) step spacing lands at 0.026 against 0.035-0.046 for sigma spacing, and the
-Newton form at 0.029 against 0.074-0.156: the higher differences divided by the small early
-sigma gaps amplify the features' wiggles, while the step index keeps the coefficients O(1).
-``benchmarks/bench_steppers.py`` prints both, so the choice can be rechecked per model.
+Default ``"step"``: on the toy denoiser (``benchmarks/bench_steppers.py``: 30 steps, shift 5,
+K=5, n=3, 9 full passes; relative RMSE of the final latent to Euler's) step spacing gives
+0.026 against 0.035 for sigma spacing, and 0.033 against 0.075 in the Newton form: dividing
+the higher differences by the small early sigma gaps amplifies the features' wiggles, while
+the step index keeps the coefficients O(1). The benchmark prints both, so the choice can be
+rechecked per model (``--model``).
 
 Forms: ``"taylor"`` is TaylorSeer's recursion F(i+1) = (F(i) - F(i)_prev) / d with d the
 distance between the last two full points, then f = sum F(i) k^i / i!; it is exact for
