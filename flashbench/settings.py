@@ -77,7 +77,11 @@ _add(
     )
 )
 _add(Setting("alp_k5", stepper="alp", stepper_args={"interval": 5, "order": 3, "alpha": 1.5}))
-_add(Setting("alp_newton_k5", stepper="alp", stepper_args={"interval": 5, "order": 3, "form": "newton"}))
+_add(
+    Setting(
+        "alp_newton_k5", stepper="alp", stepper_args={"interval": 5, "order": 3, "form": "newton"}
+    )
+)
 _add(Setting("taylorseer_n5_o1", stepper="taylorseer", stepper_args={"interval": 5, "order": 1}))
 _add(Setting("teacache_0p2", stepper="teacache", stepper_args={"threshold": 0.2}))
 _add(Setting("fora_n3", stepper="fora", stepper_args={"interval": 3}))
