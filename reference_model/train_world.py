@@ -34,6 +34,8 @@ class TrainConfig:
     seed: int = 0
     size: int = 64
     minutes: float | None = None  # a wall-clock budget: the schedule ends at whichever comes first
+    init: Path | None = None  # start from this checkpoint instead of from scratch
+    decoder_only: bool = False  # autoencoder: fine-tune the decoder, keeping the latents fixed
 
 
 def _batch(
@@ -59,7 +61,7 @@ def _loop(
     extra_params: list[torch.nn.Parameter] | None = None,
 ) -> tuple[float, int]:
     """Run AdamW with warmup + cosine decay; return (seconds spent, steps taken)."""
-    params = list(model.parameters()) + list(extra_params or [])
+    params = [p for p in model.parameters() if p.requires_grad] + list(extra_params or [])
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=1e-4)
     generator = torch.Generator().manual_seed(config.seed)
     start = time.perf_counter()
@@ -101,7 +103,14 @@ def train_autoencoder(config: TrainConfig, weights_dir: Path) -> None:
     from reference_model.autoencoder import Autoencoder, psnr
 
     model = Autoencoder()
-
+    if config.init is not None:
+        model.load_state_dict(
+            torch.load(config.init, map_location="cpu", weights_only=True)["state_dict"]
+        )
+    if config.decoder_only:
+        # A second stage that improves decoding while every latent stays bit-identical, so
+        # models already trained on these latents remain valid.
+        model.encoder.requires_grad_(False)
     crop = config.size // 2
 
     def loss_fn(generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
@@ -125,7 +134,8 @@ def train_autoencoder(config: TrainConfig, weights_dir: Path) -> None:
     generator = torch.Generator().manual_seed(12345)
     with torch.no_grad():
         val, _, _ = _batch("val", 512, config.size, generator)
-        model.latent_scale.fill_(1.0 / model.encoder(val * 2.0 - 1.0).std().item())
+        if not config.decoder_only:
+            model.latent_scale.fill_(1.0 / model.encoder(val * 2.0 - 1.0).std().item())
         test, _, _ = _batch("test", 512, config.size, generator)
         latents = model.encode(test)
         scores = psnr(model.decode(latents), test)
@@ -134,6 +144,7 @@ def train_autoencoder(config: TrainConfig, weights_dir: Path) -> None:
         "train_steps": steps,
         "train_batch": config.batch,
         "train_seconds": round(seconds, 1),
+        "stage": "decoder fine-tune" if config.decoder_only else "from scratch",
         "test_psnr_db_mean": round(scores.mean().item(), 2),
         "test_psnr_db_min": round(scores.min().item(), 2),
         "latent_std": round(latents.std().item(), 3),
@@ -218,6 +229,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--minutes", type=float, default=None, help="wall-clock budget (schedule ends early)"
     )
+    parser.add_argument("--init", type=Path, default=None, help="start from this checkpoint")
+    parser.add_argument(
+        "--decoder-only", action="store_true", help="autoencoder: fine-tune the decoder only"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the CPU is shared)")
     parser.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR)
     args = parser.parse_args(argv)
@@ -229,6 +244,8 @@ def main(argv: list[str] | None = None) -> None:
         lr=args.lr or defaults.lr,
         seed=args.seed,
         minutes=args.minutes,
+        init=args.init,
+        decoder_only=args.decoder_only,
     )
     trainer(config, args.weights_dir)
 
