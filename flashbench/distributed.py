@@ -36,7 +36,14 @@ class SuiteShards(L.LightningModule):
         self.suite = load_suite(self.suite_path)
         self.model = models.build(self.suite.model)
         self.plan = case_units(self.suite, self.model, self.limit)
-        self.runner = CaseRunner(self.suite, self.model, Path(self.out), progress=False)
+        # Lightning gives each rank its device (cuda:<local rank> on GPUs, cpu otherwise).
+        self.runner = CaseRunner(
+            self.suite,
+            self.model,
+            Path(self.out),
+            progress=False,
+            device=self.trainer.strategy.root_device,
+        )
 
     def predict_dataloader(self) -> DataLoader:
         # Round-robin over cases by rank: deterministic, and no padding duplicates a case.

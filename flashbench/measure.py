@@ -135,13 +135,13 @@ class Measurer:
         return extractor
 
     def _build(self, name: str, backend: str) -> Any:
-        from metrics import fidelity
+        if name in ("psnr", "ssim", "lpips"):
+            from metrics import fidelity
 
-        if name == "psnr":
-            return fidelity.PSNR()
-        if name == "ssim":
-            return fidelity.SSIM()
-        if name == "lpips":
+            if name == "psnr":
+                return fidelity.PSNR()
+            if name == "ssim":
+                return fidelity.SSIM()
             return fidelity.LPIPS(net=backend.removeprefix("lpips-"))
         if name == "id_sim":
             from metrics.identity import IdentitySimilarity

@@ -17,7 +17,7 @@ import platform
 import subprocess
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from flashbench.denoiser import Cond
 from flashbench.measure import METRICS, SPEED, Measurer
 from flashbench.models import CaseInputs, PortraitModel, models
 from flashbench.sampling import Guidance, Sample, sample
@@ -191,6 +192,10 @@ def build_manifest(
         "steps": suite.steps,
         "shift": suite.shift,
         "seeds": list(suite.seeds),
+        "case_seeds": {
+            "identity_seed": suite.cases.identity_seed,
+            "driving_seeds": list(suite.cases.driving_seeds),
+        },
         "settings": [setting_dict(s) for s in suite.settings],
         "metric_backends": metric_backends(suite, measurer),
         "versions": _versions(),
@@ -305,6 +310,19 @@ class _StepProgress:
         return self._stepper.velocity(model, x, sigmas, step, cond, cache)
 
 
+def cond_to(cond: Cond, device: torch.device | str) -> Cond:
+    """The conditioning with its tensors on ``device`` (noise is drawn on the CPU, so runs match across devices)."""
+
+    def move(value: Any) -> Any:
+        return value.to(device) if isinstance(value, Tensor) else value
+
+    return replace(
+        cond,
+        static={k: move(v) for k, v in cond.static.items()},
+        temporal={k: move(v) for k, v in cond.temporal.items()},
+    )
+
+
 class NonFiniteLatents(ValueError):
     """Sampling produced NaN or Inf."""
 
@@ -316,6 +334,7 @@ def _sample(
     inputs: CaseInputs,
     noise: Tensor,
     bar: tqdm | None,
+    device: torch.device | str = "cpu",
 ) -> Sample:
     stepper, windowing, _ = setting.build()
     guidance = (
@@ -327,13 +346,14 @@ def _sample(
         stepper = _StepProgress(stepper, bar)
     result = sample(
         model.denoiser,
-        noise,
+        noise.to(device),
         flow_match_sigmas(suite.steps, suite.shift),
-        inputs.cond,
+        cond_to(inputs.cond, device),
         stepper=stepper,
         windowing=windowing,
         guidance=guidance,
     )
+    result = replace(result, latents=result.latents.cpu())
     if not torch.isfinite(result.latents).all():
         nan = int(torch.isnan(result.latents).sum())
         inf = int(torch.isinf(result.latents).sum())
@@ -451,8 +471,12 @@ class CaseRunner:
         out: Path,
         progress: bool | None = None,
         measurer: Measurer | None = None,
+        device: torch.device | str = "cpu",
     ) -> None:
         self.suite, self.model, self.out, self.progress = suite, model, Path(out), progress
+        self.device = device
+        if isinstance(model.denoiser, torch.nn.Module):
+            model.denoiser.to(device)
         self.measurer = measurer or Measurer(
             suite.metrics.names, dict(suite.metrics.backends), model
         )
@@ -468,7 +492,13 @@ class CaseRunner:
         if path.is_file():
             return torch.load(path, weights_only=True)
         result = _sample(
-            self.suite, self.model, self.suite.setting(self.suite.baseline), inputs, noise, None
+            self.suite,
+            self.model,
+            self.suite.setting(self.suite.baseline),
+            inputs,
+            noise,
+            None,
+            self.device,
         )
         self._cache(path, result.latents)
         return result.latents
@@ -485,7 +515,7 @@ class CaseRunner:
                 inputs.latent_shape,
                 generator=torch.Generator().manual_seed(noise_seed(unit.case, unit.seed)),
             )
-            result = _sample(suite, model, unit.setting, inputs, noise, bar)
+            result = _sample(suite, model, unit.setting, inputs, noise, bar, self.device)
             is_baseline = unit.setting.name == suite.baseline
             if is_baseline:
                 key = baseline_key(suite, model, unit.case, unit.seed)
@@ -586,6 +616,7 @@ def run_suite(
     limit: int | None = None,
     threads: int | None = None,
     progress: bool | None = None,
+    device: str = "cpu",
 ) -> RunSummary:
     """Run ``suite`` into ``out`` in this process; see ``flashbench.distributed`` for several."""
     out = Path(out)
@@ -595,7 +626,7 @@ def run_suite(
     measurer = Measurer(suite.metrics.names, dict(suite.metrics.backends), model)
     open_run_dir(out, suite, model, measurer, resume=resume, threads=threads)
     plan = case_units(suite, model, limit)
-    runner = CaseRunner(suite, model, out, progress, measurer)
+    runner = CaseRunner(suite, model, out, progress, measurer, device)
     done = skipped = failed = 0
     start = time.perf_counter()
     with tqdm(

@@ -38,6 +38,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             limit=args.limit,
             threads=args.threads,
             progress=not args.no_progress,
+            device=args.device,
         )
     print(
         f"{summary.out}: {summary.done} units done, {summary.skipped} already finished, {summary.failed} failed"
@@ -128,6 +129,9 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--limit", type=int, help="run only the first N cases (smoke tests)")
     run.add_argument("--threads", type=int, help="torch threads per process")
+    run.add_argument(
+        "--device", default="cpu", help="torch device of a 1-process run, e.g. cuda:0 (default cpu)"
+    )
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     run.set_defaults(func=cmd_run)
     validate = subparsers.add_parser(
