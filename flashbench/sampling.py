@@ -117,6 +117,12 @@ def sample(
             )
         x = blend(outputs, windows, windowing.weights(frames, step), like=x)
         peak_cache = max(peak_cache, sum(stepper.cache_bytes(c) for c in caches.values()))
+        # A shifting window grid makes old windows' caches stale: free them so memory stays
+        # bounded by the current grid.
+        for key in [k for k in caches if k[0] not in windows]:
+            del caches[key]
+        for window in [w for w in histories if w not in windows]:
+            del histories[window]
     seconds = time.perf_counter() - start_time
     actions: dict[str, int] = {}
     for record in trace:
