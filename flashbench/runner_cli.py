@@ -106,6 +106,35 @@ def cmd_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+def listings() -> dict[str, list[tuple[str, str]]]:
+    """Names and one-line descriptions of metrics, suites and models (for ``flashbench ls``)."""
+    from flashbench.measure import METRICS, SPEED
+
+    arrows = {True: "higher is better", False: "lower is better", None: "descriptive"}
+    metrics = [
+        (
+            m.name,
+            f"[{m.unit or 'unitless'}; {arrows[m.higher_is_better]}; vs {', '.join(r or 'nothing' for r in m.references)}; backends {', '.join(m.backends)}] {m.doc}",
+        )
+        for m in METRICS.values()
+    ]
+    metrics.append(
+        (
+            "speed",
+            "expands to "
+            + ", ".join(f"{k} [{u}]" for k, (u, _) in SPEED.items())
+            + " (backend timer)",
+        )
+    )
+    suites = []
+    for name in shipped_suites():
+        try:
+            suites.append((name, load_suite(name).description))
+        except ValueError as err:
+            suites.append((name, f"INVALID: {err}"))
+    return {"metrics": metrics, "suites": suites, "models": [(n, models.doc(n)) for n in models]}
+
+
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     """Add ``run``, ``validate`` and ``weights`` to the ``flashbench`` command."""
     run = subparsers.add_parser(
