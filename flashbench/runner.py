@@ -327,6 +327,10 @@ class NonFiniteLatents(ValueError):
     """Sampling produced NaN or Inf."""
 
 
+class NonFiniteMetric(ValueError):
+    """A metric's aggregate is NaN or Inf (e.g. no frame had a face)."""
+
+
 def _sample(
     suite: Suite,
     model: PortraitModel,
@@ -421,18 +425,19 @@ def unit_rows(
             if measured is None:
                 continue
             value, frames = measured
-            values = [value, *(frames or [])]
-            if not all(math.isfinite(v) for v in values):
-                raise NonFiniteLatents(
-                    f"metric {name!r} vs {reference or 'nothing'} is not finite ({value})"
+            if not math.isfinite(value):
+                raise NonFiniteMetric(
+                    f"metric {name!r} vs {reference or 'nothing'} is not finite ({value}) for setting {unit.setting.name!r}"
                 )
             rows.append(
                 _row(unit, name, value, spec.unit, spec.higher_is_better, backend, reference, None)
             )
             if name in suite.metrics.per_frame and frames is not None:
+                # A frame without a value (e.g. no face found) has no row; the aggregate skips it too.
                 rows.extend(
                     _row(unit, name, v, spec.unit, spec.higher_is_better, backend, reference, i)
                     for i, v in enumerate(frames)
+                    if math.isfinite(v)
                 )
     if "speed" in suite.metrics.names:
         figures = {

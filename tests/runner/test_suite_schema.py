@@ -257,3 +257,40 @@ def test_sweep_of_an_unknown_stepper_parameter_names_setting_and_parameter(tiny_
         ValueError, match=r"settings\[2\]: setting 'eul_bogus1' does not build: .*'bogus'"
     ):
         parse_suite(text, "t.toml")
+
+
+def test_unknown_model_suggests_the_registered_one(tiny_text):
+    with pytest.raises(ValueError, match=r"suite\.model: unknown model 'tyo'; did you mean 'toy'"):
+        parse_suite(tiny_text.replace('model = "toy"', 'model = "tyo"'), "t.toml")
+
+
+def test_metric_without_any_of_its_references_is_refused(tiny_text):
+    text = tiny_text.replace('"reference_image", "driving"]', '"reference_image"]')
+    with pytest.raises(
+        ValueError,
+        match=r"'aed' compares against \['driving'\]; add one of them to metrics\.references",
+    ):
+        parse_suite(text, "t.toml")
+
+
+def test_cases_expand_to_named_self_and_cross_cases(tiny_text):
+    from flashbench.models import WORLD_SPLITS
+
+    suite = parse_suite(tiny_text.replace("lengths = [6]", 'lengths = [6, "1s"]'), "t.toml")
+    cases = suite.cases.expand(WORLD_SPLITS, fps=8)
+    assert [c.frames for c in cases] == [6, 8, 6, 8]
+    self_case, cross_case = cases[0], cases[2]
+    assert (
+        self_case.id == f"self_id{self_case.identity}_drv0_6f"
+        and self_case.identity in WORLD_SPLITS["test"]
+    )
+    assert cross_case.id.startswith(
+        f"cross_id{cross_case.identity}_by{cross_case.driving_identity}_drv0_"
+    )
+    assert cross_case.driving_identity != cross_case.identity
+    with pytest.raises(
+        ValueError, match=r"cases\.identities=501 exceeds the 500 identities of split 'test'"
+    ):
+        parse_suite(tiny_text.replace("identities = 1", "identities = 501"), "t.toml").cases.expand(
+            WORLD_SPLITS, 8
+        )
