@@ -237,6 +237,12 @@ def open_run_dir(
                 f"{suite.path} (version {suite.version!r}) has sha256 {suite.sha256[:12]}; rows of different suites are never "
                 "mixed: choose another --out"
             )
+        recorded = (manifest.get("model") or {}).get("weights")
+        if recorded is not None and recorded != model.weights():
+            raise ValueError(
+                f"run directory {str(out)!r} was sampled with other {suite.model!r} model weights "
+                f"({recorded}); rows of different models are never mixed: choose another --out"
+            )
         remove_stale_temp_files(out)
         return
     if out.exists() and not out.is_dir():
