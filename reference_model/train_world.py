@@ -160,6 +160,10 @@ def train_expression(config: TrainConfig, weights_dir: Path) -> None:
     from reference_model.expression import ExpressionExtractor, evaluate_expression
 
     model = ExpressionExtractor()
+    if config.init is not None:
+        model.load_state_dict(
+            torch.load(config.init, map_location="cpu", weights_only=True)["state_dict"]
+        )
     scale = model.param_scale
 
     def loss_fn(generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
@@ -173,6 +177,7 @@ def train_expression(config: TrainConfig, weights_dir: Path) -> None:
     report = evaluate_expression(model, split="test", size=config.size)
     details = {
         "params": sum(p.numel() for p in model.parameters()),
+        "stage": f"continued from {config.init.name}" if config.init else "from scratch",
         "train_steps": steps,
         "train_batch": config.batch,
         "train_seconds": round(seconds, 1),
@@ -188,6 +193,10 @@ def train_identity(config: TrainConfig, weights_dir: Path, classes: int = 2000) 
     from reference_model.identity import ArcFaceHead, IdentityEncoder, verification_auc
 
     model = IdentityEncoder()
+    if config.init is not None:
+        model.load_state_dict(
+            torch.load(config.init, map_location="cpu", weights_only=True)["state_dict"]
+        )
     head = ArcFaceHead(model.config.embedding_dim, classes)
     train_ids = split_ids("train")
 
