@@ -94,12 +94,13 @@ def run_distributed(
         enable_model_summary=False,
         use_distributed_sampler=False,
     )
+    names = [u.name for _, units in case_units(suite, model, limit) for u in units]
+    before = {n for n in names if (out / "rows" / f"{n}.json").is_file()}
     trainer.predict(module, return_predictions=False)
     totals = getattr(module, "totals", None)
     if totals is None:
-        # ddp_spawn runs the module in child processes: count finished files here instead.
-        units = sum(len(u) for _, u in case_units(suite, model, limit))
-        done = len(list((out / "rows").glob("*.json")))
-        failed = len(list((out / "errors").glob("*.json")))
-        return RunSummary(out, done, units - done - failed, failed)
+        # ddp_spawn runs the module in child processes: count this run's files here instead.
+        after = {n for n in names if (out / "rows" / f"{n}.json").is_file()}
+        failed = sum((out / "errors" / f"{n}.json").is_file() for n in names if n not in after)
+        return RunSummary(out, len(after - before), len(before), failed)
     return RunSummary(out, *totals)
