@@ -555,21 +555,25 @@ class CaseRunner:
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as err:  # one unit's failure is recorded and the run goes on
-            text = str(err).strip().splitlines()
-            message = f"{type(err).__name__}: {text[0] if text else ''}"
-            log.error("unit %s failed: %s", unit.name, message)
-            atomic_json(
-                error_path,
-                {
-                    "unit": unit.name,
-                    "case": unit.case.id,
-                    "setting": unit.setting.name,
-                    "seed": unit.seed,
-                    "error": message,
-                },
-            )
+            self._record_error(unit, err)
             return False
         return True
+
+    def _record_error(self, unit: Unit, err: BaseException) -> None:
+        """errors/<unit>.json with a one-line message (the first line of the exception)."""
+        text = str(err).strip().splitlines()
+        message = f"{type(err).__name__}: {text[0] if text else ''}"
+        log.error("unit %s failed: %s", unit.name, message)
+        atomic_json(
+            self.out / "errors" / f"{unit.name}.json",
+            {
+                "unit": unit.name,
+                "case": unit.case.id,
+                "setting": unit.setting.name,
+                "seed": unit.seed,
+                "error": message,
+            },
+        )
 
     def run_case(
         self, case: CaseSpec, units: list[Unit], bar: tqdm | None = None
@@ -579,12 +583,21 @@ class CaseRunner:
         skipped = len(units) - len(todo)
         if not todo:
             return 0, skipped, 0
-        inputs = self.model.prepare(case)
-        case_dir = self.out / "videos" / case.id
-        if not (case_dir / "reference.png").is_file():
-            write_image(case_dir / "reference.png", inputs.reference_image)
-        if inputs.ground_truth is not None and not (case_dir / "ground_truth.mp4").is_file():
-            write_video(case_dir / "ground_truth.mp4", inputs.ground_truth, self.model.fps)
+        try:
+            inputs = self.model.prepare(case)
+            case_dir = self.out / "videos" / case.id
+            if not (case_dir / "reference.png").is_file():
+                write_image(case_dir / "reference.png", inputs.reference_image)
+            if inputs.ground_truth is not None and not (case_dir / "ground_truth.mp4").is_file():
+                write_video(case_dir / "ground_truth.mp4", inputs.ground_truth, self.model.fps)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as err:  # a case that cannot be prepared fails its units, not the run
+            for unit in todo:
+                self._record_error(unit, err)
+            if bar is not None:
+                bar.update(len(units))
+            return 0, skipped, len(todo)
         done = failed = 0
         steps = tqdm(
             total=self.suite.steps, desc="steps", leave=False, disable=self._disabled(), position=1

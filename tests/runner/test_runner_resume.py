@@ -163,3 +163,16 @@ def test_resume_after_sigkill_gives_exactly_the_rows_of_an_uninterrupted_run(
     assert not [p for p in out.rglob(".*") if p.is_file()], (
         "no temp file of the killed run may remain"
     )
+
+
+def test_a_case_that_cannot_be_prepared_fails_its_units_not_the_run(tiny_text, tmp_path):
+    suite = parse_suite(tiny_text.replace("resolution = 16", "resolution = 18"), "tiny.toml")
+    summary = run_suite(suite, tmp_path / "run", threads=1, progress=False)
+    assert (summary.done, summary.failed) == (0, 6)
+    errors = [
+        json.loads(p.read_text())["error"] for p in (tmp_path / "run" / "errors").glob("*.json")
+    ]
+    assert len(errors) == 6
+    assert all(
+        e == "ValueError: resolution=18 must be a multiple of 4 for the toy model" for e in errors
+    )
