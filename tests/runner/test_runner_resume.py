@@ -66,6 +66,9 @@ def test_rows_follow_the_run_directory_format(tiny_text, tmp_path):
     assert set(per_frame["metric"]) == {"id_sim"} and per_frame["frame"].max() == 5
     assert len(run.traces) > 0 and run.errors.empty
     assert len(list((tmp_path / "run" / "latents").glob("*.pt"))) == 6  # save_latents = true
+    # suite.toml is the resolved suite: it parses back to the same settings.
+    resolved = parse_suite((tmp_path / "run" / "suite.toml").read_text(), "suite.toml")
+    assert resolved.settings == parse_suite(tiny_text, "tiny.toml").settings
 
 
 def test_resume_skips_finished_units_and_refuses_another_suite(tiny_text, tmp_path):
