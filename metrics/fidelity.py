@@ -1,0 +1,154 @@
+"""Frame fidelity: PSNR, SSIM (Wang et al. 2004) and LPIPS (Zhang et al. 2018, arXiv:1801.03924).
+
+Each compares generated frames with target frames of the same shape and averages a per-frame
+score over every frame seen (float64 sums, so batching and DDP do not change the result).
+The target can be the ground truth or, for **fidelity to the baseline**, the un-accelerated
+output of the same case and seed: the same metric then says how far an accelerated sampler
+strays from the sampler it approximates.
+
+Inputs: videos [B, 3, T, H, W] or images [B, 3, H, W], values in [0, 1].
+PSNR of identical frames is +inf (as in torchmetrics); the mean is then +inf too.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+from torchmetrics.functional.image import structural_similarity_index_measure
+
+from metrics.inputs import check_images, check_video, video_frames
+from metrics.weights import describe_backend, verified_weight
+
+__all__ = ["LPIPS", "PSNR", "SSIM", "FrameAverage"]
+
+
+class FrameAverage(Metric):
+    """Mean over frames of a per-frame score of (generated, target); subclasses define `frame_scores`."""
+
+    is_differentiable = False
+    full_state_update = False
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.add_state("total", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def frame_scores(self, generated: Tensor, target: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def backend_info(self) -> dict:
+        return describe_backend(self)
+
+    def update(self, generated: Tensor, target: Tensor) -> None:
+        if generated.shape != target.shape:
+            raise ValueError(
+                f"generated {tuple(generated.shape)} and target {tuple(target.shape)} must have one shape"
+            )
+        if generated.ndim == 5:
+            generated, target = (
+                video_frames(check_video(generated, "generated")),
+                video_frames(check_video(target, "target")),
+            )
+        check_images(generated, "generated")
+        check_images(target, "target")
+        with torch.no_grad():
+            scores = self.frame_scores(generated, target).double().flatten()
+        self.total = self.total + scores.sum()
+        self.count = self.count + scores.numel()
+
+    def compute(self) -> Tensor:
+        if self.count == 0:
+            raise ValueError(f"{type(self).__name__}.compute() called before update()")
+        return self.total / self.count
+
+
+class PSNR(FrameAverage):
+    """Peak signal-to-noise ratio per frame, 10 log10(1 / MSE) in dB for values in [0, 1]."""
+
+    higher_is_better = True
+    backend_name = "psnr"
+
+    def frame_scores(self, generated: Tensor, target: Tensor) -> Tensor:
+        mse = (generated.double() - target.double()).square().mean(dim=(1, 2, 3))
+        return 10 * torch.log10(1.0 / mse)
+
+
+class SSIM(FrameAverage):
+    """Structural similarity per frame (torchmetrics; Gaussian window 11, sigma 1.5, data range 1)."""
+
+    higher_is_better = True
+    backend_name = "torchmetrics-ssim"
+
+    def frame_scores(self, generated: Tensor, target: Tensor) -> Tensor:
+        return structural_similarity_index_measure(
+            generated.float(), target.float(), data_range=1.0, reduction="none"
+        )
+
+
+class LPIPS(FrameAverage):
+    """LPIPS distance per frame through the `lpips` package (v0.1 calibrated linear layers).
+
+    The backbone (AlexNet / VGG16 / SqueezeNet ImageNet weights) is a torchvision download
+    that is not available offline: it is read from `backbone_path`, or from the torch hub
+    cache (`<hub>/checkpoints/alexnet-owt-7be5be79.pth` for net="alex"), checked by sha256.
+    `pnet_rand=True` uses a random backbone (for plumbing tests; not a perceptual score).
+    """
+
+    higher_is_better = False
+
+    def __init__(
+        self,
+        net: str = "alex",
+        backbone_path: str | Path | None = None,
+        pnet_rand: bool = False,
+        verify: bool = True,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        import lpips
+
+        if net not in ("alex", "vgg", "squeeze"):
+            raise ValueError(f"net={net!r}: use 'alex', 'vgg' or 'squeeze'")
+        linear_file, linear_sha = verified_weight(f"lpips-linear-{net}", verify=verify)
+        self.weight_hashes = {linear_file.name: linear_sha}
+        backbone_file = None
+        if not pnet_rand:  # checked before the slow model build, so a missing file fails at once
+            backbone_file, backbone_sha = verified_weight(
+                f"lpips-backbone-{net}", backbone_path, verify=verify
+            )
+            self.weight_hashes[backbone_file.name] = backbone_sha
+        # Always build with a random backbone: with pnet_rand=False, lpips would ask torchvision to download one.
+        with warnings.catch_warnings():
+            # lpips calls torchvision with the pre-0.13 `pretrained=` argument.
+            warnings.filterwarnings("ignore", "Arguments other than a weight enum", UserWarning)
+            warnings.filterwarnings(
+                "ignore", "The parameter 'pretrained' is deprecated", UserWarning
+            )
+            self.model = lpips.LPIPS(
+                net=net, pretrained=True, pnet_rand=True, model_path=str(linear_file), verbose=False
+            )
+        if backbone_file is not None:
+            self._load_backbone(backbone_file)
+        self.backend_name = f"lpips-{net}" + ("-random-backbone" if pnet_rand else "")
+        self.model.eval().requires_grad_(False)
+
+    def _load_backbone(self, path: Path) -> None:
+        """Load a torchvision `features.*` state dict into lpips' slices (`sliceK.<index>.*`)."""
+        source = torch.load(path, map_location="cpu", weights_only=True)
+        target = self.model.net.state_dict()
+        mapped = {}
+        for key in target:
+            source_key = "features." + key.split(".", 1)[1]
+            if source_key not in source:
+                raise ValueError(
+                    f"{path}: no {source_key}; is it torchvision's ImageNet weights file for this net?"
+                )
+            mapped[key] = source[source_key]
+        self.model.net.load_state_dict(mapped)
+
+    def frame_scores(self, generated: Tensor, target: Tensor) -> Tensor:
+        return self.model(generated.float(), target.float(), normalize=True)
