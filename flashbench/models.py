@@ -145,23 +145,25 @@ class ToyModel:
 
         return encode
 
+    @staticmethod
+    def _disc(frames: Tensor) -> Tensor:
+        """Per frame: disc centre (x, y, in units of the motion) and radius, from pixels unlike the corner's."""
+        background = frames[:, :, :1, :1]
+        mask = ((frames - background).abs().sum(1) > 0.1).double()
+        size = frames.shape[-1]
+        grid = (torch.arange(size, dtype=torch.float64) + 0.5) / size - 0.5
+        area = mask.sum((1, 2)).clamp(min=1)
+        cx = (mask * grid[None, None, :]).sum((1, 2)) / area
+        cy = (mask * grid[None, :, None]).sum((1, 2)) / area
+        return torch.stack([cx * 5, cy * 5, (area / size**2).sqrt()], dim=1)
+
     def expression_extractor(self) -> Callable[[Tensor], Tensor]:
-        """Disc centre and radius per frame (the toy world's expression), from pixels unlike the corner's."""
+        """The toy world's expression: the disc's radius (its "mouth")."""
+        return lambda frames: self._disc(frames)[:, 2:]
 
-        def extract(frames: Tensor) -> Tensor:
-            background = frames[:, :, :1, :1]
-            mask = ((frames - background).abs().sum(1) > 0.1).double()
-            size = frames.shape[-1]
-            grid = (torch.arange(size, dtype=torch.float64) + 0.5) / size - 0.5
-            area = mask.sum((1, 2)).clamp(min=1)
-            cx = (mask * grid[None, None, :]).sum((1, 2)) / area
-            cy = (mask * grid[None, :, None]).sum((1, 2)) / area
-            return torch.stack([cx * 5, cy * 5, (area / size**2).sqrt()], dim=1)
-
-        return extract
-
-    def pose_extractor(self) -> None:
-        return None
+    def pose_extractor(self) -> Callable[[Tensor], Tensor]:
+        """The toy world's head pose: the disc's centre."""
+        return lambda frames: self._disc(frames)[:, :2]
 
     def weights(self) -> dict[str, str]:
         state = self.denoiser.state_dict()
