@@ -20,17 +20,17 @@ def registries() -> dict[str, Registry]:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    kinds = registries()
+    from flashbench.runner_cli import listings
+
+    kinds = {kind: [(name, reg.doc(name)) for name in reg] for kind, reg in registries().items()}
+    kinds.update(listings())
     chosen = [args.kind] if args.kind else list(kinds)
     for kind in chosen:
         if kind not in kinds:
-            raise SystemExit(
-                f"flashbench ls: unknown kind {kind!r}; choose from {', '.join(kinds)}"
-            )
+            raise ValueError(f"unknown kind {kind!r}; choose from {', '.join(kinds)}")
         print(f"{kind}:")
-        registry = kinds[kind]
-        for name in registry:
-            print(f"  {name:<24} {registry.doc(name)}")
+        for name, doc in kinds[kind]:
+            print(f"  {name:<24} {doc}")
     return 0
 
 
@@ -61,8 +61,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flashbench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    ls = sub.add_parser("ls", help="list registered settings, steppers, windowings")
-    ls.add_argument("kind", nargs="?", help="settings | steppers | windowings")
+    ls = sub.add_parser("ls", help="list settings, steppers, windowings, metrics, suites, models")
+    ls.add_argument(
+        "kind", nargs="?", help="settings | steppers | windowings | metrics | suites | models"
+    )
     ls.set_defaults(func=cmd_ls)
     demo = sub.add_parser("demo", help="sample a toy denoiser under several settings")
     demo.add_argument("--settings", nargs="+", default=["baseline", "sliding", "sliding_uniform"])
