@@ -222,9 +222,9 @@ def train_identity(config: TrainConfig, weights_dir: Path, classes: int = 2000) 
 
 
 TRAINERS: dict[str, tuple[Callable[[TrainConfig, Path], None], TrainConfig]] = {
-    "autoencoder": (train_autoencoder, TrainConfig(steps=6000, batch=32, lr=2e-3)),
-    "expression": (train_expression, TrainConfig(steps=1500, batch=32, lr=2e-3)),
-    "identity": (train_identity, TrainConfig(steps=800, batch=64, lr=2e-3)),
+    "autoencoder": (train_autoencoder, TrainConfig(steps=2500, batch=32, lr=2e-3)),
+    "expression": (train_expression, TrainConfig(steps=6000, batch=32, lr=2e-3)),
+    "identity": (train_identity, TrainConfig(steps=500, batch=64, lr=2e-3)),
 }
 
 
