@@ -61,7 +61,7 @@ def test_expression_extractor_regresses_each_part_on_held_out_faces():
     }
     assert torch.equal(model(frames), torch.cat(list(parts.values()), 1))
     # Looser than the figures measured on 1,024 test frames (see MODEL_CARD_WORLD.md).
-    bars = {"pose": 0.95, "eyes": 0.6, "brows": 0.8, "mouth": 0.9}
+    bars = {"pose": 0.95, "eyes": 0.75, "brows": 0.85, "mouth": 0.9}
     for part, r2 in r2_per_part(model(frames), expression).items():
         assert r2 > bars[part], f"R^2 of {part} is {r2:.3f}, below {bars[part]}"
 
