@@ -58,6 +58,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train the reference model; the options are those of ``python -m reference_model.train_model``."""
+    from reference_model.train_model import main as train_main
+
+    train_main(args.train_options)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flashbench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -73,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--threads", type=int, default=2)
     demo.set_defaults(func=cmd_demo)
+    train = sub.add_parser(
+        "train",
+        help="train the reference FlashPortrait model (progress bar, checkpoints, resume)",
+        description="Options after `train` go to `python -m reference_model.train_model`, e.g. "
+        "`flashbench train --config small --minutes 60 --out runs/dit`; "
+        "`python -m reference_model.train_model --help` lists them.",
+    )
+    train.set_defaults(func=cmd_train)
     # Subcommands of the runner, the calibrators and the reports live beside their code.
     from flashbench import calibrate, runner_cli
     from reports import cli as reports_cli
@@ -84,7 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    # `train` forwards its options untouched, so they are split off before parsing.
+    argv = list(sys.argv[1:] if argv is None else argv)
+    train_options = argv[1:] if argv[:1] == ["train"] else []
+    args = build_parser().parse_args(argv[:1] if train_options else argv)
+    args.train_options = train_options
     try:
         return args.func(args)
     except ValueError as err:
