@@ -8,11 +8,12 @@ from typing import Any
 
 from torch import Tensor
 
-SPEED_GROUP = ("wall_seconds", "nfe", "peak_bytes", "fps")
+SPEED_GROUP = ("wall_seconds", "nfe", "peak_bytes", "cache_bytes", "fps")
 SPEED: dict[str, tuple[str, bool | None]] = {
     "wall_seconds": ("s", False),
     "nfe": ("passes", None),
     "peak_bytes": ("bytes", None),
+    "cache_bytes": ("bytes", None),
     "fps": ("frames/s", True),
 }
 # Identical frames have infinite PSNR; rows are strict JSON, so PSNR is capped (MSE floor 1e-10).

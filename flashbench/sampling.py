@@ -54,6 +54,9 @@ class Sample:
     seconds: float
     peak_cache_bytes: int
     actions: dict[str, int] = field(default_factory=dict)
+    # Peak process memory while sampling (CPU RSS / CUDA max allocated), when the caller measured
+    # it; the runner does, through metrics.speed.measure.
+    peak_bytes: int | None = None
 
 
 @torch.no_grad()

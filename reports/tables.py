@@ -11,7 +11,7 @@ import pandas as pd
 
 from reports.load import Run, metric_label
 
-SPEED_METRICS = ("wall_seconds", "nfe", "peak_bytes", "fps")
+SPEED_METRICS = ("wall_seconds", "nfe", "peak_bytes", "cache_bytes", "fps")
 UNIT_KEY = ["case", "seed"]
 ARROWS = {True: "↑", False: "↓"}
 SUMMARY_COLUMNS = [
