@@ -175,19 +175,3 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     )
     weights.add_argument("--no-verify", action="store_true", help="skip hashing files (faster)")
     weights.set_defaults(func=cmd_weights)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point for these subcommands alone (tests; flashbench.cli wires them into one command)."""
-    parser = argparse.ArgumentParser(prog="flashbench")
-    add_subcommands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except ValueError as err:
-        print(f"flashbench {args.command}: error: {err}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

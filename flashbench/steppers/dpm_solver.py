@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from flashbench.steppers.base import Stepper
-from flashbench.steppers.fewer_steps import resample_sigmas
+from flashbench.steppers.fewer_steps import check_shift, resample_sigmas
 from flashbench.steppers.layered import check_positive_int
 
 
@@ -43,15 +43,7 @@ class DPMSolver(Stepper):
             check_positive_int(
                 self.steps, "steps", "use steps >= 1, or steps=None to walk the given schedule"
             )
-        if self.shift is not None and (
-            isinstance(self.shift, bool)
-            or not isinstance(self.shift, int | float)
-            or not math.isfinite(self.shift)
-            or self.shift <= 0
-        ):
-            raise ValueError(
-                f"shift={self.shift!r} must be a positive finite number (Wan/FlashPortrait use 5.0) or None"
-            )
+        check_shift(self.shift)
 
     def plan(self, sigmas: Tensor) -> Tensor:
         return sigmas if self.steps is None else resample_sigmas(sigmas, self.steps, self.shift)

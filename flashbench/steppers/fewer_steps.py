@@ -51,6 +51,19 @@ def resample_sigmas(sigmas: Tensor, steps: int, shift: float | None = None) -> T
     return torch.cat([resampled.to(sigmas.dtype), sigmas[-1:]])
 
 
+def check_shift(shift: float | None) -> None:
+    """A resampling shift is a positive finite number, or None to keep the schedule's own."""
+    if shift is not None and (
+        isinstance(shift, bool)
+        or not isinstance(shift, int | float)
+        or not math.isfinite(shift)
+        or shift <= 0
+    ):
+        raise ValueError(
+            f"shift={shift!r} must be a positive finite number (Wan/FlashPortrait use 5.0) or None"
+        )
+
+
 @dataclass(frozen=True)
 class FewerSteps(Stepper):
     """Euler (Lipman et al. 2023, arXiv 2210.02747) on the schedule resampled to ``steps`` steps; see ``resample_sigmas``."""
@@ -64,15 +77,7 @@ class FewerSteps(Stepper):
         check_positive_int(
             self.steps, "steps", "use steps >= 1 (e.g. 6 to match an accelerator's NFE)"
         )
-        if self.shift is not None and (
-            isinstance(self.shift, bool)
-            or not isinstance(self.shift, int | float)
-            or not math.isfinite(self.shift)
-            or self.shift <= 0
-        ):
-            raise ValueError(
-                f"shift={self.shift!r} must be a positive finite number (Wan/FlashPortrait use 5.0) or None"
-            )
+        check_shift(self.shift)
 
     def plan(self, sigmas: Tensor) -> Tensor:
         return resample_sigmas(sigmas, self.steps, self.shift)

@@ -1,6 +1,6 @@
-"""`flashbench validate | weights` through runner_cli.main (flashbench.cli wires the same subcommands)."""
+"""`flashbench validate | weights` through the flashbench command."""
 
-from flashbench.runner_cli import main
+from flashbench.cli import main
 
 
 def test_validate_reports_ok_for_a_valid_suite_and_the_key_for_a_broken_one(

@@ -132,7 +132,7 @@ def test_resume_after_sigkill_gives_exactly_the_rows_of_an_uninterrupted_run(
     command = [
         sys.executable,
         "-m",
-        "flashbench.runner_cli",
+        "flashbench.cli",
         "run",
         str(path),
         "--out",
