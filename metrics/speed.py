@@ -40,24 +40,29 @@ class Measurement:
     peak_bytes: int = 0
 
 
-def _read_peak_rss() -> int | None:
+def _read_status_bytes(field: str) -> int | None:
     try:
         for line in STATUS.read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field):
                 return int(line.split()[1]) * 1024
     except OSError:
         return None
     return None
 
 
+def _read_peak_rss() -> int | None:
+    return _read_status_bytes("VmHWM:")
+
+
 def _reset_peak_rss() -> bool:
+    """Reset the peak RSS (VmHWM) to the current RSS; True only if the kernel really did."""
     try:
-        CLEAR_REFS.write_text(
-            "5"
-        )  # "5" resets the peak RSS (VmHWM) to the current RSS (Linux >= 4.0)
+        CLEAR_REFS.write_text("5")  # "5" resets VmHWM to the current RSS (Linux >= 4.0)
     except OSError:
         return False
-    return _read_peak_rss() is not None
+    peak, current = _read_peak_rss(), _read_status_bytes("VmRSS:")
+    # Some sandboxes accept the write and keep the old peak: then poll instead.
+    return peak is not None and current is not None and peak <= current + 2**20
 
 
 class _RssSampler:
