@@ -68,6 +68,19 @@ def save_calibration(calibration: Calibration, path: str | Path) -> Path:
     return path
 
 
+def apply_calibration(stepper: object, field: str, kind: str) -> None:
+    """Fill a frozen stepper's ``field`` (and ``loaded``) from its ``calibration`` file, if it names one."""
+    if stepper.calibration is None:
+        return
+    if getattr(stepper, field) is not None:
+        raise ValueError(
+            f"give {field} or calibration, not both; the calibration file holds the {field}"
+        )
+    calibration = load_calibration(stepper.calibration, kind)
+    object.__setattr__(stepper, field, tuple(calibration.values[field]))
+    object.__setattr__(stepper, "loaded", calibration)
+
+
 def load_calibration(path: str | Path, kind: str) -> Calibration:
     """Read a calibration file and check it is of ``kind`` (``teacache`` or ``magcache``)."""
     path = Path(path)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from torch import Tensor
 
-from flashbench.calibrate import Calibration, check_calibration, load_calibration
+from flashbench.calibrate import Calibration, apply_calibration, check_calibration
 from flashbench.denoiser import Cond, Denoiser
 from flashbench.steppers.base import Stepper, sigma_batch
 from flashbench.steppers.layered import (
@@ -55,14 +55,7 @@ class MagCache(Stepper):
             raise ValueError(
                 f"retention={self.retention!r} must be a fraction of steps in [0, 1]; MagCache uses 0.2"
             )
-        if self.calibration is not None:
-            if self.ratios is not None:
-                raise ValueError(
-                    "give ratios or calibration, not both; the calibration file holds the ratios"
-                )
-            calibration = load_calibration(self.calibration, "magcache")
-            object.__setattr__(self, "ratios", tuple(calibration.values["ratios"]))
-            object.__setattr__(self, "loaded", calibration)
+        apply_calibration(self, "ratios", "magcache")
         if self.ratios is not None and (
             len(self.ratios) < 2
             or not all(isinstance(r, int | float) and r > 0 for r in self.ratios)

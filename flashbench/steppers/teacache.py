@@ -7,7 +7,7 @@ from typing import Literal
 
 from torch import Tensor
 
-from flashbench.calibrate import Calibration, check_calibration, load_calibration
+from flashbench.calibrate import Calibration, apply_calibration, check_calibration
 from flashbench.denoiser import Cond, Denoiser
 from flashbench.steppers.base import Stepper, sigma_batch
 from flashbench.steppers.layered import (
@@ -44,14 +44,7 @@ class TeaCache(Stepper):
             self.threshold, "threshold", "TeaCache uses 0.13-0.26 on Wan; threshold=0 never skips"
         )
         check_choice(self.indicator, "indicator", ("auto", "time", "embed"))
-        if self.calibration is not None:
-            if self.coefficients is not None:
-                raise ValueError(
-                    "give coefficients or calibration, not both; the calibration file holds the coefficients"
-                )
-            calibration = load_calibration(self.calibration, "teacache")
-            object.__setattr__(self, "coefficients", tuple(calibration.values["coefficients"]))
-            object.__setattr__(self, "loaded", calibration)
+        apply_calibration(self, "coefficients", "teacache")
         if self.coefficients is not None and (
             len(self.coefficients) == 0
             or not all(isinstance(c, int | float) for c in self.coefficients)
