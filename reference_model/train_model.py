@@ -221,6 +221,8 @@ def main(argv: list[str] | None = None) -> None:
                 dirpath=args.out,
                 save_last=True,
                 save_top_k=0,
+                # a resumed run must overwrite last.ckpt, not start last-v1.ckpt beside it
+                enable_version_counter=False,
                 train_time_interval=datetime.timedelta(minutes=args.checkpoint_minutes),
             ),
             ExportEMA(args.out / f"dit_{args.config}.pt", every_steps=100),
