@@ -8,6 +8,7 @@ it through `backend_info()`. Real backends load weight files listed in `metrics.
 """
 
 from metrics.expression import ExpressionError, FeatureL1Error, PoseError
+from metrics.faces import FaceDetector
 from metrics.fid import FrechetInceptionDistance, InceptionFeatures
 from metrics.fidelity import LPIPS, PSNR, SSIM, FrameAverage
 from metrics.frechet import (
@@ -24,6 +25,7 @@ from metrics.fvd import (
     StyleGANVI3DFeatures,
 )
 from metrics.identity import ArcFaceEncoder, IdentitySimilarity
+from metrics.landmarks import FaceLandmarks, LandmarkExpression, LandmarkPose
 from metrics.seams import SeamDiscontinuity
 from metrics.speed import Measurement, Speed, measure
 from metrics.weights import (
@@ -45,6 +47,8 @@ __all__ = [
     "CorruptWeightError",
     "ExpressionError",
     "FVDProtocol",
+    "FaceDetector",
+    "FaceLandmarks",
     "FeatureL1Error",
     "FeatureSums",
     "FrameAverage",
@@ -54,6 +58,8 @@ __all__ = [
     "I3DFeatures",
     "IdentitySimilarity",
     "InceptionFeatures",
+    "LandmarkExpression",
+    "LandmarkPose",
     "Measurement",
     "MissingWeightError",
     "PoseError",
