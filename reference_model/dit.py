@@ -9,9 +9,11 @@ Conditioning (``flashbench.denoiser.Cond``):
 - ``temporal["expression"]`` ``[B, T * frames_per_latent, expr_dim]``: per-frame expression
   features of the driving video; absent means the null expression (the unconditional branch
   of emotion guidance), exactly as ``ip_scale = 0`` in the public code;
-- ``temporal["frame_index"]`` ``[B, T]`` (optional): the global index of each latent frame, so
-  that a sliding window knows whether it holds frame 0 (the reference, unmasked in Wan I2V).
-  Without it the window is taken to start at frame 0.
+
+Every window the model sees holds the reference in its first latent frame (mask channel 1,
+reference latent concatenated there), as the public code conditions each sliding window on
+the reference image; linear blending gives that frame weight 0 wherever a previous window
+covers it, so the anchor never shows through an overlap.
 """
 
 from __future__ import annotations
@@ -308,12 +310,8 @@ class PortraitDiT(nn.Module):
             )
         ref = cond.static["reference_latent"].to(x)
         ref = ref.expand(b, -1, -1, -1) if ref.shape[0] == 1 else ref
-        if "frame_index" in cond.temporal:
-            mask = (cond.temporal["frame_index"].to(x.device) == 0).to(x.dtype)
-        else:
-            mask = torch.zeros(b, t, dtype=x.dtype, device=x.device)
-            mask[:, 0] = 1
-        mask = mask.expand(b, t)[:, None, :, None, None]
+        mask = torch.zeros(b, 1, t, 1, 1, dtype=x.dtype, device=x.device)
+        mask[:, :, 0] = 1
         y = torch.cat([x, mask.expand(b, 1, t, hh, ww), ref[:, :, None] * mask], dim=1)
         h = self.patch_embed(patchify(y, cfg.patch)) + self.positions
         image_tokens = (
@@ -350,15 +348,10 @@ class PortraitDiT(nn.Module):
 
 
 def make_cond(
-    reference_latent: Tensor, expression: Tensor | None, frames: int, frames_per_latent: int = 1
+    reference_latent: Tensor, expression: Tensor | None, frames_per_latent: int = 1
 ) -> Cond:
-    """The model's conditioning: the reference latent ``[B, C, H, W]``, expression features ``[B, F, E]``, frame indices."""
-    b = reference_latent.shape[0]
-    temporal = {
-        "frame_index": torch.arange(frames, device=reference_latent.device).expand(b, frames)
-    }
-    if expression is not None:
-        temporal["expression"] = expression
+    """The model's conditioning: the reference latent ``[B, C, H, W]`` and expression features ``[B, F, E]``."""
+    temporal = {} if expression is None else {"expression": expression}
     return Cond(
         static={"reference_latent": reference_latent},
         temporal=temporal,

@@ -60,7 +60,7 @@ def flow_matching_loss(
     x_t = (1 - s) * latents + s * noise
     target = noise - latents
     keep = (torch.rand(b, generator=generator, device=device) >= expression_drop).float()
-    cond = make_cond(latents[:, :, 0], expression, latents.shape[2])
+    cond = make_cond(latents[:, :, 0], expression)
     cond = Cond(static={**cond.static, "expression_keep": keep}, temporal=cond.temporal)
     v = model(x_t, sigma, cond)
     velocity = (v - target).square().mean()
@@ -155,7 +155,7 @@ def generate(
     noise = torch.randn(
         b, cfg.latent_channels, frames, cfg.latent_size, cfg.latent_size, generator=generator
     )
-    cond = make_cond(reference_latent, expression, frames, cfg.frames_per_latent)
+    cond = make_cond(reference_latent, expression, cfg.frames_per_latent)
     out = sample(
         model,
         noise.to(reference_latent),

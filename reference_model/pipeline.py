@@ -152,7 +152,7 @@ class ReferencePortraitModel:
                 encode_video(self.autoencoder, truth[:, :, :1])
             )[:, :, 0]
             expression = extract_video(self.extractor, driving)
-        cond = make_cond(reference_latent, expression, case.frames)
+        cond = make_cond(reference_latent, expression)
         cfg = self.denoiser.config
         shape = (1, cfg.latent_channels, case.frames, cfg.latent_size, cfg.latent_size)
         return CaseInputs(
@@ -165,6 +165,14 @@ class ReferencePortraitModel:
             return decode_video(self.autoencoder, self.denoiser.denormalize_latent(latents[:1]))[
                 0
             ].transpose(0, 1)
+
+    def expression_extractor(self):
+        """Frames -> the extractor's eyes, brows and mouth features (AED)."""
+        return lambda frames: self.extractor(frames)[:, 3:]
+
+    def pose_extractor(self):
+        """Frames -> the extractor's head yaw, pitch and roll (APD)."""
+        return lambda frames: self.extractor(frames)[:, :3]
 
     def identity_encoder(self):
         from reference_model.identity import load_identity_encoder

@@ -27,7 +27,7 @@ def _inputs(model, batch=2, frames=3, seed=0):
     x = torch.randn(batch, cfg.latent_channels, frames, s, s, generator=g)
     ref = torch.randn(batch, cfg.latent_channels, s, s, generator=g)
     expr = torch.randn(batch, frames * cfg.frames_per_latent, cfg.expr_dim, generator=g)
-    return x, torch.rand(batch, generator=g), make_cond(ref, expr, frames, cfg.frames_per_latent)
+    return x, torch.rand(batch, generator=g), make_cond(ref, expr, cfg.frames_per_latent)
 
 
 def _randomise(model, seed=0):
@@ -62,7 +62,7 @@ def test_full_config_builds_on_meta_device_at_paper_size():
     x = torch.empty(1, 16, 2, cfg.latent_size, cfg.latent_size, device="meta")
     ref = torch.empty(1, 16, cfg.latent_size, cfg.latent_size, device="meta")
     expr = torch.empty(1, 2 * cfg.frames_per_latent, cfg.expr_dim, device="meta")
-    cond = make_cond(ref, expr, 2, cfg.frames_per_latent)
+    cond = make_cond(ref, expr, cfg.frames_per_latent)
     cond = Cond(
         static=cond.static, temporal={"expression": expr}, frames_per_latent=cfg.frames_per_latent
     )
@@ -200,16 +200,20 @@ def test_guided_sampling_runs_two_branches_and_differs_from_unguided():
     assert not torch.allclose(guided.latents, plain.latents)
 
 
-def test_reference_mask_follows_global_frame_index():
+def test_every_window_holds_the_reference_in_its_first_frame():
     model = _randomise(build_model("tiny")).eval()
     x, sigma, cond = _inputs(model, frames=4)
-    full = model(x, sigma, cond)
-    # A window that does not contain frame 0 must not see the reference as its first frame.
+    # As the public code conditions every sliding window on the reference image, a window
+    # that starts at frame 2 is sampled exactly like a clip of its own.
     window = model(x[:, :, 2:], sigma, cond.window(2, 4))
-    as_first = model(
+    as_clip = model(
         x[:, :, 2:],
         sigma,
-        make_cond(cond.static["reference_latent"], cond.temporal["expression"][:, 2:], 2),
+        make_cond(cond.static["reference_latent"], cond.temporal["expression"][:, 2:]),
     )
-    assert not torch.allclose(window, as_first)
-    assert full.shape == x.shape
+    torch.testing.assert_close(window, as_clip, rtol=0, atol=0)
+    # ...and the reference does reach it: another reference changes the window's output.
+    other = make_cond(
+        torch.zeros_like(cond.static["reference_latent"]), cond.temporal["expression"][:, 2:]
+    )
+    assert not torch.allclose(window, model(x[:, :, 2:], sigma, other))
