@@ -6,7 +6,9 @@ AED on expression coefficients, APD on head rotation angles), averaged over feat
 dimensions and frames. The extractor maps frames [N, 3, H, W] in [0, 1] to features [N, D],
 or to (features, found [N] bool); frames where either side has no face are counted in
 `not_found` and left out of the mean. In-domain extractors (trained on the synthetic world)
-are injected by the caller.
+are injected by the caller; for real faces, `ExpressionError("landmarks")` and
+`PoseError("landmarks")` use InsightFace's 106-point landmarks (metrics/landmarks.py:
+`LandmarkExpression`, `LandmarkPose`; share one `FaceLandmarks` between them to load it once).
 """
 
 from __future__ import annotations
@@ -47,13 +49,28 @@ class FeatureL1Error(Metric):
     is_differentiable = False
     full_state_update = False
 
-    def __init__(self, extractor: Extractor, **kwargs) -> None:
+    # The metrics.landmarks class that extractor="landmarks" builds; None: no real backend.
+    landmark_extractor: str | None = None
+
+    def __init__(self, extractor: str | Extractor, **kwargs) -> None:
         super().__init__(**kwargs)
+        if isinstance(extractor, str):
+            extractor = self.real_extractor(extractor)
         if not callable(extractor):
             raise TypeError(f"extractor must be callable, got {type(extractor).__name__}")
         self.extractor = extractor
         for name in ("total", "count", "not_found"):
             self.add_state(name, torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    @classmethod
+    def real_extractor(cls, name: str) -> Extractor:
+        if name != "landmarks" or cls.landmark_extractor is None:
+            known = "'landmarks' or a callable" if cls.landmark_extractor else "a callable"
+            raise ValueError(f"extractor={name!r}: {cls.__name__} takes {known}")
+        # Imported here: onnxruntime and insightface are needed only once a real backend is asked for.
+        from metrics import landmarks
+
+        return getattr(landmarks, cls.landmark_extractor)()
 
     def backend_info(self) -> dict:
         return describe_backend(self.extractor)
@@ -86,6 +103,10 @@ class FeatureL1Error(Metric):
 class ExpressionError(FeatureL1Error):
     """AED: average expression distance; the extractor returns expression coefficients per frame."""
 
+    landmark_extractor = "LandmarkExpression"
+
 
 class PoseError(FeatureL1Error):
     """APD: average pose distance; the extractor returns head rotation angles (and/or translation) per frame."""
+
+    landmark_extractor = "LandmarkPose"

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from metrics.expression import ExpressionError, PoseError
+from metrics.expression import ExpressionError, FeatureL1Error, PoseError
 from metrics.landmarks import EXPRESSION_PARTS
 
 
@@ -215,3 +215,16 @@ def test_real_aed_is_invariant_to_batch_splits(landmarks, faces, splits: list[in
         whole.compute()["mean"].item(), rel=1e-12
     )
     assert whole.compute()["mean"].item() > 0
+
+
+def test_landmarks_by_name_builds_the_real_extractors_and_other_names_are_refused() -> None:
+    assert (
+        ExpressionError("landmarks").backend_info()["backend"] == "insightface-2d106det-expression"
+    )
+    assert PoseError("landmarks").backend_info()["weights"]["2d106det.onnx"].startswith("f001b856")
+    with pytest.raises(
+        ValueError, match=r"extractor='arcface': PoseError takes 'landmarks' or a callable"
+    ):
+        PoseError("arcface")
+    with pytest.raises(ValueError, match=r"extractor='landmarks': FeatureL1Error takes a callable"):
+        FeatureL1Error("landmarks")
