@@ -17,7 +17,14 @@ from torchmetrics.aggregation import SumMetric
 
 from flashbench.measure import Measurer
 from flashbench.models import models
-from flashbench.runner import CaseRunner, RunSummary, case_units, open_run_dir
+from flashbench.runner import (
+    CaseRunner,
+    RunSummary,
+    case_units,
+    check_pooled,
+    open_run_dir,
+    write_pooled_rows,
+)
 from flashbench.suite import Suite, load_suite
 
 log = logging.getLogger(__name__)
@@ -61,6 +68,12 @@ class SuiteShards(L.LightningModule):
     def on_predict_end(self) -> None:
         # compute() all-reduces across ranks: every rank sees the totals of the whole run.
         self.totals = tuple(int(m.compute()) for m in (self.done, self.skipped, self.failed))
+        # Pooled rows (FVD, FID) need every rank's videos: rank 0 alone writes them, after the barrier.
+        self.trainer.strategy.barrier("units written")
+        if self.trainer.global_rank == 0:
+            units = [u for _, mine in self.plan for u in mine]
+            write_pooled_rows(self.suite, self.runner.measurer, Path(self.out), units)
+        self.trainer.strategy.barrier("pooled rows written")
 
 
 def run_distributed(
@@ -81,6 +94,7 @@ def run_distributed(
     # The manifest is written once, before any rank starts, so ranks never race on it.
     model = models.build(suite.model)
     measurer = Measurer(suite.metrics.names, dict(suite.metrics.backends), model)
+    check_pooled(suite, measurer, [case for case, _ in case_units(suite, model, limit)])
     open_run_dir(out, suite, model, measurer, resume=resume, threads=threads, devices=devices)
     module = SuiteShards(suite.path, str(out), limit, threads)
     strategy = "ddp_spawn" if accelerator == "cpu" else "ddp"

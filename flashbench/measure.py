@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,9 @@ SPEED: dict[str, tuple[str, bool | None]] = {
 PSNR_CAP_DB = 100.0
 # Each unit's metrics are that unit's own: under DDP, compute() must not gather other ranks' states.
 LOCAL = False
+# Pooled metrics need two cases (a covariance needs two samples); fewer videos than feature
+# dimensions still give a well-defined, if biased, distance.
+MIN_POOLED_VIDEOS = 2
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,8 @@ class MetricSpec:
     references: tuple[str, ...]
     backends: tuple[str, ...]
     doc: str
+    # Distribution-level: one row per setting over all its videos (cases x seeds), not one per unit.
+    pooled: bool = False
 
 
 METRICS: dict[str, MetricSpec] = {
@@ -101,6 +106,24 @@ METRICS: dict[str, MetricSpec] = {
             ("temporal-l1",),
             "temporal change at window seams / elsewhere (1 = seamless)",
         ),
+        MetricSpec(
+            "fvd",
+            "",
+            False,
+            ("ground_truth", "baseline"),
+            ("i3d",),
+            "Frechet video distance (StyleGAN-V fvd_16f, I3D); one row per setting, pooled over cases and seeds",
+            pooled=True,
+        ),
+        MetricSpec(
+            "fid",
+            "",
+            False,
+            ("ground_truth", "baseline"),
+            ("inception",),
+            "Frechet Inception distance over every frame; one row per setting, pooled over cases and seeds",
+            pooled=True,
+        ),
     )
 }
 PER_FRAME = ("psnr", "ssim", "lpips", "mae", "id_sim")
@@ -110,11 +133,13 @@ class Measurer:
     """Builds each metric of a suite once (weights checked up front) and turns one unit's video into rows."""
 
     def __init__(self, names: tuple[str, ...], backends: dict[str, str], model: Any) -> None:
-        self.names = [n for n in names if n != "speed"]
-        self.backends = {n: backends.get(n, METRICS[n].backends[0]) for n in self.names}
+        measured = [n for n in names if n != "speed"]
+        self.names = [n for n in measured if not METRICS[n].pooled]
+        self.pooled = [n for n in measured if METRICS[n].pooled]
+        self.backends = {n: backends.get(n, METRICS[n].backends[0]) for n in measured}
         self.model = model
         self.metrics: dict[str, Any] = {}
-        for name in self.names:
+        for name in measured:
             try:
                 self.metrics[name] = self._build(name, self.backends[name])
             except ValueError:
@@ -165,12 +190,20 @@ class Measurer:
             from metrics.seams import SeamDiscontinuity
 
             return SeamDiscontinuity(sync_on_compute=LOCAL)
+        if name == "fvd":
+            from metrics.fvd import FrechetVideoDistance
+
+            return FrechetVideoDistance(feature=backend, sync_on_compute=LOCAL)
+        if name == "fid":
+            from metrics.fid import FrechetInceptionDistance
+
+            return FrechetInceptionDistance(feature=backend, sync_on_compute=LOCAL)
         return None  # mae: computed here
 
     def manifest(self) -> dict[str, dict[str, Any]]:
         """{metric: {backend, weights: {file: sha256}}}; world backends carry the model's weight hashes."""
         out: dict[str, dict[str, Any]] = {}
-        for name in self.names:
+        for name in self.backends:
             metric = self.metrics[name]
             info = metric.backend_info() if hasattr(metric, "backend_info") else {"weights": {}}
             weights = dict(info.get("weights", {}))
@@ -209,3 +242,29 @@ class Measurer:
             metric.update(video.permute(1, 0, 2, 3)[None], boundaries)
             return float(metric.compute()["ratio"]), None
         raise ValueError(f"unknown metric {name!r}; known: {sorted(METRICS)}")
+
+    def min_frames(self, name: str) -> int:
+        """Frames a video needs for the pooled metric ``name`` (FVD's protocol clip length)."""
+        protocol = getattr(self.metrics[name], "protocol", None)
+        return protocol.num_frames if protocol is not None else 1
+
+    def features(self, name: str, video: Tensor) -> Tensor:
+        """Features ``[N, D]`` of one video ``[T, 3, H, W]``: its protocol clip(s) for FVD, every frame for FID."""
+        metric = self.metrics[name]
+        if name == "fvd":
+            from metrics.fvd import select_clips
+
+            return metric.extract(select_clips(video.permute(1, 0, 2, 3)[None], metric.protocol))
+        return metric.extract(video)
+
+    def pooled_value(self, name: str, generated: Iterable[Tensor], real: Iterable[Tensor]) -> float:
+        """The distance between the generated and the real sets, each given as per-video features ``[N, D]``."""
+        from metrics.frechet import FeatureSums
+
+        metric = self.metrics[name]
+        metric.reset()
+        for features in generated:
+            metric.update(FeatureSums.of(features), real=False)
+        for features in real:
+            metric.update(FeatureSums.of(features), real=True)
+        return float(metric.compute())

@@ -27,7 +27,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from flashbench.denoiser import Cond
-from flashbench.measure import METRICS, SPEED, Measurer
+from flashbench.measure import METRICS, MIN_POOLED_VIDEOS, SPEED, Measurer
 from flashbench.models import CaseInputs, PortraitModel, models
 from flashbench.sampling import Guidance, Sample, sample
 from flashbench.schedule import flow_match_sigmas
@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 # Measurements of the machine, not of the result: they differ between reruns.
 TIMING_METRICS = ("wall_seconds", "fps", "peak_bytes")
+# Pooled rows (FVD, FID) stand for every case and sampling seed of their setting.
+POOLED_CASE = "*"
+POOLED_SEED = -1
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,15 @@ def write_image(path: Path, image: Tensor) -> None:
 
     pixels = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     _atomic_with(path, lambda tmp: iio.imwrite(tmp, pixels))
+
+
+def read_video(path: Path) -> Tensor:
+    """Frames ``[T, 3, H, W]`` in [0, 1] of an mp4 written by ``write_video``."""
+    import imageio.v2 as imageio
+
+    with imageio.get_reader(path, format="FFMPEG") as reader:
+        frames = torch.stack([torch.from_numpy(frame.copy()) for frame in reader])
+    return frames.permute(0, 3, 1, 2).float() / 255
 
 
 # ---- manifest ------------------------------------------------------------------------------
@@ -564,20 +576,7 @@ class CaseRunner:
         return True
 
     def _record_error(self, unit: Unit, err: BaseException) -> None:
-        """errors/<unit>.json with a one-line message (the first line of the exception)."""
-        text = str(err).strip().splitlines()
-        message = f"{type(err).__name__}: {text[0] if text else ''}"
-        log.error("unit %s failed: %s", unit.name, message)
-        atomic_json(
-            self.out / "errors" / f"{unit.name}.json",
-            {
-                "unit": unit.name,
-                "case": unit.case.id,
-                "setting": unit.setting.name,
-                "seed": unit.seed,
-                "error": message,
-            },
-        )
+        record_error(self.out, unit.name, unit.case.id, unit.setting.name, unit.seed, err)
 
     def run_case(
         self, case: CaseSpec, units: list[Unit], bar: tqdm | None = None
@@ -623,6 +622,19 @@ class CaseRunner:
         return None if self.progress is None else not self.progress
 
 
+def record_error(
+    out: Path, name: str, case: str, setting: str, seed: int, err: BaseException
+) -> None:
+    """errors/<name>.json with a one-line message (the first line of the exception)."""
+    text = str(err).strip().splitlines()
+    message = f"{type(err).__name__}: {text[0] if text else ''}"
+    log.error("%s failed: %s", name, message)
+    atomic_json(
+        out / "errors" / f"{name}.json",
+        {"unit": name, "case": case, "setting": setting, "seed": seed, "error": message},
+    )
+
+
 def case_units(
     suite: Suite, model: PortraitModel, limit: int | None = None
 ) -> list[tuple[CaseSpec, list[Unit]]]:
@@ -634,6 +646,141 @@ def case_units(
         cases = cases[:limit]
     units = plan_units(suite, cases)
     return [(case, [u for u in units if u.case == case]) for case in cases]
+
+
+# ---- pooled rows (FVD, FID): one per setting, metric and reference -------------------------
+
+
+def pooled_name(setting: Setting) -> str:
+    return f"pooled__{setting.name}"
+
+
+def check_pooled(suite: Suite, measurer: Measurer, cases: list[CaseSpec]) -> None:
+    """Refuse, before any unit runs, pooled metrics that the suite's videos cannot feed."""
+    for name in measurer.pooled:
+        # The ground-truth side has one video per case, and a covariance needs two samples.
+        if len(cases) < MIN_POOLED_VIDEOS:
+            raise ValueError(
+                f"{suite.path}: metrics.names: {name!r} pools each setting's videos over cases, but this run "
+                f"has {len(cases)} case(s); use at least {MIN_POOLED_VIDEOS} (more identities, driving seeds "
+                f"or a larger --limit) or drop {name!r}"
+            )
+        need = measurer.min_frames(name)
+        short = [c for c in cases if c.frames < need]
+        if short:
+            raise ValueError(
+                f"{suite.path}: cases.lengths: {name!r} needs videos of at least {need} frames, but case "
+                f"{short[0].id!r} has {short[0].frames}; use longer lengths or drop {name!r}"
+            )
+
+
+def video_features(measurer: Measurer, name: str, backend: str, video: Path, cache: Path) -> Tensor:
+    """Features of one saved video for pooled metric ``name``, cached by the file's bytes and the backend."""
+    key = hashlib.sha256(f"{name}\n{backend}\n".encode() + video.read_bytes()).hexdigest()
+    path = cache / name / f"{key}.pt"
+    if path.is_file():
+        return torch.load(path, weights_only=True)
+    features = measurer.features(name, read_video(video)).cpu()
+    _atomic_with(path, lambda tmp: torch.save(features, tmp))
+    return features
+
+
+def pooled_rows(
+    suite: Suite, measurer: Measurer, out: Path, setting: Setting, units: list[Unit]
+) -> list[dict[str, Any]]:
+    """Rows of one setting's pooled metrics: its saved videos against the cases' ground truth and the baseline's videos.
+
+    Videos are read back one at a time from the mp4 files (both sides through the same codec),
+    so memory holds one video and the metric's running sums, never the set.
+    """
+    videos = out / "videos"
+    generated = [videos / u.case.id / f"{setting.name}__seed{u.seed}.mp4" for u in units]
+    references: dict[str, list[Path]] = {}
+    if "ground_truth" in suite.metrics.references:
+        truths = [videos / case / "ground_truth.mp4" for case in sorted({u.case.id for u in units})]
+        if all(p.is_file() for p in truths):
+            references["ground_truth"] = truths
+    if "baseline" in suite.metrics.references and setting.name != suite.baseline:
+        references["baseline"] = [
+            videos / u.case.id / f"{suite.baseline}__seed{u.seed}.mp4" for u in units
+        ]
+    manifest = measurer.manifest()
+    cache = out / "cache" / "features"
+    rows = []
+    for name in measurer.pooled:
+        spec = METRICS[name]
+        backend = json.dumps(manifest[name], sort_keys=True)
+
+        def features(paths: list[Path], name: str = name, backend: str = backend):
+            return (video_features(measurer, name, backend, p, cache) for p in paths)
+
+        for reference, real in references.items():
+            if reference not in spec.references:
+                continue
+            value = measurer.pooled_value(name, features(generated), features(real))
+            if not math.isfinite(value):
+                raise NonFiniteMetric(
+                    f"pooled metric {name!r} vs {reference} is not finite ({value}) for setting {setting.name!r}"
+                )
+            rows.append(
+                {
+                    "case": POOLED_CASE,
+                    "setting": setting.name,
+                    "seed": POOLED_SEED,
+                    "metric": name,
+                    "value": value,
+                    "unit": spec.unit,
+                    "higher_is_better": spec.higher_is_better,
+                    "backend": measurer.backends[name],
+                    "reference": reference,
+                    "frame": None,
+                    "frames": max(u.case.frames for u in units),
+                    "stepper": setting.stepper,
+                    "windowing": setting.windowing,
+                    "samples": len(generated),
+                }
+            )
+    return rows
+
+
+def write_pooled_rows(suite: Suite, measurer: Measurer, out: Path, units: list[Unit]) -> int:
+    """Write rows/pooled__<setting>.json for each setting whose units (and the baseline's) all finished.
+
+    A pooled file records the units it pools; it is rewritten when that list changes (units
+    added by a larger --limit) and removed while some of them are unfinished, so pooled rows
+    always stand for exactly the units of the run. Returns how many files were written.
+    """
+    if not measurer.pooled:
+        return 0
+    finished = {u.name for u in units if (out / "rows" / f"{u.name}.json").is_file()}
+    uses_baseline = "baseline" in suite.metrics.references
+    written = 0
+    for setting in suite.settings:
+        mine = sorted((u for u in units if u.setting == setting), key=lambda u: u.name)
+        needed = mine + [u for u in units if uses_baseline and u.setting.name == suite.baseline]
+        name = pooled_name(setting)
+        path = out / "rows" / f"{name}.json"
+        inputs = [u.name for u in mine]
+        if not mine or any(u.name not in finished for u in needed):
+            if path.is_file():
+                log.info(
+                    "%s: some of its units are unfinished; removing its stale pooled rows", name
+                )
+                path.unlink()
+            continue
+        if path.is_file() and json.loads(path.read_text()).get("units") == inputs:
+            continue
+        try:
+            rows = pooled_rows(suite, measurer, out, setting, mine)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as err:  # recorded like a failed unit; the other settings go on
+            record_error(out, name, POOLED_CASE, setting.name, POOLED_SEED, err)
+            continue
+        atomic_json(path, {"unit": name, "units": inputs, "rows": rows})
+        (out / "errors" / f"{name}.json").unlink(missing_ok=True)
+        written += 1
+    return written
 
 
 def run_suite(
@@ -652,8 +799,9 @@ def run_suite(
     torch.set_num_threads(threads)
     model = models.build(suite.model)
     measurer = Measurer(suite.metrics.names, dict(suite.metrics.backends), model)
-    open_run_dir(out, suite, model, measurer, resume=resume, threads=threads)
     plan = case_units(suite, model, limit)
+    check_pooled(suite, measurer, [case for case, _ in plan])
+    open_run_dir(out, suite, model, measurer, resume=resume, threads=threads)
     runner = CaseRunner(suite, model, out, progress, measurer, device)
     done = skipped = failed = 0
     start = time.perf_counter()
@@ -666,6 +814,7 @@ def run_suite(
         for case, units in plan:
             d, s, f = runner.run_case(case, units, bar)
             done, skipped, failed = done + d, skipped + s, failed + f
+    write_pooled_rows(suite, measurer, out, [u for _, units in plan for u in units])
     log.info(
         "%s: %d units done, %d skipped, %d failed in %.1f s",
         out,

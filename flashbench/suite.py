@@ -395,6 +395,11 @@ def _metrics(where: _Where, data: Any) -> Metrics:
                 f"metrics.per_frame[{i}]",
                 f"{name!r} is not in metrics.names {list(names)}; add it there",
             )
+        if name in METRICS and METRICS[name].pooled:
+            raise where.error(
+                f"metrics.per_frame[{i}]",
+                f"{name!r} is pooled over a setting's videos (one row per setting); remove it from per_frame",
+            )
     for i, name in enumerate(names):
         if (
             name != "speed"
