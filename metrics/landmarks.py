@@ -1,4 +1,4 @@
-"""Real-face extractors for AED and APD: InsightFace's 106-point landmarks (2d106det), expression shape and head pose.
+"""Real-face AED / APD extractors from InsightFace's 106-point landmarks (2d106det): expression shape, head pose.
 
 `FaceLandmarks` finds the largest face with SCRFD (metrics/faces.py), crops it the way
 InsightFace's `Landmark` model expects and runs 2d106det.onnx. `LandmarkExpression` turns the
@@ -77,7 +77,7 @@ LANDMARK_CONTEXT = 1.5  # the crop spans 1.5x the box's longer side, as InsightF
 
 
 class FaceLandmarks:
-    """106 landmarks of the largest face per image: SCRFD box, InsightFace 2d106det (Guo et al., insightface).
+    """106 landmarks of the largest face per image: SCRFD box, then InsightFace's 2d106det (alignment/coordinate_reg).
 
     Called on [N, 3, H, W] RGB in [0, 1], returns (points [N, 106, 2] in pixels of the input,
     found [N] bool); points of a frame without a face are zero. Runs on onnxruntime's CPU provider.
