@@ -20,7 +20,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from reference_model.lightning import driving_motion
-from reference_model.pipeline import animate, extract_video, load_reference_model
+from reference_model.pipeline import (
+    animate,
+    decode_video,
+    encode_video,
+    extract_video,
+    load_reference_model,
+)
 
 
 def psnr(a: Tensor, b: Tensor) -> float:
@@ -91,6 +97,10 @@ def main(argv: list[str] | None = None) -> None:
         answers = {
             "reference repeated": truth[:, :, :1].expand_as(truth),
             "other identity, same motion": render_video(identity_params(other), motion),
+            # Not a trivial answer but the ceiling of any model in this latent space.
+            "autoencoder round trip of the truth": decode_video(
+                autoencoder, encode_video(autoencoder, truth)
+            ),
         }
         for scale in args.guidance:
             tic = time.perf_counter()

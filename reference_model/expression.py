@@ -165,16 +165,23 @@ def evaluate_expression(
     frames: int = 1024,
     size: int = 64,
     seed: int = 0,
+    codec: nn.Module | None = None,
 ) -> dict[str, float]:
-    """Held-out R^2 per part and identity leakage of ``model`` on identities of ``split``."""
+    """Held-out R^2 per part and identity leakage of ``model`` on identities of ``split``.
+
+    With ``codec`` (the world autoencoder) the R^2 is also given on its reconstructions
+    (``r2_codec_<part>``): the frames a latent video model can at best hand to the extractor.
+    """
     generator = torch.Generator().manual_seed(seed)
     id_range = split_ids(split)
     ids = torch.randint(id_range.start, id_range.stop, (frames,), generator=generator)
     expression = random_expression(frames, generator)
-    prediction = torch.cat(
-        [model(f) for f in render(identity_params(ids), expression, size).split(256)]
-    )
+    rendered = render(identity_params(ids), expression, size).split(256)
+    prediction = torch.cat([model(f) for f in rendered])
     report = {f"r2_{name}": value for name, value in r2_per_part(prediction, expression).items()}
+    if codec is not None:
+        prediction = torch.cat([model(codec.decode(codec.encode(f)).clamp(0, 1)) for f in rendered])
+        report.update({f"r2_codec_{k}": v for k, v in r2_per_part(prediction, expression).items()})
     report.update({f"leakage_{k}": v for k, v in identity_leakage(model, split, size=size).items()})
     return report
 
