@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
-from reference_model.dit import CONFIGS
+from reference_model.dit import CONFIGS, NFEB_VARIANTS
 from reference_model.lightning import (
     PortraitModule,
     WorldDataModule,
@@ -164,6 +164,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--world-weights", type=Path, default=None, help="weights dir of the world's nets"
     )
+    parser.add_argument(
+        "--nfeb",
+        default="paper",
+        choices=NFEB_VARIANTS,
+        help="Normalized Facial Expression Block variant (the paper's ablation switch)",
+    )
     parser.add_argument("--init", type=Path, default=None, help="start from these exported weights")
     parser.add_argument(
         "--render-only", action="store_true", help="render and cache the pool's clips, then stop"
@@ -192,7 +198,9 @@ def main(argv: list[str] | None = None) -> None:
     if pool is None:
         return
     latents, expression = pool
-    module = PortraitModule(args.config, {"lr": args.lr}, expr_dim=expression.shape[-1])
+    module = PortraitModule(
+        args.config, {"lr": args.lr}, expr_dim=expression.shape[-1], variant=args.nfeb
+    )
     if args.init is not None and not (args.out / "last.ckpt").exists():
         state = torch.load(args.init, map_location="cpu", weights_only=True)["state_dict"]
         state = {k: v for k, v in state.items() if k not in NORMALISATION_BUFFERS}
