@@ -16,13 +16,13 @@ from torch.utils.data import DataLoader
 from torchmetrics.aggregation import SumMetric
 
 from flashbench.measure import Measurer
-from flashbench.models import models
 from flashbench.runner import (
     CaseRunner,
     RunSummary,
     case_units,
     check_pooled,
     open_run_dir,
+    suite_models,
     write_pooled_rows,
 )
 from flashbench.suite import Suite, load_suite
@@ -41,12 +41,12 @@ class SuiteShards(L.LightningModule):
     def setup(self, stage: str) -> None:
         torch.set_num_threads(self.threads)
         self.suite = load_suite(self.suite_path)
-        self.model = models.build(self.suite.model)
-        self.plan = case_units(self.suite, self.model, self.limit)
+        setting_models = suite_models(self.suite)
+        self.plan = case_units(self.suite, setting_models[self.suite.baseline], self.limit)
         # Lightning gives each rank its device (cuda:<local rank> on GPUs, cpu otherwise).
         self.runner = CaseRunner(
             self.suite,
-            self.model,
+            setting_models,
             Path(self.out),
             progress=False,
             device=self.trainer.strategy.root_device,
@@ -92,10 +92,13 @@ def run_distributed(
     out = Path(out)
     torch.set_num_threads(threads)
     # The manifest is written once, before any rank starts, so ranks never race on it.
-    model = models.build(suite.model)
+    setting_models = suite_models(suite)
+    model = setting_models[suite.baseline]
     measurer = Measurer(suite.metrics.names, dict(suite.metrics.backends), model)
     check_pooled(suite, measurer, [case for case, _ in case_units(suite, model, limit)])
-    open_run_dir(out, suite, model, measurer, resume=resume, threads=threads, devices=devices)
+    open_run_dir(
+        out, suite, setting_models, measurer, resume=resume, threads=threads, devices=devices
+    )
     module = SuiteShards(suite.path, str(out), limit, threads)
     strategy = "ddp_spawn" if accelerator == "cpu" else "ddp"
     trainer = L.Trainer(

@@ -7,9 +7,13 @@ synthetic portrait world). Switching a suite's model is one key: ``suite.model``
 
 from __future__ import annotations
 
+import difflib
 import hashlib
+import inspect
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -177,21 +181,67 @@ class ToyModel:
 # ---- reference ----------------------------------------------------------------------------
 
 
-def load_reference(**kwargs: Any) -> PortraitModel:
-    """The FlashPortrait reference model (``reference_model.pipeline.portrait_model``) as a PortraitModel."""
+def _train_command(path: Path, variant: str | None) -> str:
+    """The command that writes the checkpoint ``path`` (train_model exports ``<out>/dit_<config>.pt``)."""
+    config = path.stem.removeprefix("dit_") if path.stem.startswith("dit_") else "small"
+    return (
+        f"python -m reference_model.train_model --config {config} --nfeb {variant or 'VARIANT'} "
+        f"--out {path.parent}"
+    )
+
+
+def check_reference_args(weights: str | None = None, variant: str | None = None) -> None:
+    """Check a ``reference`` model's parameters without building it: the checkpoint exists and holds ``variant``.
+
+    ``weights``: a checkpoint of ``reference_model.train_model`` (default: the shipped
+    ``paper`` weights); relative paths are read from the working directory. ``variant``: the
+    NFEB variant the suite expects; the checkpoint's own config decides, so a mislabelled
+    checkpoint is refused rather than silently measured under the wrong name.
+    """
     try:
-        from reference_model.pipeline import portrait_model
+        from reference_model.dit import NFEB_VARIANTS
+        from reference_model.pipeline import DEFAULT_WEIGHTS
     except ImportError as err:
         raise ValueError(
-            f"model 'reference' needs the reference_model package and its adapter ({err}); use model = \"toy\""
+            f"model 'reference' needs the reference_model package ({err}); use model = \"toy\""
         ) from err
-    try:
-        return portrait_model(**kwargs)
-    except FileNotFoundError as err:
+    if variant is not None and variant not in NFEB_VARIANTS:
+        close = difflib.get_close_matches(str(variant), NFEB_VARIANTS, n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]!r}? " if close else ""
         raise ValueError(
-            f"model 'reference': a weight file is missing ({err}); train it (python -m reference_model.train_model) "
-            'or use model = "toy"'
+            f"variant={variant!r} is not an NFEB variant; {hint}use one of {', '.join(NFEB_VARIANTS)}"
+        )
+    if weights is not None and not isinstance(weights, str):
+        raise ValueError(
+            f'weights={weights!r} must be a path string, e.g. "runs/nfeb/add/dit_small.pt"'
+        )
+    path = Path(weights).expanduser() if weights is not None else DEFAULT_WEIGHTS
+    if not path.is_file():
+        where = "" if path.is_absolute() else f" (relative to the working directory {Path.cwd()})"
+        raise ValueError(
+            f"weights file {str(path)!r} does not exist{where}; make it with `{_train_command(path, variant)}`"
+        )
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        actual = blob["config"].get("variant", "paper")
+    except Exception as err:  # whatever torch.load raises on a foreign file becomes one clear line
+        raise ValueError(
+            f"weights file {str(path)!r} is not a reference_model checkpoint ({type(err).__name__}: {err}); "
+            f"make one with `{_train_command(path, variant)}`"
         ) from err
+    if variant is not None and actual != variant:
+        raise ValueError(
+            f"weights file {str(path)!r} holds NFEB variant {actual!r}, not {variant!r}; point weights at the "
+            f"{variant!r} checkpoint (`{_train_command(path, variant)}` makes one) or set variant = {actual!r}"
+        )
+
+
+def load_reference(weights: str | None = None, variant: str | None = None) -> PortraitModel:
+    """The FlashPortrait reference model (``reference_model.pipeline.portrait_model``) as a PortraitModel."""
+    check_reference_args(weights, variant)
+    from reference_model.pipeline import portrait_model
+
+    return portrait_model(weights=weights)
 
 
 models = Registry("model")
@@ -201,5 +251,34 @@ models.register(
 models.register(
     "reference",
     load_reference,
-    doc="FlashPortrait reference model trained on the synthetic portrait world",
+    doc="FlashPortrait reference model trained on the synthetic portrait world (weights=, variant=)",
 )
+# What can be checked of a model's parameters before it is built (files, variants), by model name.
+_ARG_CHECKS: dict[str, Callable[..., None]] = {"reference": check_reference_args}
+
+
+def model_params(name: str) -> list[str]:
+    """The parameters a suite may give model ``name`` (``model_args``)."""
+    factory = models.get(name)
+    return [p for p in inspect.signature(factory).parameters if p != "self"]
+
+
+def check_model_args(name: str, args: Mapping[str, Any]) -> None:
+    """Raise ValueError (what is wrong and the fix) if ``args`` cannot build model ``name``."""
+    check = _ARG_CHECKS.get(name)
+    if check is not None:
+        check(**args)
+
+
+def build_models(
+    name: str, model_args: Mapping[str, Mapping[str, Any]]
+) -> dict[str, PortraitModel]:
+    """One model per setting, from ``{setting: model_args}``; settings with equal args share one instance."""
+    built: dict[str, PortraitModel] = {}
+    out = {}
+    for setting, args in model_args.items():
+        key = json.dumps(dict(args), sort_keys=True, default=str)
+        if key not in built:
+            built[key] = models.build(name, **args)
+        out[setting] = built[key]
+    return out

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from flashbench.denoiser import Cond
 from flashbench.measure import METRICS, MIN_POOLED_VIDEOS, SPEED, Measurer
-from flashbench.models import CaseInputs, PortraitModel, models
+from flashbench.models import CaseInputs, PortraitModel, build_models
 from flashbench.sampling import Guidance, Sample, sample
 from flashbench.schedule import flow_match_sigmas
 from flashbench.settings import Setting
@@ -191,8 +191,22 @@ def metric_backends(suite: Suite, measurer: Measurer) -> dict[str, dict[str, Any
     return out
 
 
+def model_manifest(suite: Suite, setting_models: dict[str, PortraitModel]) -> dict[str, Any]:
+    """{"name", "weights"} of the baseline's model, plus "settings": {setting: weights} for settings with their own."""
+    base = setting_models[suite.baseline]
+    out: dict[str, Any] = {"name": suite.model, "weights": base.weights()}
+    own = {name: model.weights() for name, model in setting_models.items() if model is not base}
+    if own:
+        out["settings"] = own
+    return out
+
+
 def build_manifest(
-    suite: Suite, model: PortraitModel, measurer: Measurer, threads: int, devices: int
+    suite: Suite,
+    setting_models: dict[str, PortraitModel],
+    measurer: Measurer,
+    threads: int,
+    devices: int,
 ) -> dict[str, Any]:
     return {
         "format_version": FORMAT_VERSION,
@@ -202,7 +216,7 @@ def build_manifest(
         "suite_path": suite.path,
         "protocol": suite.protocol,
         "baseline": suite.baseline,
-        "model": {"name": suite.model, "weights": model.weights()},
+        "model": model_manifest(suite, setting_models),
         "steps": suite.steps,
         "shift": suite.shift,
         "seeds": list(suite.seeds),
@@ -224,7 +238,7 @@ def build_manifest(
 def open_run_dir(
     out: Path,
     suite: Suite,
-    model: PortraitModel,
+    setting_models: dict[str, PortraitModel],
     measurer: Measurer,
     *,
     resume: bool,
@@ -251,8 +265,12 @@ def open_run_dir(
                 f"{suite.path} (version {suite.version!r}) has sha256 {suite.sha256[:12]}; rows of different suites are never "
                 "mixed: choose another --out"
             )
-        recorded = (manifest.get("model") or {}).get("weights")
-        if recorded is not None and recorded != model.weights():
+        recorded = manifest.get("model") or {}
+        current = model_manifest(suite, setting_models)
+        if "weights" in recorded and (recorded["weights"], recorded.get("settings")) != (
+            current["weights"],
+            current.get("settings"),
+        ):
             raise ValueError(
                 f"run directory {str(out)!r} was sampled with other {suite.model!r} model weights "
                 f"({recorded}); rows of different models are never mixed: choose another --out"
@@ -263,7 +281,7 @@ def open_run_dir(
         raise ValueError(f"--out {str(out)!r} is a file; choose a directory")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "suite.toml", dumps_toml(suite.resolved()).encode())
-    atomic_json(manifest_path, build_manifest(suite, model, measurer, threads, devices))
+    atomic_json(manifest_path, build_manifest(suite, setting_models, measurer, threads, devices))
 
 
 def remove_stale_temp_files(out: Path) -> list[Path]:
@@ -340,6 +358,14 @@ def cond_to(cond: Cond, device: torch.device | str) -> Cond:
         cond,
         static={k: move(v) for k, v in cond.static.items()},
         temporal={k: move(v) for k, v in cond.temporal.items()},
+    )
+
+
+def _noise(unit: Unit, inputs: CaseInputs) -> Tensor:
+    """The unit's initial noise: drawn on the CPU from the case and seed, shared by every setting."""
+    return torch.randn(
+        inputs.latent_shape,
+        generator=torch.Generator().manual_seed(noise_seed(unit.case, unit.seed)),
     )
 
 
@@ -489,23 +515,30 @@ def _trace(result: Sample) -> list[dict[str, Any]]:
 
 
 class CaseRunner:
-    """Runs the units of a suite into a run directory; one instance per process."""
+    """Runs the units of a suite into a run directory; one instance per process.
+
+    ``setting_models`` maps each setting to its model (``build_models``); the baseline
+    setting's model prepares the cases' shared files and serves the world-* metrics.
+    """
 
     def __init__(
         self,
         suite: Suite,
-        model: PortraitModel,
+        setting_models: dict[str, PortraitModel],
         out: Path,
         progress: bool | None = None,
         measurer: Measurer | None = None,
         device: torch.device | str = "cpu",
     ) -> None:
-        self.suite, self.model, self.out, self.progress = suite, model, Path(out), progress
+        self.suite, self.out, self.progress = suite, Path(out), progress
+        self.setting_models = setting_models
+        self.model = setting_models[suite.baseline]
         self.device = device
-        if isinstance(model.denoiser, torch.nn.Module):
-            model.denoiser.to(device)
+        for model in setting_models.values():
+            if isinstance(model.denoiser, torch.nn.Module):
+                model.denoiser.to(device)
         self.measurer = measurer or Measurer(
-            suite.metrics.names, dict(suite.metrics.backends), model
+            suite.metrics.names, dict(suite.metrics.backends), self.model
         )
 
     def _baseline(self, case: CaseSpec, seed: int, inputs: CaseInputs, noise: Tensor) -> Tensor:
@@ -533,15 +566,23 @@ class CaseRunner:
     def _cache(self, path: Path, latents: Tensor) -> None:
         _atomic_with(path, lambda tmp: torch.save(latents.contiguous(), tmp))
 
-    def run_unit(self, unit: Unit, inputs: CaseInputs, bar: tqdm | None = None) -> bool:
-        """Sample one unit and write its video, trace and (last) rows; failures go to errors/."""
-        suite, model, out = self.suite, self.model, self.out
+    def run_unit(
+        self,
+        unit: Unit,
+        inputs_of: Callable[[PortraitModel], CaseInputs],
+        bar: tqdm | None = None,
+    ) -> bool:
+        """Sample one unit and write its video, trace and (last) rows; failures go to errors/.
+
+        ``inputs_of(model)`` gives the case's inputs for a model (prepared once per model:
+        conditioning is normalised with each checkpoint's own statistics).
+        """
+        suite, out = self.suite, self.out
+        model = self.setting_models[unit.setting.name]
         error_path = out / "errors" / f"{unit.name}.json"
         try:
-            noise = torch.randn(
-                inputs.latent_shape,
-                generator=torch.Generator().manual_seed(noise_seed(unit.case, unit.seed)),
-            )
+            inputs = inputs_of(model)
+            noise = _noise(unit, inputs)
             result = _sample(suite, model, unit.setting, inputs, noise, bar, self.device)
             is_baseline = unit.setting.name == suite.baseline
             if is_baseline:
@@ -554,8 +595,9 @@ class CaseRunner:
             if inputs.driving is not None:
                 targets["driving"] = inputs.driving
             if not is_baseline and "baseline" in suite.metrics.references:
-                targets["baseline"] = model.decode(
-                    self._baseline(unit.case, unit.seed, inputs, noise)
+                base_inputs = inputs_of(self.model)
+                targets["baseline"] = self.model.decode(
+                    self._baseline(unit.case, unit.seed, base_inputs, _noise(unit, base_inputs))
                 )
             rows = unit_rows(suite, self.measurer, unit, result, video, targets)
             write_video(
@@ -586,8 +628,15 @@ class CaseRunner:
         skipped = len(units) - len(todo)
         if not todo:
             return 0, skipped, 0
+        prepared: dict[int, CaseInputs] = {}
+
+        def inputs_of(model: PortraitModel) -> CaseInputs:
+            if id(model) not in prepared:
+                prepared[id(model)] = model.prepare(case)
+            return prepared[id(model)]
+
         try:
-            inputs = self.model.prepare(case)
+            inputs = inputs_of(self.model)
             case_dir = self.out / "videos" / case.id
             if not (case_dir / "reference.png").is_file():
                 write_image(case_dir / "reference.png", inputs.reference_image)
@@ -608,7 +657,7 @@ class CaseRunner:
         with steps:
             for unit in todo:
                 steps.set_postfix_str(f"{unit.setting.name} seed {unit.seed}")
-                if self.run_unit(unit, inputs, steps):
+                if self.run_unit(unit, inputs_of, steps):
                     done += 1
                 else:
                     failed += 1
@@ -633,6 +682,11 @@ def record_error(
         out / "errors" / f"{name}.json",
         {"unit": name, "case": case, "setting": setting, "seed": seed, "error": message},
     )
+
+
+def suite_models(suite: Suite) -> dict[str, PortraitModel]:
+    """The model of each setting of ``suite`` (one instance per distinct model_args)."""
+    return build_models(suite.model, {s.name: suite.model_args_for(s.name) for s in suite.settings})
 
 
 def case_units(
@@ -797,12 +851,13 @@ def run_suite(
     out = Path(out)
     threads = threads or torch.get_num_threads()
     torch.set_num_threads(threads)
-    model = models.build(suite.model)
+    setting_models = suite_models(suite)
+    model = setting_models[suite.baseline]
     measurer = Measurer(suite.metrics.names, dict(suite.metrics.backends), model)
     plan = case_units(suite, model, limit)
     check_pooled(suite, measurer, [case for case, _ in plan])
-    open_run_dir(out, suite, model, measurer, resume=resume, threads=threads)
-    runner = CaseRunner(suite, model, out, progress, measurer, device)
+    open_run_dir(out, suite, setting_models, measurer, resume=resume, threads=threads)
+    runner = CaseRunner(suite, setting_models, out, progress, measurer, device)
     done = skipped = failed = 0
     start = time.perf_counter()
     with tqdm(

@@ -38,6 +38,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "description",
         "protocol",
         "model",
+        "model_args",
         "steps",
         "shift",
         "baseline",
@@ -64,6 +65,7 @@ _SETTING_KEYS = (
     "windowing",
     "windowing_args",
     "guidance_scale",
+    "model_args",
     "sweep",
 )
 
@@ -163,6 +165,9 @@ class Suite:
     description: str = ""
     protocol: str | None = None
     model: str = "toy"
+    model_args: Mapping[str, Any] = field(default_factory=dict)
+    # Per-setting model parameters (e.g. one checkpoint per NFEB variant), over model_args.
+    setting_model_args: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     steps: int = 30
     shift: float = 5.0
     baseline: str = "baseline"
@@ -182,6 +187,10 @@ class Suite:
             f"setting {name!r} is not in suite {self.name!r}; use one of {[s.name for s in self.settings]}"
         )
 
+    def model_args_for(self, setting: str) -> dict[str, Any]:
+        """The model parameters of ``setting``: the suite's, overridden by the setting's own."""
+        return {**self.model_args, **self.setting_model_args.get(setting, {})}
+
     def resolved(self) -> dict[str, Any]:
         """The suite as plain data, with defaults filled and sweeps expanded (written as suite.toml)."""
         return {
@@ -191,6 +200,7 @@ class Suite:
                 "description": self.description,
                 "protocol": self.protocol or "",
                 "model": self.model,
+                "model_args": dict(self.model_args),
                 "steps": self.steps,
                 "shift": self.shift,
                 "baseline": self.baseline,
@@ -216,7 +226,15 @@ class Suite:
                 "per_frame": list(self.metrics.per_frame),
                 "backends": dict(self.metrics.backends),
             },
-            "settings": [setting_dict(s) for s in self.settings],
+            "settings": [
+                setting_dict(s)
+                | (
+                    {"model_args": dict(self.setting_model_args[s.name])}
+                    if s.name in self.setting_model_args
+                    else {}
+                )
+                for s in self.settings
+            ],
         }
 
 
@@ -425,6 +443,22 @@ def _metrics(where: _Where, data: Any) -> Metrics:
     return Metrics(names, references, per_frame, dict(backends))
 
 
+def _model_args(where: _Where, key: str, value: Any, model: str) -> dict[str, Any]:
+    """A model_args table whose keys are parameters of ``model`` (values are checked with the model's own check)."""
+    from flashbench.models import model_params  # late: models imports suite's records
+
+    if not isinstance(value, dict):
+        raise where.error(
+            key,
+            f'must be a table of model parameters, e.g. {{ weights = "runs/nfeb/add/dit_small.pt" }}, got {value!r}',
+        )
+    params = model_params(model)
+    for name in value:
+        if name not in params:
+            raise where.unknown(f"{key}.{name}", name, params, f"parameter of model {model!r}")
+    return dict(value)
+
+
 def _expand_setting(
     where: _Where, index: int, data: Any, default_guidance: float | None
 ) -> list[Setting]:
@@ -545,7 +579,7 @@ def parse_suite(text: str, path: str = "<suite>") -> Suite:
         else version
     )
     model = _str(where, "suite.model", head.get("model", "toy"))
-    from flashbench.models import models  # late: models imports suite's records
+    from flashbench.models import check_model_args, models  # late: models imports suite's records
 
     if model not in models:
         raise where.unknown("suite.model", model, models.names(), "model")
@@ -560,9 +594,18 @@ def parse_suite(text: str, path: str = "<suite>") -> Suite:
         raise where.error(
             "settings", 'needs at least one [[settings]] entry, e.g. [[settings]] use = "baseline"'
         )
+    model_args = _model_args(where, "suite.model_args", head.get("model_args", {}), model)
     expanded: list[Setting] = []
+    setting_model_args: dict[str, dict[str, Any]] = {}
+    args_key: dict[str, str] = {}
     for index, entry in enumerate(raw_settings):
-        expanded.extend(_expand_setting(where, index, entry, scale))
+        entry_settings = _expand_setting(where, index, entry, scale)
+        if isinstance(entry, dict) and "model_args" in entry:
+            own = _model_args(where, f"settings[{index}].model_args", entry["model_args"], model)
+            for s in entry_settings:
+                setting_model_args[s.name] = own
+                args_key[s.name] = f"settings[{index}].model_args"
+        expanded.extend(entry_settings)
     names = [s.name for s in expanded]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -578,6 +621,18 @@ def parse_suite(text: str, path: str = "<suite>") -> Suite:
                 "settings",
                 f"setting name {s.name!r} must be letters, digits, '-', '.' or single '_'",
             )
+    checked: set[str] = set()
+    for s in expanded:
+        args = {**model_args, **setting_model_args.get(s.name, {})}
+        fingerprint = json.dumps(args, sort_keys=True, default=str)
+        if fingerprint in checked:
+            continue
+        checked.add(fingerprint)
+        key = args_key.get(s.name, "suite.model_args")
+        try:
+            check_model_args(model, args)
+        except ValueError as err:
+            raise where.error(key, str(err)) from err
     baseline = _str(where, "suite.baseline", head.get("baseline", names[0]))
     if baseline not in names:
         raise where.unknown("suite.baseline", baseline, names, "setting")
@@ -594,6 +649,8 @@ def parse_suite(text: str, path: str = "<suite>") -> Suite:
         description=_str(where, "suite.description", head.get("description", "")),
         protocol=protocol,
         model=model,
+        model_args=model_args,
+        setting_model_args=setting_model_args,
         steps=_int(where, "suite.steps", head.get("steps", 30), 1),
         shift=_float(where, "suite.shift", head.get("shift", 5.0), positive=True),
         baseline=baseline,

@@ -18,11 +18,17 @@ def test_every_shipped_suite_validates():
         "acceleration",
         "long_video",
         "nfeb_ablation",
+        "alp_ablation",
         "window_ablation",
         "leaderboard",
     } <= set(names)
     for name in names:
-        suite = load_suite(name)
+        try:
+            suite = load_suite(name)
+        except ValueError as err:
+            # The NFEB variants' checkpoints are trained by the user (only `paper` ships).
+            assert name == "nfeb_ablation" and "python -m reference_model.train_model" in str(err)
+            continue
         assert suite.baseline in [s.name for s in suite.settings]
 
 
