@@ -93,30 +93,33 @@ def _colours(identity: Tensor) -> dict[str, Tensor]:
     }
 
 
+# Frame-sized temporaries are freed and allocated again for every shape, and each fresh one
+# costs page faults, so the helpers below chain in-place operations on one new buffer.
+
+
 def _cov(sd: Tensor, softness: float) -> Tensor:
-    """Coverage of a shape from its signed distance (negative inside)."""
-    return torch.sigmoid(sd * (-1.0 / softness))
+    """Coverage of a shape from its signed distance (negative inside); overwrites ``sd``."""
+    return sd.mul_(-1.0 / softness).sigmoid_()
 
 
 def _ellipse_sd(x: Tensor, y: Tensor, a: Tensor, b: Tensor) -> Tensor:
     """Approximate signed distance to an axis-aligned ellipse centred at the origin."""
-    r = torch.sqrt((x / a).square() + (y / b).square() + 1e-8)
-    return (r - 1.0) * torch.minimum(a, b)
+    r = (x / a).square_().add_((y / b).square_())
+    return r.add_(1e-8).sqrt_().sub_(1.0).mul_(torch.minimum(a, b))
 
 
 def _thin_ellipse_sd(x: Tensor, y: Tensor, a: Tensor, b: Tensor) -> Tensor:
     """Signed distance to a thin ellipse, measured vertically and cut at its tips."""
     # The radial approximation badly underestimates distance for thin ellipses, which
     # would smear a closed eye into a line across the frame.
-    profile = b * torch.sqrt(torch.clamp(1.0 - (x / a).square(), min=0.0))
-    return torch.maximum(x.abs() - a, y.abs() - profile)
+    profile = (x / a).square_().neg_().add_(1.0).clamp_(min=0.0).sqrt_().mul_(b)
+    outside = x.abs().sub_(a)
+    return torch.maximum(outside, y.abs().sub_(profile), out=outside)
 
 
-def _over(canvas: Tensor, colour: Tensor, alpha: Tensor) -> Tensor:
+def _over(canvas: Tensor, colour: Tensor, alpha: Tensor) -> None:
     """Composite ``colour`` ([N, 3]) with coverage ``alpha`` ([N, H, W]) over ``canvas``, in place."""
-    # In-place lerp allocates nothing; a fresh [N, 3, H, W] temporary per layer costs more in
-    # page faults than the arithmetic.
-    return canvas.lerp_(colour[:, :, None, None], alpha[:, None])
+    canvas.lerp_(colour[:, :, None, None], alpha[:, None])
 
 
 def render(identity: Tensor, expression: Tensor, size: int = 64, chunk: int = 64) -> Tensor:
@@ -248,22 +251,25 @@ def _render_chunk(identity: Tensor, expression: Tensor, canvas: Tensor, scratch:
     # Hair behind the head moves against the turn, showing more of the back of the head.
     hair_shift_x = -0.10 * sin_yaw
     hair_shift_y = -0.06 * sin_pitch
-    back = _ellipse_sd(x - hair_shift_x, y + 0.06 - hair_shift_y, face_a + 0.08, face_b + 0.06)
+    hair_x = x - hair_shift_x
+    back = _ellipse_sd(hair_x, y - (hair_shift_y - 0.06), face_a + 0.08, face_b + 0.06)
     hair_len = _lerp(p("hair_length"), 0.0, 0.75)
-    curtain = torch.maximum(
-        (x - hair_shift_x).abs() - (face_a + 0.07), (y - 0.35 * hair_len).abs() - 0.35 * hair_len
-    )
-    canvas = _over(canvas, colours["hair"], _cov(torch.minimum(back, curtain), soft))
+    curtain = hair_x.abs_().sub_(face_a + 0.07)
+    torch.maximum(curtain, (y - 0.35 * hair_len).abs_().sub_(0.35 * hair_len), out=curtain)
+    _over(canvas, colours["hair"], _cov(torch.minimum(back, curtain, out=back), soft))
 
     # Neck, then the face; the skin is shaded by the turn so that yaw and pitch read as light.
-    neck = torch.maximum(x.abs() - 0.5 * face_a, (y - face_b - 0.25).abs() - 0.35)
+    neck = x.abs().sub_(0.5 * face_a)
+    torch.maximum(neck, (y - (face_b + 0.25)).abs_().sub_(0.35), out=neck)
     skin_dark = colours["skin"] * 0.8
-    canvas = _over(canvas, skin_dark, _cov(neck, soft))
+    _over(canvas, skin_dark, _cov(neck, soft))
     face_sd = _ellipse_sd(
         x, y, face_a * (0.92 + 0.08 * cos_yaw), face_b * (0.95 + 0.05 * cos_pitch)
     )
-    light = 1.0 - 0.22 * (x / face_a - 0.6 * sin_yaw) * sin_yaw - 0.15 * (y / face_b) * sin_pitch
-    face_alpha = _cov(face_sd, soft)
+    # 1 - 0.22 (x / a - 0.6 sin yaw) sin yaw - 0.15 (y / b) sin pitch, as two passes.
+    light = torch.addcmul(1.0 + 0.132 * sin_yaw.square(), x, -0.22 * sin_yaw / face_a)
+    light.addcmul_(y, -0.15 * sin_pitch / face_b)
+    face_alpha = _cov(face_sd.clone(), soft)
     torch.mul(colours["skin"][:, :, None, None], light[:, None], out=scratch)
     canvas.lerp_(scratch, face_alpha[:, None])
 
@@ -316,22 +322,23 @@ def _render_chunk(identity: Tensor, expression: Tensor, canvas: Tensor, scratch:
             ),
         )
         ex, ey = x_eye - cx, y_eye - cy
-        opening = _thin_ellipse_sd(ex, ey, half_w, half_h)
+        inside = _cov(_thin_ellipse_sd(ex, ey, half_w, half_h), soft)
         # A closed eye leaves its lash line: a thin dark stroke across the eye.
-        lash = torch.maximum(ex.abs() - half_w, (ey - half_h * 0.6).abs() - 0.012)
-        patch = _over(patch, dark, _cov(lash, soft) * (1.0 - openness) * 0.8)
-        inside = _cov(opening, soft)
-        patch = _over(patch, white, inside)
+        lash = ex.abs().sub_(half_w)
+        torch.maximum(lash, (ey - half_h * 0.6).abs_().sub_(0.012), out=lash)
+        _over(patch, dark, _cov(lash, soft).mul_((1.0 - openness) * 0.8))
+        _over(patch, white, inside)
         iris_r = eye_w * 0.5
-        iris_d = torch.sqrt((ex / fx).square() + ey.square() + 1e-8)
-        patch = _over(patch, colours["eye"], torch.minimum(_cov(iris_d - iris_r, soft), inside))
-        patch = _over(patch, dark, torch.minimum(_cov(iris_d - iris_r * 0.45, soft), inside))
+        iris_d = (ex / fx).square_().add_(ey.square()).add_(1e-8).sqrt_()
+        iris = _cov(iris_d - iris_r, soft)
+        _over(patch, colours["eye"], torch.minimum(iris, inside, out=iris))
+        pupil = _cov(iris_d.sub_(iris_r * 0.45), soft)
+        _over(patch, dark, torch.minimum(pupil, inside, out=pupil))
 
         # Brows: lifted by brow_raise; the inner ends tilt down with a frown (negative smile).
-        bx, by = ex, y_eye - brow_y
-        by = by + tilt * bx
-        brow = _thin_ellipse_sd(bx, by, brow_w, brow_h)
-        patch = _over(patch, colours["brow"], _cov(brow, soft))
+        by = torch.addcmul(y_eye - brow_y, tilt, ex)
+        brow = _thin_ellipse_sd(ex, by, brow_w, brow_h)
+        _over(patch, colours["brow"], _cov(brow, soft))
         canvas.put_(index, patch)
 
     # Nose: a shaded wedge that sits farthest forward, so it moves most with the turn.
@@ -341,13 +348,10 @@ def _render_chunk(identity: Tensor, expression: Tensor, canvas: Tensor, scratch:
     nose_w = _lerp(p("nose_width"), 0.035, 0.07)
     ncx, ncy, nfx, nfy = place(0.0, 0.07, 0.55)
     nx, ny = x - ncx, y - ncy
-    nose = _ellipse_sd(
-        nx,
-        ny,
-        nose_w * (0.6 + 0.4 * (ny / nose_len + 1.0) * 0.5).clamp(min=0.3) * nfx,
-        nose_len * nfy,
-    )
-    canvas = _over(canvas, colours["skin"] * 0.72, _cov(nose, soft) * 0.85)
+    # The half width 0.6 + 0.4 (ny / nose_len + 1) / 2, in nose widths, widens downwards.
+    nose_a = (ny * (0.2 / nose_len)).add_(0.8).clamp_(min=0.3).mul_(nose_w * nfx)
+    nose = _ellipse_sd(nx, ny, nose_a, nose_len * nfy)
+    _over(canvas, colours["skin"] * 0.72, _cov(nose, soft).mul_(0.85))
 
     # Mouth: a lip band around a centre line bent by smile; mouth_open opens a dark gap.
     mouth_w = _lerp(p("mouth_width"), 0.10, 0.17)
@@ -361,27 +365,29 @@ def _render_chunk(identity: Tensor, expression: Tensor, canvas: Tensor, scratch:
         (mcx - half_w - margin, mcx + half_w + margin, mcy - reach, mcy + reach),
     )
     mx, my = x_mouth - mcx, y_mouth - mcy
-    t = (mx / half_w).clamp(-1.0, 1.0)
-    bow = 1.0 - t.square()
-    centre = -0.06 * smile * t.square() + 0.02 * smile
-    gap = 0.10 * e("mouth_open") * bow * mfy
-    off = (my - centre).abs()
-    lips = torch.maximum(mx.abs() - half_w, off - (gap + 0.022 * mfy * (0.3 + 0.7 * bow)))
-    patch = _over(patch, colours["lip"], _cov(lips, soft))
-    inner = torch.maximum(mx.abs() - half_w * 0.85, off - gap)
-    patch = _over(patch, torch.tensor([[0.25, 0.05, 0.07]]).expand(n, 3), _cov(inner, soft))
+    t_square = (mx / half_w).clamp_(-1.0, 1.0).square_()
+    bow = t_square.neg().add_(1.0)
+    # The lip centre line is 0.02 smile - 0.06 smile t^2.
+    off = torch.addcmul(my - 0.02 * smile, t_square, 0.06 * smile).abs_()
+    gap = bow * (0.10 * e("mouth_open") * mfy)
+    lip_edge = bow.mul_(0.7 * 0.022 * mfy).add_(gap).add_(0.3 * 0.022 * mfy)
+    mx_abs = mx.abs_()
+    lips = mx_abs - half_w
+    torch.maximum(lips, lip_edge.neg_().add_(off), out=lips)
+    _over(patch, colours["lip"], _cov(lips, soft))
+    inner = mx_abs.sub_(half_w * 0.85)
+    torch.maximum(inner, off.sub_(gap), out=inner)
+    _over(patch, torch.tensor([[0.25, 0.05, 0.07]]).expand(n, 3), _cov(inner, soft))
     canvas.put_(index, patch)
 
     # Fringe: hair over the forehead, within the head outline, down to a wavy line.
     depth = _lerp(p("fringe"), 0.05, 0.45) * face_b
-    line = (
-        -face_b
-        + depth
-        + 0.03 * torch.sin(x * 18.0 + p("fringe") * 20.0)
-        + 0.1 * (x / face_a).square() * depth
-    )
-    fringe = torch.maximum(face_sd - 0.01, y - line)
-    canvas = _over(canvas, colours["hair"], _cov(fringe, soft))
+    # line = -face_b + depth + 0.03 sin(18 x + 20 fringe) + 0.1 (x / face_a)^2 depth
+    line = torch.sin((x * 18.0).add_(p("fringe") * 20.0)).mul_(0.03)
+    line.addcmul_(x.square(), 0.1 * depth / face_a.square()).add_(depth - face_b)
+    fringe = face_sd.sub_(0.01)
+    torch.maximum(fringe, line.neg_().add_(y), out=fringe)
+    _over(canvas, colours["hair"], _cov(fringe, soft))
 
     # Glasses: two rings and a bridge, drawn only on the frames of identities that wear them.
     wearers = (p("glasses") < 0.35).flatten().nonzero().flatten()
@@ -414,7 +420,7 @@ def _render_chunk(identity: Tensor, expression: Tensor, canvas: Tensor, scratch:
             (y_glasses - 0.5 * (ly + ry)).abs() - 0.01,
         )
         frame_sd = torch.minimum(torch.minimum(rings[0], rings[1]), bridge)
-        patch = _over(patch, colours["glasses"][wearers], _cov(frame_sd, soft))
+        _over(patch, colours["glasses"][wearers], _cov(frame_sd, soft))
         canvas.put_(index, patch)
 
     canvas.clamp_(0.0, 1.0)
