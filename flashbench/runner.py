@@ -3,6 +3,8 @@
 Work is split into units (case x setting x seed). A unit's rows file is written last, with
 ``os.replace``, so a unit is either finished (its rows file exists) or redone on resume:
 a run killed at any point and resumed ends with exactly the rows of an uninterrupted run.
+Pooled metrics (FVD, FID) compare sets of videos: once a setting's units have finished, its
+saved videos are read back and pooled into one row per metric and reference.
 """
 
 from __future__ import annotations
