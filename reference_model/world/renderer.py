@@ -122,7 +122,7 @@ def _over(canvas: Tensor, colour: Tensor, alpha: Tensor) -> None:
     canvas.lerp_(colour[:, :, None, None], alpha[:, None])
 
 
-def render(identity: Tensor, expression: Tensor, size: int = 64, chunk: int = 64) -> Tensor:
+def render(identity: Tensor, expression: Tensor, size: int = 64, chunk: int = 32) -> Tensor:
     """Frames ``[N, 3, size, size]`` in [0, 1] for identities ``[N, 20]`` and expressions ``[N, 7]``."""
     if identity.ndim != 2 or identity.shape[1] != NUM_ID_ATTRIBUTES:
         raise ValueError(
@@ -142,7 +142,7 @@ def render(identity: Tensor, expression: Tensor, size: int = 64, chunk: int = 64
     if size < 8:
         raise ValueError(f"size={size} is too small to draw a face; use size >= 8")
     if chunk < 1:
-        raise ValueError(f"chunk={chunk} must be positive; use e.g. chunk=64")
+        raise ValueError(f"chunk={chunk} must be positive; use e.g. chunk=32")
     # Small chunks keep every intermediate in cache; whole batches are several times slower.
     # Each chunk is drawn straight into its slice of the frames, with one scratch buffer
     # shared by all chunks, so no frame-sized temporary is allocated per chunk.
@@ -156,10 +156,10 @@ def render(identity: Tensor, expression: Tensor, size: int = 64, chunk: int = 64
     return frames
 
 
-# Beyond this many softness widths outside a shape its coverage is below sigmoid(-16) ~ 1e-7,
+# Beyond this many softness widths outside a shape its coverage is below sigmoid(-14) ~ 8e-7,
 # so features are drawn only in windows around them: the frame differs from drawing
 # everywhere by well under 1e-5, and the networks trained on these frames see the same world.
-_CUTOFF = 16.0
+_CUTOFF = 14.0
 
 
 class _Windows:
@@ -171,7 +171,7 @@ class _Windows:
         self.cos_roll = cos_roll
         self.sin_roll = sin_roll
 
-    def head_coords(self, gx: Tensor, gy: Tensor, frames: Tensor | slice) -> tuple[Tensor, Tensor]:
+    def head_coords(self, gx: Tensor, gy: Tensor, frames: Tensor) -> tuple[Tensor, Tensor]:
         """Head-local coordinates: the image rotated about the head centre by -roll."""
         cr, sr = self.cos_roll[frames], self.sin_roll[frames]
         dx, dy = gx, gy - self.head_y
