@@ -70,6 +70,57 @@ def test_render_is_deterministic_and_chunk_independent():
     assert torch.allclose(whole, render(identity, expression, 32, chunk=3), atol=1e-6)
 
 
+def test_render_of_fixed_faces_is_pinned():
+    """The shipped networks were trained on these frames: a faster renderer must draw the same."""
+    # Values from the renderer the networks were trained on (commit 9647cf0), which drew every
+    # shape over the whole frame; identity 10600 wears glasses, frame 1 is turned and rolled.
+    identity = identity_params([3, 10_600, 42])
+    expression = neutral_expression(3)
+    expression[1] = torch.tensor([0.5, -0.3, 0.25, 0.2, 0.9, 0.8, -0.7])
+    expression[2] = torch.tensor([-0.45, 0.2, -0.1, 1.0, 0.0, 0.3, 0.9])
+    frames = render(identity, expression, 64).double()
+    means = [
+        [0.3978797, 0.4115801, 0.4893868],
+        [0.6112667, 0.3886287, 0.3938995],
+        [0.2707797, 0.3489446, 0.2426536],
+    ]
+    assert torch.allclose(frames.mean((2, 3)), torch.tensor(means, dtype=torch.float64), atol=1e-6)
+    generator = torch.Generator().manual_seed(0)
+    weights = torch.rand(3, 64, 64, generator=generator, dtype=torch.float64) * 2 - 1
+    projection = torch.tensor([0.0051838, 0.0034359, 0.0029592], dtype=torch.float64)
+    assert torch.allclose((frames * weights).mean((1, 2, 3)), projection, atol=1e-6)
+    # Red channel over the eyes, brows, nose, mouth and glasses.
+    rows, cols = [14, 22, 27, 30, 38, 45], [20, 26, 32, 38, 44]
+    red = [
+        [
+            [0.30805, 0.29493, 0.30582, 0.29791, 0.30821],
+            [0.35001, 0.85412, 0.83646, 0.84689, 0.30119],
+            [0.73067, 0.3157, 0.80948, 0.30154, 0.56503],
+            [0.82171, 0.59934, 0.79423, 0.50065, 0.72016],
+            [0.81175, 0.85893, 0.72825, 0.85904, 0.6807],
+            [0.3421, 0.84785, 0.84352, 0.83956, 0.2967],
+        ],
+        [
+            [0.65032, 0.63107, 0.59495, 0.63346, 0.64802],
+            [0.57185, 0.73213, 0.59148, 0.51775, 0.57901],
+            [0.61144, 0.75055, 0.46006, 0.4417, 0.28969],
+            [0.69638, 0.75198, 0.5981, 0.4771, 0.28367],
+            [0.74754, 0.75775, 0.65746, 0.27993, 0.58722],
+            [0.59401, 0.75724, 0.72175, 0.64938, 0.58671],
+        ],
+        [
+            [0.18278, 0.19071, 0.22642, 0.16105, 0.17921],
+            [0.46665, 0.58014, 0.60162, 0.62147, 0.26378],
+            [0.54734, 0.56926, 0.5865, 0.61278, 0.59352],
+            [0.40851, 0.53584, 0.21793, 0.60722, 0.62149],
+            [0.53534, 0.53694, 0.58029, 0.60265, 0.61257],
+            [0.35586, 0.44258, 0.54744, 0.59318, 0.35993],
+        ],
+    ]
+    picked = frames[:, 0][:, rows][:, :, cols]
+    assert torch.allclose(picked, torch.tensor(red, dtype=torch.float64), atol=2e-5)
+
+
 def test_each_expression_parameter_changes_the_frame_smoothly():
     identity = identity_params([11]).expand(3, -1)
     for k, name in enumerate(EXPRESSION_NAMES):
