@@ -318,16 +318,18 @@ def _render_chunk(identity: Tensor, expression: Tensor, canvas: Tensor, scratch:
         tilt = side * (0.25 * (brow_raise - 0.4) - 0.2 * torch.clamp(-smile, min=0.0))
         brow_w = eye_w * 1.25 * fx
         brow_h = thick * fy
-        # The brow is sheared by its tilt, so its reach in y grows with the window's width.
+        # The brow is sheared by its tilt, so its reach in y grows with the window's width;
+        # a closed eye's lash line reaches below its opening.
         brow_reach = brow_h + margin + tilt.abs() * (brow_w + margin)
+        eye_reach = torch.maximum(half_h, half_h * 0.6 + 0.012) + margin
         patch, x_eye, y_eye, index = windows.take(
             canvas,
             every,
             (
                 cx - brow_w - margin,
                 cx + brow_w + margin,
-                torch.minimum(brow_y - brow_reach, cy - half_h - margin),
-                torch.maximum(brow_y + brow_reach, cy + half_h + margin),
+                torch.minimum(brow_y - brow_reach, cy - eye_reach),
+                torch.maximum(brow_y + brow_reach, cy + eye_reach),
             ),
         )
         ex, ey = x_eye - cx, y_eye - cy
@@ -405,13 +407,20 @@ def _render_chunk(identity: Tensor, expression: Tensor, canvas: Tensor, scratch:
         (lx, ly, lfx, _), (rx, ry, rfx, _) = (
             tuple(v[wearers] for v in centre_values) for centre_values in eye_centres
         )
+        # Rings are foreshortened in x, so the bridge's own margin can reach further out.
         ring_reach = ring_r + 0.012 + margin
         patch, x_glasses, y_glasses, index = windows.take(
             canvas,
             wearers,
             (
-                torch.minimum(lx - lfx * ring_reach, rx - rfx * ring_reach),
-                torch.maximum(lx + lfx * ring_reach, rx + rfx * ring_reach),
+                torch.minimum(
+                    torch.minimum(lx - lfx * ring_reach, rx - rfx * ring_reach),
+                    torch.minimum(lx, rx) - margin,
+                ),
+                torch.maximum(
+                    torch.maximum(lx + lfx * ring_reach, rx + rfx * ring_reach),
+                    torch.maximum(lx, rx) + margin,
+                ),
                 torch.minimum(ly, ry) - ring_reach,
                 torch.maximum(ly, ry) + ring_reach,
             ),
