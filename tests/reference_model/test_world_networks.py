@@ -61,9 +61,21 @@ def test_expression_extractor_regresses_each_part_on_held_out_faces():
     }
     assert torch.equal(model(frames), torch.cat(list(parts.values()), 1))
     # Looser than the figures measured on 1,024 test frames (see MODEL_CARD_WORLD.md).
-    bars = {"pose": 0.95, "eyes": 0.75, "brows": 0.85, "mouth": 0.9}
+    bars = {"pose": 0.95, "eyes": 0.85, "brows": 0.9, "mouth": 0.95}
     for part, r2 in r2_per_part(model(frames), expression).items():
         assert r2 > bars[part], f"R^2 of {part} is {r2:.3f}, below {bars[part]}"
+
+
+def test_expression_extractor_reads_autoencoder_reconstructions():
+    # Generated videos reach the extractor through the autoencoder; the extractor is trained
+    # to read them (codec_fraction), most of all the eyes, which the round trip blurs.
+    model, codec = load_expression_extractor(), load_autoencoder()
+    frames, expression = _test_frames(200)
+    with torch.no_grad():
+        recon = codec.decode(codec.encode(frames))
+    bars = {"pose": 0.95, "eyes": 0.45, "brows": 0.75, "mouth": 0.85}
+    for part, r2 in r2_per_part(model(recon), expression).items():
+        assert r2 > bars[part], f"R^2 of {part} on reconstructions is {r2:.3f}, below {bars[part]}"
 
 
 def test_identity_encoder_verifies_held_out_identities():
