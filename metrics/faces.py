@@ -6,6 +6,7 @@ same faces. InsightFace's models are licensed for non-commercial research only.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,18 @@ def onnx_session_options(threads: int | None = None) -> dict:
 def largest_face(boxes: np.ndarray) -> int:
     """Index of the largest box in [F, >=4] (x1, y1, x2, y2, ...); a video's subject fills the frame."""
     return int(np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))
+
+
+def largest_faces(
+    detector: FaceDetector, images: Tensor
+) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """(index, BGR image, box [1, 5], keypoints [1, 5, 2]) of the largest face of each image that has one."""
+    for index, image_bgr in enumerate(to_bgr_uint8(images)):
+        boxes, keypoints = detector(image_bgr)
+        if len(boxes) == 0:
+            continue
+        largest = largest_face(boxes)
+        yield index, image_bgr, boxes[largest : largest + 1], keypoints[largest : largest + 1]
 
 
 class FaceDetector:

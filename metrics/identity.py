@@ -24,7 +24,12 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from metrics.faces import FaceDetector, largest_face, onnx_session_options, to_bgr_uint8
+from metrics.faces import (
+    FaceDetector,
+    largest_faces,
+    onnx_session_options,
+    to_bgr_uint8,
+)
 from metrics.inputs import check_images, check_video, video_frames
 from metrics.weights import INSIGHTFACE_INSTALL, describe_backend, verified_weight
 
@@ -106,14 +111,8 @@ class ArcFaceEncoder:
     def __call__(self, images: Tensor) -> tuple[Tensor, Tensor]:
         embeddings = torch.zeros(images.shape[0], self.num_features)
         found = torch.zeros(images.shape[0], dtype=torch.bool)
-        for index, image_bgr in enumerate(to_bgr_uint8(images)):
-            boxes, keypoints = self.detect(image_bgr)
-            if len(boxes) == 0:
-                continue
-            largest = largest_face(boxes)
-            embeddings[index] = torch.from_numpy(
-                self.embed_aligned(image_bgr, keypoints[largest : largest + 1])[0]
-            )
+        for index, image_bgr, _, keypoints in largest_faces(self.detector, images):
+            embeddings[index] = torch.from_numpy(self.embed_aligned(image_bgr, keypoints)[0])
             found[index] = True
         return embeddings, found
 

@@ -22,7 +22,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from metrics.faces import FaceDetector, largest_face, onnx_session_options, to_bgr_uint8
+from metrics.faces import (
+    FaceDetector,
+    largest_faces,
+    onnx_session_options,
+    to_bgr_uint8,
+)
 from metrics.weights import INSIGHTFACE_INSTALL, verified_weight
 
 __all__ = [
@@ -145,14 +150,8 @@ class FaceLandmarks:
     def __call__(self, images: Tensor) -> tuple[Tensor, Tensor]:
         points = torch.zeros(images.shape[0], NUM_LANDMARKS, 2, dtype=torch.float64)
         found = torch.zeros(images.shape[0], dtype=torch.bool)
-        for index, image_bgr in enumerate(to_bgr_uint8(images)):
-            boxes, _ = self.detector(image_bgr)
-            if len(boxes) == 0:
-                continue
-            largest = largest_face(boxes)
-            points[index] = torch.from_numpy(
-                self.landmarks_in_boxes(image_bgr, boxes[largest : largest + 1])[0]
-            )
+        for index, image_bgr, box, _ in largest_faces(self.detector, images):
+            points[index] = torch.from_numpy(self.landmarks_in_boxes(image_bgr, box)[0])
             found[index] = True
         return points, found
 
