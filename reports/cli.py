@@ -83,7 +83,7 @@ def leaderboard(
 
 
 def compare(a: str | Path, b: str | Path, *, n_boot: int = 2000, seed: int = 0) -> int:
-    """Print B - A per metric with CIs; exit code 1 when B significantly regressed, else 0."""
+    """Print B - A per metric with CIs; exit code 1 when B significantly regressed or lost a measurement, else 0."""
     table = compare_runs(load_run(a), load_run(b), n_boot=n_boot, seed=seed)
     print(markdown_table(_rounded(table)))
     regressions = table[table["regression"]]
@@ -92,7 +92,11 @@ def compare(a: str | Path, b: str | Path, *, n_boot: int = 2000, seed: int = 0) 
             f"REGRESSION {row.setting} {row.metric}: {row.mean_a:.4g} -> {row.mean_b:.4g} "
             f"(diff {row.diff:+.4g}, 95% CI [{row.ci_low:+.4g}, {row.ci_high:+.4g}])"
         )
-    return 1 if len(regressions) else 0
+    # A setting whose units all failed in B has no rows there: a gate must not pass it.
+    lost = table[table["note"] == "only in run A"]
+    for row in lost.itertuples(index=False):
+        print(f"MISSING {row.setting} {row.metric}: measured in A, absent from B")
+    return 1 if len(regressions) or len(lost) else 0
 
 
 def gate(
@@ -182,7 +186,9 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     sub.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
     sub.set_defaults(func=_guarded(_leaderboard_command))
 
-    sub = subparsers.add_parser("compare", help="per-metric difference B - A; exit 1 on regression")
+    sub = subparsers.add_parser(
+        "compare", help="per-metric difference B - A; exit 1 on a regression or a lost measurement"
+    )
     sub.add_argument("run_a", help="reference run")
     sub.add_argument("run_b", help="candidate run")
     sub.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")

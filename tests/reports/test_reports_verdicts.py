@@ -163,7 +163,7 @@ def test_leaderboard_refuses_mixed_protocols_and_backends(golden_run, make_run, 
     assert "mix protocols" in capsys.readouterr().err
 
 
-def test_compare_lists_what_only_one_run_has(golden_run, make_run):
+def test_compare_lists_what_only_one_run_has(golden_run, make_run, capsys):
     partial = make_run("partial")
     for path in (partial / "rows").glob("*__alp_k5__*.json"):
         path.unlink()
@@ -171,3 +171,7 @@ def test_compare_lists_what_only_one_run_has(golden_run, make_run):
     only = table[table["note"] == "only in run A"]
     assert set(only["setting"]) == {"alp_k5"} and "psnr@baseline" in set(only["metric"])
     assert not table["regression"].any()
+    # Losing a measurement fails the comparison; gaining one does not.
+    assert compare(golden_run, partial, n_boot=200) == 1
+    assert "MISSING alp_k5 psnr@baseline" in capsys.readouterr().out
+    assert compare(partial, golden_run, n_boot=200) == 0
