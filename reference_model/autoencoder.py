@@ -7,13 +7,13 @@ unit standard deviation, as latent diffusion does (Rombach et al., 2022, arXiv:2
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from reference_model.shipped_weights import load_verified
+from reference_model.shipped_weights import load_network
 
 DOWNSAMPLE = 4
 
@@ -114,21 +114,12 @@ class Autoencoder(nn.Module):
         frames = torch.cat([self.decode(f) for f in flat.split(chunk)])
         return frames.view(b, t, *frames.shape[1:]).transpose(1, 2)
 
-    def checkpoint(self) -> dict:
-        """What ``load_autoencoder`` reads back."""
-        return {
-            "kind": "autoencoder",
-            "config": asdict(self.config),
-            "state_dict": self.state_dict(),
-        }
-
 
 def load_autoencoder(weights_dir: Path | str | None = None) -> Autoencoder:
     """The shipped autoencoder (sha256-verified), in eval mode with gradients off."""
-    checkpoint = load_verified("autoencoder", weights_dir)
-    model = Autoencoder(AutoencoderConfig(**checkpoint["config"]))
-    model.load_state_dict(checkpoint["state_dict"])
-    return model.eval().requires_grad_(False)
+    return load_network(
+        "autoencoder", lambda config: Autoencoder(AutoencoderConfig(**config)), weights_dir
+    )
 
 
 def psnr(prediction: Tensor, target: Tensor) -> Tensor:

@@ -17,13 +17,13 @@ Feature layout (``[N, 7]``, same order as ``EXPRESSION_NAMES``)::
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from reference_model.shipped_weights import load_verified
+from reference_model.shipped_weights import load_network
 from reference_model.world import (
     EXPRESSION_NAMES,
     NUM_EXPRESSION_PARAMS,
@@ -104,21 +104,12 @@ class ExpressionExtractor(nn.Module):
             for name, head in self.heads.items()
         }
 
-    def checkpoint(self) -> dict:
-        """What ``load_expression_extractor`` reads back."""
-        return {
-            "kind": "expression",
-            "config": asdict(self.config),
-            "state_dict": self.state_dict(),
-        }
-
 
 def load_expression_extractor(weights_dir: Path | str | None = None) -> ExpressionExtractor:
     """The shipped expression extractor (sha256-verified), in eval mode with gradients off."""
-    checkpoint = load_verified("expression", weights_dir)
-    model = ExpressionExtractor(ExpressionConfig(**checkpoint["config"]))
-    model.load_state_dict(checkpoint["state_dict"])
-    return model.eval().requires_grad_(False)
+    return load_network(
+        "expression", lambda config: ExpressionExtractor(ExpressionConfig(**config)), weights_dir
+    )
 
 
 def r2_per_part(prediction: Tensor, target: Tensor) -> dict[str, float]:
@@ -180,7 +171,7 @@ def evaluate_expression(
     prediction = torch.cat([model(f) for f in rendered])
     report = {f"r2_{name}": value for name, value in r2_per_part(prediction, expression).items()}
     if codec is not None:
-        prediction = torch.cat([model(codec.decode(codec.encode(f)).clamp(0, 1)) for f in rendered])
+        prediction = torch.cat([model(codec(f)) for f in rendered])
         report.update({f"r2_codec_{k}": v for k, v in r2_per_part(prediction, expression).items()})
     report.update({f"leakage_{k}": v for k, v in identity_leakage(model, split, size=size).items()})
     return report

@@ -8,13 +8,13 @@ expression and pose, and judged by same-vs-different verification on unseen iden
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from reference_model.shipped_weights import load_verified
+from reference_model.shipped_weights import load_network
 from reference_model.world import identity_params, random_expression, render, split_ids
 
 
@@ -61,10 +61,6 @@ class IdentityEncoder(nn.Module):
             )
         return nn.functional.normalize(self.net(frames * 2.0 - 1.0), dim=1)
 
-    def checkpoint(self) -> dict:
-        """What ``load_identity_encoder`` reads back."""
-        return {"kind": "identity", "config": asdict(self.config), "state_dict": self.state_dict()}
-
 
 class ArcFaceHead(nn.Module):
     """Additive angular margin softmax loss: logits s * cos(theta + m) for the true class."""
@@ -93,10 +89,9 @@ class ArcFaceHead(nn.Module):
 
 def load_identity_encoder(weights_dir: Path | str | None = None) -> IdentityEncoder:
     """The shipped identity encoder (sha256-verified), in eval mode with gradients off."""
-    checkpoint = load_verified("identity", weights_dir)
-    model = IdentityEncoder(IdentityConfig(**checkpoint["config"]))
-    model.load_state_dict(checkpoint["state_dict"])
-    return model.eval().requires_grad_(False)
+    return load_network(
+        "identity", lambda config: IdentityEncoder(IdentityConfig(**config)), weights_dir
+    )
 
 
 def roc_auc(scores: Tensor, positive: Tensor) -> float:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MANIFEST = "weights.json"
@@ -59,6 +62,21 @@ def load_verified(name: str, weights_dir: Path | str | None = None) -> dict[str,
     if not isinstance(checkpoint, dict) or checkpoint.get("kind") != name:
         raise ValueError(f"weights file {path} does not hold a {name!r} checkpoint; {fix}")
     return checkpoint
+
+
+def checkpoint_of(name: str, model: nn.Module) -> dict[str, Any]:
+    """What ``load_network`` reads back: the network's kind, its config dataclass and its weights."""
+    return {"kind": name, "config": asdict(model.config), "state_dict": model.state_dict()}
+
+
+def load_network(
+    name: str, build: Callable[[dict[str, Any]], nn.Module], weights_dir: Path | str | None = None
+) -> nn.Module:
+    """The shipped network ``name`` (sha256-verified) built by ``build(config)``, in eval mode with gradients off."""
+    checkpoint = load_verified(name, weights_dir)
+    model = build(checkpoint["config"])
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval().requires_grad_(False)
 
 
 def record(

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from reference_model.shipped_weights import WEIGHTS_DIR, record
+from reference_model.shipped_weights import WEIGHTS_DIR, checkpoint_of, record
 from reference_model.world import identity_params, random_expression, render, sample_ids, split_ids
 
 
@@ -151,7 +151,7 @@ def train_autoencoder(config: TrainConfig, weights_dir: Path) -> None:
         "latent_std": round(latents.std().item(), 3),
         "latent_scale": round(model.latent_scale.item(), 5),
     }
-    _save("autoencoder", model.checkpoint(), details, weights_dir)
+    _save("autoencoder", checkpoint_of("autoencoder", model), details, weights_dir)
 
 
 # --- expression extractor -----------------------------------------------------------------
@@ -176,7 +176,7 @@ def train_expression(config: TrainConfig, weights_dir: Path) -> None:
             # Generated videos reach the extractor through the autoencoder (and some sampling
             # grain); an extractor that only saw clean renders misreads eyes and brows there.
             with torch.no_grad():
-                head = codec.decode(codec.encode(frames[:degraded]))
+                head = codec(frames[:degraded])
                 noise = torch.rand(degraded, 1, 1, 1, generator=generator) * 0.03
                 head = head + noise * torch.randn(head.shape, generator=generator)
             frames = torch.cat([head.clamp(0, 1), frames[degraded:]])
@@ -196,7 +196,7 @@ def train_expression(config: TrainConfig, weights_dir: Path) -> None:
         "train_seconds": round(seconds, 1),
         **{f"test_{k}": round(v, 4) for k, v in report.items()},
     }
-    _save("expression", model.checkpoint(), details, weights_dir)
+    _save("expression", checkpoint_of("expression", model), details, weights_dir)
 
 
 # --- identity encoder ---------------------------------------------------------------------
@@ -231,7 +231,7 @@ def train_identity(config: TrainConfig, weights_dir: Path, classes: int = 2000) 
         "train_seconds": round(seconds, 1),
         "test_verification_auc": round(auc, 5),
     }
-    _save("identity", model.checkpoint(), details, weights_dir)
+    _save("identity", checkpoint_of("identity", model), details, weights_dir)
 
 
 TRAINERS: dict[str, tuple[Callable[[TrainConfig, Path], None], TrainConfig]] = {

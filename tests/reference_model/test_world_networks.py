@@ -9,7 +9,13 @@ import torch
 from reference_model.autoencoder import Autoencoder, load_autoencoder, psnr
 from reference_model.expression import ExpressionExtractor, load_expression_extractor, r2_per_part
 from reference_model.identity import load_identity_encoder, roc_auc, verification_auc
-from reference_model.shipped_weights import WEIGHTS_DIR, read_manifest, record, sha256_of
+from reference_model.shipped_weights import (
+    WEIGHTS_DIR,
+    checkpoint_of,
+    read_manifest,
+    record,
+    sha256_of,
+)
 from reference_model.world import identity_params, random_expression, render, split_ids
 
 
@@ -72,7 +78,7 @@ def test_expression_extractor_reads_autoencoder_reconstructions():
     model, codec = load_expression_extractor(), load_autoencoder()
     frames, expression = _test_frames(200)
     with torch.no_grad():
-        recon = codec.decode(codec.encode(frames))
+        recon = codec(frames)
     bars = {"pose": 0.95, "eyes": 0.45, "brows": 0.75, "mouth": 0.85}
     for part, r2 in r2_per_part(model(recon), expression).items():
         assert r2 > bars[part], f"R^2 of {part} on reconstructions is {r2:.3f}, below {bars[part]}"
@@ -96,7 +102,7 @@ def test_roc_auc_matches_a_hand_count():
 def _write_small_weights(tmp_path):
     model = Autoencoder()
     path = tmp_path / "autoencoder.pt"
-    torch.save(model.checkpoint(), path)
+    torch.save(checkpoint_of("autoencoder", model), path)
     record("autoencoder", path, {}, tmp_path)
     return path
 
@@ -121,7 +127,7 @@ def test_corrupted_weights_raise_a_clear_error(tmp_path):
 def test_mismatched_weights_file_raises_a_clear_error(tmp_path):
     _write_small_weights(tmp_path)
     # Another network's file under this name: its sha256 is not the recorded one.
-    torch.save(ExpressionExtractor().checkpoint(), tmp_path / "autoencoder.pt")
+    torch.save(checkpoint_of("expression", ExpressionExtractor()), tmp_path / "autoencoder.pt")
     with pytest.raises(ValueError, match=r"sha256 .* expects"):
         load_autoencoder(tmp_path)
     # Even with a matching manifest, a checkpoint of the wrong kind is refused.
