@@ -7,6 +7,7 @@ condition dropped for 10% of the samples so that emotion guidance has an uncondi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -29,11 +30,13 @@ class TrainConfig:
     lr: float = 3e-4
     weight_decay: float = 0.0
     warmup_steps: int = 200
+    decay_steps: int = 0  # cosine decay to 0 over this many steps after warmup; 0 = constant
     motion_loss_ratio: float = 0.25
     expression_drop: float = 0.1
     train_shift: float = 3.0
     ema_decay: float = 0.999
     expression_noise: float = 0.05  # in units of each feature's std: robustness to extractor error
+    region_weight: float = 0.0  # extra velocity-loss weight on the face parts expression moves
 
 
 def flow_matching_loss(
@@ -44,10 +47,14 @@ def flow_matching_loss(
     motion_loss_ratio: float = 0.25,
     expression_drop: float = 0.1,
     train_shift: float = 3.0,
+    reference: Tensor | None = None,
+    weight: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Velocity MSE + ``motion_loss_ratio`` x MSE of temporal differences (FlashPortrait, arXiv 2512.16900, training loss).
 
-    ``latents`` ``[B, C, T, H, W]`` are normalised clips whose frame 0 is the reference.
+    ``latents`` ``[B, C, T, H, W]`` are normalised clips; ``reference`` ``[B, C, H, W]`` is the
+    reference latent (default: the clip's frame 0). ``weight`` ``[B, 1, T, H, W]`` weights the
+    velocity error per latent pixel, as the paper weights face and lip regions.
     """
     b = latents.shape[0]
     device = latents.device
@@ -60,13 +67,24 @@ def flow_matching_loss(
     x_t = (1 - s) * latents + s * noise
     target = noise - latents
     keep = (torch.rand(b, generator=generator, device=device) >= expression_drop).float()
-    cond = make_cond(latents[:, :, 0], expression)
+    cond = make_cond(latents[:, :, 0] if reference is None else reference, expression)
     cond = Cond(static={**cond.static, "expression_keep": keep}, temporal=cond.temporal)
     v = model(x_t, sigma, cond)
-    velocity = (v - target).square().mean()
+    error = (v - target).square()
+    velocity = error.mean() if weight is None else (weight * error).mean() / weight.mean()
     motion = (v.diff(dim=2) - target.diff(dim=2)).square().mean()
     loss = velocity + motion_loss_ratio * motion
     return loss, {"velocity": velocity.detach(), "motion": motion.detach()}
+
+
+def lr_factor(step: int, config: TrainConfig) -> float:
+    """Linear warmup, then constant or (``decay_steps`` > 0) a cosine decay to zero."""
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    if config.decay_steps <= 0:
+        return 1.0
+    progress = min(1.0, (step - config.warmup_steps) / config.decay_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 class PortraitModule(L.LightningModule):
@@ -96,6 +114,8 @@ class PortraitModule(L.LightningModule):
             motion_loss_ratio=cfg.motion_loss_ratio,
             expression_drop=cfg.expression_drop,
             train_shift=cfg.train_shift,
+            reference=batch.get("reference"),
+            weight=None if "regions" not in batch else 1.0 + cfg.region_weight * batch["regions"],
         )
         self.log("loss", loss, prog_bar=True)
         self.log("velocity", parts["velocity"])
@@ -111,9 +131,7 @@ class PortraitModule(L.LightningModule):
     def configure_optimizers(self):
         cfg = self.train_config
         opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda step: min(1.0, (step + 1) / cfg.warmup_steps)
-        )
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, cfg))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def predict_step(
@@ -172,14 +190,28 @@ def generate(
 
 
 class ClipStream(IterableDataset):
-    """An endless stream of random ``clip_frames``-frame crops of a pool of world clips (self-reenactment)."""
+    """An endless stream of random ``clip_frames``-frame crops of a pool of world clips (self-reenactment).
+
+    The reference is the crop's first frame, or, for a ``reference_gap`` share of the crops, any
+    frame of the same pool clip: sliding windows and long full windows ask the model for
+    expressions and poses far from the reference's, which first-frame references never show.
+    ``regions`` ``[N, 1, T, h, w]`` (face-part masks at latent resolution) are cropped alongside.
+    """
 
     def __init__(
-        self, latents: Tensor, expression: Tensor, clip_frames: int, batch_size: int, seed: int
+        self,
+        latents: Tensor,
+        expression: Tensor,
+        clip_frames: int,
+        batch_size: int,
+        seed: int,
+        regions: Tensor | None = None,
+        reference_gap: float = 0.0,
     ) -> None:
         super().__init__()
-        self.latents, self.expression = latents, expression
+        self.latents, self.expression, self.regions = latents, expression, regions
         self.clip_frames, self.batch_size, self.seed = clip_frames, batch_size, seed
+        self.reference_gap = reference_gap
 
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
         generator = torch.Generator().manual_seed(self.seed)
@@ -192,18 +224,25 @@ class ClipStream(IterableDataset):
             frames = start[:, None] + torch.arange(self.clip_frames)
             lat = self.latents[idx[:, None], :, frames].permute(0, 2, 1, 3, 4)
             expr = self.expression[idx[:, None], frames]
-            yield {"latents": lat.float(), "expression": expr.float()}
+            anywhere = torch.randint(0, length, (self.batch_size,), generator=generator)
+            gap = torch.rand(self.batch_size, generator=generator) < self.reference_gap
+            ref = self.latents[idx, :, torch.where(gap, anywhere, start)]
+            batch = {"latents": lat.float(), "expression": expr.float(), "reference": ref.float()}
+            if self.regions is not None:
+                batch["regions"] = self.regions[idx[:, None], :, frames].permute(0, 2, 1, 3, 4)
+            yield batch
 
 
 class WorldDataModule(L.LightningDataModule):
-    """World clips encoded once into a pool (latents + expression features), then streamed as random crops."""
+    """World clips encoded once into a pool (``latents``, ``expression``, optional ``regions``), then streamed as random crops."""
 
     def __init__(
         self,
-        build_pool: Callable[[], tuple[Tensor, Tensor]],
+        build_pool: Callable[[], dict[str, Tensor]],
         clip_frames: int = 8,
         batch_size: int = 16,
         seed: int = 0,
+        reference_gap: float = 0.0,
     ) -> None:
         super().__init__()
         self.build_pool, self.clip_frames, self.batch_size, self.seed = (
@@ -212,15 +251,24 @@ class WorldDataModule(L.LightningDataModule):
             batch_size,
             seed,
         )
-        self.pool: tuple[Tensor, Tensor] | None = None
+        self.reference_gap = reference_gap
+        self.pool: dict[str, Tensor] | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.pool is None:
             self.pool = self.build_pool()
 
     def train_dataloader(self) -> DataLoader:
-        latents, expression = self.pool
-        stream = ClipStream(latents, expression, self.clip_frames, self.batch_size, self.seed)
+        pool = self.pool
+        stream = ClipStream(
+            pool["latents"],
+            pool["expression"],
+            self.clip_frames,
+            self.batch_size,
+            self.seed,
+            regions=pool.get("regions"),
+            reference_gap=self.reference_gap,
+        )
         return DataLoader(stream, batch_size=None, num_workers=0)
 
 
@@ -269,39 +317,64 @@ def driving_motion(
 
 def render_world_clips(
     clips: int, frames: int, seed: int = 0, split: str = "train", size: int = 64, chunk: int = 64
-) -> tuple[Tensor, Tensor]:
-    """``clips`` self-reenactment clips of ``split`` identities: uint8 videos ``[N, 3, T, size, size]`` and motion ``[N, T, 7]``."""
-    from reference_model.world import identity_params, render_video, sample_ids
+) -> dict[str, Tensor]:
+    """``clips`` self-reenactment clips of ``split`` identities.
+
+    ``videos`` uint8 ``[N, 3, T, size, size]``, ``motion`` ``[N, T, 7]`` and ``regions`` uint8
+    ``[N, 1, T, size, size]``, the face-part masks of ``world.expression_regions``.
+    """
+    from reference_model.world import (
+        expression_regions,
+        identity_params,
+        render_video,
+        sample_ids,
+    )
 
     generator = torch.Generator().manual_seed(seed)
-    videos, motions = [], []
+    videos, motions, regions = [], [], []
     for start in range(0, clips, chunk):
         n = min(chunk, clips - start)
-        ids = sample_ids(split, n, generator)
+        identity = identity_params(sample_ids(split, n, generator))
         motion = driving_motion(n, frames, generator)
-        video = render_video(identity_params(ids), motion, size)
+        video = render_video(identity, motion, size)
+        mask = expression_regions(
+            identity.repeat_interleave(frames, dim=0), motion.reshape(n * frames, -1), size
+        )
         videos.append((video * 255).round().to(torch.uint8))
         motions.append(motion)
-    return torch.cat(videos), torch.cat(motions)
+        regions.append(mask.view(n, frames, 1, size, size).transpose(1, 2).to(torch.uint8))
+    return {
+        "videos": torch.cat(videos),
+        "motion": torch.cat(motions),
+        "regions": torch.cat(regions),
+    }
 
 
 def encode_world_clips(
-    videos: Tensor,
-    motion: Tensor,
+    rendered: dict[str, Tensor],
     encode: Callable[[Tensor], Tensor],
     extract: Callable[[Tensor], Tensor] | None = None,
     chunk: int = 32,
-) -> tuple[Tensor, Tensor]:
-    """Latents ``[N, C, T, h, w]`` and expression features ``[N, T, E]`` of uint8 clips.
+) -> dict[str, Tensor]:
+    """The training pool of ``render_world_clips``' output: ``latents`` ``[N, C, T, h, w]``,
+    ``expression`` features ``[N, T, E]`` and, when rendered, ``regions`` ``[N, 1, T, h, w]``
+    (the share of each latent pixel's footprint that expression moves).
 
     ``extract=None`` uses the world's true expression/pose parameters as features: the
     expression extractor is trained to regress exactly these, so this trains the DiT as if
     with a perfect extractor and keeps the extractor out of the training loop.
     """
+    videos, motion = rendered["videos"], rendered["motion"]
     latents, features = [], []
     with torch.no_grad():
         for start in range(0, videos.shape[0], chunk):
             video = videos[start : start + chunk].float() / 255
             latents.append(encode(video))
             features.append(motion[start : start + chunk] if extract is None else extract(video))
-    return torch.cat(latents), torch.cat(features)
+    pool = {"latents": torch.cat(latents), "expression": torch.cat(features)}
+    if "regions" in rendered:
+        size = pool["latents"].shape[-1]
+        pool["regions"] = torch.nn.functional.adaptive_avg_pool3d(
+            rendered["regions"].float(), (videos.shape[2], size, size)
+        )
+    return pool

@@ -77,23 +77,22 @@ def load_pool(
     render_only: bool = False,
     latent: str = "world",
     world_weights: Path | None = None,
-) -> tuple[torch.Tensor, torch.Tensor] | None:
+) -> dict[str, torch.Tensor] | None:
     """The encoded training pool, cached in ``out`` (rendered clips, then latents) so a resume reuses it."""
-    rendered, cache = out / "rendered.pt", out / "pool.pt"
+    rendered_path, cache = out / "rendered.pt", out / "pool.pt"
     if cache.exists() and not render_only:
-        blob = torch.load(cache, weights_only=True)
-        return blob["latents"], blob["expression"]
-    if rendered.exists():
-        blob = torch.load(rendered, weights_only=True)
-        videos, motion = blob["videos"][:clips], blob["motion"][:clips]
+        return torch.load(cache, weights_only=True)
+    if rendered_path.exists():
+        rendered = torch.load(rendered_path, weights_only=True)
+        rendered = {k: v[:clips] for k, v in rendered.items()}
     else:
         log.info("rendering %d clips of %d frames", clips, frames)
-        videos, motion = render_world_clips(clips, frames, seed)
-        torch.save({"videos": videos, "motion": motion}, rendered)
+        rendered = render_world_clips(clips, frames, seed)
+        torch.save(rendered, rendered_path)
     if render_only:
         return None
     if latent == "pca":
-        encode = pca_encoder(videos)
+        encode = pca_encoder(rendered["videos"])
     else:
         from reference_model.autoencoder import load_autoencoder
 
@@ -111,10 +110,10 @@ def load_pool(
         def extract(video: torch.Tensor) -> torch.Tensor:
             return extract_video(extractor, video)
 
-    log.info("encoding %d clips", videos.shape[0])
-    latents, expression = encode_world_clips(videos, motion, encode, extract)
-    torch.save({"latents": latents, "expression": expression}, cache)
-    return latents, expression
+    log.info("encoding %d clips", rendered["videos"].shape[0])
+    pool = encode_world_clips(rendered, encode, extract)
+    torch.save(pool, cache)
+    return pool
 
 
 def ship(exported: Path, details: dict) -> str:
@@ -152,6 +151,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clip-frames", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument(
+        "--decay-steps",
+        type=int,
+        default=0,
+        help="cosine learning-rate decay to 0 over this many steps (0 = constant)",
+    )
+    parser.add_argument(
+        "--reference-gap",
+        type=float,
+        default=0.0,
+        help="share of clips whose reference is another frame of the pool clip, not the first",
+    )
+    parser.add_argument(
+        "--region-weight",
+        type=float,
+        default=0.0,
+        help="extra velocity-loss weight on eyes, brows and mouth (needs a pool rendered with regions)",
+    )
     parser.add_argument("--checkpoint-minutes", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
@@ -197,9 +214,17 @@ def main(argv: list[str] | None = None) -> None:
     )
     if pool is None:
         return
-    latents, expression = pool
+    latents, expression = pool["latents"], pool["expression"]
+    if args.region_weight > 0 and "regions" not in pool:
+        raise SystemExit(
+            f"--region-weight {args.region_weight} needs face-part masks, but {args.out}/pool.pt "
+            "was rendered without them; use a fresh --out"
+        )
     module = PortraitModule(
-        args.config, {"lr": args.lr}, expr_dim=expression.shape[-1], variant=args.nfeb
+        args.config,
+        {"lr": args.lr, "region_weight": args.region_weight, "decay_steps": args.decay_steps},
+        expr_dim=expression.shape[-1],
+        variant=args.nfeb,
     )
     if args.init is not None and not (args.out / "last.ckpt").exists():
         state = torch.load(args.init, map_location="cpu", weights_only=True)["state_dict"]
@@ -211,9 +236,11 @@ def main(argv: list[str] | None = None) -> None:
         net.latent_std.copy_(latents.std(dim=(0, 2, 3, 4)))
         net.expr_mean.copy_(expression.mean(dim=(0, 1)))
         net.expr_std.copy_(expression.std(dim=(0, 1)).clamp_min(1e-4))
-    normalised = module.model.normalize_latent(latents)
+    pool["latents"] = module.model.normalize_latent(latents)
+    if args.region_weight == 0:
+        pool.pop("regions", None)
     data = WorldDataModule(
-        lambda: (normalised, expression), args.clip_frames, args.batch_size, args.seed
+        lambda: pool, args.clip_frames, args.batch_size, args.seed, args.reference_gap
     )
 
     last = args.out / "last.ckpt"

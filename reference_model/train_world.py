@@ -21,7 +21,14 @@ from torch import Tensor
 from tqdm import tqdm
 
 from reference_model.shipped_weights import WEIGHTS_DIR, checkpoint_of, record
-from reference_model.world import identity_params, random_expression, render, sample_ids, split_ids
+from reference_model.world import (
+    expression_regions,
+    identity_params,
+    random_expression,
+    render,
+    sample_ids,
+    split_ids,
+)
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,7 @@ class TrainConfig:
     init: Path | None = None  # start from this checkpoint instead of from scratch
     decoder_only: bool = False  # autoencoder: fine-tune the decoder, keeping the latents fixed
     codec_fraction: float = 0.0  # expression: share of each batch seen through the autoencoder
+    region_weight: float = 0.0  # autoencoder: extra loss weight on the face parts expression moves
 
 
 def _batch(
@@ -115,7 +123,14 @@ def train_autoencoder(config: TrainConfig, weights_dir: Path) -> None:
     crop = config.size // 2
 
     def loss_fn(generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
-        frames, _, _ = _batch("train", config.batch, config.size, generator)
+        ids = sample_ids("train", config.batch, generator)
+        expression = random_expression(config.batch, generator)
+        frames = render(identity_params(ids), expression, config.size)
+        weight = 1.0 + config.region_weight * (
+            expression_regions(identity_params(ids), expression, config.size)
+            if config.region_weight > 0
+            else torch.zeros_like(frames[:, :1])
+        )
         # Random crops (multiples of 4, so latents stay aligned) cost a quarter of full frames;
         # the network is fully convolutional and is evaluated on full frames.
         top, left = (
@@ -123,11 +138,16 @@ def train_autoencoder(config: TrainConfig, weights_dir: Path) -> None:
             for v in torch.randint(0, (config.size - crop) // 4 + 1, (2,), generator=generator)
         )
         frames = frames[:, :, top : top + crop, left : left + crop]
+        weight = weight[:, :, top : top + crop, left : left + crop]
         latents = model.encoder(frames * 2.0 - 1.0)
         recon = model.decoder(latents) * 0.5 + 0.5
-        mse = (recon - frames).square().mean()
+        error = (recon - frames).square()
+        mse = error.mean()
+        # Eyes, brows and mouth are a tenth of the pixels but carry the expression that
+        # expression error measures; plain MSE blurs them first.
+        weighted = (weight * error).mean() / weight.mean()
         # A light pull on the latents keeps their scale bounded for the diffusion model.
-        loss = mse + 1e-5 * latents.square().mean()
+        loss = weighted + 1e-5 * latents.square().mean()
         return loss, {"psnr": -10.0 * math.log10(max(mse.item(), 1e-10))}
 
     seconds, steps = _loop(model, config, loss_fn, "autoencoder")
@@ -146,6 +166,7 @@ def train_autoencoder(config: TrainConfig, weights_dir: Path) -> None:
         "train_batch": config.batch,
         "train_seconds": round(seconds, 1),
         "stage": "decoder fine-tune" if config.decoder_only else "from scratch",
+        "region_weight": config.region_weight,
         "test_psnr_db_mean": round(scores.mean().item(), 2),
         "test_psnr_db_min": round(scores.min().item(), 2),
         "latent_std": round(latents.std().item(), 3),
@@ -264,6 +285,12 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="expression: share of each batch passed through the autoencoder (default 0.5)",
     )
+    parser.add_argument(
+        "--region-weight",
+        type=float,
+        default=0.0,
+        help="autoencoder: extra loss weight on eyes, brows and mouth (0 = plain MSE)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the CPU is shared)")
     parser.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR)
     args = parser.parse_args(argv)
@@ -277,6 +304,7 @@ def main(argv: list[str] | None = None) -> None:
         minutes=args.minutes,
         init=args.init,
         decoder_only=args.decoder_only,
+        region_weight=args.region_weight,
         codec_fraction=defaults.codec_fraction
         if args.codec_fraction is None
         else args.codec_fraction,

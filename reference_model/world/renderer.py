@@ -455,6 +455,27 @@ def render_video(identity: Tensor, expression: Tensor, size: int = 64) -> Tensor
     return frames.view(b, t, 3, size, size).transpose(1, 2)
 
 
+def expression_regions(
+    identity: Tensor, expression: Tensor, size: int = 64, threshold: float = 0.05
+) -> Tensor:
+    """Masks ``[N, 1, size, size]`` of the face parts that expression moves (eyes, brows, mouth) at each frame's pose.
+
+    The pixels that differ between the frame's pose with every expression parameter at its
+    lower bound and at its upper bound, dilated by one pixel: the face and lip regions that
+    FlashPortrait (arXiv 2512.16900) weights in its loss, found without a landmark detector.
+    """
+    low, high = expression_bounds()
+    pose = slice(0, 3)
+    extremes = []
+    for bound in (low, high):
+        e = bound.expand_as(expression).clone()
+        e[:, pose] = expression[:, pose]
+        extremes.append(e)
+    fa, fb = render(identity.repeat(2, 1), torch.cat(extremes), size).chunk(2)
+    changed = ((fa - fb).abs().amax(dim=1, keepdim=True) > threshold).float()
+    return torch.nn.functional.max_pool2d(changed, 3, stride=1, padding=1)
+
+
 def neutral_expression(n: int) -> Tensor:
     """``n`` copies of the neutral expression, ``[n, 7]``."""
     return torch.tensor(NEUTRAL_EXPRESSION).expand(n, NUM_EXPRESSION_PARAMS).clone()

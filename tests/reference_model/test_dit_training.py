@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from reference_model.dit import build_model
 from reference_model.lightning import ClipStream, PortraitModule, flow_matching_loss, generate
@@ -69,3 +70,70 @@ def test_shipped_checkpoint_loads_and_samples_deterministically_per_seed():
     c = generate(model, ref, expr, steps=4, seed=4)
     assert torch.equal(a, b)
     assert not torch.allclose(a, c)
+
+
+def test_clip_stream_reference_is_the_first_frame_or_any_frame_of_the_same_clip():
+    g = torch.Generator().manual_seed(0)
+    latents, expression = torch.randn(3, 4, 10, 8, 8, generator=g), torch.randn(3, 10, 7)
+    first = next(iter(ClipStream(latents, expression, 4, 16, seed=0)))
+    torch.testing.assert_close(first["reference"], first["latents"][:, :, 0])
+    batch = next(iter(ClipStream(latents, expression, 4, 16, seed=0, reference_gap=1.0)))
+    # Every reference is one of the 30 pool frames, of the clip its crop came from.
+    frames = latents.transpose(1, 2).reshape(30, -1)
+    for crop, ref in zip(batch["latents"], batch["reference"], strict=True):
+        clip = int((frames == crop[:, 0].reshape(1, -1)).all(dim=1).nonzero()[0]) // 10
+        match = (frames == ref.reshape(1, -1)).all(dim=1).nonzero()
+        assert len(match) == 1 and int(match[0]) // 10 == clip
+    assert not torch.equal(batch["reference"], batch["latents"][:, :, 0])
+
+
+def test_clip_stream_crops_regions_with_the_latents():
+    latents = torch.arange(2 * 10, dtype=torch.float32).view(2, 1, 10, 1, 1).expand(2, 4, 10, 8, 8)
+    regions = latents[:, :1] / 100
+    batch = next(iter(ClipStream(latents, torch.randn(2, 10, 7), 4, 8, seed=0, regions=regions)))
+    torch.testing.assert_close(batch["regions"], batch["latents"][:, :1] / 100)
+
+
+def test_region_weighted_velocity_loss():
+    model = build_model("tiny")
+    g = torch.Generator().manual_seed(0)
+    latents, expression = torch.randn(2, 4, 3, 8, 8, generator=g), torch.randn(2, 3, 7, generator=g)
+
+    def loss(weight):
+        return flow_matching_loss(
+            model, latents, expression, torch.Generator().manual_seed(1), weight=weight
+        )[1]["velocity"]
+
+    # A uniform weight is the plain mean; a weight on one region is the mean over that region.
+    torch.testing.assert_close(loss(torch.full((2, 1, 3, 8, 8), 3.0)), loss(None))
+    region = torch.zeros(2, 1, 3, 8, 8)
+    region[..., :4, :] = 1.0
+    v_top = loss(region)
+    assert not torch.isclose(v_top, loss(None))
+    bottom = 1.0 - region
+    whole = (v_top * region.sum() + loss(bottom) * bottom.sum()) / region.numel()
+    torch.testing.assert_close(whole, loss(None))
+
+
+def test_world_pool_carries_face_part_masks_at_latent_resolution():
+    from reference_model.lightning import encode_world_clips, render_world_clips
+
+    rendered = render_world_clips(2, 3, seed=0)
+    assert rendered["regions"].shape == (2, 1, 3, 64, 64) and rendered["regions"].max() == 1
+    pool = encode_world_clips(
+        rendered, lambda v: F.avg_pool3d(v, (1, 4, 4))[:, :1].repeat(1, 4, 1, 1, 1)
+    )
+    assert pool["latents"].shape == (2, 4, 3, 16, 16) and pool["expression"].shape == (2, 3, 7)
+    torch.testing.assert_close(
+        pool["regions"], F.avg_pool3d(rendered["regions"].float(), (1, 4, 4))
+    )
+
+
+def test_learning_rate_warms_up_then_holds_or_decays_to_zero():
+    from reference_model.lightning import TrainConfig, lr_factor
+
+    held, decayed = TrainConfig(warmup_steps=10), TrainConfig(warmup_steps=10, decay_steps=100)
+    assert lr_factor(0, held) == 0.1 and lr_factor(9, held) == 1.0 and lr_factor(10**6, held) == 1.0
+    assert lr_factor(10, decayed) == 1.0
+    assert abs(lr_factor(60, decayed) - 0.5) < 1e-9
+    assert lr_factor(110, decayed) == 0.0 and lr_factor(10**6, decayed) == 0.0

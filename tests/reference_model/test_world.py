@@ -13,11 +13,13 @@ from reference_model.world import (
     driving_chunks,
     driving_frames,
     driving_sequence,
+    expression_regions,
     identity_params,
     neutral_expression,
     random_expression,
     render,
     render_video,
+    sample_ids,
     split_ids,
 )
 
@@ -203,3 +205,24 @@ def test_motion_rejects_bad_arguments():
         next(driving_chunks(0, 10, 0))
     with pytest.raises(ValueError, match="start"):
         driving_frames(0, 5, 2)
+
+
+def test_expression_regions_cover_the_moving_face_parts_only():
+    g = torch.Generator().manual_seed(3)
+    identity = identity_params(sample_ids("train", 6, g))
+    expression = random_expression(6, g)
+    regions = expression_regions(identity, expression)
+    assert regions.shape == (6, 1, 64, 64) and set(regions.unique().tolist()) <= {0.0, 1.0}
+    # Eyes, brows and mouth: a few percent of the frame, never the corners (background).
+    share = regions.mean(dim=(1, 2, 3))
+    assert (share > 0.02).all() and (share < 0.25).all(), share
+    assert regions[:, :, :6, :6].sum() == 0
+    # Changing only the expression (not the pose) changes pixels inside the masks only.
+    moved = expression.clone()
+    moved[:, 3:] = random_expression(6, g)[:, 3:]
+    diff = (render(identity, moved) - render(identity, expression)).abs().amax(dim=1, keepdim=True)
+    assert diff[regions == 0].max() < 0.06
+    # The masks follow the head: turning it moves them.
+    turned = expression.clone()
+    turned[:, 0] = -turned[:, 0].sign() * 0.5
+    assert not torch.equal(expression_regions(identity, turned), regions)
