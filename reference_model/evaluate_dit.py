@@ -4,7 +4,8 @@
 
 Trivial answers: (a) the reference frame repeated; (b) the ground truth of another identity
 driven by the same motion. Metrics: PSNR against the ground truth, expression error (mean
-absolute difference of the extractor's features, generated vs ground truth) and identity
+absolute difference of the extractor's features, generated vs ground truth; overall and per
+part) and identity
 similarity to the reference (cosine of the identity encoder's embeddings), as a fraction of the
 ground truth's own.
 """
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
 
     from reference_model.autoencoder import load_autoencoder
-    from reference_model.expression import load_expression_extractor
+    from reference_model.expression import PARTS, load_expression_extractor
     from reference_model.identity import load_identity_encoder
     from reference_model.world import identity_params, render_video, sample_ids
 
@@ -119,16 +120,19 @@ def main(argv: list[str] | None = None) -> None:
             print(f"sampling, cfg {scale:g}: {seconds:.2f} s per {args.frames}-frame clip")
         expr_truth = extract_video(extractor, truth)
         truth_id = identity_similarity(id_encoder, truth, truth[:, :, 0])
+        parts = " | ".join(PARTS)
         print(
-            f"| answer | PSNR (dB) | PSNR frames 1.. (dB) | expression error | identity sim. / truth's ({truth_id:.3f}) |"
+            f"| answer | PSNR (dB) | PSNR frames 1.. (dB) | expression error | {parts} "
+            f"| identity sim. / truth's ({truth_id:.3f}) |"
         )
-        print("|---|---|---|---|---|")
+        print("|---" * (5 + len(PARTS)) + "|")
         for name, video in answers.items():
-            expr_err = float((extract_video(extractor, video) - expr_truth).abs().mean())
+            error = (extract_video(extractor, video) - expr_truth).abs()
+            per_part = " | ".join(f"{float(error[..., p].mean()):.4f}" for p in PARTS.values())
             sim = identity_similarity(id_encoder, video, truth[:, :, 0])
             print(
                 f"| {name} | {psnr(video, truth):.2f} | {psnr(video[:, :, 1:], truth[:, :, 1:]):.2f} "
-                f"| {expr_err:.4f} | {sim / truth_id:.3f} |"
+                f"| {float(error.mean()):.4f} | {per_part} | {sim / truth_id:.3f} |"
             )
     if args.grid is not None:
         write_grid({"truth": truth, **answers}, args.grid)

@@ -114,6 +114,9 @@ __all__ = [
 ]
 
 
+WORLD_NETWORKS = ("autoencoder.pt", "expression.pt", "identity.pt")
+
+
 class ReferencePortraitModel:
     """The shipped DiT with its world (renderer, autoencoder, extractor), as flashbench's ``PortraitModel``."""
 
@@ -180,7 +183,16 @@ class ReferencePortraitModel:
         return load_identity_encoder()
 
     def weights(self) -> dict[str, str]:
-        return {self._weights.name: hashlib.sha256(self._weights.read_bytes()).hexdigest()}
+        """sha256 of the DiT and of the world networks its outputs and metrics pass through."""
+        from reference_model.shipped_weights import read_manifest
+
+        # The autoencoder decodes every frame and the extractor makes the condition, so a
+        # change to either changes results as much as the DiT's own weights do.
+        world = read_manifest()
+        return {
+            self._weights.name: hashlib.sha256(self._weights.read_bytes()).hexdigest(),
+            **{name: world[name]["sha256"] for name in WORLD_NETWORKS},
+        }
 
 
 def portrait_model(**kwargs) -> ReferencePortraitModel:

@@ -147,7 +147,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--clips", type=int, default=1000, help="world clips in the training pool")
-    parser.add_argument("--pool-frames", type=int, default=12)
+    parser.add_argument(
+        "--pool-frames",
+        type=int,
+        default=48,
+        help="frames per pool clip (references come from any)",
+    )
     parser.add_argument("--clip-frames", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=3e-4)
@@ -160,13 +165,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--reference-gap",
         type=float,
-        default=0.0,
+        default=0.5,
         help="share of clips whose reference is another frame of the pool clip, not the first",
     )
     parser.add_argument(
         "--region-weight",
         type=float,
-        default=0.0,
+        default=4.0,
         help="extra velocity-loss weight on eyes, brows and mouth (needs a pool rendered with regions)",
     )
     parser.add_argument("--checkpoint-minutes", type=float, default=3.0)

@@ -256,7 +256,10 @@ def train_identity(config: TrainConfig, weights_dir: Path, classes: int = 2000) 
 
 
 TRAINERS: dict[str, tuple[Callable[[TrainConfig, Path], None], TrainConfig]] = {
-    "autoencoder": (train_autoencoder, TrainConfig(steps=2500, batch=32, lr=2e-3)),
+    "autoencoder": (
+        train_autoencoder,
+        TrainConfig(steps=6000, batch=32, lr=2e-3, region_weight=10.0),
+    ),
     "expression": (
         train_expression,
         TrainConfig(steps=6000, batch=32, lr=2e-3, codec_fraction=0.5),
@@ -288,8 +291,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--region-weight",
         type=float,
-        default=0.0,
-        help="autoencoder: extra loss weight on eyes, brows and mouth (0 = plain MSE)",
+        default=None,
+        help="autoencoder: extra loss weight on eyes, brows and mouth (default 10; 0 = plain MSE)",
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the CPU is shared)")
     parser.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR)
@@ -304,7 +307,7 @@ def main(argv: list[str] | None = None) -> None:
         minutes=args.minutes,
         init=args.init,
         decoder_only=args.decoder_only,
-        region_weight=args.region_weight,
+        region_weight=defaults.region_weight if args.region_weight is None else args.region_weight,
         codec_fraction=defaults.codec_fraction
         if args.codec_fraction is None
         else args.codec_fraction,

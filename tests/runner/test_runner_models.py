@@ -86,9 +86,10 @@ def test_variant_checkpoint_loads_and_runs_beside_the_shipped_model(add_checkpoi
     assert psnr[("paper", "ground_truth")] > psnr[("add", "ground_truth")] + 5
     assert ("add", "baseline") in psnr
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert list(manifest["model"]["weights"]) == ["dit_small.pt"]
+    world = ["autoencoder.pt", "expression.pt", "identity.pt"]
+    assert list(manifest["model"]["weights"]) == ["dit_small.pt", *world]
     assert list(manifest["model"]["settings"]) == ["add"]
-    assert list(manifest["model"]["settings"]["add"]) == ["dit_tiny.pt"]
+    assert list(manifest["model"]["settings"]["add"]) == ["dit_tiny.pt", *world]
     written = (tmp_path / "run" / "suite.toml").read_text()
     assert "model_args" in written and "dit_tiny.pt" in written
 
