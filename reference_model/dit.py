@@ -49,6 +49,9 @@ class DiTConfig:
     ref_patch: int = 2
     frames_per_latent: int = 1
     variant: NfebVariant = "paper"
+    train_frames: int = (
+        8  # latent frames per training clip; longer windows sharpen temporal attention
+    )
 
     def __post_init__(self) -> None:
         if self.variant not in NFEB_VARIANTS:
@@ -158,15 +161,16 @@ def nfeb_combine(z_img: Tensor, z_p: Tensor, variant: str, eps: float = 1e-5) ->
     return z_p_bar + z_img
 
 
-def attention(q: Tensor, k: Tensor, v: Tensor, heads: int) -> Tensor:
-    """Multi-head scaled dot-product attention over the second-to-last axis of ``[..., N, D]``."""
+def attention(q: Tensor, k: Tensor, v: Tensor, heads: int, logit_scale: float = 1.0) -> Tensor:
+    """Multi-head scaled dot-product attention over the second-to-last axis of ``[..., N, D]``; ``logit_scale`` multiplies the usual 1/sqrt(d) logits."""
     lead = q.shape[:-2]
     n_q, n_k, d = q.shape[-2], k.shape[-2], q.shape[-1]
 
     def split(x: Tensor, n: int) -> Tensor:
         return x.reshape(-1, n, heads, d // heads).transpose(1, 2)
 
-    out = F.scaled_dot_product_attention(split(q, n_q), split(k, n_k), split(v, n_k))
+    scale = logit_scale / math.sqrt(d // heads)
+    out = F.scaled_dot_product_attention(split(q, n_q), split(k, n_k), split(v, n_k), scale=scale)
     return out.transpose(1, 2).reshape(*lead, n_q, d)
 
 
@@ -209,6 +213,17 @@ class NormalizedExpressionBlock(nn.Module):
 # ------------------------------------------------------------------------------ DiT block
 
 
+def temporal_logit_scale(frames: int, train_frames: int) -> float:
+    """log(frames) / log(train_frames) for windows longer than training's, else 1 (Chiang & Cholak 2022, arXiv 2202.12172).
+
+    Without position codes, attention over T frames spreads thinner as T grows; scaling the
+    logits by log T keeps its entropy, and so the anchor frame's share, near training's.
+    """
+    if frames <= train_frames or train_frames < 2:
+        return 1.0
+    return math.log(frames) / math.log(train_frames)
+
+
 def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
     return x * (1 + scale[:, None, None]) + shift[:, None, None]
 
@@ -218,7 +233,7 @@ class PortraitBlock(nn.Module):
 
     def __init__(self, config: DiTConfig) -> None:
         super().__init__()
-        d, self.heads = config.dim, config.heads
+        d, self.heads, self.train_frames = config.dim, config.heads, config.train_frames
         self.norm1 = nn.LayerNorm(d, elementwise_affine=False)
         self.qkv = nn.Linear(d, 3 * d)
         self.proj = nn.Linear(d, d)
@@ -242,7 +257,8 @@ class PortraitBlock(nn.Module):
         h = h + gate1[:, None, None] * self.proj(attention(q, k, v, self.heads))
         # Light temporal mixing: each spatial token attends to itself across the window's frames.
         q, k, v = self.qkv_t(self.norm_t(h)).transpose(1, 2).chunk(3, dim=-1)
-        h = h + self.proj_t(attention(q, k, v, self.heads).transpose(1, 2))
+        scale = temporal_logit_scale(h.shape[1], self.train_frames)
+        h = h + self.proj_t(attention(q, k, v, self.heads, scale).transpose(1, 2))
         h = h + self.nfeb(h, ctx)
         y = self.mlp(modulate(self.norm2(h), shift2, scale2))
         return h + gate2[:, None, None] * y

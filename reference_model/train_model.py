@@ -230,6 +230,7 @@ def main(argv: list[str] | None = None) -> None:
         {"lr": args.lr, "region_weight": args.region_weight, "decay_steps": args.decay_steps},
         expr_dim=expression.shape[-1],
         variant=args.nfeb,
+        train_frames=args.clip_frames,
     )
     if args.init is not None and not (args.out / "last.ckpt").exists():
         state = torch.load(args.init, map_location="cpu", weights_only=True)["state_dict"]

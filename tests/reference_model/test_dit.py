@@ -217,3 +217,21 @@ def test_every_window_holds_the_reference_in_its_first_frame():
         torch.zeros_like(cond.static["reference_latent"]), cond.temporal["expression"][:, 2:]
     )
     assert not torch.allclose(window, model(x[:, :, 2:], sigma, other))
+
+
+def test_temporal_attention_sharpens_only_beyond_the_training_window():
+    import math
+
+    from reference_model.dit import temporal_logit_scale
+
+    assert temporal_logit_scale(8, 8) == 1.0 and temporal_logit_scale(3, 8) == 1.0
+    assert temporal_logit_scale(64, 8) == pytest.approx(2.0)
+    assert temporal_logit_scale(50, 8) == pytest.approx(math.log(50) / math.log(8))
+    state = _randomise(build_model("tiny")).state_dict()
+    short, long = build_model("tiny", train_frames=4), build_model("tiny", train_frames=100)
+    for model in (short, long):
+        model.load_state_dict(state)
+    within = _inputs(short, frames=4)
+    torch.testing.assert_close(short(*within), long(*within))
+    beyond = _inputs(short, frames=9)
+    assert not torch.allclose(short(*beyond), long(*beyond), atol=1e-4)
