@@ -202,6 +202,12 @@ def main(argv: list[str] | None = None) -> None:
         help="condition on the expression extractor's output instead of the world's true parameters",
     )
     args = parser.parse_args(argv)
+    if not 0.0 <= args.reference_gap <= 1.0:
+        parser.error(
+            f"--reference-gap {args.reference_gap} is a share of clips: give one in [0, 1]"
+        )
+    if args.region_weight < 0:
+        parser.error(f"--region-weight {args.region_weight} must be >= 0 (0 turns weighting off)")
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -223,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.region_weight > 0 and "regions" not in pool:
         raise SystemExit(
             f"--region-weight {args.region_weight} needs face-part masks, but {args.out}/pool.pt "
-            "was rendered without them; use a fresh --out"
+            "was rendered without them; use a fresh --out, or pass --region-weight 0"
         )
     module = PortraitModule(
         args.config,

@@ -123,11 +123,11 @@ def train_autoencoder(config: TrainConfig, weights_dir: Path) -> None:
     crop = config.size // 2
 
     def loss_fn(generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
-        ids = sample_ids("train", config.batch, generator)
+        identity = identity_params(sample_ids("train", config.batch, generator))
         expression = random_expression(config.batch, generator)
-        frames = render(identity_params(ids), expression, config.size)
+        frames = render(identity, expression, config.size)
         weight = 1.0 + config.region_weight * (
-            expression_regions(identity_params(ids), expression, config.size)
+            expression_regions(identity, expression, config.size)
             if config.region_weight > 0
             else torch.zeros_like(frames[:, :1])
         )

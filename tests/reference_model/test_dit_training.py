@@ -137,3 +137,15 @@ def test_learning_rate_warms_up_then_holds_or_decays_to_zero():
     assert lr_factor(10, decayed) == 1.0
     assert abs(lr_factor(60, decayed) - 0.5) < 1e-9
     assert lr_factor(110, decayed) == 0.0 and lr_factor(10**6, decayed) == 0.0
+
+
+def test_train_model_rejects_bad_shares_and_weights_before_any_work(tmp_path, capsys):
+    import pytest
+
+    from reference_model.train_model import main
+
+    for flag, value in (("--reference-gap", "1.5"), ("--region-weight", "-1")):
+        with pytest.raises(SystemExit):
+            main(["--out", str(tmp_path / "run"), flag, value])
+        assert flag in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
