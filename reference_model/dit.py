@@ -49,9 +49,8 @@ class DiTConfig:
     ref_patch: int = 2
     frames_per_latent: int = 1
     variant: NfebVariant = "paper"
-    train_frames: int = (
-        8  # latent frames per training clip; longer windows sharpen temporal attention
-    )
+    # Latent frames per training clip; longer windows sharpen temporal attention.
+    train_frames: int = 8
 
     def __post_init__(self) -> None:
         if self.variant not in NFEB_VARIANTS:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from torch import Tensor
 
 from reference_model.dit import CONFIGS, DiTConfig, PortraitDiT
 from reference_model.lightning import generate
+from reference_model.shipped_weights import read_manifest, sha256_of
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "dit_small.pt"
@@ -43,7 +43,7 @@ def export_weights(model: PortraitDiT, path: str | Path, step: int) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     torch.save({"config": model.config.__dict__.copy(), "state_dict": state, "step": step}, path)
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return sha256_of(path)
 
 
 def load_reference_model(path: str | Path | None = None, check_sha256: bool = True) -> PortraitDiT:
@@ -57,7 +57,7 @@ def load_reference_model(path: str | Path | None = None, check_sha256: bool = Tr
     manifest = WEIGHTS_DIR / "dit.json"
     if check_sha256 and path == DEFAULT_WEIGHTS and manifest.exists():
         expected = json.loads(manifest.read_text())["sha256"]
-        actual = hashlib.sha256(path.read_bytes()).hexdigest()
+        actual = sha256_of(path)
         if actual != expected:
             raise ValueError(
                 f"{path} has sha256 {actual}, but dit.json expects {expected}; restore the file"
@@ -132,7 +132,14 @@ class ReferencePortraitModel:
         self.denoiser = load_reference_model(weights)
         self.autoencoder = load_autoencoder()
         self.extractor = load_expression_extractor()
-        self._weights = Path(weights) if weights is not None else DEFAULT_WEIGHTS
+        dit = Path(weights) if weights is not None else DEFAULT_WEIGHTS
+        # The autoencoder decodes every frame and the extractor makes the condition, so a
+        # change to either changes results as much as the DiT's own weights do.
+        world = read_manifest()
+        self._hashes = {
+            dit.name: sha256_of(dit),
+            **{name: world[name]["sha256"] for name in WORLD_NETWORKS},
+        }
 
     def prepare(self, case):
         """Reference frame, driving video, ground truth and conditioning of one suite case."""
@@ -184,15 +191,7 @@ class ReferencePortraitModel:
 
     def weights(self) -> dict[str, str]:
         """sha256 of the DiT and of the world networks its outputs and metrics pass through."""
-        from reference_model.shipped_weights import read_manifest
-
-        # The autoencoder decodes every frame and the extractor makes the condition, so a
-        # change to either changes results as much as the DiT's own weights do.
-        world = read_manifest()
-        return {
-            self._weights.name: hashlib.sha256(self._weights.read_bytes()).hexdigest(),
-            **{name: world[name]["sha256"] for name in WORLD_NETWORKS},
-        }
+        return dict(self._hashes)
 
 
 def portrait_model(**kwargs) -> ReferencePortraitModel:

@@ -123,11 +123,9 @@ def train_autoencoder(config: TrainConfig, weights_dir: Path) -> None:
     crop = config.size // 2
 
     def loss_fn(generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
-        identity = identity_params(sample_ids("train", config.batch, generator))
-        expression = random_expression(config.batch, generator)
-        frames = render(identity, expression, config.size)
+        frames, ids, expression = _batch("train", config.batch, config.size, generator)
         weight = 1.0 + config.region_weight * (
-            expression_regions(identity, expression, config.size)
+            expression_regions(identity_params(ids), expression, config.size)
             if config.region_weight > 0
             else torch.zeros_like(frames[:, :1])
         )
