@@ -41,8 +41,11 @@ def export_weights(model: PortraitDiT, path: str | Path, step: int) -> str:
     """Write ``{"config", "state_dict", "step"}`` to ``path``; return its sha256."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    torch.save({"config": model.config.__dict__.copy(), "state_dict": state, "step": step}, path)
+    state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    # Written beside and moved into place, so a run killed mid-export leaves the previous export whole.
+    partial = path.with_name(path.name + ".partial")
+    torch.save({"config": model.config.__dict__.copy(), "state_dict": state, "step": step}, partial)
+    partial.replace(path)
     return sha256_of(path)
 
 

@@ -77,8 +77,12 @@ def load_pool(
     render_only: bool = False,
     latent: str = "world",
     world_weights: Path | None = None,
+    device: torch.device | str = "cpu",
 ) -> dict[str, torch.Tensor] | None:
-    """The encoded training pool, cached in ``out`` (rendered clips, then latents) so a resume reuses it."""
+    """The encoded training pool, cached in ``out`` (rendered clips, then latents) so a resume reuses it.
+
+    The world networks encode on ``device``; the pool comes back on the CPU.
+    """
     rendered_path, cache = out / "rendered.pt", out / "pool.pt"
     if cache.exists() and not render_only:
         return torch.load(cache, weights_only=True)
@@ -96,19 +100,19 @@ def load_pool(
     else:
         from reference_model.autoencoder import load_autoencoder
 
-        autoencoder = load_autoencoder(world_weights)
+        autoencoder = load_autoencoder(world_weights).to(device)
 
         def encode(video: torch.Tensor) -> torch.Tensor:
-            return encode_video(autoencoder, video)
+            return encode_video(autoencoder, video.to(device)).cpu()
 
     extract = None
     if use_extractor:
         from reference_model.expression import load_expression_extractor
 
-        extractor = load_expression_extractor(world_weights)
+        extractor = load_expression_extractor(world_weights).to(device)
 
         def extract(video: torch.Tensor) -> torch.Tensor:
-            return extract_video(extractor, video)
+            return extract_video(extractor, video.to(device)).cpu()
 
     log.info("encoding %d clips", rendered["videos"].shape[0])
     pool = encode_world_clips(rendered, encode, extract)
@@ -155,6 +159,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--clip-frames", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument(
+        "--max-steps", type=int, default=-1, help="stop at this global step (-1: time budget only)"
+    )
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument(
         "--decay-steps",
@@ -174,9 +181,21 @@ def main(argv: list[str] | None = None) -> None:
         default=4.0,
         help="extra velocity-loss weight on eyes, brows and mouth (needs a pool rendered with regions)",
     )
+    parser.add_argument(
+        "--expression-drop",
+        type=float,
+        default=0.1,
+        help="share of clips trained without expression: the unconditional branch of emotion CFG",
+    )
     parser.add_argument("--checkpoint-minutes", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--accelerator",
+        default="cpu",
+        choices=["cpu", "gpu", "auto"],
+        help="where the DiT trains (and the pool encodes); gpu resumes the same run on CUDA",
+    )
     parser.add_argument(
         "--latent",
         default="world",
@@ -206,12 +225,22 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(
             f"--reference-gap {args.reference_gap} is a share of clips: give one in [0, 1]"
         )
+    if not 0.0 <= args.expression_drop < 1.0:
+        parser.error(
+            f"--expression-drop {args.expression_drop} is a share of clips: give one in [0, 1)"
+        )
+    if args.accelerator == "gpu" and not torch.cuda.is_available():
+        parser.error("--accelerator gpu: no CUDA device is visible; use --accelerator cpu")
     if args.region_weight < 0:
         parser.error(f"--region-weight {args.region_weight} must be >= 0 (0 turns weighting off)")
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO)
     args.out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(args.seed)
+    on_gpu = args.accelerator == "gpu" or (args.accelerator == "auto" and torch.cuda.is_available())
+    device = torch.device("cuda" if on_gpu else "cpu")
+    if on_gpu:
+        torch.set_float32_matmul_precision("high")
 
     pool = load_pool(
         args.out,
@@ -222,6 +251,7 @@ def main(argv: list[str] | None = None) -> None:
         args.render_only,
         args.latent,
         args.world_weights,
+        device,
     )
     if pool is None:
         return
@@ -233,7 +263,12 @@ def main(argv: list[str] | None = None) -> None:
         )
     module = PortraitModule(
         args.config,
-        {"lr": args.lr, "region_weight": args.region_weight, "decay_steps": args.decay_steps},
+        {
+            "lr": args.lr,
+            "region_weight": args.region_weight,
+            "decay_steps": args.decay_steps,
+            "expression_drop": args.expression_drop,
+        },
         expr_dim=expression.shape[-1],
         variant=args.nfeb,
         train_frames=args.clip_frames,
@@ -251,15 +286,28 @@ def main(argv: list[str] | None = None) -> None:
     pool["latents"] = module.model.normalize_latent(latents)
     if args.region_weight == 0:
         pool.pop("regions", None)
+    # Crops are gathered where the model trains: no host-to-device copy per step.
+    pool = {k: v.to(device) for k, v in pool.items()}
+    last = args.out / "last.ckpt"
+    # A resumed run continues the crop stream instead of replaying the crops it has already seen.
+    resumed_step = (
+        torch.load(last, map_location="cpu", weights_only=True)["global_step"]
+        if last.exists()
+        else 0
+    )
     data = WorldDataModule(
-        lambda: pool, args.clip_frames, args.batch_size, args.seed, args.reference_gap
+        lambda: pool,
+        args.clip_frames,
+        args.batch_size,
+        args.seed + resumed_step,
+        args.reference_gap,
     )
 
-    last = args.out / "last.ckpt"
     trainer = L.Trainer(
         max_time=datetime.timedelta(minutes=args.minutes),
-        max_steps=-1,
-        accelerator="cpu",
+        max_steps=args.max_steps,
+        accelerator="gpu" if on_gpu else "cpu",
+        devices=1,
         logger=CSVLogger(args.out, name="logs"),
         log_every_n_steps=25,
         gradient_clip_val=1.0,
