@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -45,6 +46,16 @@ class StepRecord:
 
 
 @dataclass(frozen=True)
+class StepEnd:
+    """What ``sample``'s callback sees after each step: the blended latent and each window's (guided) velocity."""
+
+    step: int
+    sigma: float
+    x: Tensor
+    velocities: dict[Window, Tensor]
+
+
+@dataclass(frozen=True)
 class Sample:
     """A sampled latent video and the accounting of how it was made."""
 
@@ -69,11 +80,14 @@ def sample(
     stepper: Stepper | None = None,
     windowing: Full | Sliding | None = None,
     guidance: Guidance | None = None,
+    callback: Callable[[StepEnd], None] | None = None,
 ) -> Sample:
     """Integrate the flow-matching ODE from ``noise`` at ``sigmas[0]`` down to ``sigmas[-1]``.
 
     ``noise`` is never modified. Windows are processed one at a time, so activation memory is
-    bounded by the window; stepper caches live per (window, guidance branch).
+    bounded by the window; stepper caches live per (window, guidance branch). ``callback``, if
+    given, is called after every step (as in k-diffusion's samplers) and must not modify what
+    it is given.
     """
     check_latent(noise, "noise")
     check_sigmas(sigmas)
@@ -96,7 +110,7 @@ def sample(
     x = noise.clone()
     for step in range(len(sigmas) - 1):
         windows = windowing.windows(frames, step)
-        outputs = []
+        outputs, guided = [], {}
         for window in windows:
             start, stop = window
             x_window = x[:, :, start:stop]
@@ -115,10 +129,13 @@ def sample(
             v = velocities["cond"]
             if guidance is not None:
                 v = velocities["uncond"] + guidance.scale * (v - velocities["uncond"])
+            guided[window] = v
             outputs.append(
                 stepper.advance(x_window, v, sigmas, step, histories.setdefault(window, {}))
             )
         x = blend(outputs, windows, windowing.weights(frames, step), like=x)
+        if callback is not None:
+            callback(StepEnd(step, float(sigmas[step]), x, guided))
         peak_cache = max(peak_cache, sum(stepper.cache_bytes(c) for c in caches.values()))
         # A shifting window grid makes old windows' caches stale: free them so memory stays
         # bounded by the current grid.

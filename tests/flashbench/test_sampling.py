@@ -159,3 +159,26 @@ def test_euler_converges_to_closed_form_flow_at_first_order():
 def test_bad_arguments_raise_clear_value_errors(call, word):
     with pytest.raises(ValueError, match=word):
         call()
+
+
+def test_callback_sees_every_step_and_the_final_latent():
+    noise, cond = inputs(10)
+    seen = []
+    out = sample(
+        MODEL,
+        noise,
+        flow_match_sigmas(4),
+        cond,
+        windowing=Sliding(window=6, overlap=2),
+        guidance=Guidance(2.0, ("motion",)),
+        callback=seen.append,
+    )
+    assert [end.step for end in seen] == [0, 1, 2, 3]
+    assert all(sorted(end.velocities) == [(0, 6), (4, 10)] for end in seen)
+    torch.testing.assert_close(seen[-1].x, out.latents, rtol=0, atol=0)
+    # Guided velocities, not the conditional pass: one Euler step by hand from step 0's.
+    sigmas = flow_match_sigmas(4)
+    first = sample(MODEL, noise, sigmas[:2], cond, guidance=Guidance(2.0, ("motion",)))
+    v = seen[0].velocities[(0, 6)]
+    by_hand = noise[:, :, :6] + (sigmas[1] - sigmas[0]) * v
+    torch.testing.assert_close(first.latents[:, :, :4], by_hand[:, :, :4])
