@@ -36,6 +36,19 @@ def psnr(a: Tensor, b: Tensor) -> float:
     return float((-10 * mse.log10()).mean())
 
 
+def track_correlation(features: Tensor, reference: Tensor) -> Tensor:
+    """Pearson correlation over time of each feature ``[E]``, averaged over clips (NaN where a track is flat)."""
+    a = features - features.mean(dim=1, keepdim=True)
+    b = reference - reference.mean(dim=1, keepdim=True)
+    r = (a * b).sum(1) / (a.square().sum(1) * b.square().sum(1)).sqrt()
+    return r.nanmean(dim=0)
+
+
+def saturation(video: Tensor) -> float:
+    """Mean colour saturation (max - min over RGB): CFG's over-saturation shows as a ratio above 1."""
+    return float((video.amax(dim=1) - video.amin(dim=1)).mean())
+
+
 def identity_similarity(encoder, video: Tensor, reference: Tensor) -> float:
     """Mean cosine similarity of every frame's identity embedding to the reference's."""
     b, c, t, h, w = video.shape
@@ -59,6 +72,48 @@ def write_grid(rows: dict[str, Tensor], path: Path, clips: int = 3, frames: int 
     )
 
 
+def print_regime(model, truth, baseline, autoencoder, extractor, scale, args) -> None:
+    """How hard acceleration is at this guidance: the seed floor, the fewer-step penalty and the velocity profile."""
+    from flashbench.regime import velocity_profile
+    from flashbench.sampling import Guidance
+    from flashbench.schedule import flow_match_sigmas
+    from reference_model.dit import make_cond
+
+    def run(**kwargs) -> Tensor:
+        options = {"steps": args.steps, "seed": args.seed, "guidance_scale": scale} | kwargs
+        return animate(model, truth[:, :, 0], truth, autoencoder, extractor, **options)
+
+    expression = extract_video(extractor, baseline)
+    print(
+        f"\nregime at cfg {scale:g} (against the {args.steps}-step baseline of the same guidance):"
+    )
+    print("| answer | PSNR vs baseline (dB) | expression change vs baseline |\n|---|---|---|")
+    rows = {"same setting, another noise seed (the seed floor)": run(seed=args.seed + 1)}
+    rows |= {f"Euler, {n} steps": run(steps=n) for n in (6, 9, 15)}
+    for name, video in rows.items():
+        change = float((extract_video(extractor, video) - expression).abs().mean())
+        print(f"| {name} | {psnr(video, baseline):.2f} | {change:.4f} |")
+    cfg = model.config
+    reference = model.normalize_latent(encode_video(autoencoder, truth[:, :, :1]))[:, :, 0]
+    cond = make_cond(reference, extract_video(extractor, truth), cfg.frames_per_latent)
+    noise = torch.randn(
+        truth.shape[0],
+        cfg.latent_channels,
+        truth.shape[2] // cfg.frames_per_latent,
+        cfg.latent_size,
+        cfg.latent_size,
+        generator=torch.Generator().manual_seed(args.seed),
+    )
+    profile = velocity_profile(
+        model, noise, flow_match_sigmas(args.steps), cond, Guidance(scale) if scale else None
+    )
+    print("| step | sigma | relative velocity change | magnitude ratio |\n|---|---|---|---|")
+    for i, (sigma, change, ratio) in enumerate(
+        zip(profile.sigmas, profile.relative_change, profile.magnitude_ratio, strict=True)
+    ):
+        print(f"| {i + 1} | {sigma:.3f} | {change:.4f} | {ratio:.4f} |")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", type=Path, default=None)
@@ -70,6 +125,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--grid", type=Path, default=None)
+    parser.add_argument(
+        "--regime",
+        action="store_true",
+        help="also print, per guidance scale: the seed floor, fewer-step penalties, velocity profile",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
         "--world-weights", type=Path, default=None, help="weights dir of the world nets"
@@ -121,19 +181,28 @@ def main(argv: list[str] | None = None) -> None:
         expr_truth = extract_video(extractor, truth)
         truth_id = identity_similarity(id_encoder, truth, truth[:, :, 0])
         parts = " | ".join(PARTS)
+        corr_parts = " | ".join(f"r {p}" for p in PARTS)
         print(
             f"| answer | PSNR (dB) | PSNR frames 1.. (dB) | expression error | {parts} "
-            f"| identity sim. / truth's ({truth_id:.3f}) |"
+            f"| {corr_parts} | saturation / truth's | identity sim. / truth's ({truth_id:.3f}) |"
         )
-        print("|---" * (5 + len(PARTS)) + "|")
+        print("|---" * (6 + 2 * len(PARTS)) + "|")
         for name, video in answers.items():
-            error = (extract_video(extractor, video) - expr_truth).abs()
+            features = extract_video(extractor, video)
+            error = (features - expr_truth).abs()
+            r = track_correlation(features, expr_truth)
             per_part = " | ".join(f"{float(error[..., p].mean()):.4f}" for p in PARTS.values())
+            r_part = " | ".join(f"{float(r[p].nanmean()):.2f}" for p in PARTS.values())
             sim = identity_similarity(id_encoder, video, truth[:, :, 0])
             print(
                 f"| {name} | {psnr(video, truth):.2f} | {psnr(video[:, :, 1:], truth[:, :, 1:]):.2f} "
-                f"| {float(error.mean()):.4f} | {per_part} | {sim / truth_id:.3f} |"
+                f"| {float(error.mean()):.4f} | {per_part} | {r_part} "
+                f"| {saturation(video) / saturation(truth):.3f} | {sim / truth_id:.3f} |"
             )
+        if args.regime:
+            for scale in args.guidance:
+                baseline = answers[f"model (cfg {scale:g})"]
+                print_regime(model, truth, baseline, autoencoder, extractor, scale, args)
     if args.grid is not None:
         write_grid({"truth": truth, **answers}, args.grid)
         print(f"grid: {args.grid} (rows per clip: truth, {', '.join(answers)})")
