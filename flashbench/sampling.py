@@ -21,16 +21,31 @@ class Guidance:
 
     The unconditional branch is the conditioning without ``drop`` (FlashPortrait's emotion CFG
     drops the expression features, scale 4.0). Each branch keeps its own stepper cache.
+    ``interval = (low, high)`` guides only the steps whose sigma lies in it and runs the
+    conditional pass alone elsewhere (Kynkaanniemi et al. 2024, arXiv 2404.07724); ``None``
+    guides every step, as the paper does.
     """
 
     scale: float = 4.0
     drop: tuple[str, ...] = ("expression",)
+    interval: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.scale, int | float) or self.scale != self.scale:
             raise ValueError(
                 f"guidance scale={self.scale!r} must be a number (FlashPortrait uses 4.0)"
             )
+        if self.interval is not None and not (
+            len(self.interval) == 2 and 0 <= self.interval[0] < self.interval[1]
+        ):
+            raise ValueError(
+                f"guidance interval={self.interval!r} must be (low, high) with 0 <= low < high, "
+                "in sigma; e.g. (0.0, 0.7)"
+            )
+
+    def active(self, sigma: float) -> bool:
+        """Whether the step at ``sigma`` is guided."""
+        return self.interval is None or self.interval[0] <= sigma <= self.interval[1]
 
 
 @dataclass(frozen=True)
@@ -115,7 +130,10 @@ def sample(
             start, stop = window
             x_window = x[:, :, start:stop]
             velocities = {}
+            guided_step = guidance is not None and guidance.active(float(sigmas[step]))
             for branch, branch_cond in branches.items():
+                if branch == "uncond" and not guided_step:
+                    continue
                 tic = time.perf_counter()
                 cache = caches.setdefault((window, branch), {})
                 velocities[branch], action = stepper.velocity(
@@ -127,7 +145,7 @@ def sample(
                     )
                 )
             v = velocities["cond"]
-            if guidance is not None:
+            if guided_step:
                 v = velocities["uncond"] + guidance.scale * (v - velocities["uncond"])
             guided[window] = v
             outputs.append(

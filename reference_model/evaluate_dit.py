@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from flashbench.sampling import Guidance
 from reference_model.lightning import driving_motion
 from reference_model.pipeline import (
     animate,
@@ -72,15 +73,21 @@ def write_grid(rows: dict[str, Tensor], path: Path, clips: int = 3, frames: int 
     )
 
 
+def guidance_of(scale: float, args: argparse.Namespace) -> Guidance | None:
+    """Emotion CFG at ``scale`` (0: none), in ``--guidance-interval`` if one is given."""
+    interval = tuple(args.guidance_interval) if args.guidance_interval else None
+    return Guidance(scale, interval=interval) if scale > 0 else None
+
+
 def print_regime(model, truth, baseline, autoencoder, extractor, scale, args) -> None:
     """How hard acceleration is at this guidance: the seed floor, the fewer-step penalty and the velocity profile."""
     from flashbench.regime import velocity_profile
-    from flashbench.sampling import Guidance
     from flashbench.schedule import flow_match_sigmas
     from reference_model.dit import make_cond
 
     def run(**kwargs) -> Tensor:
-        options = {"steps": args.steps, "seed": args.seed, "guidance_scale": scale} | kwargs
+        options = {"steps": args.steps, "seed": args.seed, "guidance": guidance_of(scale, args)}
+        options |= kwargs
         return animate(model, truth[:, :, 0], truth, autoencoder, extractor, **options)
 
     expression = extract_video(extractor, baseline)
@@ -105,7 +112,7 @@ def print_regime(model, truth, baseline, autoencoder, extractor, scale, args) ->
         generator=torch.Generator().manual_seed(args.seed),
     )
     profile = velocity_profile(
-        model, noise, flow_match_sigmas(args.steps), cond, Guidance(scale) if scale else None
+        model, noise, flow_match_sigmas(args.steps), cond, guidance_of(scale, args)
     )
     print("| step | sigma | relative velocity change | magnitude ratio |\n|---|---|---|---|")
     for i, (sigma, change, ratio) in enumerate(
@@ -122,6 +129,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--setting", default="baseline")
     parser.add_argument("--guidance", type=float, nargs="*", default=[0.0, 4.0])
+    parser.add_argument(
+        "--guidance-interval",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        default=None,
+        help="guide only the steps whose sigma is in [LOW, HIGH]",
+    )
     parser.add_argument("--split", default="test")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--grid", type=Path, default=None)
@@ -174,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
                 setting=args.setting,
                 steps=args.steps,
                 seed=args.seed,
-                guidance_scale=scale,
+                guidance=guidance_of(scale, args),
             )
             seconds = (time.perf_counter() - tic) / args.cases
             print(f"sampling, cfg {scale:g}: {seconds:.2f} s per {args.frames}-frame clip")

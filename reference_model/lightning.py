@@ -160,12 +160,14 @@ def generate(
     setting: str = "baseline",
     steps: int = 30,
     seed: int = 0,
-    guidance_scale: float | None = None,
+    guidance: Guidance | None = None,
 ) -> Tensor:
-    """Sample normalised latents for a reference latent ``[B, C, H, W]`` and expression features ``[B, T, E]``."""
-    stepper, windowing, guidance = settings.get(setting).build()
-    if guidance_scale is not None:
-        guidance = Guidance(guidance_scale) if guidance_scale > 0 else None
+    """Sample normalised latents for a reference latent ``[B, C, H, W]`` and expression features ``[B, T, E]``.
+
+    ``guidance``, when given, replaces the setting's.
+    """
+    stepper, windowing, setting_guidance = settings.get(setting).build()
+    guidance = guidance if guidance is not None else setting_guidance
     cfg = model.config
     frames = expression.shape[1] // cfg.frames_per_latent
     b = reference_latent.shape[0]

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from flashbench.sampling import Guidance
 from reference_model.dit import CONFIGS, DiTConfig, PortraitDiT
 from reference_model.lightning import generate
 from reference_model.shipped_weights import read_manifest, sha256_of
@@ -81,7 +82,7 @@ def animate(
     setting: str = "baseline",
     steps: int = 30,
     seed: int = 0,
-    guidance_scale: float | None = None,
+    guidance: Guidance | None = None,
 ) -> Tensor:
     """Animate ``reference`` frames ``[B, 3, H, W]`` with the motion of ``driving`` ``[B, 3, T, H, W]``; returns frames."""
     if autoencoder is None:
@@ -101,7 +102,7 @@ def animate(
         setting=setting,
         steps=steps,
         seed=seed,
-        guidance_scale=guidance_scale,
+        guidance=guidance,
     )
     return decode_video(autoencoder, model.denormalize_latent(latents))
 
