@@ -182,3 +182,31 @@ def test_callback_sees_every_step_and_the_final_latent():
     v = seen[0].velocities[(0, 6)]
     by_hand = noise[:, :, :6] + (sigmas[1] - sigmas[0]) * v
     torch.testing.assert_close(first.latents[:, :, :4], by_hand[:, :, :4])
+
+
+def test_guidance_interval_guides_only_the_steps_inside_it():
+    noise, cond = inputs(5)
+    sigmas = flow_match_sigmas(6, shift=3.0)
+    plain = sample(MODEL, noise, sigmas, cond, guidance=Guidance(3.0, ("motion",)))
+    everywhere = sample(
+        MODEL, noise, sigmas, cond, guidance=Guidance(3.0, ("motion",), interval=(0.0, 1.0))
+    )
+    nowhere = sample(
+        MODEL, noise, sigmas, cond, guidance=Guidance(3.0, ("motion",), interval=(2.0, 3.0))
+    )
+    unguided = sample(MODEL, noise, sigmas, cond)
+    assert torch.equal(everywhere.latents, plain.latents) and everywhere.nfe == 12
+    assert torch.equal(nowhere.latents, unguided.latents) and nowhere.nfe == 6
+    low = float(sigmas[3])
+    partial = sample(
+        MODEL, noise, sigmas, cond, guidance=Guidance(3.0, ("motion",), interval=(0.0, low))
+    )
+    guided_steps = [r.step for r in partial.trace if r.branch == "uncond"]
+    assert guided_steps == [3, 4, 5] and partial.nfe == 9
+    assert not torch.equal(partial.latents, plain.latents)
+
+
+@pytest.mark.parametrize("interval", [(0.5, 0.5), (0.7, 0.2), (-0.1, 0.5), (0.1,)])
+def test_guidance_interval_must_be_an_ordered_sigma_range(interval):
+    with pytest.raises(ValueError, match="interval"):
+        Guidance(3.0, interval=interval)
