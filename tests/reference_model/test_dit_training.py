@@ -144,7 +144,10 @@ def test_train_model_rejects_bad_shares_and_weights_before_any_work(tmp_path, ca
 
     from reference_model.train_model import main
 
-    for flag, value in (("--reference-gap", "1.5"), ("--region-weight", "-1")):
+    bad = [("--reference-gap", "1.5"), ("--region-weight", "-1"), ("--expression-drop", "1")]
+    if not torch.cuda.is_available():
+        bad.append(("--accelerator", "gpu"))
+    for flag, value in bad:
         with pytest.raises(SystemExit):
             main(["--out", str(tmp_path / "run"), flag, value])
         assert flag in capsys.readouterr().err
