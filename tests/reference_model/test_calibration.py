@@ -17,9 +17,8 @@ from reference_model.shipped_weights import MANIFEST, WEIGHTS_DIR
 def test_stored_calibration_is_what_the_world_and_the_shipped_encoder_give_now():
     stored = load_identity_calibration()
     fresh = build_identity_calibration()
-    # own is 1 - cosine of float32 embeddings near 1: it moves with the thread count's rounding.
-    assert fresh.own == pytest.approx(stored.own, abs=1e-6)
-    assert fresh.other == pytest.approx(stored.other, rel=1e-4)
+    assert fresh.own == pytest.approx(stored.own, rel=1e-3)
+    assert fresh.other == pytest.approx(stored.other, rel=1e-5)
     assert (fresh.identities, fresh.frames, fresh.made_with) == (
         stored.identities,
         stored.frames,
