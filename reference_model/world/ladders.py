@@ -53,7 +53,8 @@ def identity_ladder(
     """Videos ``[len(a_values), 3, T, size, size]`` of identity ``first_id`` blended towards ``second_id``.
 
     Every rung moves with the same ``expression`` ``[T, 7]``, so rungs differ in identity
-    alone; rung ``a = 0`` is exactly ``render_video`` of ``first_id``.
+    alone; rung ``a = 0`` is ``render_video`` of ``first_id`` (to the 1e-6 of the renderer's
+    feature windows, which are sized per batch).
     """
     if expression.ndim != 2:
         raise ValueError(f"expression must be [T, 7], got {tuple(expression.shape)}")

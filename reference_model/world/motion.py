@@ -79,9 +79,10 @@ def blink_centres(
 
     The events ``_blinks`` draws: at most one per slot of ``blink_slot_frames``, each a
     closure bump ``blink_frames`` wide around its centre; ground truth for blink counting.
+    ``start`` may be negative: a blink centred just before frame 0 still closes frame 0.
     """
-    if start < 0 or stop < start:
-        raise ValueError(f"need 0 <= start <= stop, got start={start}, stop={stop}")
+    if stop < start:
+        raise ValueError(f"need start <= stop, got start={start}, stop={stop}")
     first = start // config.blink_slot_frames
     slots = torch.arange(first, stop // config.blink_slot_frames + 1, dtype=torch.int64)
     happens = hash_uniform(int(seed), _BLINK_ON, slots) < config.blink_probability
