@@ -177,7 +177,7 @@ def arcface_face_set(encoder: ArcFaceEncoder, views: int = 6, seed: int = 0) -> 
 def _jittered(
     photo: Tensor, centre: tuple[float, float], half: float, generator: torch.Generator
 ) -> Tensor:
-    u = torch.rand(6, generator=generator)
+    u = torch.rand(5, generator=generator)  # shift x, shift y, scale, mirror, light
     shift = (u[:2] - 0.5) * 0.2 * half
     crop = _crop(
         photo,
