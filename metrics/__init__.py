@@ -7,7 +7,7 @@ it through `backend_info()`. Real backends load weight files listed in `metrics.
 (`weight_status()`); nothing downloads. This package imports nothing else of FlashBench.
 """
 
-from metrics.expression import ExpressionError, FeatureL1Error, PoseError
+from metrics.expression import ExpressionError, ExpressionFollowing, FeatureL1Error, PoseError
 from metrics.faces import FaceDetector
 from metrics.fid import FrechetInceptionDistance, InceptionFeatures
 from metrics.fidelity import LPIPS, PSNR, SSIM, FrameAverage
@@ -25,9 +25,11 @@ from metrics.fvd import (
     StyleGANVI3DFeatures,
 )
 from metrics.identity import ArcFaceEncoder, IdentitySimilarity
+from metrics.identity_distance import IdentityCalibration, IdentityDistance, calibrate_identity
 from metrics.landmarks import FaceLandmarks, LandmarkExpression, LandmarkPose
 from metrics.seams import SeamDiscontinuity
 from metrics.speed import Measurement, Speed, measure
+from metrics.temporal import TemporalStability
 from metrics.weights import (
     WEIGHTS,
     CorruptWeightError,
@@ -46,6 +48,7 @@ __all__ = [
     "ArcFaceEncoder",
     "CorruptWeightError",
     "ExpressionError",
+    "ExpressionFollowing",
     "FVDProtocol",
     "FaceDetector",
     "FaceLandmarks",
@@ -56,6 +59,8 @@ __all__ = [
     "FrechetInceptionDistance",
     "FrechetVideoDistance",
     "I3DFeatures",
+    "IdentityCalibration",
+    "IdentityDistance",
     "IdentitySimilarity",
     "InceptionFeatures",
     "LandmarkExpression",
@@ -66,7 +71,9 @@ __all__ = [
     "SeamDiscontinuity",
     "Speed",
     "StyleGANVI3DFeatures",
+    "TemporalStability",
     "WeightStatus",
+    "calibrate_identity",
     "feature_statistics",
     "frechet_distance",
     "measure",

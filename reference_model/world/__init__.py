@@ -8,8 +8,17 @@ from reference_model.world.identities import (
     sample_ids,
     split_ids,
 )
+from reference_model.world.ladders import (
+    background_colours,
+    background_visibility,
+    blend_identities,
+    freeze_parameters,
+    identity_ladder,
+    static_background,
+)
 from reference_model.world.motion import (
     MotionConfig,
+    blink_centres,
     driving_chunks,
     driving_frames,
     driving_sequence,
@@ -34,11 +43,17 @@ __all__ = [
     "NUM_ID_ATTRIBUTES",
     "SPLITS",
     "MotionConfig",
+    "background_colours",
+    "background_visibility",
+    "blend_identities",
+    "blink_centres",
     "driving_chunks",
     "driving_frames",
     "driving_sequence",
     "expression_bounds",
     "expression_regions",
+    "freeze_parameters",
+    "identity_ladder",
     "identity_params",
     "neutral_expression",
     "random_expression",
@@ -46,4 +61,5 @@ __all__ = [
     "render_video",
     "sample_ids",
     "split_ids",
+    "static_background",
 ]

@@ -72,6 +72,26 @@ def _blinks(seed: int, frames: Tensor, config: MotionConfig) -> Tensor:
     return closure
 
 
+def blink_centres(
+    seed: int, start: int, stop: int, config: MotionConfig = MotionConfig()
+) -> Tensor:
+    """Frame positions (float, sorted) of the blinks of sequence ``seed`` centred in ``[start, stop)``.
+
+    The events ``_blinks`` draws: at most one per slot of ``blink_slot_frames``, each a
+    closure bump ``blink_frames`` wide around its centre; ground truth for blink counting.
+    ``start`` may be negative: a blink centred just before frame 0 still closes frame 0.
+    """
+    if stop < start:
+        raise ValueError(f"need start <= stop, got start={start}, stop={stop}")
+    first = start // config.blink_slot_frames
+    slots = torch.arange(first, stop // config.blink_slot_frames + 1, dtype=torch.int64)
+    happens = hash_uniform(int(seed), _BLINK_ON, slots) < config.blink_probability
+    at = (
+        slots.to(torch.float32) + hash_uniform(int(seed), _BLINK_AT, slots)
+    ) * config.blink_slot_frames
+    return at[happens & (at >= start) & (at < stop)]
+
+
 def driving_frames(
     seed: int, start: int, stop: int, config: MotionConfig = MotionConfig()
 ) -> Tensor:

@@ -9,9 +9,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from metrics.expression import ExpressionFollowing
 from metrics.fidelity import PSNR
 from metrics.fvd import FrechetVideoDistance
 from metrics.identity import IdentitySimilarity
+from metrics.temporal import TemporalStability
 
 
 class MeanColourFeature(torch.nn.Module):
@@ -33,6 +35,7 @@ def make_data() -> dict[str, torch.Tensor]:
         "real": torch.rand(6, 3, 16, 8, 8, generator=generator),
         "fake": videos,
         "reference": torch.rand(6, 3, 8, 8, generator=generator),
+        "background": torch.rand(6, 8, 8, generator=generator) > 0.5,
     }
 
 
@@ -40,18 +43,49 @@ def run_metrics(data: dict[str, torch.Tensor], indices: list[int]) -> dict[str, 
     fvd = FrechetVideoDistance(feature=MeanColourFeature())  # float64 sum states
     identity = IdentitySimilarity(encoder=colour_encoder)  # cat states
     psnr = PSNR()
+    temporal = TemporalStability()  # cat states, split per clip at compute
+    following = ExpressionFollowing(  # sum and cat states; a "blink" is red below its mean
+        colour_encoder,
+        parts={"red": (0,), "rest": (1, 2)},
+        blink_feature=0,
+        blink_threshold=-0.03,
+        blink_min_frames=1,
+    )
     for index in indices:  # one video per update, as a data loader would hand them out
         fvd.update(data["real"][index : index + 1], real=True)
         fvd.update(data["fake"][index : index + 1], real=False)
         identity.update(data["reference"][index : index + 1], data["fake"][index : index + 1])
         psnr.update(data["fake"][index : index + 1], data["real"][index : index + 1])
+        temporal.update(
+            data["fake"][index : index + 1],
+            data["real"][index : index + 1],
+            data["background"][index : index + 1],
+        )
+        following.update(data["fake"][index : index + 1], data["real"][index : index + 1])
     result = identity.compute()
+    stability, follows = temporal.compute(), following.compute()
     return {
         "fvd": fvd.compute(),
         "psnr": psnr.compute(),
         "id_mean": result["mean"],
         "id_curve": result["per_frame"],
         "id_missing": result["faces_not_found"],
+        **{
+            f"temporal_{k}": stability[k]
+            for k in ("ratio", "per_frame_ratio", "background_noise_std")
+        },
+        # Per-clip values come in rank order under DDP: compared as sets.
+        "temporal_per_clip": stability["per_clip_ratio"].sort().values,
+        **{
+            f"following_{k}": follows[k]
+            for k in (
+                "error_rest",
+                "correlation_red",
+                "correlation_rest",
+                "blinks",
+                "blinks_followed",
+            )
+        },
     }
 
 

@@ -1,0 +1,86 @@
+"""The identity-distance calibration of the world's identity encoder, stored next to its weights.
+
+`metrics.identity_distance` maps d = 1 - cosine to 0 at a reference image's own frames and
+1 at the median other identity; the two levels belong to one encoder on one face set. Here
+the face set is the world's validation identities, each rendered under its own driving
+motion with frame 0 as the reference image (as a suite case's reference is its ground
+truth's first frame). `python -m reference_model.calibration` writes
+`weights/identity_calibration.json` with the encoder's sha256 and how it was made;
+`load_identity_calibration()` reads it and refuses one made with other encoder weights.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from metrics.identity_distance import IdentityCalibration, calibrate_identity
+from reference_model.shipped_weights import WEIGHTS_DIR, read_manifest
+from reference_model.world import driving_sequence, identity_params, render_video, split_ids
+
+CALIBRATION_FILE = "identity_calibration.json"
+ENCODER_FILE = "identity.pt"
+COMMAND = "python -m reference_model.calibration"
+
+
+def world_identity_views(
+    split: str = "val", identities: int = 128, frames: int = 13, size: int = 64
+) -> Tensor:
+    """Clips ``[identities, frames, 3, size, size]`` of the first ids of ``split``, id k moved by driving seed k."""
+    ids = list(split_ids(split))[:identities]
+    motion = [driving_sequence(seed, frames) for seed in range(len(ids))]
+    return render_video(identity_params(ids), torch.stack(motion), size).transpose(1, 2)
+
+
+def build_identity_calibration(encoder=None, **views) -> IdentityCalibration:
+    """Calibrate the shipped identity encoder (or ``encoder``) on ``world_identity_views(**views)``."""
+    from reference_model.identity import load_identity_encoder
+
+    encoder = encoder if encoder is not None else load_identity_encoder()
+    clips = world_identity_views(**views)
+    settings = {"split": "val", "identities": 128, "frames": 13, "size": 64, **views}
+    return calibrate_identity(
+        encoder,
+        clips,
+        backend="world-identity-encoder",
+        made_with=(
+            f"world_identity_views({', '.join(f'{k}={v!r}' for k, v in settings.items())}): "
+            "the first ids of the split, id k under driving seed k, frame 0 its reference image"
+        ),
+    )
+
+
+def write_identity_calibration(weights_dir: Path | str = WEIGHTS_DIR) -> dict:
+    """Calibrate the shipped encoder and write ``identity_calibration.json`` beside it; returns what was written."""
+    calibration = build_identity_calibration()
+    record = {
+        **calibration.to_dict(),
+        "encoder": ENCODER_FILE,
+        "encoder_sha256": read_manifest(Path(weights_dir))[ENCODER_FILE]["sha256"],
+        "command": COMMAND,
+    }
+    path = Path(weights_dir) / CALIBRATION_FILE
+    path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return record
+
+
+def load_identity_calibration(weights_dir: Path | str = WEIGHTS_DIR) -> IdentityCalibration:
+    """The stored calibration of the shipped identity encoder, checked against the encoder's sha256."""
+    path = Path(weights_dir) / CALIBRATION_FILE
+    if not path.exists():
+        raise ValueError(f"identity calibration {path} is missing; make it with `{COMMAND}`")
+    stored = json.loads(path.read_text())
+    expected = read_manifest(Path(weights_dir))[ENCODER_FILE]["sha256"]
+    if stored.get("encoder_sha256") != expected:
+        raise ValueError(
+            f"identity calibration {path} was made with {ENCODER_FILE} sha256 "
+            f"{stored.get('encoder_sha256')} but the shipped encoder is {expected}; remake it with `{COMMAND}`"
+        )
+    return IdentityCalibration.read(path)
+
+
+if __name__ == "__main__":
+    print(json.dumps(write_identity_calibration(), indent=2))
