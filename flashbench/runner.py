@@ -10,12 +10,14 @@ saved videos are read back and pooled into one row per metric and reference.
 from __future__ import annotations
 
 import datetime
+import fcntl
 import hashlib
 import json
 import logging
 import math
 import os
 import platform
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterable
@@ -45,6 +47,10 @@ TIMING_METRICS = ("wall_seconds", "fps", "peak_bytes")
 # Pooled rows (FVD, FID) stand for every case and sampling seed of their setting.
 POOLED_CASE = "*"
 POOLED_SEED = -1
+# Torch threads per process unless --threads says otherwise. One: intra-op threads spin-wait
+# for each other, so on a machine whose cores are busy with other jobs 2 threads can take 20x
+# the time of 1 and wall times stop meaning anything; scale out with --devices instead.
+DEFAULT_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -66,32 +72,53 @@ class RunSummary:
     done: int
     skipped: int
     failed: int
+    # Pooled computations (pooled__<setting>) that failed: a run with any is not a success.
+    pooled_failed: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.pooled_failed
 
 
 # ---- files ---------------------------------------------------------------------------------
 
+# Every temp file starts with this prefix. No finished file of a run starts with "." (case ids
+# and setting names start with a letter or digit), so resume deletes temps and nothing else.
+TEMP_PREFIX = ".tmp-"
+LOCK_NAME = ".lock"
+
+
+def temp_path(path: Path) -> Path:
+    """The temp file beside ``path`` (it keeps ``path``'s suffix: writers pick the format by it)."""
+    return path.with_name(f"{TEMP_PREFIX}{os.getpid()}-{path.name}")
+
+
+def _atomic_with(path: Path, write: Callable[[Path], None]) -> None:
+    """Write through ``write(temp)``, then ``os.replace`` (readers never see half a file; a failed write leaves nothing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temp file beside ``path``, fsync, then ``os.replace`` (readers never see half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    """Write ``data`` to ``path`` atomically, fsynced before the rename."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    _atomic_with(path, write)
 
 
 def atomic_json(path: Path, payload: Any) -> None:
     atomic_write(path, (json.dumps(payload, indent=1, allow_nan=False) + "\n").encode())
-
-
-def _atomic_with(path: Path, write: Callable[[Path], None]) -> None:
-    """Atomic write through a writer that needs a real file name with ``path``'s suffix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp{os.getpid()}.{path.name}")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def write_video(path: Path, video: Tensor, fps: int) -> None:
@@ -237,6 +264,84 @@ def build_manifest(
     }
 
 
+class RunLock:
+    """An exclusive lock on a run directory, held while one process writes it.
+
+    ``fcntl.flock`` on ``RUN/.lock`` (which records the holder's pid): the kernel drops the
+    lock when its holder exits, even under kill -9, so a lock left by a dead run is taken
+    over and a pid reused by another program never blocks a resume.
+    """
+
+    def __init__(self, out: Path) -> None:
+        path = out / LOCK_NAME
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise ValueError(
+                f"run directory {str(out)!r} is being written by process {holder} (it holds {path}); "
+                "wait for that run to finish or stop it, then rerun with --resume"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd: int | None = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _foreign_entries(out: Path) -> list[str]:
+    """What a directory without manifest.json holds besides a killed run's temp files and lock."""
+    return sorted(
+        p.name for p in out.iterdir() if not p.name.startswith(TEMP_PREFIX) and p.name != LOCK_NAME
+    )
+
+
+def _check_resumable(
+    out: Path, suite: Suite, setting_models: dict[str, PortraitModel], resume: bool
+) -> None:
+    """Refuse to continue a run directory unless asked to, and unless it holds this very suite and model."""
+    manifest_path = out / "manifest.json"
+    if not resume:
+        raise ValueError(
+            f"run directory {str(out)!r} already holds a run; pass --resume to continue it, or choose another --out"
+        )
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"{manifest_path} is not valid JSON ({err}); this is not a run directory of flashbench"
+        ) from err
+    if not isinstance(manifest, dict) or manifest.get("suite_sha256") != suite.sha256:
+        manifest = manifest if isinstance(manifest, dict) else {}
+        raise ValueError(
+            f"run directory {str(out)!r} was written by suite {manifest.get('suite')!r} version "
+            f"{manifest.get('suite_version')!r} (sha256 {str(manifest.get('suite_sha256'))[:12]}), but "
+            f"{suite.path} (version {suite.version!r}) has sha256 {suite.sha256[:12]}; rows of different suites are never "
+            "mixed: choose another --out"
+        )
+    recorded = manifest.get("model") or {}
+    current = model_manifest(suite, setting_models)
+    if "weights" in recorded and (recorded["weights"], recorded.get("settings")) != (
+        current["weights"],
+        current.get("settings"),
+    ):
+        raise ValueError(
+            f"run directory {str(out)!r} was sampled with other {suite.model!r} model weights "
+            f"({recorded}); rows of different models are never mixed: choose another --out"
+        )
+
+
 def open_run_dir(
     out: Path,
     suite: Suite,
@@ -246,53 +351,70 @@ def open_run_dir(
     resume: bool,
     threads: int,
     devices: int = 1,
-) -> None:
-    """Create the run directory, or check that an existing one belongs to this very suite."""
+) -> RunLock:
+    """Create the run directory, or check that an existing one belongs to this very suite; returns its lock.
+
+    Nothing is written into a directory that is not a run directory (no manifest.json) unless
+    it is empty or holds only a killed run's temp files. The manifest is written first, so a
+    directory with a manifest is a run directory, whatever else a kill left in it.
+    """
     manifest_path = out / "manifest.json"
-    if manifest_path.is_file():
-        if not resume:
-            raise ValueError(
-                f"run directory {str(out)!r} already holds a run; pass --resume to continue it, or choose another --out"
-            )
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(
-                f"{manifest_path} is not valid JSON ({err}); this is not a run directory of flashbench"
-            ) from err
-        if manifest.get("suite_sha256") != suite.sha256:
-            raise ValueError(
-                f"run directory {str(out)!r} was written by suite {manifest.get('suite')!r} version "
-                f"{manifest.get('suite_version')!r} (sha256 {str(manifest.get('suite_sha256'))[:12]}), but "
-                f"{suite.path} (version {suite.version!r}) has sha256 {suite.sha256[:12]}; rows of different suites are never "
-                "mixed: choose another --out"
-            )
-        recorded = manifest.get("model") or {}
-        current = model_manifest(suite, setting_models)
-        if "weights" in recorded and (recorded["weights"], recorded.get("settings")) != (
-            current["weights"],
-            current.get("settings"),
-        ):
-            raise ValueError(
-                f"run directory {str(out)!r} was sampled with other {suite.model!r} model weights "
-                f"({recorded}); rows of different models are never mixed: choose another --out"
-            )
-        remove_stale_temp_files(out)
-        return
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {str(out)!r} is a file; choose a directory")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "suite.toml", dumps_toml(suite.resolved()).encode())
-    atomic_json(manifest_path, build_manifest(suite, setting_models, measurer, threads, devices))
+    if out.is_dir() and not manifest_path.is_file():
+        foreign = _foreign_entries(out)
+        if foreign:
+            raise ValueError(
+                f"--out {str(out)!r} is not a run directory (no manifest.json) and holds "
+                f"{', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}; flashbench writes only into a new "
+                "or empty directory or a run directory: choose another --out"
+            )
+    # The outermost directory this call creates: removed again if the run cannot start.
+    missing = [p for p in (out, *out.parents) if not p.exists()]
+    top = missing[-1] if missing else None
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(out)
+    except OSError as err:
+        if top is not None:
+            shutil.rmtree(top, ignore_errors=True)
+        raise _unwritable(out, err) from err
+    fresh = not manifest_path.is_file()
+    try:
+        if not fresh:
+            _check_resumable(out, suite, setting_models, resume)
+        else:
+            atomic_json(
+                manifest_path, build_manifest(suite, setting_models, measurer, threads, devices)
+            )
+        # Written after the manifest: a run killed in between gets it back on resume.
+        if not (out / "suite.toml").is_file():
+            atomic_write(out / "suite.toml", dumps_toml(suite.resolved()).encode())
+        remove_stale_temp_files(out)
+    except OSError as err:
+        lock.release()
+        if fresh and top is not None:
+            shutil.rmtree(top, ignore_errors=True)
+        elif fresh:
+            for name in (LOCK_NAME, "manifest.json", "suite.toml"):
+                (out / name).unlink(missing_ok=True)
+        raise _unwritable(out, err) from err
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+def _unwritable(out: Path, err: OSError) -> ValueError:
+    return ValueError(
+        f"cannot write the run directory {str(out)!r}: {err.strerror or err} ({err.filename or out}); "
+        "choose an --out in a writable directory with free space"
+    )
 
 
 def remove_stale_temp_files(out: Path) -> list[Path]:
-    """Delete half-written temp files a killed run left behind (never a finished file)."""
-    stale = [
-        p
-        for p in out.rglob(".*")
-        if p.is_file() and (p.name.endswith(".tmp") or p.name.startswith(".tmp"))
-    ]
+    """Delete the temp files a killed run left behind (only ever called under the run's lock)."""
+    stale = [p for p in out.rglob(f"{TEMP_PREFIX}*") if p.is_file()]
     for path in stale:
         path.unlink(missing_ok=True)
     return stale
@@ -839,6 +961,62 @@ def write_pooled_rows(suite: Suite, measurer: Measurer, out: Path, units: list[U
     return written
 
 
+def pooled_failures(suite: Suite, out: Path) -> tuple[str, ...]:
+    """Pooled computations (FVD, FID) whose last attempt failed: their errors/ file is removed on success."""
+    return tuple(
+        name
+        for name in map(pooled_name, suite.settings)
+        if (out / "errors" / f"{name}.json").is_file()
+    )
+
+
+def write_plan(out: Path, units: list[Unit], measurer: Measurer, suite: Suite) -> None:
+    """plan.json: the units this run is to finish, so readers (gate, compare) can tell a partial run."""
+    pooled = [pooled_name(s) for s in suite.settings] if measurer.pooled else []
+    atomic_json(out / "plan.json", {"units": [u.name for u in units], "pooled": pooled})
+
+
+def check_threads(threads: int) -> int:
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(
+            f"--threads {threads!r} must be an integer >= 1 (torch threads per process)"
+        )
+    return threads
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch device this machine has; a ValueError naming the fix otherwise."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise ValueError(
+            f"--device {str(device)!r} is not a torch device ({_first_line(err)}); use cpu or cuda[:N]"
+        ) from err
+    if parsed.type == "cpu":
+        return parsed
+    if parsed.type != "cuda":
+        raise ValueError(
+            f"--device {str(device)!r}: runs support cpu and cuda[:N]; use one of them"
+        )
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise ValueError(
+            f"--device {str(device)!r}: no CUDA GPU is available here (torch {torch.__version__}); "
+            "use --device cpu"
+        )
+    if parsed.index is not None and parsed.index >= count:
+        raise ValueError(
+            f"--device {str(device)!r}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}; "
+            "choose one of them"
+        )
+    return parsed
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
 def run_suite(
     suite: Suite,
     out: str | Path,
@@ -851,36 +1029,41 @@ def run_suite(
 ) -> RunSummary:
     """Run ``suite`` into ``out`` in this process; see ``flashbench.distributed`` for several."""
     out = Path(out)
-    threads = threads or torch.get_num_threads()
+    threads = check_threads(DEFAULT_THREADS if threads is None else threads)
+    device = check_device(device)
     torch.set_num_threads(threads)
     setting_models = suite_models(suite)
     model = setting_models[suite.baseline]
     measurer = Measurer(suite.metrics.names, dict(suite.metrics.backends), model)
     plan = case_units(suite, model, limit)
+    units = [u for _, case_units_ in plan for u in case_units_]
     check_pooled(suite, measurer, [case for case, _ in plan])
-    open_run_dir(out, suite, setting_models, measurer, resume=resume, threads=threads)
-    runner = CaseRunner(suite, setting_models, out, progress, measurer, device)
-    done = skipped = failed = 0
-    start = time.perf_counter()
-    with tqdm(
-        total=sum(len(u) for _, u in plan),
-        desc=f"{suite.name} units",
-        disable=runner._disabled(),
-        position=0,
-    ) as bar:
-        for case, units in plan:
-            d, s, f = runner.run_case(case, units, bar)
-            done, skipped, failed = done + d, skipped + s, failed + f
-    write_pooled_rows(suite, measurer, out, [u for _, units in plan for u in units])
+    with open_run_dir(out, suite, setting_models, measurer, resume=resume, threads=threads):
+        write_plan(out, units, measurer, suite)
+        runner = CaseRunner(suite, setting_models, out, progress, measurer, device)
+        done = skipped = failed = 0
+        start = time.perf_counter()
+        with tqdm(
+            total=len(units),
+            desc=f"{suite.name} units",
+            disable=runner._disabled(),
+            position=0,
+        ) as bar:
+            for case, mine in plan:
+                d, s, f = runner.run_case(case, mine, bar)
+                done, skipped, failed = done + d, skipped + s, failed + f
+        write_pooled_rows(suite, measurer, out, units)
+    summary = RunSummary(out, done, skipped, failed, pooled_failures(suite, out))
     log.info(
-        "%s: %d units done, %d skipped, %d failed in %.1f s",
+        "%s: %d units done, %d skipped, %d failed, %d pooled computations failed in %.1f s",
         out,
         done,
         skipped,
         failed,
+        len(summary.pooled_failed),
         time.perf_counter() - start,
     )
-    return RunSummary(out, done, skipped, failed)
+    return summary
 
 
 def read_rows(out: str | Path) -> list[dict[str, Any]]:

@@ -16,19 +16,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     suite = load_suite(args.suite)
     out = Path(args.out) if args.out else Path("runs") / suite.name
-    if args.devices > 1:
-        from flashbench.distributed import run_distributed
-
-        summary = run_distributed(
-            suite,
-            out,
-            devices=args.devices,
-            resume=args.resume,
-            limit=args.limit,
-            threads=args.threads or 1,
-            accelerator=args.accelerator,
-        )
-    else:
+    if args.devices == 1:
         from flashbench.runner import run_suite
 
         summary = run_suite(
@@ -40,15 +28,32 @@ def cmd_run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             device=args.device,
         )
+    else:
+        from flashbench.distributed import run_distributed
+
+        summary = run_distributed(
+            suite,
+            out,
+            devices=args.devices,
+            resume=args.resume,
+            limit=args.limit,
+            threads=args.threads,
+            accelerator=args.accelerator,
+        )
     print(
         f"{summary.out}: {summary.done} units done, {summary.skipped} already finished, {summary.failed} failed"
     )
-    if summary.failed:
+    if summary.pooled_failed:
         print(
-            f"failed units are recorded in {summary.out / 'errors'}; rerun with --resume to retry them"
+            f"{len(summary.pooled_failed)} pooled metric computation(s) failed: "
+            f"{', '.join(summary.pooled_failed)}"
+        )
+    if not summary.ok:
+        print(
+            f"failures are recorded in {summary.out / 'errors'}; rerun with --resume to retry them"
         )
     print(f"next: flashbench report {summary.out}")
-    return 1 if summary.failed else 0
+    return 0 if summary.ok else 1
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -157,7 +162,11 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
         "--accelerator", default="cpu", choices=["cpu", "gpu"], help="device kind for --devices > 1"
     )
     run.add_argument("--limit", type=int, help="run only the first N cases (smoke tests)")
-    run.add_argument("--threads", type=int, help="torch threads per process")
+    run.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads per process (default 1; see docs/run-directory.md)",
+    )
     run.add_argument(
         "--device", default="cpu", help="torch device of a 1-process run, e.g. cuda:0 (default cpu)"
     )

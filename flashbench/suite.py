@@ -13,6 +13,7 @@ import hashlib
 import itertools
 import json
 import math
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,6 +31,11 @@ REFERENCES = ("ground_truth", "baseline", "reference_image", "driving")
 MAX_FRAMES = 100_000
 MAX_SECONDS = 3_600
 MAX_RESOLUTION = 4_096
+MAX_NAME = 64
+# Setting names become file names (videos/<case>/<setting>__seed<k>.mp4, rows/<unit>.json): a
+# leading letter or digit keeps them apart from the run's hidden temp files, "__" separates
+# the parts of a unit name.
+SETTING_NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_NAME - 1}}}")
 
 _SECTIONS: dict[str, tuple[str, ...]] = {
     "suite": (
@@ -613,13 +619,12 @@ def parse_suite(text: str, path: str = "<suite>") -> Suite:
             "settings", f"duplicate setting names {duplicates}; give each a distinct name"
         )
     for s in expanded:
-        if (
-            "__" in s.name
-            or not s.name.replace("_", "").replace("-", "").replace(".", "").isalnum()
-        ):
+        if not SETTING_NAME.fullmatch(s.name) or "__" in s.name:
             raise where.error(
                 "settings",
-                f"setting name {s.name!r} must be letters, digits, '-', '.' or single '_'",
+                f"setting name {s.name!r} must start with a letter or digit and hold only ASCII letters, "
+                f"digits, '-', '.' and single '_', at most {MAX_NAME} characters (it names files); "
+                'e.g. "alp_k5"',
             )
     checked: set[str] = set()
     for s in expanded:
