@@ -200,7 +200,7 @@ def check_reference_args(weights: str | None = None, variant: str | None = None)
     """
     try:
         from reference_model.dit import NFEB_VARIANTS
-        from reference_model.pipeline import DEFAULT_WEIGHTS
+        from reference_model.pipeline import DEFAULT_WEIGHTS, verify_shipped_dit
     except ImportError as err:
         raise ValueError(
             f"model 'reference' needs the reference_model package ({err}); use model = \"toy\""
@@ -216,6 +216,10 @@ def check_reference_args(weights: str | None = None, variant: str | None = None)
             f'weights={weights!r} must be a path string, e.g. "runs/nfeb/add/dit_small.pt"'
         )
     path = Path(weights).expanduser() if weights is not None else DEFAULT_WEIGHTS
+    # The shipped checkpoint, however it is spelled, is checked against its recorded sha256: a
+    # corrupt copy is restored, not retrained.
+    if path.resolve() == DEFAULT_WEIGHTS.resolve():
+        verify_shipped_dit(path)
     if not path.is_file():
         where = "" if path.is_absolute() else f" (relative to the working directory {Path.cwd()})"
         raise ValueError(
