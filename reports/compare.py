@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 
 COLUMNS = [
     "setting", "metric", "higher_is_better", "n_a", "n_b", "mean_a", "mean_b", "diff",
-    "ci_low", "ci_high", "significant", "regression", "note",
+    "ci_low", "ci_high", "significant", "regression", "lost", "note",
 ]  # fmt: skip
 
 
@@ -82,9 +82,15 @@ def compare_runs(a: Run, b: Run, *, n_boot: int = 2000, seed: int = 0) -> pd.Dat
         scale = max(abs(values_a.mean()), abs(values_b.mean()), 1.0)
         significant = (low > 0 or high < 0) and abs(diff) > 1e-9 * scale
         note = "" if paired else "unpaired (different cases/seeds)"
+        units_a = set(zip(group_a["case"], group_a["seed"], strict=True))
+        absent = units_a - set(zip(group_b["case"], group_b["seed"], strict=True))
+        if absent:
+            note = f"missing in run B: {len(absent)} of {len(units_a)} (case, seed) measured in A"
         comparable = backends_a == backends_b
         if not comparable:
-            note = f"backend differs: {sorted(backends_a)} vs {sorted(backends_b)}"
+            note = f"backend differs: {sorted(backends_a)} vs {sorted(backends_b)}; {note}".rstrip(
+                "; "
+            )
         worse = higher is not None and (diff < 0 if higher else diff > 0)
         records.append(
             {
@@ -100,6 +106,7 @@ def compare_runs(a: Run, b: Run, *, n_boot: int = 2000, seed: int = 0) -> pd.Dat
                 "ci_high": high,
                 "significant": bool(significant),
                 "regression": bool(significant and worse and comparable),
+                "lost": bool(absent),
                 "note": note,
             }
         )
@@ -113,6 +120,7 @@ def compare_runs(a: Run, b: Run, *, n_boot: int = 2000, seed: int = 0) -> pd.Dat
                     "metric": metric_label(metric, reference),
                     "significant": False,
                     "regression": False,
+                    "lost": side == "A",
                     "note": f"only in run {side}",
                 }
             )

@@ -50,6 +50,10 @@ class Run:
     traces: pd.DataFrame
     errors: pd.DataFrame
     videos: dict[str, dict[str, Path]] = field(default_factory=dict)
+    # Units with a rows file (a unit may have no rows), and the units plan.json says the run
+    # set out to finish (None for runs without plan.json).
+    finished: frozenset[str] = frozenset()
+    plan: tuple[str, ...] | None = None
 
     @property
     def name(self) -> str:
@@ -233,6 +237,54 @@ def _find_videos(run: Path) -> dict[str, dict[str, Path]]:
     return videos
 
 
+def _load_plan(run: Path) -> tuple[str, ...] | None:
+    path = run / "plan.json"
+    if not path.is_file():
+        return None
+    payload = _read_json(path)
+    if not isinstance(payload, dict) or not all(
+        isinstance(payload.get(key), list) and all(isinstance(u, str) for u in payload[key])
+        for key in ("units", "pooled")
+    ):
+        raise RunFormatError(f'{path} must be {{"units": [names], "pooled": [names]}}')
+    return (*payload["units"], *payload["pooled"])
+
+
+def _setting_of(unit: str) -> str:
+    """The setting of a unit name (``<case>__<setting>__seed<k>`` or ``pooled__<setting>``)."""
+    parts = unit.split("__")
+    return parts[1] if len(parts) > 1 else unit
+
+
+def incomplete_units(run: Run) -> pd.DataFrame:
+    """Units the run set out to finish that failed or have no rows file: columns unit, setting, problem.
+
+    Failed: every errors/ record of a unit without rows. Missing: planned units (plan.json)
+    neither finished nor failed; without plan.json, settings of the manifest with no rows at all.
+    """
+    records = [
+        {"unit": e.unit, "setting": e.setting, "problem": f"failed: {e.error}"}
+        for e in run.errors.itertuples(index=False)
+        if e.unit not in run.finished
+    ]
+    failed = {r["unit"] for r in records}
+    if run.plan is not None:
+        records += [
+            {"unit": u, "setting": _setting_of(u), "problem": "no rows: never run or interrupted"}
+            for u in run.plan
+            if u not in run.finished and u not in failed
+        ]
+    else:
+        measured = set(run.rows["setting"]) | {r["setting"] for r in records}
+        for setting in run.manifest.get("settings") or []:
+            name = setting.get("name") if isinstance(setting, dict) else None
+            if name is not None and name not in measured:
+                records.append(
+                    {"unit": "*", "setting": name, "problem": "no rows for this setting"}
+                )
+    return pd.DataFrame.from_records(records, columns=["unit", "setting", "problem"])
+
+
 def load_run(run: str | Path) -> Run:
     """Load RUN into a :class:`Run`; malformed files raise :class:`RunFormatError`."""
     path = Path(run)
@@ -246,7 +298,17 @@ def load_run(run: str | Path) -> Run:
             "(see errors/ for failures)"
         )
     traces = _load_traces(path, units)
-    return Run(path, manifest, rows, traces, _load_errors(path), _find_videos(path))
+    finished = frozenset(p.stem for p in (path / "rows").glob("*.json") if p.is_file())
+    return Run(
+        path,
+        manifest,
+        rows,
+        traces,
+        _load_errors(path),
+        _find_videos(path),
+        finished,
+        _load_plan(path),
+    )
 
 
 def metric_label(metric: str, reference: str) -> str:

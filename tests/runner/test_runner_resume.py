@@ -110,6 +110,34 @@ def test_nan_latents_are_one_line_errors_and_the_run_goes_on(tiny_text, tmp_path
     assert not (tmp_path / "run" / "rows" / f"{error['unit']}.json").exists()
 
 
+def test_gate_fails_a_run_whose_setting_failed_on_every_unit_and_a_partial_run(
+    tiny_text, tmp_path, capsys
+):
+    from reports.cli import gate
+
+    if "explode" not in steppers:
+        steppers.register("explode", Explode)
+    text = tiny_text + '\n[[settings]]\nname = "boom"\nstepper = "explode"\n'
+    suite = parse_suite(text, "tiny.toml")
+    out = tmp_path / "run"
+    summary = run_suite(suite, out, threads=1, progress=False)
+    assert (summary.done, summary.failed) == (6, 2)
+    # Every setting with rows meets the floor; "boom" has none, so only the plan can fail it.
+    assert gate(out, floors=["psnr@baseline>=0"]) == 1
+    printed = capsys.readouterr().out
+    assert "gate FAILED: 2 planned unit(s) failed or have no rows (settings boom)" in printed
+    assert "failed: NonFiniteLatents: non-finite latents from setting 'boom'" in printed
+    # A run killed before its last unit finished (no failure recorded) fails the gate too.
+    clean = tmp_path / "partial"
+    run_suite(parse_suite(tiny_text, "tiny.toml"), clean, threads=1, progress=False)
+    assert gate(clean, floors=["psnr@baseline>=0"]) == 0
+    next((clean / "rows").glob("cross_*sliding_w3*")).unlink()
+    assert gate(clean, floors=["psnr@baseline>=0"]) == 1
+    assert "sliding_w3__seed0 (sliding_w3): no rows: never run or interrupted" in (
+        capsys.readouterr().out
+    )
+
+
 # Metrics computed in flashbench itself keep the killed subprocess's start-up short (no torchmetrics import).
 KILL_SUITE_EXTRA = {
     "lengths = [6]": "lengths = [6, 8]",
