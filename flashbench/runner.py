@@ -516,6 +516,15 @@ def _sample(
         if setting.guidance_scale is not None
         else None
     )
+    if guidance is not None:
+        # Dropping nothing makes both branches equal: guidance would silently cost 2x for nothing.
+        present = {*inputs.cond.static, *inputs.cond.temporal}
+        absent = [key for key in guidance.drop if key not in present]
+        if absent:
+            raise ValueError(
+                f"guidance.drop names {absent}, which model {model.name!r} does not condition on; "
+                f"use some of {sorted(present)}"
+            )
     if bar is not None:
         stepper = _StepProgress(stepper, bar)
     with measure(device) as memory:

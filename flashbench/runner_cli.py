@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from flashbench.models import models
+from flashbench.models import check_model_args, models
 from flashbench.suite import load_suite, shipped_suites
 
 
@@ -66,16 +66,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"error: {err}", file=sys.stderr)
             status = 2
             continue
+        # load_suite has checked the cases against the model; None: a model without a spec.
+        spec = check_model_args(suite.model, suite.model_args)
         units = "?"
-        try:
-            model = models.get(suite.model)
-            if isinstance(model, type):
-                cases = suite.cases.expand(model.splits, model.fps)
-                units = str(len(cases) * len(suite.settings) * len(suite.seeds))
-        except ValueError as err:
-            print(f"error: {suite.path}: cases: {err}", file=sys.stderr)
-            status = 2
-            continue
+        if spec is not None:
+            cases = suite.cases.expand(spec.splits, spec.fps)
+            units = str(len(cases) * len(suite.settings) * len(suite.seeds))
         print(
             f"ok  {suite.name:<16} v{suite.version}  model={suite.model}  {len(suite.settings)} settings x {len(suite.seeds)} seeds, {units} units"
         )

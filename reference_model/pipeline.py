@@ -140,6 +140,8 @@ class ReferencePortraitModel:
 
     name = "reference"
     fps = 25
+    cond_keys = ("reference_latent", "expression")  # make_cond's entries
+    pixels_per_latent = 4  # the autoencoder's downsampling
 
     def __init__(self, weights: str | Path | None = None) -> None:
         from reference_model.autoencoder import load_autoencoder
@@ -165,7 +167,7 @@ class ReferencePortraitModel:
         from reference_model.dit import make_cond
         from reference_model.world import driving_sequence, identity_params, render_video
 
-        size = 4 * self.denoiser.config.latent_size
+        size = self.pixels_per_latent * self.denoiser.config.latent_size
         if case.resolution != size:
             raise ValueError(
                 f"resolution={case.resolution}: the reference model runs at {size}; set resolution = {size}"

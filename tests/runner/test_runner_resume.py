@@ -196,14 +196,19 @@ def test_resume_after_sigkill_gives_exactly_the_rows_of_an_uninterrupted_run(
     )
 
 
-def test_a_case_that_cannot_be_prepared_fails_its_units_not_the_run(tiny_text, tmp_path):
-    suite = parse_suite(tiny_text.replace("resolution = 16", "resolution = 18"), "tiny.toml")
-    summary = run_suite(suite, tmp_path / "run", threads=1, progress=False)
+def test_a_case_that_cannot_be_prepared_fails_its_units_not_the_run(
+    tiny_text, tmp_path, monkeypatch
+):
+    from flashbench.models import ToyModel
+
+    def unrenderable(self, case):
+        raise ValueError(f"case {case.id!r} cannot be rendered")
+
+    monkeypatch.setattr(ToyModel, "prepare", unrenderable)
+    summary = run_suite(parse_suite(tiny_text, "tiny.toml"), tmp_path / "run", progress=False)
     assert (summary.done, summary.failed) == (0, 6)
     errors = [
         json.loads(p.read_text())["error"] for p in (tmp_path / "run" / "errors").glob("*.json")
     ]
     assert len(errors) == 6
-    assert all(
-        e == "ValueError: resolution=18 must be a multiple of 4 for the toy model" for e in errors
-    )
+    assert all(e.startswith("ValueError: case '") and "cannot be rendered" in e for e in errors)
