@@ -79,7 +79,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_weights(args: argparse.Namespace) -> int:
-    """List each metric backend's weight file: where it is expected, sha256, present or missing, how to obtain it."""
+    """List each metric backend's weight file: where it is expected, sha256, present or missing, how to obtain it.
+
+    Exits 1 when a file is missing or corrupt, 0 when every file is present (and verified)."""
     try:
         from metrics.weights import weight_status
     except ImportError as err:
@@ -88,12 +90,13 @@ def cmd_weights(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    missing = 0
+    missing = corrupt = 0
     for status in weight_status(verify=not args.no_verify):
         state = "present" if status.present else "MISSING"
         if status.verified is False:
             state = "CORRUPT (sha256 mismatch)"
         missing += not status.present
+        corrupt += status.verified is False
         print(f"{status.name}  [{state}]  used by {status.used_by}")
         print(f"  path:   {status.path}")
         print(
@@ -103,8 +106,9 @@ def cmd_weights(args: argparse.Namespace) -> int:
         if not status.present or status.verified is False:
             print(f"  obtain: {status.obtain}")
         print(f"  licence: {status.licence}")
-    print(f"{missing} missing; in-domain backends (world-*) need no download")
-    return 0
+    print(f"{missing} missing, {corrupt} corrupt; in-domain backends (world-*) need no download")
+    # Scripts check the exit code: 1 while a backend's file is missing or corrupt.
+    return 1 if missing or corrupt else 0
 
 
 def listings() -> dict[str, list[tuple[str, str]]]:

@@ -40,9 +40,9 @@ def report(
 ) -> Path:
     """Write report.md, report.html, figures, grids and the tidy tables; return the folder."""
     loaded = load_run(run)
+    summary = summary_table(loaded, n_boot=n_boot, seed=seed)
     folder = Path(out) if out is not None else loaded.path / "report"
     folder.mkdir(parents=True, exist_ok=True)
-    summary = summary_table(loaded, n_boot=n_boot, seed=seed)
     _write_table(loaded.rows, folder / "rows")
     _write_table(summary, folder / "summary")
     figures = report_figures(loaded.rows, loaded.traces, summary)
@@ -150,9 +150,15 @@ def _guarded(function):
     def run(args: argparse.Namespace) -> int:
         try:
             return function(args)
-        except (ValueError, FileNotFoundError) as error:
+        except ValueError as error:
             print(f"error: {error}", file=sys.stderr)
-            return 2
+        except OSError as error:  # an unreadable run, an --out that cannot be written
+            where = f" ({error.filename})" if error.filename else ""
+            print(
+                f"error: {error.strerror or error}{where}; check the path, its permissions and free space",
+                file=sys.stderr,
+            )
+        return 2
 
     return run
 

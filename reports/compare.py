@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from reports.load import Run, metric_label
-from reports.tables import aggregate_rows
+from reports.tables import aggregate_rows, check_resamples
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ def bootstrap_diff_ci(
     level: float = 0.95,
 ) -> tuple[float, float, float]:
     """mean(b) - mean(a) with a percentile-bootstrap CI (Efron, 1979), paired or independent."""
+    check_resamples(n_boot)
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     diff = float(b.mean() - a.mean())
     rng = np.random.default_rng(seed)
@@ -52,6 +53,7 @@ def _suite_hash(run: Run) -> str | None:
 
 def compare_runs(a: Run, b: Run, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Each (setting, metric) present in both runs: B - A, its CI, and whether B regressed."""
+    check_resamples(n_boot)
     if _suite_hash(a) != _suite_hash(b):
         log.warning(
             "runs %s and %s ran different suite files; differences mix causes", a.name, b.name

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,13 +70,35 @@ class Run:
         return str(self.manifest.get("suite", "?"))
 
 
+class _NonFinite(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> None:
+    raise _NonFinite(name)
+
+
+# JSON strings, or the non-standard constants Python's json reads (strings may contain "NaN").
+_CONSTANTS = re.compile(r'"(?:[^"\\]|\\.)*"|-?Infinity|NaN')
+
+
 def _read_json(path: Path) -> Any:
+    """A run file's JSON. The runner writes strict JSON, so NaN or Infinity means a hand edit."""
+    text = path.read_text(encoding="utf-8")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as error:
         raise RunFormatError(
             f"{path} is not valid JSON ({error.msg} at line {error.lineno}, column {error.colno}); "
             "the file is truncated or hand-edited: delete it and resume the run to rewrite it"
+        ) from error
+    except _NonFinite as error:
+        constant = next(m for m in _CONSTANTS.finditer(text) if not m.group().startswith('"'))
+        line = text.count("\n", 0, constant.start()) + 1
+        raise RunFormatError(
+            f"{path}: line {line}: {constant.group()} is not a finite number (the runner writes "
+            "none, so the file was edited by hand); restore it, or delete it and resume the run "
+            "to rewrite it"
         ) from error
 
 
@@ -121,6 +145,8 @@ def _check_row(row: Any, path: Path, index: int) -> dict[str, Any]:
             raise RunFormatError(
                 f"{where}: {column}={value!r} must be {getattr(kind, '__name__', 'a number')}"
             )
+    if not math.isfinite(row["value"]):  # 1e999 parses as inf
+        raise RunFormatError(f"{where}: value={row['value']!r} must be a finite number")
     for column, kind in NULLABLE_COLUMNS.items():
         value = row[column]
         if value is not None and (

@@ -20,10 +20,19 @@ SUMMARY_COLUMNS = [
 ]  # fmt: skip
 
 
+def check_resamples(n_boot: int) -> None:
+    """A bootstrap needs at least one resample (percentiles of none are undefined)."""
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
+        raise ValueError(
+            f"n_boot={n_boot!r} bootstrap resamples must be an integer >= 1; use e.g. --bootstrap 2000"
+        )
+
+
 def bootstrap_mean_ci(
     values: np.ndarray, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95
 ) -> tuple[float, float, float]:
     """Mean and percentile-bootstrap CI (Efron, 1979) of ``values`` over their entries."""
+    check_resamples(n_boot)
     values = np.asarray(values, dtype=float)
     if values.size == 0:
         raise ValueError("values is empty; a bootstrap needs at least one measurement")
@@ -47,6 +56,7 @@ def bootstrap_ratio_ci(
     level: float = 0.95,
 ) -> tuple[float, float, float]:
     """Ratio of sums of paired arrays with a paired percentile-bootstrap CI (Efron, 1979)."""
+    check_resamples(n_boot)
     numerator = np.asarray(numerator, dtype=float)
     denominator = np.asarray(denominator, dtype=float)
     if numerator.shape != denominator.shape or numerator.size == 0:

@@ -208,3 +208,27 @@ def test_compare_lists_what_only_one_run_has(golden_run, make_run, capsys):
     assert compare(golden_run, partial, n_boot=200) == 1
     assert "MISSING alp_k5 psnr@baseline" in capsys.readouterr().out
     assert compare(partial, golden_run, n_boot=200) == 0
+
+
+# ---------------------------------------------------------------- bad options, unwritable --out
+
+
+@pytest.mark.parametrize("command", ["compare", "report", "leaderboard"])
+def test_zero_bootstrap_resamples_is_one_line(golden_run, tmp_path, capsys, command):
+    runs = [golden_run, golden_run] if command == "compare" else [golden_run]
+    extra = ["--out", str(tmp_path / "out")] if command == "report" else []
+    assert _cli(command, *runs, "--bootstrap", "0", *extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err
+        == "error: n_boot=0 bootstrap resamples must be an integer >= 1; use e.g. --bootstrap 2000"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_report_into_an_unwritable_out_is_one_line(golden_run, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    assert _cli("report", golden_run, "--out", blocker / "report", "--no-videos") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: Not a directory") and str(blocker) in err and "\n" not in err
