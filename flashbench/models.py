@@ -11,6 +11,7 @@ import difflib
 import hashlib
 import inspect
 import json
+import reprlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,6 +228,10 @@ def check_toy_args(dim: int = 32, depth: int = 3) -> ModelSpec:
 # ---- reference ----------------------------------------------------------------------------
 
 
+def _short(value: Any) -> str:
+    return reprlib.repr(value)
+
+
 def _train_command(path: Path, variant: str | None) -> str:
     """The command that writes the checkpoint ``path`` (train_model exports ``<out>/dit_<config>.pt``)."""
     config = path.stem.removeprefix("dit_") if path.stem.startswith("dit_") else "small"
@@ -264,14 +269,22 @@ def check_reference_args(weights: str | None = None, variant: str | None = None)
         )
     if weights is not None and not isinstance(weights, str):
         raise ValueError(
-            f'weights={weights!r} must be a path string, e.g. "runs/nfeb/add/dit_small.pt"'
+            f'weights={_short(weights)} must be a path string, e.g. "runs/nfeb/add/dit_small.pt"'
         )
-    path = Path(weights).expanduser() if weights is not None else DEFAULT_WEIGHTS
+    try:
+        path = Path(weights).expanduser() if weights is not None else DEFAULT_WEIGHTS
+        shipped = path.resolve() == DEFAULT_WEIGHTS.resolve()
+        exists = path.is_file()
+    except (OSError, RuntimeError, ValueError) as err:  # a NUL byte, a name too long, ~nobody
+        raise ValueError(
+            f"weights={_short(weights)} is not a usable path ({getattr(err, 'strerror', None) or err}); "
+            "give the checkpoint's path"
+        ) from err
     # The shipped checkpoint, however it is spelled, is checked against its recorded sha256: a
     # corrupt copy is restored, not retrained.
-    if path.resolve() == DEFAULT_WEIGHTS.resolve():
+    if shipped:
         verify_shipped_dit(path)
-    if not path.is_file():
+    if not exists:
         where = "" if path.is_absolute() else f" (relative to the working directory {Path.cwd()})"
         raise ValueError(
             f"weights file {str(path)!r} does not exist{where}; make it with `{_train_command(path, variant)}`"
