@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import fcntl
+import gc
 import hashlib
 import json
 import logging
@@ -26,6 +27,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -43,7 +45,7 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 # Measurements of the machine, not of the result: they differ between reruns.
-TIMING_METRICS = ("wall_seconds", "fps", "peak_bytes")
+TIMING_METRICS = ("wall_seconds", "wall_seconds_iqr", "fps", "peak_bytes")
 # Pooled rows (FVD, FID) stand for every case and sampling seed of their setting.
 POOLED_CASE = "*"
 POOLED_SEED = -1
@@ -212,6 +214,15 @@ def _device_info() -> dict[str, Any]:
     return info
 
 
+def thread_settings(threads: int) -> dict[str, Any]:
+    """What decides how many cores a run's sampling uses (wall times depend on it)."""
+    return {
+        "torch_threads": threads,
+        "interop_threads": torch.get_num_interop_threads(),
+        **{name: os.environ.get(name) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")},
+    }
+
+
 def metric_backends(suite: Suite, measurer: Measurer) -> dict[str, dict[str, Any]]:
     """{metric: {backend, weights: {file: sha256}}} for the manifest."""
     out = measurer.manifest()
@@ -259,6 +270,10 @@ def build_manifest(
         "git_hash": _git_hash(),
         "device": _device_info(),
         "threads": threads,
+        "thread_settings": thread_settings(threads),
+        # Other jobs' load when the run started: a busy machine makes wall times unreliable.
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "timing_repeats": suite.metrics.timing_repeats,
         "devices": devices,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
@@ -501,15 +516,16 @@ class NonFiniteMetric(ValueError):
     """A metric's aggregate is NaN or Inf (e.g. no frame had a face)."""
 
 
-def _sample(
+def _sampler(
     suite: Suite,
     model: PortraitModel,
     setting: Setting,
     inputs: CaseInputs,
     noise: Tensor,
-    bar: tqdm | None,
     device: torch.device | str = "cpu",
-) -> Sample:
+    bar: tqdm | None = None,
+) -> Callable[[], Sample]:
+    """One sampling pass of ``setting`` on a case, ready to call (and to call again, for timing)."""
     stepper, windowing, _ = setting.build()
     guidance = (
         Guidance(setting.guidance_scale, suite.guidance_drop)
@@ -527,16 +543,35 @@ def _sample(
             )
     if bar is not None:
         stepper = _StepProgress(stepper, bar)
-    with measure(device) as memory:
-        result = sample(
+    noise, cond = noise.to(device), cond_to(inputs.cond, device)
+    sigmas = flow_match_sigmas(suite.steps, suite.shift)
+
+    def run() -> Sample:
+        return sample(
             model.denoiser,
-            noise.to(device),
-            flow_match_sigmas(suite.steps, suite.shift),
-            cond_to(inputs.cond, device),
+            noise,
+            sigmas,
+            cond,
             stepper=stepper,
             windowing=windowing,
             guidance=guidance,
         )
+
+    return run
+
+
+def _sample(
+    suite: Suite,
+    model: PortraitModel,
+    setting: Setting,
+    inputs: CaseInputs,
+    noise: Tensor,
+    bar: tqdm | None,
+    device: torch.device | str = "cpu",
+) -> Sample:
+    run = _sampler(suite, model, setting, inputs, noise, device, bar)
+    with measure(device) as memory:
+        result = run()
     result = replace(result, latents=result.latents.cpu(), peak_bytes=memory.peak_bytes)
     if not torch.isfinite(result.latents).all():
         nan = int(torch.isnan(result.latents).sum())
@@ -545,6 +580,54 @@ def _sample(
             f"non-finite latents from setting {setting.name!r}: {nan} NaN and {inf} Inf of {result.latents.numel()} values"
         )
     return result
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Wall seconds of repeated calls: their median and spread."""
+
+    median: float
+    iqr: float
+    min: float
+    max: float
+    repeats: int
+
+    @classmethod
+    def of(cls, seconds: list[float]) -> Timing:
+        low, q1, median, q3, high = np.percentile(seconds, [0, 25, 50, 75, 100])
+        return cls(float(median), float(q3 - q1), float(low), float(high), len(seconds))
+
+
+def _clock(device: torch.device) -> float:
+    # As torch.utils.benchmark's timer: queued GPU work finishes before the clock is read.
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def time_interleaved(
+    runs: list[Callable[[], object]], repeats: int, device: torch.device | str = "cpu"
+) -> list[Timing]:
+    """Time ``repeats`` calls of each of ``runs`` (each already called once: the warm-up), in rounds.
+
+    Every round calls each run once, in alternating order, so a change in the machine's load
+    during the rounds affects every run alike and ratios between runs (speedups) hold. Garbage
+    collection is off during each call (as in ``timeit``), so a collection that one setting's
+    garbage triggers is not charged to another.
+    """
+    device = torch.device(device)
+    times: list[list[float]] = [[] for _ in runs]
+    for round_ in range(repeats):
+        order = list(enumerate(runs))
+        for index, run in order if round_ % 2 == 0 else reversed(order):
+            gc.disable()
+            try:
+                start = _clock(device)
+                run()
+                times[index].append(_clock(device) - start)
+            finally:
+                gc.enable()
+    return [Timing.of(seconds) for seconds in times]
 
 
 def _row(
@@ -590,7 +673,7 @@ def unit_rows(
     video: Tensor,
     targets: dict[str, Tensor],
 ) -> list[dict[str, Any]]:
-    """Tidy rows of one unit: each metric against each of its references (and per frame where asked), then speed."""
+    """Tidy rows of one unit: each metric against each of its references (and per frame where asked)."""
     rows: list[dict[str, Any]] = []
     boundaries = seam_boundaries(unit.setting, result.latents.shape[2], video.shape[0])
     for name in measurer.names:
@@ -619,17 +702,25 @@ def unit_rows(
                     for i, v in enumerate(frames)
                     if math.isfinite(v)
                 )
-    if "speed" in suite.metrics.names:
-        figures = {
-            "wall_seconds": result.seconds,
-            "nfe": result.nfe,
-            "peak_bytes": result.peak_bytes or 0,
-            "cache_bytes": result.peak_cache_bytes,
-            "fps": unit.case.frames / max(result.seconds, 1e-9),
-        }
-        for metric, value in figures.items():
-            unit_name, higher = SPEED[metric]
-            rows.append(_row(unit, metric, value, unit_name, higher, "timer", "", None))
+    return rows
+
+
+def speed_rows(unit: Unit, result: Sample, timing: Timing | None) -> list[dict[str, Any]]:
+    """The unit's speed rows: wall time from ``timing`` (median and IQR of the timed passes), or
+    from the one pass that made ``result`` when there is none; NFE, memory and frames per second."""
+    seconds = timing.median if timing is not None else result.seconds
+    figures = {
+        "wall_seconds": seconds,
+        "wall_seconds_iqr": timing.iqr if timing is not None else 0.0,
+        "nfe": result.nfe,
+        "peak_bytes": result.peak_bytes or 0,
+        "cache_bytes": result.peak_cache_bytes,
+        "fps": unit.case.frames / max(seconds, 1e-9),
+    }
+    rows = []
+    for metric, value in figures.items():
+        unit_name, higher = SPEED[metric]
+        rows.append(_row(unit, metric, value, unit_name, higher, "timer", "", None))
     return rows
 
 
@@ -645,6 +736,16 @@ def _trace(result: Sample) -> list[dict[str, Any]]:
         }
         for r in result.trace
     ]
+
+
+@dataclass(frozen=True)
+class Sampled:
+    """A unit sampled and measured whose rows wait for its case's timing rounds."""
+
+    unit: Unit
+    result: Sample
+    rows: list[dict[str, Any]]
+    run: Callable[[], Sample]  # another sampling pass of the unit, for timing
 
 
 class CaseRunner:
@@ -699,20 +800,20 @@ class CaseRunner:
     def _cache(self, path: Path, latents: Tensor) -> None:
         _atomic_with(path, lambda tmp: torch.save(latents.contiguous(), tmp))
 
-    def run_unit(
+    def sample_unit(
         self,
         unit: Unit,
         inputs_of: Callable[[PortraitModel], CaseInputs],
         bar: tqdm | None = None,
-    ) -> bool:
-        """Sample one unit and write its video, trace and (last) rows; failures go to errors/.
+    ) -> Sampled | None:
+        """Sample one unit, measure it and write its video and trace; a failure goes to errors/ (None).
 
         ``inputs_of(model)`` gives the case's inputs for a model (prepared once per model:
-        conditioning is normalised with each checkpoint's own statistics).
+        conditioning is normalised with each checkpoint's own statistics). The rows file is
+        written by ``finish_unit``, after the case's timing rounds.
         """
         suite, out = self.suite, self.out
         model = self.setting_models[unit.setting.name]
-        error_path = out / "errors" / f"{unit.name}.json"
         try:
             inputs = inputs_of(model)
             noise = _noise(unit, inputs)
@@ -741,14 +842,29 @@ class CaseRunner:
             if suite.save_latents:
                 self._cache(out / "latents" / f"{unit.name}.pt", result.latents)
             atomic_json(out / "traces" / f"{unit.name}.json", _trace(result))
-            atomic_json(out / "rows" / f"{unit.name}.json", {"unit": unit.name, "rows": rows})
-            error_path.unlink(missing_ok=True)
+            run = _sampler(suite, model, unit.setting, inputs, noise, self.device)
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as err:  # one unit's failure is recorded and the run goes on
             self._record_error(unit, err)
-            return False
-        return True
+            return None
+        return Sampled(unit, result, rows, run)
+
+    def finish_unit(self, sampled: Sampled, timing: Timing | None) -> None:
+        """Write the unit's rows file (last: from now on the unit is finished)."""
+        unit, rows = sampled.unit, list(sampled.rows)
+        if "speed" in self.suite.metrics.names:
+            rows += speed_rows(unit, sampled.result, timing)
+        atomic_json(self.out / "rows" / f"{unit.name}.json", {"unit": unit.name, "rows": rows})
+        (self.out / "errors" / f"{unit.name}.json").unlink(missing_ok=True)
+
+    def time_units(self, sampled: list[Sampled]) -> list[Timing | None]:
+        """Interleaved timing rounds over a case's sampled units (when the suite measures speed)."""
+        if "speed" not in self.suite.metrics.names or not sampled:
+            return [None] * len(sampled)
+        return time_interleaved(
+            [s.run for s in sampled], self.suite.metrics.timing_repeats, self.device
+        )
 
     def _record_error(self, unit: Unit, err: BaseException) -> None:
         record_error(self.out, unit.name, unit.case.id, unit.setting.name, unit.seed, err)
@@ -783,22 +899,33 @@ class CaseRunner:
             if bar is not None:
                 bar.update(len(units))
             return 0, skipped, len(todo)
-        done = failed = 0
+        sampled: list[Sampled] = []
         steps = tqdm(
             total=self.suite.steps, desc="steps", leave=False, disable=self._disabled(), position=1
         )
         with steps:
             for unit in todo:
                 steps.set_postfix_str(f"{unit.setting.name} seed {unit.seed}")
-                if self.run_unit(unit, inputs_of, steps):
-                    done += 1
-                else:
-                    failed += 1
+                one = self.sample_unit(unit, inputs_of, steps)
+                if one is not None:
+                    sampled.append(one)
                 if bar is not None:
                     bar.update(1)
         if bar is not None:
             bar.update(skipped)
-        return done, skipped, failed
+        done = 0
+        try:
+            # Timed together, so that the case's settings share the machine's load of the moment.
+            timings = self.time_units(sampled)
+            for one, timing in zip(sampled, timings, strict=True):
+                self.finish_unit(one, timing)
+                done += 1
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as err:  # the units not yet finished are recorded as failed
+            for one in sampled[done:]:
+                self._record_error(one.unit, err)
+        return done, skipped, len(todo) - done
 
     def _disabled(self) -> bool | None:
         return None if self.progress is None else not self.progress

@@ -34,6 +34,7 @@ MAX_FRAMES = 100_000
 MAX_SECONDS = 3_600
 MAX_RESOLUTION = 4_096
 MAX_NAME = 64
+MAX_TIMING_REPEATS = 100
 # Seeds and identity ids seed torch generators (64-bit); this bound leaves room for offsets.
 MAX_SEED = 2**31 - 1
 # Setting names become file names (videos/<case>/<setting>__seed<k>.mp4, rows/<unit>.json): a
@@ -65,7 +66,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "resolution",
     ),
     "guidance": ("scale", "drop"),
-    "metrics": ("names", "references", "per_frame", "backends"),
+    "metrics": ("names", "references", "per_frame", "backends", "timing_repeats"),
 }
 _SETTING_KEYS = (
     "name",
@@ -155,6 +156,9 @@ class Metrics:
     references: tuple[str, ...] = ("ground_truth", "baseline")
     per_frame: tuple[str, ...] = ()
     backends: Mapping[str, str] = field(default_factory=dict)
+    # Timed sampling passes per unit after the one that makes its video (which warms up):
+    # wall_seconds is their median, wall_seconds_iqr their spread.
+    timing_repeats: int = 3
 
     def row_metrics(self) -> list[str]:
         """The metric names written in rows (``speed`` expands to its four figures)."""
@@ -235,6 +239,7 @@ class Suite:
                 "references": list(self.metrics.references),
                 "per_frame": list(self.metrics.per_frame),
                 "backends": dict(self.metrics.backends),
+                "timing_repeats": self.metrics.timing_repeats,
             },
             "settings": [
                 setting_dict(s)
@@ -466,7 +471,10 @@ def _metrics(where: _Where, data: Any) -> Metrics:
             )
         choices = METRICS[name].backends if name in METRICS else ("timer",)
         _str(where, f"metrics.backends.{name}", backend, choices)
-    return Metrics(names, references, per_frame, dict(backends))
+    repeats = _int(
+        where, "metrics.timing_repeats", data.get("timing_repeats", 3), 1, MAX_TIMING_REPEATS
+    )
+    return Metrics(names, references, per_frame, dict(backends), repeats)
 
 
 def _model_args(where: _Where, key: str, value: Any, model: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from reports.leaderboard import leaderboard_table
 from reports.load import incomplete_units, load_run
 from reports.markdown import markdown_table, render_markdown
 from reports.plots import report_figures
-from reports.tables import summary_table
+from reports.tables import summary_table, timing_warnings
 
 log = logging.getLogger(__name__)
 # Incomplete units printed one per line by gate; the rest are counted.
@@ -41,6 +41,8 @@ def report(
     """Write report.md, report.html, figures, grids and the tidy tables; return the folder."""
     loaded = load_run(run)
     summary = summary_table(loaded, n_boot=n_boot, seed=seed)
+    for line in timing_warnings(loaded, summary):
+        log.warning("%s", line)
     folder = Path(out) if out is not None else loaded.path / "report"
     folder.mkdir(parents=True, exist_ok=True)
     _write_table(loaded.rows, folder / "rows")

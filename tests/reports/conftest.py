@@ -44,6 +44,8 @@ class Golden:
     # The failed unit of setting "broken" in errors/, and plan.json listing the units.
     failed_unit: bool = True
     plan: bool = False
+    # setting -> IQR / median of its repeated wall times (rows wall_seconds_iqr); none by default.
+    timing_spread: dict[str, float] = field(default_factory=dict)
 
 
 def _row(case, setting, seed, metric, value, unit, hib, backend, reference, frame=None):
@@ -82,6 +84,9 @@ def unit_rows(case: str, setting: str, seed: int, index: int, golden: Golden) ->
             _row(case, setting, seed, "id_sim", value, "cosine", True, golden.id_backend,
                  "reference_image", frame)
         )  # fmt: skip
+    if setting in golden.timing_spread:
+        iqr = golden.timing_spread[setting] * wall
+        rows.append(_row(case, setting, seed, "wall_seconds_iqr", iqr, "s", None, "timer", ""))
     if setting != "baseline":
         psnr = PSNR_VS_BASELINE[setting][index] + golden.psnr_shift.get(setting, 0.0)
         rows += [
