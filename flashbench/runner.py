@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import platform
+import re
 import shutil
 import subprocess
 import time
@@ -84,15 +85,15 @@ class RunSummary:
 
 # ---- files ---------------------------------------------------------------------------------
 
-# Every temp file starts with this prefix. No finished file of a run starts with "." (case ids
-# and setting names start with a letter or digit), so resume deletes temps and nothing else.
-TEMP_PREFIX = ".tmp-"
+# Every temp file is named .tmp-<pid>-<name>. No finished file of a run starts with "." (case
+# ids and setting names start with a letter or digit), so resume deletes temps and nothing else.
+TEMP_NAME = re.compile(r"\.tmp-\d+-.")
 LOCK_NAME = ".lock"
 
 
 def temp_path(path: Path) -> Path:
     """The temp file beside ``path`` (it keeps ``path``'s suffix: writers pick the format by it)."""
-    return path.with_name(f"{TEMP_PREFIX}{os.getpid()}-{path.name}")
+    return path.with_name(f".tmp-{os.getpid()}-{path.name}")
 
 
 def _atomic_with(path: Path, write: Callable[[Path], None]) -> None:
@@ -318,7 +319,7 @@ class RunLock:
 def _foreign_entries(out: Path) -> list[str]:
     """What a directory without manifest.json holds besides a killed run's temp files and lock."""
     return sorted(
-        p.name for p in out.iterdir() if not p.name.startswith(TEMP_PREFIX) and p.name != LOCK_NAME
+        p.name for p in out.iterdir() if not TEMP_NAME.match(p.name) and p.name != LOCK_NAME
     )
 
 
@@ -429,7 +430,7 @@ def _unwritable(out: Path, err: OSError) -> ValueError:
 
 def remove_stale_temp_files(out: Path) -> list[Path]:
     """Delete the temp files a killed run left behind (only ever called under the run's lock)."""
-    stale = [p for p in out.rglob(f"{TEMP_PREFIX}*") if p.is_file()]
+    stale = [p for p in out.rglob(".tmp-*") if p.is_file() and TEMP_NAME.match(p.name)]
     for path in stale:
         path.unlink(missing_ok=True)
     return stale

@@ -61,6 +61,17 @@ def test_out_holding_a_users_files_is_refused_and_left_untouched(
     assert files(mine) == before and sorted(p.name for p in mine.iterdir()) == ["suite.toml"]
 
 
+def test_a_users_hidden_file_that_only_looks_like_a_temp_file_is_not_taken_for_one(
+    suite_path, tmp_path, capsys
+):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / ".tmp-notes").write_text("mine")
+    assert main(["run", str(suite_path), "--out", str(mine), "--no-progress"]) == 2
+    assert "holds .tmp-notes" in one_line_error(capsys)
+    assert (mine / ".tmp-notes").read_text() == "mine"
+
+
 def test_an_empty_directory_becomes_a_run_directory(suite_path, tmp_path):
     out = tmp_path / "empty"
     out.mkdir()
