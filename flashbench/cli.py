@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--frames", type=int, default=24)
     demo.add_argument("--steps", type=int, default=30)
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--threads", type=int, default=2)
+    demo.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     demo.set_defaults(func=cmd_demo)
     train = sub.add_parser(
         "train",

@@ -84,7 +84,13 @@ _CONSTANTS = re.compile(r'"(?:[^"\\]|\\.)*"|-?Infinity|NaN')
 
 def _read_json(path: Path) -> Any:
     """A run file's JSON. The runner writes strict JSON, so NaN or Infinity means a hand edit."""
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise RunFormatError(
+            f"{path} is not UTF-8 text ({error.reason} at byte {error.start}); the file is "
+            "corrupt: delete it and resume the run to rewrite it"
+        ) from error
     try:
         return json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as error:

@@ -146,3 +146,10 @@ def test_an_overflowing_value_in_a_row_is_an_error(small_run):
     path.write_text(json.dumps(payload).replace('"value": 1.0', '"value": 1e999', 1))
     with pytest.raises(RunFormatError, match=r"rows\[0\]: value=inf must be a finite number"):
         load_run(small_run)
+
+
+def test_a_rows_file_that_is_not_utf8_is_an_error_naming_it(small_run):
+    path = _first_rows_file(small_run)
+    path.write_bytes(b'{"unit": "\xff\xfe"}')
+    with pytest.raises(RunFormatError, match=rf"{path.name} is not UTF-8 text"):
+        load_run(small_run)
