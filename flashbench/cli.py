@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 import torch
@@ -79,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--frames", type=int, default=24)
     demo.add_argument("--steps", type=int, default=30)
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--threads", type=int, default=2)
+    demo.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     demo.set_defaults(func=cmd_demo)
     train = sub.add_parser(
         "train",
@@ -99,17 +100,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Interrupts:
+    """Records Ctrl-C (SIGINT) while a command runs, so it ends the command with 130 even if
+    some library caught the KeyboardInterrupt (in a finaliser, a writer's cleanup)."""
+
+    def __init__(self) -> None:
+        self.received = False
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.received = True
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> Interrupts:
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     # `train` forwards its options untouched, so they are split off before parsing.
     argv = list(sys.argv[1:] if argv is None else argv)
     train_options = argv[1:] if argv[:1] == ["train"] else []
     args = build_parser().parse_args(argv[:1] if train_options else argv)
     args.train_options = train_options
-    try:
-        return args.func(args)
-    except ValueError as err:
-        print(f"flashbench {args.command}: error: {err}", file=sys.stderr)
+    status, error = 0, None
+    with Interrupts() as interrupts:
+        try:
+            status = args.func(args)
+        except KeyboardInterrupt:
+            interrupts.received = True
+        except ValueError as err:
+            error = str(err)
+        except OSError as err:
+            where = f" ({err.filename})" if err.filename else ""
+            error = f"{err.strerror or err}{where}; check the path, its permissions and free space"
+    if interrupts.received:
+        # A run's finished units are on disk; the rest is redone by --resume.
+        hint = "; rerun with --resume to finish" if args.command == "run" else ""
+        print(f"interrupted{hint}", file=sys.stderr)
+        return 130
+    if error is not None:
+        print(f"flashbench {args.command}: error: {error}", file=sys.stderr)
         return 2
+    return status
 
 
 if __name__ == "__main__":

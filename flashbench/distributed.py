@@ -17,12 +17,16 @@ from torchmetrics.aggregation import SumMetric
 
 from flashbench.measure import Measurer
 from flashbench.runner import (
+    DEFAULT_THREADS,
     CaseRunner,
     RunSummary,
     case_units,
     check_pooled,
+    check_threads,
     open_run_dir,
+    pooled_failures,
     suite_models,
+    write_plan,
     write_pooled_rows,
 )
 from flashbench.suite import Suite, load_suite
@@ -83,41 +87,51 @@ def run_distributed(
     devices: int = 2,
     resume: bool = False,
     limit: int | None = None,
-    threads: int = 1,
+    threads: int | None = None,
     accelerator: str = "cpu",
 ) -> RunSummary:
     """Run ``suite`` into ``out`` with ``devices`` DDP processes (gloo on CPU, NCCL on GPUs)."""
-    if devices < 1:
-        raise ValueError(f"devices={devices} must be >= 1")
+    if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
+        raise ValueError(f"--devices {devices!r} must be an integer >= 1 (processes or GPUs)")
     out = Path(out)
+    threads = check_threads(DEFAULT_THREADS if threads is None else threads)
     torch.set_num_threads(threads)
     # The manifest is written once, before any rank starts, so ranks never race on it.
     setting_models = suite_models(suite)
     model = setting_models[suite.baseline]
     measurer = Measurer(suite.metrics.names, dict(suite.metrics.backends), model)
-    check_pooled(suite, measurer, [case for case, _ in case_units(suite, model, limit)])
-    open_run_dir(
+    plan = case_units(suite, model, limit)
+    if devices > len(plan):
+        raise ValueError(
+            f"--devices {devices} is more than the {len(plan)} case(s) of this run (cases shard over "
+            f"devices, whole cases per process); use --devices {len(plan)} or fewer"
+        )
+    check_pooled(suite, measurer, [case for case, _ in plan])
+    units = [u for _, mine in plan for u in mine]
+    names = [u.name for u in units]
+    with open_run_dir(
         out, suite, setting_models, measurer, resume=resume, threads=threads, devices=devices
-    )
-    module = SuiteShards(suite.path, str(out), limit, threads)
-    strategy = "ddp_spawn" if accelerator == "cpu" else "ddp"
-    trainer = L.Trainer(
-        accelerator=accelerator,
-        devices=devices,
-        strategy=strategy,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        use_distributed_sampler=False,
-    )
-    names = [u.name for _, units in case_units(suite, model, limit) for u in units]
-    before = {n for n in names if (out / "rows" / f"{n}.json").is_file()}
-    trainer.predict(module, return_predictions=False)
+    ):
+        write_plan(out, units, measurer, suite)
+        module = SuiteShards(suite.path, str(out), limit, threads)
+        strategy = "ddp_spawn" if accelerator == "cpu" else "ddp"
+        trainer = L.Trainer(
+            accelerator=accelerator,
+            devices=devices,
+            strategy=strategy,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            use_distributed_sampler=False,
+        )
+        before = {n for n in names if (out / "rows" / f"{n}.json").is_file()}
+        trainer.predict(module, return_predictions=False)
+    pooled = pooled_failures(suite, out)
     totals = getattr(module, "totals", None)
     if totals is None:
         # ddp_spawn runs the module in child processes: count this run's files here instead.
         after = {n for n in names if (out / "rows" / f"{n}.json").is_file()}
         failed = sum((out / "errors" / f"{n}.json").is_file() for n in names if n not in after)
-        return RunSummary(out, len(after - before), len(before), failed)
-    return RunSummary(out, *totals)
+        return RunSummary(out, len(after - before), len(before), failed, pooled)
+    return RunSummary(out, *totals, pooled)

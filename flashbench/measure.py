@@ -8,9 +8,10 @@ from typing import Any
 
 from torch import Tensor
 
-SPEED_GROUP = ("wall_seconds", "nfe", "peak_bytes", "cache_bytes", "fps")
+SPEED_GROUP = ("wall_seconds", "wall_seconds_iqr", "nfe", "peak_bytes", "cache_bytes", "fps")
 SPEED: dict[str, tuple[str, bool | None]] = {
     "wall_seconds": ("s", False),
+    "wall_seconds_iqr": ("s", None),
     "nfe": ("passes", None),
     "peak_bytes": ("bytes", None),
     "cache_bytes": ("bytes", None),

@@ -11,6 +11,7 @@ import difflib
 import hashlib
 import inspect
 import json
+import reprlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,8 @@ class PortraitModel(Protocol):
     fps: int
     splits: Mapping[str, range]
     denoiser: Denoiser
+    # The conditioning entries of its cases (what guidance may drop).
+    cond_keys: tuple[str, ...]
 
     def prepare(self, case: CaseSpec) -> CaseInputs: ...
 
@@ -61,7 +64,34 @@ class PortraitModel(Protocol):
     def weights(self) -> dict[str, str]: ...
 
 
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a suite is checked against before its model is built (``check_model_args``)."""
+
+    splits: Mapping[str, range]
+    fps: int
+    cond_keys: tuple[str, ...]
+    # Frame sizes the model runs at: multiples of ``resolution_step``, or exactly ``resolution``.
+    resolution_step: int = 1
+    resolution: int | None = None
+
+    def resolution_error(self, resolution: int) -> str | None:
+        """Why the model cannot run at ``resolution`` (with the fix), or None if it can."""
+        if self.resolution is not None and resolution != self.resolution:
+            return f"={resolution}: the model runs at {self.resolution} pixels; set resolution = {self.resolution}"
+        if resolution % self.resolution_step:
+            below = resolution - resolution % self.resolution_step
+            return (
+                f"={resolution} must be a multiple of {self.resolution_step} for this model; "
+                f"use {below or self.resolution_step} or {below + self.resolution_step}"
+            )
+        return None
+
+
 # ---- toy ----------------------------------------------------------------------------------
+
+TOY_MAX_DIM = 1024
+TOY_MAX_DEPTH = 64
 
 
 class ToyPortraitDenoiser(ToyDenoiser):
@@ -88,8 +118,10 @@ class ToyModel:
     fps = 8
     splits = WORLD_SPLITS
     downsample = 4
+    cond_keys = ("reference", "expression")
 
     def __init__(self, dim: int = 32, depth: int = 3) -> None:
+        check_toy_args(dim, depth)
         self.denoiser = ToyPortraitDenoiser(
             channels=3, dim=dim, depth=depth, temporal=True, motion_dim=3, seed=0
         ).eval()
@@ -178,7 +210,26 @@ class ToyModel:
         return {"toy-denoiser(seed=0)": digest.hexdigest()}
 
 
+def check_toy_args(dim: int = 32, depth: int = 3) -> ModelSpec:
+    """The toy model's spec, or a ValueError if ``dim``/``depth`` cannot build it."""
+    for name, value, high in (("dim", dim, TOY_MAX_DIM), ("depth", depth, TOY_MAX_DEPTH)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+            raise ValueError(
+                f"{name}={value!r} must be an integer in [1, {high}] for the toy model"
+            )
+    if dim % 2:
+        # sigma features are sin/cos pairs: an odd width would not match the time embedding.
+        raise ValueError(f"dim={dim} must be even for the toy model; use {dim + 1}")
+    return ModelSpec(
+        ToyModel.splits, ToyModel.fps, ToyModel.cond_keys, resolution_step=ToyModel.downsample
+    )
+
+
 # ---- reference ----------------------------------------------------------------------------
+
+
+def _short(value: Any) -> str:
+    return reprlib.repr(value)
 
 
 def _train_command(path: Path, variant: str | None) -> str:
@@ -190,7 +241,7 @@ def _train_command(path: Path, variant: str | None) -> str:
     )
 
 
-def check_reference_args(weights: str | None = None, variant: str | None = None) -> None:
+def check_reference_args(weights: str | None = None, variant: str | None = None) -> ModelSpec:
     """Check a ``reference`` model's parameters without building it: the checkpoint exists and holds ``variant``.
 
     ``weights``: a checkpoint of ``reference_model.train_model`` (default: the shipped
@@ -200,7 +251,12 @@ def check_reference_args(weights: str | None = None, variant: str | None = None)
     """
     try:
         from reference_model.dit import NFEB_VARIANTS
-        from reference_model.pipeline import DEFAULT_WEIGHTS
+        from reference_model.pipeline import (
+            DEFAULT_WEIGHTS,
+            ReferencePortraitModel,
+            verify_shipped_dit,
+        )
+        from reference_model.world import SPLITS
     except ImportError as err:
         raise ValueError(
             f"model 'reference' needs the reference_model package ({err}); use model = \"toy\""
@@ -213,10 +269,22 @@ def check_reference_args(weights: str | None = None, variant: str | None = None)
         )
     if weights is not None and not isinstance(weights, str):
         raise ValueError(
-            f'weights={weights!r} must be a path string, e.g. "runs/nfeb/add/dit_small.pt"'
+            f'weights={_short(weights)} must be a path string, e.g. "runs/nfeb/add/dit_small.pt"'
         )
-    path = Path(weights).expanduser() if weights is not None else DEFAULT_WEIGHTS
-    if not path.is_file():
+    try:
+        path = Path(weights).expanduser() if weights is not None else DEFAULT_WEIGHTS
+        shipped = path.resolve() == DEFAULT_WEIGHTS.resolve()
+        exists = path.is_file()
+    except (OSError, RuntimeError, ValueError) as err:  # a NUL byte, a name too long, ~nobody
+        raise ValueError(
+            f"weights={_short(weights)} is not a usable path ({getattr(err, 'strerror', None) or err}); "
+            "give the checkpoint's path"
+        ) from err
+    # The shipped checkpoint, however it is spelled, is checked against its recorded sha256: a
+    # corrupt copy is restored, not retrained.
+    if shipped:
+        verify_shipped_dit(path)
+    if not exists:
         where = "" if path.is_absolute() else f" (relative to the working directory {Path.cwd()})"
         raise ValueError(
             f"weights file {str(path)!r} does not exist{where}; make it with `{_train_command(path, variant)}`"
@@ -224,6 +292,7 @@ def check_reference_args(weights: str | None = None, variant: str | None = None)
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
         actual = blob["config"].get("variant", "paper")
+        latent_size = int(blob["config"].get("latent_size", 16))
     except Exception as err:  # whatever torch.load raises on a foreign file becomes one clear line
         raise ValueError(
             f"weights file {str(path)!r} is not a reference_model checkpoint ({type(err).__name__}: {err}); "
@@ -234,6 +303,10 @@ def check_reference_args(weights: str | None = None, variant: str | None = None)
             f"weights file {str(path)!r} holds NFEB variant {actual!r}, not {variant!r}; point weights at the "
             f"{variant!r} checkpoint (`{_train_command(path, variant)}` makes one) or set variant = {actual!r}"
         )
+    model = ReferencePortraitModel
+    return ModelSpec(
+        SPLITS, model.fps, model.cond_keys, resolution=model.pixels_per_latent * latent_size
+    )
 
 
 def load_reference(weights: str | None = None, variant: str | None = None) -> PortraitModel:
@@ -253,8 +326,12 @@ models.register(
     load_reference,
     doc="FlashPortrait reference model trained on the synthetic portrait world (weights=, variant=)",
 )
-# What can be checked of a model's parameters before it is built (files, variants), by model name.
-_ARG_CHECKS: dict[str, Callable[..., None]] = {"reference": check_reference_args}
+# What can be checked of a model's parameters before it is built (sizes, files, variants), by
+# model name; each returns the model's spec.
+_ARG_CHECKS: dict[str, Callable[..., ModelSpec]] = {
+    "toy": check_toy_args,
+    "reference": check_reference_args,
+}
 
 
 def model_params(name: str) -> list[str]:
@@ -263,11 +340,13 @@ def model_params(name: str) -> list[str]:
     return [p for p in inspect.signature(factory).parameters if p != "self"]
 
 
-def check_model_args(name: str, args: Mapping[str, Any]) -> None:
-    """Raise ValueError (what is wrong and the fix) if ``args`` cannot build model ``name``."""
+def check_model_args(name: str, args: Mapping[str, Any]) -> ModelSpec | None:
+    """The spec of model ``name`` built with ``args``; ValueError (what is wrong and the fix) if they cannot build it.
+
+    None for a model registered without a check (its parameters are checked when it is built).
+    """
     check = _ARG_CHECKS.get(name)
-    if check is not None:
-        check(**args)
+    return None if check is None else check(**args)
 
 
 def build_models(

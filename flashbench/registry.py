@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -53,7 +54,31 @@ class Registry:
 
     def build(self, name: str, **kwargs: Any) -> Any:
         factory: Callable[..., Any] = self.get(name)
+        known = parameters(factory)
+        for key in kwargs:
+            if known is not None and key not in known:
+                close = difflib.get_close_matches(key, known, n=3, cutoff=0.5)
+                hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+                raise ValueError(
+                    f"unknown parameter {key!r} of {self.kind} {name!r}; {hint}known: "
+                    f"{', '.join(sorted(known)) or 'none'}"
+                )
         try:
             return factory(**kwargs)
         except TypeError as err:
             raise ValueError(f"bad parameters for {self.kind} {name!r}: {err}") from err
+
+
+def parameters(factory: Callable[..., Any]) -> list[str] | None:
+    """The keyword parameters ``factory`` takes, or None when it takes any (``**kwargs``)."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return None
+    names = []
+    for parameter in signature.parameters.values():
+        if parameter.kind is parameter.VAR_KEYWORD:
+            return None
+        if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY):
+            names.append(parameter.name)
+    return names

@@ -10,12 +10,16 @@ saved videos are read back and pooled into one row per metric and reference.
 from __future__ import annotations
 
 import datetime
+import fcntl
+import gc
 import hashlib
 import json
 import logging
 import math
 import os
 import platform
+import re
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterable
@@ -24,6 +28,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -41,10 +46,14 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 # Measurements of the machine, not of the result: they differ between reruns.
-TIMING_METRICS = ("wall_seconds", "fps", "peak_bytes")
+TIMING_METRICS = ("wall_seconds", "wall_seconds_iqr", "fps", "peak_bytes")
 # Pooled rows (FVD, FID) stand for every case and sampling seed of their setting.
 POOLED_CASE = "*"
 POOLED_SEED = -1
+# Torch threads per process unless --threads says otherwise. One: intra-op threads spin-wait
+# for each other, so on a machine whose cores are busy with other jobs 2 threads can take 20x
+# the time of 1 and wall times stop meaning anything; scale out with --devices instead.
+DEFAULT_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -66,32 +75,53 @@ class RunSummary:
     done: int
     skipped: int
     failed: int
+    # Pooled computations (pooled__<setting>) that failed: a run with any is not a success.
+    pooled_failed: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.pooled_failed
 
 
 # ---- files ---------------------------------------------------------------------------------
 
+# Every temp file is named .tmp-<pid>-<name>. No finished file of a run starts with "." (case
+# ids and setting names start with a letter or digit), so resume deletes temps and nothing else.
+TEMP_NAME = re.compile(r"\.tmp-\d+-.")
+LOCK_NAME = ".lock"
+
+
+def temp_path(path: Path) -> Path:
+    """The temp file beside ``path`` (it keeps ``path``'s suffix: writers pick the format by it)."""
+    return path.with_name(f".tmp-{os.getpid()}-{path.name}")
+
+
+def _atomic_with(path: Path, write: Callable[[Path], None]) -> None:
+    """Write through ``write(temp)``, then ``os.replace`` (readers never see half a file; a failed write leaves nothing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temp file beside ``path``, fsync, then ``os.replace`` (readers never see half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    """Write ``data`` to ``path`` atomically, fsynced before the rename."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    _atomic_with(path, write)
 
 
 def atomic_json(path: Path, payload: Any) -> None:
     atomic_write(path, (json.dumps(payload, indent=1, allow_nan=False) + "\n").encode())
-
-
-def _atomic_with(path: Path, write: Callable[[Path], None]) -> None:
-    """Atomic write through a writer that needs a real file name with ``path``'s suffix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp{os.getpid()}.{path.name}")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def write_video(path: Path, video: Tensor, fps: int) -> None:
@@ -185,6 +215,15 @@ def _device_info() -> dict[str, Any]:
     return info
 
 
+def thread_settings(threads: int) -> dict[str, Any]:
+    """What decides how many cores a run's sampling uses (wall times depend on it)."""
+    return {
+        "torch_threads": threads,
+        "interop_threads": torch.get_num_interop_threads(),
+        **{name: os.environ.get(name) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")},
+    }
+
+
 def metric_backends(suite: Suite, measurer: Measurer) -> dict[str, dict[str, Any]]:
     """{metric: {backend, weights: {file: sha256}}} for the manifest."""
     out = measurer.manifest()
@@ -232,9 +271,91 @@ def build_manifest(
         "git_hash": _git_hash(),
         "device": _device_info(),
         "threads": threads,
+        "thread_settings": thread_settings(threads),
+        # Other jobs' load when the run started: a busy machine makes wall times unreliable.
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "timing_repeats": suite.metrics.timing_repeats,
         "devices": devices,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
+
+
+class RunLock:
+    """An exclusive lock on a run directory, held while one process writes it.
+
+    ``fcntl.flock`` on ``RUN/.lock`` (which records the holder's pid): the kernel drops the
+    lock when its holder exits, even under kill -9, so a lock left by a dead run is taken
+    over and a pid reused by another program never blocks a resume.
+    """
+
+    def __init__(self, out: Path) -> None:
+        path = out / LOCK_NAME
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise ValueError(
+                f"run directory {str(out)!r} is being written by process {holder} (it holds {path}); "
+                "wait for that run to finish or stop it, then rerun with --resume"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd: int | None = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _foreign_entries(out: Path) -> list[str]:
+    """What a directory without manifest.json holds besides a killed run's temp files and lock."""
+    return sorted(
+        p.name for p in out.iterdir() if not TEMP_NAME.match(p.name) and p.name != LOCK_NAME
+    )
+
+
+def _check_resumable(
+    out: Path, suite: Suite, setting_models: dict[str, PortraitModel], resume: bool
+) -> None:
+    """Refuse to continue a run directory unless asked to, and unless it holds this very suite and model."""
+    manifest_path = out / "manifest.json"
+    if not resume:
+        raise ValueError(
+            f"run directory {str(out)!r} already holds a run; pass --resume to continue it, or choose another --out"
+        )
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"{manifest_path} is not valid JSON ({err}); this is not a run directory of flashbench"
+        ) from err
+    if not isinstance(manifest, dict) or manifest.get("suite_sha256") != suite.sha256:
+        manifest = manifest if isinstance(manifest, dict) else {}
+        raise ValueError(
+            f"run directory {str(out)!r} was written by suite {manifest.get('suite')!r} version "
+            f"{manifest.get('suite_version')!r} (sha256 {str(manifest.get('suite_sha256'))[:12]}), but "
+            f"{suite.path} (version {suite.version!r}) has sha256 {suite.sha256[:12]}; rows of different suites are never "
+            "mixed: choose another --out"
+        )
+    recorded = manifest.get("model") or {}
+    current = model_manifest(suite, setting_models)
+    if "weights" in recorded and (recorded["weights"], recorded.get("settings")) != (
+        current["weights"],
+        current.get("settings"),
+    ):
+        raise ValueError(
+            f"run directory {str(out)!r} was sampled with other {suite.model!r} model weights "
+            f"({recorded}); rows of different models are never mixed: choose another --out"
+        )
 
 
 def open_run_dir(
@@ -246,53 +367,70 @@ def open_run_dir(
     resume: bool,
     threads: int,
     devices: int = 1,
-) -> None:
-    """Create the run directory, or check that an existing one belongs to this very suite."""
+) -> RunLock:
+    """Create the run directory, or check that an existing one belongs to this very suite; returns its lock.
+
+    Nothing is written into a directory that is not a run directory (no manifest.json) unless
+    it is empty or holds only a killed run's temp files. The manifest is written first, so a
+    directory with a manifest is a run directory, whatever else a kill left in it.
+    """
     manifest_path = out / "manifest.json"
-    if manifest_path.is_file():
-        if not resume:
-            raise ValueError(
-                f"run directory {str(out)!r} already holds a run; pass --resume to continue it, or choose another --out"
-            )
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(
-                f"{manifest_path} is not valid JSON ({err}); this is not a run directory of flashbench"
-            ) from err
-        if manifest.get("suite_sha256") != suite.sha256:
-            raise ValueError(
-                f"run directory {str(out)!r} was written by suite {manifest.get('suite')!r} version "
-                f"{manifest.get('suite_version')!r} (sha256 {str(manifest.get('suite_sha256'))[:12]}), but "
-                f"{suite.path} (version {suite.version!r}) has sha256 {suite.sha256[:12]}; rows of different suites are never "
-                "mixed: choose another --out"
-            )
-        recorded = manifest.get("model") or {}
-        current = model_manifest(suite, setting_models)
-        if "weights" in recorded and (recorded["weights"], recorded.get("settings")) != (
-            current["weights"],
-            current.get("settings"),
-        ):
-            raise ValueError(
-                f"run directory {str(out)!r} was sampled with other {suite.model!r} model weights "
-                f"({recorded}); rows of different models are never mixed: choose another --out"
-            )
-        remove_stale_temp_files(out)
-        return
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {str(out)!r} is a file; choose a directory")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "suite.toml", dumps_toml(suite.resolved()).encode())
-    atomic_json(manifest_path, build_manifest(suite, setting_models, measurer, threads, devices))
+    if out.is_dir() and not manifest_path.is_file():
+        foreign = _foreign_entries(out)
+        if foreign:
+            raise ValueError(
+                f"--out {str(out)!r} is not a run directory (no manifest.json) and holds "
+                f"{', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}; flashbench writes only into a new "
+                "or empty directory or a run directory: choose another --out"
+            )
+    # The outermost directory this call creates: removed again if the run cannot start.
+    missing = [p for p in (out, *out.parents) if not p.exists()]
+    top = missing[-1] if missing else None
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(out)
+    except OSError as err:
+        if top is not None:
+            shutil.rmtree(top, ignore_errors=True)
+        raise _unwritable(out, err) from err
+    fresh = not manifest_path.is_file()
+    try:
+        if not fresh:
+            _check_resumable(out, suite, setting_models, resume)
+        else:
+            atomic_json(
+                manifest_path, build_manifest(suite, setting_models, measurer, threads, devices)
+            )
+        # Written after the manifest: a run killed in between gets it back on resume.
+        if not (out / "suite.toml").is_file():
+            atomic_write(out / "suite.toml", dumps_toml(suite.resolved()).encode())
+        remove_stale_temp_files(out)
+    except OSError as err:
+        lock.release()
+        if fresh and top is not None:
+            shutil.rmtree(top, ignore_errors=True)
+        elif fresh:
+            for name in (LOCK_NAME, "manifest.json", "suite.toml"):
+                (out / name).unlink(missing_ok=True)
+        raise _unwritable(out, err) from err
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+def _unwritable(out: Path, err: OSError) -> ValueError:
+    return ValueError(
+        f"cannot write the run directory {str(out)!r}: {err.strerror or err} ({err.filename or out}); "
+        "choose an --out in a writable directory with free space"
+    )
 
 
 def remove_stale_temp_files(out: Path) -> list[Path]:
-    """Delete half-written temp files a killed run left behind (never a finished file)."""
-    stale = [
-        p
-        for p in out.rglob(".*")
-        if p.is_file() and (p.name.endswith(".tmp") or p.name.startswith(".tmp"))
-    ]
+    """Delete the temp files a killed run left behind (only ever called under the run's lock)."""
+    stale = [p for p in out.rglob(".tmp-*") if p.is_file() and TEMP_NAME.match(p.name)]
     for path in stale:
         path.unlink(missing_ok=True)
     return stale
@@ -379,6 +517,50 @@ class NonFiniteMetric(ValueError):
     """A metric's aggregate is NaN or Inf (e.g. no frame had a face)."""
 
 
+def _sampler(
+    suite: Suite,
+    model: PortraitModel,
+    setting: Setting,
+    inputs: CaseInputs,
+    noise: Tensor,
+    device: torch.device | str = "cpu",
+    bar: tqdm | None = None,
+) -> Callable[[], Sample]:
+    """One sampling pass of ``setting`` on a case, ready to call (and to call again, for timing)."""
+    stepper, windowing, _ = setting.build()
+    guidance = (
+        Guidance(setting.guidance_scale, suite.guidance_drop)
+        if setting.guidance_scale is not None
+        else None
+    )
+    if guidance is not None:
+        # Dropping nothing makes both branches equal: guidance would silently cost 2x for nothing.
+        present = {*inputs.cond.static, *inputs.cond.temporal}
+        absent = [key for key in guidance.drop if key not in present]
+        if absent:
+            raise ValueError(
+                f"guidance.drop names {absent}, which model {model.name!r} does not condition on; "
+                f"use some of {sorted(present)}"
+            )
+    if bar is not None:
+        stepper = _StepProgress(stepper, bar)
+    noise, cond = noise.to(device), cond_to(inputs.cond, device)
+    sigmas = flow_match_sigmas(suite.steps, suite.shift)
+
+    def run() -> Sample:
+        return sample(
+            model.denoiser,
+            noise,
+            sigmas,
+            cond,
+            stepper=stepper,
+            windowing=windowing,
+            guidance=guidance,
+        )
+
+    return run
+
+
 def _sample(
     suite: Suite,
     model: PortraitModel,
@@ -388,24 +570,9 @@ def _sample(
     bar: tqdm | None,
     device: torch.device | str = "cpu",
 ) -> Sample:
-    stepper, windowing, _ = setting.build()
-    guidance = (
-        Guidance(setting.guidance_scale, suite.guidance_drop)
-        if setting.guidance_scale is not None
-        else None
-    )
-    if bar is not None:
-        stepper = _StepProgress(stepper, bar)
+    run = _sampler(suite, model, setting, inputs, noise, device, bar)
     with measure(device) as memory:
-        result = sample(
-            model.denoiser,
-            noise.to(device),
-            flow_match_sigmas(suite.steps, suite.shift),
-            cond_to(inputs.cond, device),
-            stepper=stepper,
-            windowing=windowing,
-            guidance=guidance,
-        )
+        result = run()
     result = replace(result, latents=result.latents.cpu(), peak_bytes=memory.peak_bytes)
     if not torch.isfinite(result.latents).all():
         nan = int(torch.isnan(result.latents).sum())
@@ -414,6 +581,54 @@ def _sample(
             f"non-finite latents from setting {setting.name!r}: {nan} NaN and {inf} Inf of {result.latents.numel()} values"
         )
     return result
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Wall seconds of repeated calls: their median and spread."""
+
+    median: float
+    iqr: float
+    min: float
+    max: float
+    repeats: int
+
+    @classmethod
+    def of(cls, seconds: list[float]) -> Timing:
+        low, q1, median, q3, high = np.percentile(seconds, [0, 25, 50, 75, 100])
+        return cls(float(median), float(q3 - q1), float(low), float(high), len(seconds))
+
+
+def _clock(device: torch.device) -> float:
+    # As torch.utils.benchmark's timer: queued GPU work finishes before the clock is read.
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def time_interleaved(
+    runs: list[Callable[[], object]], repeats: int, device: torch.device | str = "cpu"
+) -> list[Timing]:
+    """Time ``repeats`` calls of each of ``runs`` (each already called once: the warm-up), in rounds.
+
+    Every round calls each run once, in alternating order, so a change in the machine's load
+    during the rounds affects every run alike and ratios between runs (speedups) hold. Garbage
+    collection is off during each call (as in ``timeit``), so a collection that one setting's
+    garbage triggers is not charged to another.
+    """
+    device = torch.device(device)
+    times: list[list[float]] = [[] for _ in runs]
+    for round_ in range(repeats):
+        order = list(enumerate(runs))
+        for index, run in order if round_ % 2 == 0 else reversed(order):
+            gc.disable()
+            try:
+                start = _clock(device)
+                run()
+                times[index].append(_clock(device) - start)
+            finally:
+                gc.enable()
+    return [Timing.of(seconds) for seconds in times]
 
 
 def _row(
@@ -459,7 +674,7 @@ def unit_rows(
     video: Tensor,
     targets: dict[str, Tensor],
 ) -> list[dict[str, Any]]:
-    """Tidy rows of one unit: each metric against each of its references (and per frame where asked), then speed."""
+    """Tidy rows of one unit: each metric against each of its references (and per frame where asked)."""
     rows: list[dict[str, Any]] = []
     boundaries = seam_boundaries(unit.setting, result.latents.shape[2], video.shape[0])
     for name in measurer.names:
@@ -488,17 +703,25 @@ def unit_rows(
                     for i, v in enumerate(frames)
                     if math.isfinite(v)
                 )
-    if "speed" in suite.metrics.names:
-        figures = {
-            "wall_seconds": result.seconds,
-            "nfe": result.nfe,
-            "peak_bytes": result.peak_bytes or 0,
-            "cache_bytes": result.peak_cache_bytes,
-            "fps": unit.case.frames / max(result.seconds, 1e-9),
-        }
-        for metric, value in figures.items():
-            unit_name, higher = SPEED[metric]
-            rows.append(_row(unit, metric, value, unit_name, higher, "timer", "", None))
+    return rows
+
+
+def speed_rows(unit: Unit, result: Sample, timing: Timing | None) -> list[dict[str, Any]]:
+    """The unit's speed rows: wall time from ``timing`` (median and IQR of the timed passes), or
+    from the one pass that made ``result`` when there is none; NFE, memory and frames per second."""
+    seconds = timing.median if timing is not None else result.seconds
+    figures = {
+        "wall_seconds": seconds,
+        "wall_seconds_iqr": timing.iqr if timing is not None else 0.0,
+        "nfe": result.nfe,
+        "peak_bytes": result.peak_bytes or 0,
+        "cache_bytes": result.peak_cache_bytes,
+        "fps": unit.case.frames / max(seconds, 1e-9),
+    }
+    rows = []
+    for metric, value in figures.items():
+        unit_name, higher = SPEED[metric]
+        rows.append(_row(unit, metric, value, unit_name, higher, "timer", "", None))
     return rows
 
 
@@ -514,6 +737,16 @@ def _trace(result: Sample) -> list[dict[str, Any]]:
         }
         for r in result.trace
     ]
+
+
+@dataclass(frozen=True)
+class Sampled:
+    """A unit sampled and measured whose rows wait for its case's timing rounds."""
+
+    unit: Unit
+    result: Sample
+    rows: list[dict[str, Any]]
+    run: Callable[[], Sample]  # another sampling pass of the unit, for timing
 
 
 class CaseRunner:
@@ -568,20 +801,20 @@ class CaseRunner:
     def _cache(self, path: Path, latents: Tensor) -> None:
         _atomic_with(path, lambda tmp: torch.save(latents.contiguous(), tmp))
 
-    def run_unit(
+    def sample_unit(
         self,
         unit: Unit,
         inputs_of: Callable[[PortraitModel], CaseInputs],
         bar: tqdm | None = None,
-    ) -> bool:
-        """Sample one unit and write its video, trace and (last) rows; failures go to errors/.
+    ) -> Sampled | None:
+        """Sample one unit, measure it and write its video and trace; a failure goes to errors/ (None).
 
         ``inputs_of(model)`` gives the case's inputs for a model (prepared once per model:
-        conditioning is normalised with each checkpoint's own statistics).
+        conditioning is normalised with each checkpoint's own statistics). The rows file is
+        written by ``finish_unit``, after the case's timing rounds.
         """
         suite, out = self.suite, self.out
         model = self.setting_models[unit.setting.name]
-        error_path = out / "errors" / f"{unit.name}.json"
         try:
             inputs = inputs_of(model)
             noise = _noise(unit, inputs)
@@ -610,14 +843,29 @@ class CaseRunner:
             if suite.save_latents:
                 self._cache(out / "latents" / f"{unit.name}.pt", result.latents)
             atomic_json(out / "traces" / f"{unit.name}.json", _trace(result))
-            atomic_json(out / "rows" / f"{unit.name}.json", {"unit": unit.name, "rows": rows})
-            error_path.unlink(missing_ok=True)
+            run = _sampler(suite, model, unit.setting, inputs, noise, self.device)
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as err:  # one unit's failure is recorded and the run goes on
             self._record_error(unit, err)
-            return False
-        return True
+            return None
+        return Sampled(unit, result, rows, run)
+
+    def finish_unit(self, sampled: Sampled, timing: Timing | None) -> None:
+        """Write the unit's rows file (last: from now on the unit is finished)."""
+        unit, rows = sampled.unit, list(sampled.rows)
+        if "speed" in self.suite.metrics.names:
+            rows += speed_rows(unit, sampled.result, timing)
+        atomic_json(self.out / "rows" / f"{unit.name}.json", {"unit": unit.name, "rows": rows})
+        (self.out / "errors" / f"{unit.name}.json").unlink(missing_ok=True)
+
+    def time_units(self, sampled: list[Sampled]) -> list[Timing | None]:
+        """Interleaved timing rounds over a case's sampled units (when the suite measures speed)."""
+        if "speed" not in self.suite.metrics.names or not sampled:
+            return [None] * len(sampled)
+        return time_interleaved(
+            [s.run for s in sampled], self.suite.metrics.timing_repeats, self.device
+        )
 
     def _record_error(self, unit: Unit, err: BaseException) -> None:
         record_error(self.out, unit.name, unit.case.id, unit.setting.name, unit.seed, err)
@@ -652,22 +900,33 @@ class CaseRunner:
             if bar is not None:
                 bar.update(len(units))
             return 0, skipped, len(todo)
-        done = failed = 0
+        sampled: list[Sampled] = []
         steps = tqdm(
             total=self.suite.steps, desc="steps", leave=False, disable=self._disabled(), position=1
         )
         with steps:
             for unit in todo:
                 steps.set_postfix_str(f"{unit.setting.name} seed {unit.seed}")
-                if self.run_unit(unit, inputs_of, steps):
-                    done += 1
-                else:
-                    failed += 1
+                one = self.sample_unit(unit, inputs_of, steps)
+                if one is not None:
+                    sampled.append(one)
                 if bar is not None:
                     bar.update(1)
         if bar is not None:
             bar.update(skipped)
-        return done, skipped, failed
+        done = 0
+        try:
+            # Timed together, so that the case's settings share the machine's load of the moment.
+            timings = self.time_units(sampled)
+            for one, timing in zip(sampled, timings, strict=True):
+                self.finish_unit(one, timing)
+                done += 1
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as err:  # the units not yet finished are recorded as failed
+            for one in sampled[done:]:
+                self._record_error(one.unit, err)
+        return done, skipped, len(todo) - done
 
     def _disabled(self) -> bool | None:
         return None if self.progress is None else not self.progress
@@ -839,6 +1098,62 @@ def write_pooled_rows(suite: Suite, measurer: Measurer, out: Path, units: list[U
     return written
 
 
+def pooled_failures(suite: Suite, out: Path) -> tuple[str, ...]:
+    """Pooled computations (FVD, FID) whose last attempt failed: their errors/ file is removed on success."""
+    return tuple(
+        name
+        for name in map(pooled_name, suite.settings)
+        if (out / "errors" / f"{name}.json").is_file()
+    )
+
+
+def write_plan(out: Path, units: list[Unit], measurer: Measurer, suite: Suite) -> None:
+    """plan.json: the units this run is to finish, so readers (gate, compare) can tell a partial run."""
+    pooled = [pooled_name(s) for s in suite.settings] if measurer.pooled else []
+    atomic_json(out / "plan.json", {"units": [u.name for u in units], "pooled": pooled})
+
+
+def check_threads(threads: int) -> int:
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(
+            f"--threads {threads!r} must be an integer >= 1 (torch threads per process)"
+        )
+    return threads
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch device this machine has; a ValueError naming the fix otherwise."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise ValueError(
+            f"--device {str(device)!r} is not a torch device ({_first_line(err)}); use cpu or cuda[:N]"
+        ) from err
+    if parsed.type == "cpu":
+        return parsed
+    if parsed.type != "cuda":
+        raise ValueError(
+            f"--device {str(device)!r}: runs support cpu and cuda[:N]; use one of them"
+        )
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise ValueError(
+            f"--device {str(device)!r}: no CUDA GPU is available here (torch {torch.__version__}); "
+            "use --device cpu"
+        )
+    if parsed.index is not None and parsed.index >= count:
+        raise ValueError(
+            f"--device {str(device)!r}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}; "
+            "choose one of them"
+        )
+    return parsed
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
 def run_suite(
     suite: Suite,
     out: str | Path,
@@ -851,36 +1166,41 @@ def run_suite(
 ) -> RunSummary:
     """Run ``suite`` into ``out`` in this process; see ``flashbench.distributed`` for several."""
     out = Path(out)
-    threads = threads or torch.get_num_threads()
+    threads = check_threads(DEFAULT_THREADS if threads is None else threads)
+    device = check_device(device)
     torch.set_num_threads(threads)
     setting_models = suite_models(suite)
     model = setting_models[suite.baseline]
     measurer = Measurer(suite.metrics.names, dict(suite.metrics.backends), model)
     plan = case_units(suite, model, limit)
+    units = [u for _, case_units_ in plan for u in case_units_]
     check_pooled(suite, measurer, [case for case, _ in plan])
-    open_run_dir(out, suite, setting_models, measurer, resume=resume, threads=threads)
-    runner = CaseRunner(suite, setting_models, out, progress, measurer, device)
-    done = skipped = failed = 0
-    start = time.perf_counter()
-    with tqdm(
-        total=sum(len(u) for _, u in plan),
-        desc=f"{suite.name} units",
-        disable=runner._disabled(),
-        position=0,
-    ) as bar:
-        for case, units in plan:
-            d, s, f = runner.run_case(case, units, bar)
-            done, skipped, failed = done + d, skipped + s, failed + f
-    write_pooled_rows(suite, measurer, out, [u for _, units in plan for u in units])
+    with open_run_dir(out, suite, setting_models, measurer, resume=resume, threads=threads):
+        write_plan(out, units, measurer, suite)
+        runner = CaseRunner(suite, setting_models, out, progress, measurer, device)
+        done = skipped = failed = 0
+        start = time.perf_counter()
+        with tqdm(
+            total=len(units),
+            desc=f"{suite.name} units",
+            disable=runner._disabled(),
+            position=0,
+        ) as bar:
+            for case, mine in plan:
+                d, s, f = runner.run_case(case, mine, bar)
+                done, skipped, failed = done + d, skipped + s, failed + f
+        write_pooled_rows(suite, measurer, out, units)
+    summary = RunSummary(out, done, skipped, failed, pooled_failures(suite, out))
     log.info(
-        "%s: %d units done, %d skipped, %d failed in %.1f s",
+        "%s: %d units done, %d skipped, %d failed, %d pooled computations failed in %.1f s",
         out,
         done,
         skipped,
         failed,
+        len(summary.pooled_failed),
         time.perf_counter() - start,
     )
-    return RunSummary(out, done, skipped, failed)
+    return summary
 
 
 def read_rows(out: str | Path) -> list[dict[str, Any]]:

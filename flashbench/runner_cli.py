@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from flashbench.models import models
+from flashbench.models import check_model_args, models
 from flashbench.suite import load_suite, shipped_suites
 
 
@@ -16,19 +16,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     suite = load_suite(args.suite)
     out = Path(args.out) if args.out else Path("runs") / suite.name
-    if args.devices > 1:
-        from flashbench.distributed import run_distributed
-
-        summary = run_distributed(
-            suite,
-            out,
-            devices=args.devices,
-            resume=args.resume,
-            limit=args.limit,
-            threads=args.threads or 1,
-            accelerator=args.accelerator,
-        )
-    else:
+    if args.devices == 1:
         from flashbench.runner import run_suite
 
         summary = run_suite(
@@ -40,15 +28,32 @@ def cmd_run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             device=args.device,
         )
+    else:
+        from flashbench.distributed import run_distributed
+
+        summary = run_distributed(
+            suite,
+            out,
+            devices=args.devices,
+            resume=args.resume,
+            limit=args.limit,
+            threads=args.threads,
+            accelerator=args.accelerator,
+        )
     print(
         f"{summary.out}: {summary.done} units done, {summary.skipped} already finished, {summary.failed} failed"
     )
-    if summary.failed:
+    if summary.pooled_failed:
         print(
-            f"failed units are recorded in {summary.out / 'errors'}; rerun with --resume to retry them"
+            f"{len(summary.pooled_failed)} pooled metric computation(s) failed: "
+            f"{', '.join(summary.pooled_failed)}"
+        )
+    if not summary.ok:
+        print(
+            f"failures are recorded in {summary.out / 'errors'}; rerun with --resume to retry them"
         )
     print(f"next: flashbench report {summary.out}")
-    return 1 if summary.failed else 0
+    return 0 if summary.ok else 1
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -61,16 +66,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"error: {err}", file=sys.stderr)
             status = 2
             continue
+        # load_suite has checked the cases against the model; None: a model without a spec.
+        spec = check_model_args(suite.model, suite.model_args)
         units = "?"
-        try:
-            model = models.get(suite.model)
-            if isinstance(model, type):
-                cases = suite.cases.expand(model.splits, model.fps)
-                units = str(len(cases) * len(suite.settings) * len(suite.seeds))
-        except ValueError as err:
-            print(f"error: {suite.path}: cases: {err}", file=sys.stderr)
-            status = 2
-            continue
+        if spec is not None:
+            cases = suite.cases.expand(spec.splits, spec.fps)
+            units = str(len(cases) * len(suite.settings) * len(suite.seeds))
         print(
             f"ok  {suite.name:<16} v{suite.version}  model={suite.model}  {len(suite.settings)} settings x {len(suite.seeds)} seeds, {units} units"
         )
@@ -78,7 +79,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_weights(args: argparse.Namespace) -> int:
-    """List each metric backend's weight file: where it is expected, sha256, present or missing, how to obtain it."""
+    """List each metric backend's weight file: where it is expected, sha256, present or missing, how to obtain it.
+
+    Exits 1 when a file is missing or corrupt, 0 when every file is present (and verified)."""
     try:
         from metrics.weights import weight_status
     except ImportError as err:
@@ -87,12 +90,13 @@ def cmd_weights(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    missing = 0
+    missing = corrupt = 0
     for status in weight_status(verify=not args.no_verify):
         state = "present" if status.present else "MISSING"
         if status.verified is False:
             state = "CORRUPT (sha256 mismatch)"
         missing += not status.present
+        corrupt += status.verified is False
         print(f"{status.name}  [{state}]  used by {status.used_by}")
         print(f"  path:   {status.path}")
         print(
@@ -102,8 +106,9 @@ def cmd_weights(args: argparse.Namespace) -> int:
         if not status.present or status.verified is False:
             print(f"  obtain: {status.obtain}")
         print(f"  licence: {status.licence}")
-    print(f"{missing} missing; in-domain backends (world-*) need no download")
-    return 0
+    print(f"{missing} missing, {corrupt} corrupt; in-domain backends (world-*) need no download")
+    # Scripts check the exit code: 1 while a backend's file is missing or corrupt.
+    return 1 if missing or corrupt else 0
 
 
 def listings() -> dict[str, list[tuple[str, str]]]:
@@ -157,7 +162,11 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
         "--accelerator", default="cpu", choices=["cpu", "gpu"], help="device kind for --devices > 1"
     )
     run.add_argument("--limit", type=int, help="run only the first N cases (smoke tests)")
-    run.add_argument("--threads", type=int, help="torch threads per process")
+    run.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads per process (default 1; see docs/run-directory.md)",
+    )
     run.add_argument(
         "--device", default="cpu", help="torch device of a 1-process run, e.g. cuda:0 (default cpu)"
     )

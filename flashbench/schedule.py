@@ -7,6 +7,9 @@ import math
 import torch
 from torch import Tensor
 
+# More steps than any schedule needs: a typo (10**12) is refused, not sampled for ever.
+MAX_STEPS = 10_000
+
 
 def shift_sigmas(sigmas: Tensor, shift: float) -> Tensor:
     """Resolution-dependent shift sigma' = s * sigma / (1 + (s - 1) * sigma) (SD3, Eq. 23)."""
@@ -20,10 +23,8 @@ def flow_match_sigmas(steps: int = 30, shift: float = 5.0, train_timesteps: int 
     quirk that the smallest training sigma is shifted before the inference sigmas are shifted
     again, so that a sampler here and a diffusers pipeline walk the same noise levels.
     """
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(
-            f"steps={steps!r} must be a positive integer; use steps >= 1 (Wan uses 30)"
-        )
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
+        raise ValueError(f"steps={steps!r} must be an integer in [1, {MAX_STEPS}]; Wan uses 30")
     if not math.isfinite(shift) or shift <= 0:
         raise ValueError(
             f"shift={shift!r} must be a positive finite number; Wan/FlashPortrait use 5.0"

@@ -13,6 +13,8 @@ import hashlib
 import itertools
 import json
 import math
+import re
+import reprlib
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,7 +23,8 @@ from typing import Any
 
 import torch
 
-from flashbench.measure import METRICS, SPEED_GROUP
+from flashbench.measure import METRICS, MIN_POOLED_VIDEOS, SPEED_GROUP
+from flashbench.schedule import MAX_STEPS
 from flashbench.settings import Setting, settings, steppers, windowings
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
@@ -30,6 +33,14 @@ REFERENCES = ("ground_truth", "baseline", "reference_image", "driving")
 MAX_FRAMES = 100_000
 MAX_SECONDS = 3_600
 MAX_RESOLUTION = 4_096
+MAX_NAME = 64
+MAX_TIMING_REPEATS = 100
+# Seeds and identity ids seed torch generators (64-bit); this bound leaves room for offsets.
+MAX_SEED = 2**31 - 1
+# Setting names become file names (videos/<case>/<setting>__seed<k>.mp4, rows/<unit>.json): a
+# leading letter or digit keeps them apart from the run's hidden temp files, "__" separates
+# the parts of a unit name.
+SETTING_NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_NAME - 1}}}")
 
 _SECTIONS: dict[str, tuple[str, ...]] = {
     "suite": (
@@ -55,7 +66,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "resolution",
     ),
     "guidance": ("scale", "drop"),
-    "metrics": ("names", "references", "per_frame", "backends"),
+    "metrics": ("names", "references", "per_frame", "backends", "timing_repeats"),
 }
 _SETTING_KEYS = (
     "name",
@@ -145,6 +156,9 @@ class Metrics:
     references: tuple[str, ...] = ("ground_truth", "baseline")
     per_frame: tuple[str, ...] = ()
     backends: Mapping[str, str] = field(default_factory=dict)
+    # Timed sampling passes per unit after the one that makes its video (which warms up):
+    # wall_seconds is their median, wall_seconds_iqr their spread.
+    timing_repeats: int = 3
 
     def row_metrics(self) -> list[str]:
         """The metric names written in rows (``speed`` expands to its four figures)."""
@@ -225,6 +239,7 @@ class Suite:
                 "references": list(self.metrics.references),
                 "per_frame": list(self.metrics.per_frame),
                 "backends": dict(self.metrics.backends),
+                "timing_repeats": self.metrics.timing_repeats,
             },
             "settings": [
                 setting_dict(s)
@@ -263,6 +278,14 @@ def length_frames(length: int | str, fps: int) -> tuple[int, str]:
 
 # ---- validation ---------------------------------------------------------------------------
 
+# Values quoted in errors are cut short: a suite may hold a megabyte string or 5000 nested lists.
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, 60, 60
+
+
+def _short(value: Any) -> str:
+    return _REPR.repr(value)
+
 
 class _Where:
     """Builds error messages that name the file and the key."""
@@ -271,6 +294,8 @@ class _Where:
         self.path = path
 
     def error(self, key: str, message: str) -> ValueError:
+        # Keys come from the file: one with a newline or a megabyte of text is quoted short.
+        key = key if key.isprintable() and len(key) <= 80 else _short(key)
         return ValueError(f"{self.path}: {key}: {message}")
 
     def unknown(self, key: str, name: str, known: list[str], what: str) -> ValueError:
@@ -283,7 +308,7 @@ def _table(where: _Where, data: Any, key: str, allowed: tuple[str, ...]) -> dict
     if not isinstance(data, dict):
         raise where.error(
             key,
-            f"must be a table, got {type(data).__name__} {data!r}; write [{key}] with keys {', '.join(allowed)}",
+            f"must be a table, got {type(data).__name__} {_short(data)}; write [{key}] with keys {', '.join(allowed)}",
         )
     for k in data:
         if k not in allowed:
@@ -291,17 +316,21 @@ def _table(where: _Where, data: Any, key: str, allowed: tuple[str, ...]) -> dict
     return data
 
 
-def _int(where: _Where, key: str, value: Any, minimum: int | None = None) -> int:
+def _int(
+    where: _Where, key: str, value: Any, minimum: int | None = None, maximum: int | None = None
+) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise where.error(key, f"must be an integer, got {value!r}")
+        raise where.error(key, f"must be an integer, got {_short(value)}")
     if minimum is not None and value < minimum:
         raise where.error(key, f"={value} must be >= {minimum}")
+    if maximum is not None and value > maximum:
+        raise where.error(key, f"={value} must be <= {maximum}")
     return value
 
 
 def _float(where: _Where, key: str, value: Any, positive: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise where.error(key, f"must be a finite number, got {value!r}")
+        raise where.error(key, f"must be a finite number, got {_short(value)}")
     if positive and value <= 0:
         raise where.error(key, f"={value} must be > 0")
     return float(value)
@@ -309,7 +338,7 @@ def _float(where: _Where, key: str, value: Any, positive: bool = False) -> float
 
 def _str(where: _Where, key: str, value: Any, choices: tuple[str, ...] | None = None) -> str:
     if not isinstance(value, str):
-        raise where.error(key, f"must be a string, got {value!r}")
+        raise where.error(key, f"must be a string, got {_short(value)}")
     if choices is not None and value not in choices:
         raise where.unknown(key, value, list(choices), "value")
     return value
@@ -341,7 +370,7 @@ def _length(where: _Where, key: str, value: Any) -> int | str:
         limit = MAX_SECONDS if value[-1] == "s" else MAX_FRAMES
         if number is not None and math.isfinite(number) and 0 < number <= limit:
             return value
-    raise where.error(key, f'={value!r} must be frames (16 or "16f") or seconds ("2s")')
+    raise where.error(key, f'={_short(value)} must be frames (16 or "16f") or seconds ("2s")')
 
 
 def _resolution(where: _Where, value: Any) -> int:
@@ -357,7 +386,7 @@ def _resolution(where: _Where, value: Any) -> int:
 def _args(where: _Where, key: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise where.error(
-            key, f"must be a table of parameters, e.g. {{ window = 8 }}, got {value!r}"
+            key, f"must be a table of parameters, e.g. {{ window = 8 }}, got {_short(value)}"
         )
     return dict(value)
 
@@ -366,18 +395,20 @@ def _cases(where: _Where, data: Any) -> Cases:
     data = _table(where, data, "cases", _SECTIONS["cases"])
     identities = data.get("identities", 2)
     if isinstance(identities, list):
-        identities = _list(where, "cases.identities", identities, lambda k, v: _int(where, k, v, 0))
+        identities = _list(
+            where, "cases.identities", identities, lambda k, v: _int(where, k, v, 0, MAX_SEED)
+        )
     else:
         identities = _int(where, "cases.identities", identities, 1)
     return Cases(
         split=_str(where, "cases.split", data.get("split", "test"), ("train", "val", "test")),
         identities=identities,
-        identity_seed=_int(where, "cases.identity_seed", data.get("identity_seed", 0), 0),
+        identity_seed=_int(where, "cases.identity_seed", data.get("identity_seed", 0), 0, MAX_SEED),
         driving_seeds=_list(
             where,
             "cases.driving_seeds",
             data.get("driving_seeds", [0]),
-            lambda k, v: _int(where, k, v, 0),
+            lambda k, v: _int(where, k, v, 0, MAX_SEED),
         ),
         reenactment=_list(
             where,
@@ -431,7 +462,7 @@ def _metrics(where: _Where, data: Any) -> Metrics:
     backends = data.get("backends", {})
     if not isinstance(backends, dict):
         raise where.error(
-            "metrics.backends", f'must be a table {{metric = "backend"}}, got {backends!r}'
+            "metrics.backends", f'must be a table {{metric = "backend"}}, got {_short(backends)}'
         )
     for name, backend in backends.items():
         if name not in names:
@@ -440,7 +471,10 @@ def _metrics(where: _Where, data: Any) -> Metrics:
             )
         choices = METRICS[name].backends if name in METRICS else ("timer",)
         _str(where, f"metrics.backends.{name}", backend, choices)
-    return Metrics(names, references, per_frame, dict(backends))
+    repeats = _int(
+        where, "metrics.timing_repeats", data.get("timing_repeats", 3), 1, MAX_TIMING_REPEATS
+    )
+    return Metrics(names, references, per_frame, dict(backends), repeats)
 
 
 def _model_args(where: _Where, key: str, value: Any, model: str) -> dict[str, Any]:
@@ -450,7 +484,7 @@ def _model_args(where: _Where, key: str, value: Any, model: str) -> dict[str, An
     if not isinstance(value, dict):
         raise where.error(
             key,
-            f'must be a table of model parameters, e.g. {{ weights = "runs/nfeb/add/dit_small.pt" }}, got {value!r}',
+            f'must be a table of model parameters, e.g. {{ weights = "runs/nfeb/add/dit_small.pt" }}, got {_short(value)}',
         )
     params = model_params(model)
     for name in value:
@@ -500,7 +534,7 @@ def _expand_setting(
     sweep = data.get("sweep", {})
     if not isinstance(sweep, dict):
         raise where.error(
-            f"{key}.sweep", f'must be a table {{"stepper.interval" = [2, 5]}}, got {sweep!r}'
+            f"{key}.sweep", f'must be a table {{"stepper.interval" = [2, 5]}}, got {_short(sweep)}'
         )
     axes = []
     for param, values in sweep.items():
@@ -512,7 +546,7 @@ def _expand_setting(
             )
         if not isinstance(values, list) or not values:
             raise where.error(
-                f"{key}.sweep.{param}", f"must be a non-empty list of values, got {values!r}"
+                f"{key}.sweep.{param}", f"must be a non-empty list of values, got {_short(values)}"
             )
         axes.append([(target, arg, v) for v in values])
     out = []
@@ -555,15 +589,35 @@ def _one_line(err: BaseException) -> str:
 
 def parse_suite(text: str, path: str = "<suite>") -> Suite:
     """Parse and validate suite TOML text; raises ValueError naming ``path``, the key and the fix."""
+    try:
+        return _parse_suite(text, path)
+    except RecursionError as err:  # tomllib and repr recurse once per level of nesting
+        raise ValueError(
+            f"{path}: values are nested too deeply (arrays or tables inside each other); "
+            "a suite needs at most a few levels"
+        ) from err
+
+
+def _parse_suite(text: str, path: str) -> Suite:
     where = _Where(path)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ValueError(f"{path}: not valid TOML: {err}; fix the syntax at that line") from err
     for key in data:
+        if key in _SECTIONS["suite"] and "suite" not in data:
+            raise where.error(
+                key,
+                "is outside any table: the [suite] table is missing; start the file with [suite] "
+                "above name, version, model, ...",
+            )
         if key not in (*_SECTIONS, "settings"):
             raise where.unknown(key, key, [*_SECTIONS, "settings"], "section")
-    head = _table(where, data.get("suite", None), "suite", _SECTIONS["suite"])
+    if "suite" not in data:
+        raise where.error(
+            "suite", 'the [suite] table is missing; start the file with [suite] and version = "1"'
+        )
+    head = _table(where, data["suite"], "suite", _SECTIONS["suite"])
     name = _str(where, "suite.name", head.get("name", Path(path).stem))
     if not name or not name.replace("_", "").replace("-", "").isalnum():
         raise where.error("suite.name", f"={name!r} must be letters, digits, '-' or '_'")
@@ -613,15 +667,15 @@ def parse_suite(text: str, path: str = "<suite>") -> Suite:
             "settings", f"duplicate setting names {duplicates}; give each a distinct name"
         )
     for s in expanded:
-        if (
-            "__" in s.name
-            or not s.name.replace("_", "").replace("-", "").replace(".", "").isalnum()
-        ):
+        if not SETTING_NAME.fullmatch(s.name) or "__" in s.name:
             raise where.error(
                 "settings",
-                f"setting name {s.name!r} must be letters, digits, '-', '.' or single '_'",
+                f"setting name {s.name!r} must start with a letter or digit and hold only ASCII letters, "
+                f"digits, '-', '.' and single '_', at most {MAX_NAME} characters (it names files); "
+                'e.g. "alp_k5"',
             )
     checked: set[str] = set()
+    specs = []
     for s in expanded:
         args = {**model_args, **setting_model_args.get(s.name, {})}
         fingerprint = json.dumps(args, sort_keys=True, default=str)
@@ -630,9 +684,17 @@ def parse_suite(text: str, path: str = "<suite>") -> Suite:
         checked.add(fingerprint)
         key = args_key.get(s.name, "suite.model_args")
         try:
-            check_model_args(model, args)
+            spec = check_model_args(model, args)
         except ValueError as err:
             raise where.error(key, str(err)) from err
+        if spec is not None:
+            specs.append(spec)
+    cases = _cases(where, data.get("cases", {}))
+    metrics = _metrics(where, data.get("metrics", {}))
+    # An unknown drop key leaves the unguided branch conditioned: guidance silently does nothing.
+    check_drop = "drop" in guidance or any(s.guidance_scale is not None for s in expanded)
+    for spec in specs:
+        _check_against_model(where, model, spec, cases, metrics, drop if check_drop else ())
     baseline = _str(where, "suite.baseline", head.get("baseline", names[0]))
     if baseline not in names:
         raise where.unknown("suite.baseline", baseline, names, "setting")
@@ -640,7 +702,9 @@ def parse_suite(text: str, path: str = "<suite>") -> Suite:
     protocol = None if protocol in (None, "") else _str(where, "suite.protocol", protocol)
     save_latents = head.get("save_latents", False)
     if not isinstance(save_latents, bool):
-        raise where.error("suite.save_latents", f"must be true or false, got {save_latents!r}")
+        raise where.error(
+            "suite.save_latents", f"must be true or false, got {_short(save_latents)}"
+        )
     return Suite(
         name=name,
         version=version,
@@ -651,19 +715,48 @@ def parse_suite(text: str, path: str = "<suite>") -> Suite:
         model=model,
         model_args=model_args,
         setting_model_args=setting_model_args,
-        steps=_int(where, "suite.steps", head.get("steps", 30), 1),
+        steps=_int(where, "suite.steps", head.get("steps", 30), 1, MAX_STEPS),
         shift=_float(where, "suite.shift", head.get("shift", 5.0), positive=True),
         baseline=baseline,
         seeds=_list(
-            where, "suite.seeds", head.get("seeds", [0]), lambda k, v: _int(where, k, v, 0)
+            where,
+            "suite.seeds",
+            head.get("seeds", [0]),
+            lambda k, v: _int(where, k, v, 0, MAX_SEED),
         ),
         save_latents=save_latents,
-        cases=_cases(where, data.get("cases", {})),
+        cases=cases,
         settings=tuple(expanded),
         guidance_scale=scale,
         guidance_drop=drop,
-        metrics=_metrics(where, data.get("metrics", {})),
+        metrics=metrics,
     )
+
+
+def _check_against_model(
+    where: _Where, model: str, spec: Any, cases: Cases, metrics: Metrics, drop: tuple[str, ...]
+) -> None:
+    """Refuse what every unit would fail on: a resolution, drop key or case list the model cannot serve."""
+    problem = spec.resolution_error(cases.resolution)
+    if problem is not None:
+        raise where.error("cases.resolution", problem)
+    for i, key in enumerate(drop):
+        if key not in spec.cond_keys:
+            raise where.unknown(
+                f"guidance.drop[{i}]", key, list(spec.cond_keys), "conditioning entry"
+            )
+    try:
+        expanded = cases.expand(spec.splits, spec.fps)
+    except ValueError as err:
+        raise ValueError(f"{where.path}: {err}") from err
+    pooled = [name for name in metrics.names if name in METRICS and METRICS[name].pooled]
+    if pooled and len(expanded) < MIN_POOLED_VIDEOS:
+        raise where.error(
+            "metrics.names",
+            f"{pooled[0]!r} pools each setting's videos over cases, but the suite has {len(expanded)} "
+            f"case(s); use at least {MIN_POOLED_VIDEOS} (more identities, driving seeds or lengths) "
+            f"or drop {pooled[0]!r}",
+        )
 
 
 def find_suite(name_or_path: str | Path) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -11,7 +10,12 @@ from torch import Tensor
 from flashbench.sampling import Guidance
 from reference_model.dit import CONFIGS, DiTConfig, PortraitDiT
 from reference_model.lightning import generate
-from reference_model.shipped_weights import read_manifest, sha256_of
+from reference_model.shipped_weights import (
+    read_json,
+    read_manifest,
+    restore_hint,
+    sha256_of,
+)
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "dit_small.pt"
@@ -50,22 +54,36 @@ def export_weights(model: PortraitDiT, path: str | Path, step: int) -> str:
     return sha256_of(path)
 
 
+def verify_shipped_dit(path: Path) -> None:
+    """Raise a ValueError naming ``path`` and the fix unless it matches the sha256 in ``weights/dit.json``."""
+    if not path.is_file():
+        raise ValueError(f"weights file {path} does not exist; {restore_hint(path)}")
+    manifest = path.resolve().parent / "dit.json"
+    if not manifest.is_file():
+        raise ValueError(f"{manifest} does not exist; {restore_hint(manifest)}")
+    entry = read_json(manifest)
+    expected = entry.get("sha256") if isinstance(entry, dict) else None
+    if not isinstance(expected, str):
+        raise ValueError(f"{manifest} records no sha256 of {path.name}; {restore_hint(manifest)}")
+    actual = sha256_of(path)
+    if actual != expected:
+        raise ValueError(
+            f"weights file {path} has sha256 {actual[:16]}..., but {manifest.name} expects "
+            f"{expected[:16]}...; {restore_hint(path)}"
+        )
+
+
 def load_reference_model(path: str | Path | None = None, check_sha256: bool = True) -> PortraitDiT:
     """The shipped FlashPortrait-style DiT (``small``) in eval mode, verified against ``weights/dit.json``."""
     path = Path(path) if path is not None else DEFAULT_WEIGHTS
+    # Any spelling of the shipped file (relative, through a link) is checked like the default.
+    if check_sha256 and path.resolve() == DEFAULT_WEIGHTS.resolve():
+        verify_shipped_dit(path)
     if not path.exists():
         raise ValueError(
             f"weights file {path} does not exist; train one with "
             "`python -m reference_model.train_model --config small --out DIR` or pass path="
         )
-    manifest = WEIGHTS_DIR / "dit.json"
-    if check_sha256 and path == DEFAULT_WEIGHTS and manifest.exists():
-        expected = json.loads(manifest.read_text())["sha256"]
-        actual = sha256_of(path)
-        if actual != expected:
-            raise ValueError(
-                f"{path} has sha256 {actual}, but dit.json expects {expected}; restore the file"
-            )
     blob = torch.load(path, map_location="cpu", weights_only=True)
     model = PortraitDiT(DiTConfig(**blob["config"]))
     model.load_state_dict(blob["state_dict"])
@@ -126,6 +144,8 @@ class ReferencePortraitModel:
 
     name = "reference"
     fps = 25
+    cond_keys = ("reference_latent", "expression")  # make_cond's entries
+    pixels_per_latent = 4  # the autoencoder's downsampling
 
     def __init__(self, weights: str | Path | None = None) -> None:
         from reference_model.autoencoder import load_autoencoder
@@ -151,7 +171,7 @@ class ReferencePortraitModel:
         from reference_model.dit import make_cond
         from reference_model.world import driving_sequence, identity_params, render_video
 
-        size = 4 * self.denoiser.config.latent_size
+        size = self.pixels_per_latent * self.denoiser.config.latent_size
         if case.resolution != size:
             raise ValueError(
                 f"resolution={case.resolution}: the reference model runs at {size}; set resolution = {size}"

@@ -25,12 +25,34 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_manifest(weights_dir: Path = WEIGHTS_DIR) -> dict[str, Any]:
-    """The manifest ``weights.json``: one entry per file with its sha256 and retrain command."""
-    path = Path(weights_dir) / MANIFEST
+def restore_hint(path: Path) -> str:
+    """How to get a shipped file back (it is tracked by git and installed with the package)."""
+    return (
+        f"the shipped file is corrupt or missing: restore it with "
+        f"`git checkout -- reference_model/weights/{path.name}` or reinstall flashbench"
+    )
+
+
+def is_shipped(path: Path) -> bool:
+    """Whether ``path``, however it is spelled (relative, with ``..``, a link), is in the shipped weights folder."""
+    return Path(path).resolve().parent == WEIGHTS_DIR.resolve()
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file of the weights folder; a ValueError naming the file if it does not parse."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        fix = restore_hint(path) if is_shipped(path) else "restore or regenerate it"
+        raise ValueError(f"{path} is not valid JSON ({error}); {fix}") from error
+
+
+def read_manifest(weights_dir: Path | None = None) -> dict[str, Any]:
+    """The manifest ``weights.json`` (of the shipped folder by default): one entry per file with its sha256 and retrain command."""
+    path = Path(weights_dir if weights_dir is not None else WEIGHTS_DIR) / MANIFEST
     if not path.exists():
         return {}
-    return json.loads(path.read_text())
+    return read_json(path)
 
 
 def retrain_command(name: str) -> str:
@@ -44,6 +66,8 @@ def load_verified(name: str, weights_dir: Path | str | None = None) -> dict[str,
     file_name = f"{name}.pt"
     path = weights_dir / file_name
     fix = f"regenerate it with `{retrain_command(name)}`"
+    if is_shipped(path):
+        fix = f"{restore_hint(path)}, or {fix}"
     if not path.exists():
         raise ValueError(f"weights file {path} is missing; {fix}")
     entry = read_manifest(weights_dir).get(file_name)

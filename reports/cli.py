@@ -15,12 +15,14 @@ from reports.gate import baseline_floors, failing_settings, parse_floor
 from reports.grid import case_grids
 from reports.html import render_html
 from reports.leaderboard import leaderboard_table
-from reports.load import load_run
+from reports.load import incomplete_units, load_run
 from reports.markdown import markdown_table, render_markdown
 from reports.plots import report_figures
-from reports.tables import summary_table
+from reports.tables import summary_table, timing_warnings
 
 log = logging.getLogger(__name__)
+# Incomplete units printed one per line by gate; the rest are counted.
+MAX_LISTED = 20
 
 
 def _write_table(table: pd.DataFrame, stem: Path) -> None:
@@ -38,9 +40,11 @@ def report(
 ) -> Path:
     """Write report.md, report.html, figures, grids and the tidy tables; return the folder."""
     loaded = load_run(run)
+    summary = summary_table(loaded, n_boot=n_boot, seed=seed)
+    for line in timing_warnings(loaded, summary):
+        log.warning("%s", line)
     folder = Path(out) if out is not None else loaded.path / "report"
     folder.mkdir(parents=True, exist_ok=True)
-    summary = summary_table(loaded, n_boot=n_boot, seed=seed)
     _write_table(loaded.rows, folder / "rows")
     _write_table(summary, folder / "summary")
     figures = report_figures(loaded.rows, loaded.traces, summary)
@@ -92,25 +96,39 @@ def compare(a: str | Path, b: str | Path, *, n_boot: int = 2000, seed: int = 0) 
             f"REGRESSION {row.setting} {row.metric}: {row.mean_a:.4g} -> {row.mean_b:.4g} "
             f"(diff {row.diff:+.4g}, 95% CI [{row.ci_low:+.4g}, {row.ci_high:+.4g}])"
         )
-    # A setting whose units all failed in B has no rows there: a gate must not pass it.
-    lost = table[table["note"] == "only in run A"]
+    # Measurements of A that B lacks (units failed or never run): a gate must not pass them.
+    lost = table[table["lost"]]
     for row in lost.itertuples(index=False):
-        print(f"MISSING {row.setting} {row.metric}: measured in A, absent from B")
+        print(f"MISSING {row.setting} {row.metric}: {row.note}")
     return 1 if len(regressions) or len(lost) else 0
 
 
 def gate(
     run: str | Path, *, floors: Sequence[str] = (), statistic: str = "mean", **minimums: float
 ) -> int:
-    """Exit code 1 when an accelerated setting is below a floor (e.g. ``min_psnr=30``), else 0."""
+    """Exit code 1 when an accelerated setting is below a floor (e.g. ``min_psnr=30``), or when a
+    unit the run set out to finish failed or has no rows; else 0."""
     loaded = load_run(run)
     parsed = baseline_floors(**minimums) + [parse_floor(f) for f in floors]
     failures = failing_settings(summary_table(loaded), loaded.baseline, parsed, statistic=statistic)
-    if failures.empty:
+    # A setting that failed everywhere has no rows to fall below a floor: judge the plan too.
+    incomplete = incomplete_units(loaded)
+    for row in incomplete.head(MAX_LISTED).itertuples(index=False):
+        print(f"INCOMPLETE {row.unit} ({row.setting}): {row.problem}")
+    if len(incomplete) > MAX_LISTED:
+        print(f"... and {len(incomplete) - MAX_LISTED} more incomplete units")
+    if failures.empty and incomplete.empty:
         print(f"gate passed: every setting meets {', '.join(map(str, parsed))}")
         return 0
-    print(markdown_table(_rounded(failures)))
-    print(f"gate FAILED for settings: {', '.join(sorted(set(failures['setting'])))}")
+    if not failures.empty:
+        print(markdown_table(_rounded(failures)))
+        print(f"gate FAILED for settings: {', '.join(sorted(set(failures['setting'])))}")
+    if not incomplete.empty:
+        print(
+            f"gate FAILED: {len(incomplete)} planned unit(s) failed or have no rows (settings "
+            f"{', '.join(sorted(set(incomplete['setting'])))}); see {loaded.path / 'errors'} and "
+            "finish the run with `flashbench run SUITE --out RUN --resume`"
+        )
     return 1
 
 
@@ -134,9 +152,15 @@ def _guarded(function):
     def run(args: argparse.Namespace) -> int:
         try:
             return function(args)
-        except (ValueError, FileNotFoundError) as error:
+        except ValueError as error:
             print(f"error: {error}", file=sys.stderr)
-            return 2
+        except OSError as error:  # an unreadable run, an --out that cannot be written
+            where = f" ({error.filename})" if error.filename else ""
+            print(
+                f"error: {error.strerror or error}{where}; check the path, its permissions and free space",
+                file=sys.stderr,
+            )
+        return 2
 
     return run
 

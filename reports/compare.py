@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 
 from reports.load import Run, metric_label
-from reports.tables import aggregate_rows
+from reports.tables import aggregate_rows, check_resamples
 
 log = logging.getLogger(__name__)
 
 COLUMNS = [
     "setting", "metric", "higher_is_better", "n_a", "n_b", "mean_a", "mean_b", "diff",
-    "ci_low", "ci_high", "significant", "regression", "note",
+    "ci_low", "ci_high", "significant", "regression", "lost", "note",
 ]  # fmt: skip
 
 
@@ -28,6 +28,7 @@ def bootstrap_diff_ci(
     level: float = 0.95,
 ) -> tuple[float, float, float]:
     """mean(b) - mean(a) with a percentile-bootstrap CI (Efron, 1979), paired or independent."""
+    check_resamples(n_boot)
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     diff = float(b.mean() - a.mean())
     rng = np.random.default_rng(seed)
@@ -52,6 +53,7 @@ def _suite_hash(run: Run) -> str | None:
 
 def compare_runs(a: Run, b: Run, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Each (setting, metric) present in both runs: B - A, its CI, and whether B regressed."""
+    check_resamples(n_boot)
     if _suite_hash(a) != _suite_hash(b):
         log.warning(
             "runs %s and %s ran different suite files; differences mix causes", a.name, b.name
@@ -82,9 +84,15 @@ def compare_runs(a: Run, b: Run, *, n_boot: int = 2000, seed: int = 0) -> pd.Dat
         scale = max(abs(values_a.mean()), abs(values_b.mean()), 1.0)
         significant = (low > 0 or high < 0) and abs(diff) > 1e-9 * scale
         note = "" if paired else "unpaired (different cases/seeds)"
+        units_a = set(zip(group_a["case"], group_a["seed"], strict=True))
+        absent = units_a - set(zip(group_b["case"], group_b["seed"], strict=True))
+        if absent:
+            note = f"missing in run B: {len(absent)} of {len(units_a)} (case, seed) measured in A"
         comparable = backends_a == backends_b
         if not comparable:
-            note = f"backend differs: {sorted(backends_a)} vs {sorted(backends_b)}"
+            note = f"backend differs: {sorted(backends_a)} vs {sorted(backends_b)}; {note}".rstrip(
+                "; "
+            )
         worse = higher is not None and (diff < 0 if higher else diff > 0)
         records.append(
             {
@@ -100,6 +108,7 @@ def compare_runs(a: Run, b: Run, *, n_boot: int = 2000, seed: int = 0) -> pd.Dat
                 "ci_high": high,
                 "significant": bool(significant),
                 "regression": bool(significant and worse and comparable),
+                "lost": bool(absent),
                 "note": note,
             }
         )
@@ -113,6 +122,7 @@ def compare_runs(a: Run, b: Run, *, n_boot: int = 2000, seed: int = 0) -> pd.Dat
                     "metric": metric_label(metric, reference),
                     "significant": False,
                     "regression": False,
+                    "lost": side == "A",
                     "note": f"only in run {side}",
                 }
             )

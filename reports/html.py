@@ -11,7 +11,7 @@ import pandas as pd
 from reports.grid import Grid
 from reports.load import Run
 from reports.markdown import manifest_table
-from reports.tables import metric_table, quality_table, speed_table
+from reports.tables import metric_table, quality_table, speed_table, timing_warnings
 
 CI_CELL = re.compile(r"^(\S+) (\[[^\]]+\])$")
 # Videos above this size stay as files next to the report; the GIF preview is always inline.
@@ -28,6 +28,7 @@ tr:nth-child(even) td { background: #fafafa; }
 img.figure { max-width: 100%; border: 1px solid #ddd; }
 img.grid { image-rendering: pixelated; max-width: 100%; }
 .note { color: #555; font-size: 13px; }
+.warning { color: #8a4b00; background: #fff4e0; padding: 6px; }
 .ci { color: #666; font-size: 11px; }
 """
 
@@ -92,6 +93,10 @@ def render_html(
         "↑ higher is better, ↓ lower is better.</p>",
         "<h3>Speed</h3>",
         html_table(speed_table(summary, run.baseline)),
+        *(
+            f"<p class='warning'><b>Warning:</b> {html.escape(line)}</p>"
+            for line in timing_warnings(run, summary)
+        ),
         "<h3>Quality</h3>",
         html_table(quality_table(summary, run.baseline)),
         "<h2>Metrics and backends</h2>",

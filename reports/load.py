@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,10 @@ class Run:
     traces: pd.DataFrame
     errors: pd.DataFrame
     videos: dict[str, dict[str, Path]] = field(default_factory=dict)
+    # Units with a rows file (a unit may have no rows), and the units plan.json says the run
+    # set out to finish (None for runs without plan.json).
+    finished: frozenset[str] = frozenset()
+    plan: tuple[str, ...] | None = None
 
     @property
     def name(self) -> str:
@@ -64,13 +70,41 @@ class Run:
         return str(self.manifest.get("suite", "?"))
 
 
+class _NonFinite(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> None:
+    raise _NonFinite(name)
+
+
+# JSON strings, or the non-standard constants Python's json reads (strings may contain "NaN").
+_CONSTANTS = re.compile(r'"(?:[^"\\]|\\.)*"|-?Infinity|NaN')
+
+
 def _read_json(path: Path) -> Any:
+    """A run file's JSON. The runner writes strict JSON, so NaN or Infinity means a hand edit."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise RunFormatError(
+            f"{path} is not UTF-8 text ({error.reason} at byte {error.start}); the file is "
+            "corrupt: delete it and resume the run to rewrite it"
+        ) from error
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as error:
         raise RunFormatError(
             f"{path} is not valid JSON ({error.msg} at line {error.lineno}, column {error.colno}); "
             "the file is truncated or hand-edited: delete it and resume the run to rewrite it"
+        ) from error
+    except _NonFinite as error:
+        constant = next(m for m in _CONSTANTS.finditer(text) if not m.group().startswith('"'))
+        line = text.count("\n", 0, constant.start()) + 1
+        raise RunFormatError(
+            f"{path}: line {line}: {constant.group()} is not a finite number (the runner writes "
+            "none, so the file was edited by hand); restore it, or delete it and resume the run "
+            "to rewrite it"
         ) from error
 
 
@@ -117,6 +151,8 @@ def _check_row(row: Any, path: Path, index: int) -> dict[str, Any]:
             raise RunFormatError(
                 f"{where}: {column}={value!r} must be {getattr(kind, '__name__', 'a number')}"
             )
+    if not math.isfinite(row["value"]):  # 1e999 parses as inf
+        raise RunFormatError(f"{where}: value={row['value']!r} must be a finite number")
     for column, kind in NULLABLE_COLUMNS.items():
         value = row[column]
         if value is not None and (
@@ -233,6 +269,54 @@ def _find_videos(run: Path) -> dict[str, dict[str, Path]]:
     return videos
 
 
+def _load_plan(run: Path) -> tuple[str, ...] | None:
+    path = run / "plan.json"
+    if not path.is_file():
+        return None
+    payload = _read_json(path)
+    if not isinstance(payload, dict) or not all(
+        isinstance(payload.get(key), list) and all(isinstance(u, str) for u in payload[key])
+        for key in ("units", "pooled")
+    ):
+        raise RunFormatError(f'{path} must be {{"units": [names], "pooled": [names]}}')
+    return (*payload["units"], *payload["pooled"])
+
+
+def _setting_of(unit: str) -> str:
+    """The setting of a unit name (``<case>__<setting>__seed<k>`` or ``pooled__<setting>``)."""
+    parts = unit.split("__")
+    return parts[1] if len(parts) > 1 else unit
+
+
+def incomplete_units(run: Run) -> pd.DataFrame:
+    """Units the run set out to finish that failed or have no rows file: columns unit, setting, problem.
+
+    Failed: every errors/ record of a unit without rows. Missing: planned units (plan.json)
+    neither finished nor failed; without plan.json, settings of the manifest with no rows at all.
+    """
+    records = [
+        {"unit": e.unit, "setting": e.setting, "problem": f"failed: {e.error}"}
+        for e in run.errors.itertuples(index=False)
+        if e.unit not in run.finished
+    ]
+    failed = {r["unit"] for r in records}
+    if run.plan is not None:
+        records += [
+            {"unit": u, "setting": _setting_of(u), "problem": "no rows: never run or interrupted"}
+            for u in run.plan
+            if u not in run.finished and u not in failed
+        ]
+    else:
+        measured = set(run.rows["setting"]) | {r["setting"] for r in records}
+        for setting in run.manifest.get("settings") or []:
+            name = setting.get("name") if isinstance(setting, dict) else None
+            if name is not None and name not in measured:
+                records.append(
+                    {"unit": "*", "setting": name, "problem": "no rows for this setting"}
+                )
+    return pd.DataFrame.from_records(records, columns=["unit", "setting", "problem"])
+
+
 def load_run(run: str | Path) -> Run:
     """Load RUN into a :class:`Run`; malformed files raise :class:`RunFormatError`."""
     path = Path(run)
@@ -246,7 +330,17 @@ def load_run(run: str | Path) -> Run:
             "(see errors/ for failures)"
         )
     traces = _load_traces(path, units)
-    return Run(path, manifest, rows, traces, _load_errors(path), _find_videos(path))
+    finished = frozenset(p.stem for p in (path / "rows").glob("*.json") if p.is_file())
+    return Run(
+        path,
+        manifest,
+        rows,
+        traces,
+        _load_errors(path),
+        _find_videos(path),
+        finished,
+        _load_plan(path),
+    )
 
 
 def metric_label(metric: str, reference: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from reports.load import Run
-from reports.tables import metric_table, quality_table, speed_table
+from reports.tables import metric_table, quality_table, speed_table, timing_warnings
 
 
 def markdown_table(table: pd.DataFrame) -> str:
@@ -56,6 +56,7 @@ def render_markdown(
         f"(baseline `{run.baseline}`). ↑ higher is better, ↓ lower is better.\n\n",
         "\n### Speed\n\n",
         markdown_table(speed_table(summary, run.baseline)),
+        *(f"\n> **Warning:** {line}\n" for line in timing_warnings(run, summary)),
         "\n### Quality\n\n",
         markdown_table(quality_table(summary, run.baseline)),
         "\n## Metrics and backends\n\n",

@@ -11,7 +11,10 @@ import pandas as pd
 
 from reports.load import Run, metric_label
 
-SPEED_METRICS = ("wall_seconds", "nfe", "peak_bytes", "cache_bytes", "fps")
+SPEED_METRICS = ("wall_seconds", "wall_seconds_iqr", "nfe", "peak_bytes", "cache_bytes", "fps")
+# Repeated wall times whose IQR exceeds this fraction of their median are not to be trusted
+# (torch.utils.benchmark warns at the same 10%).
+SPREAD_WARNING = 0.1
 UNIT_KEY = ["case", "seed"]
 ARROWS = {True: "↑", False: "↓"}
 SUMMARY_COLUMNS = [
@@ -20,10 +23,19 @@ SUMMARY_COLUMNS = [
 ]  # fmt: skip
 
 
+def check_resamples(n_boot: int) -> None:
+    """A bootstrap needs at least one resample (percentiles of none are undefined)."""
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
+        raise ValueError(
+            f"n_boot={n_boot!r} bootstrap resamples must be an integer >= 1; use e.g. --bootstrap 2000"
+        )
+
+
 def bootstrap_mean_ci(
     values: np.ndarray, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95
 ) -> tuple[float, float, float]:
     """Mean and percentile-bootstrap CI (Efron, 1979) of ``values`` over their entries."""
+    check_resamples(n_boot)
     values = np.asarray(values, dtype=float)
     if values.size == 0:
         raise ValueError("values is empty; a bootstrap needs at least one measurement")
@@ -47,6 +59,7 @@ def bootstrap_ratio_ci(
     level: float = 0.95,
 ) -> tuple[float, float, float]:
     """Ratio of sums of paired arrays with a paired percentile-bootstrap CI (Efron, 1979)."""
+    check_resamples(n_boot)
     numerator = np.asarray(numerator, dtype=float)
     denominator = np.asarray(denominator, dtype=float)
     if numerator.shape != denominator.shape or numerator.size == 0:
@@ -208,6 +221,28 @@ def speed_table(summary: pd.DataFrame, baseline: str) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(table)
+
+
+def timing_warnings(run: Run, summary: pd.DataFrame) -> list[str]:
+    """One line per setting whose repeated wall times spread wider than SPREAD_WARNING (IQR / median)."""
+    wall = summary[summary["metric"] == "wall_seconds"].set_index("setting")["mean"]
+    spread = summary[summary["metric"] == "wall_seconds_iqr"].set_index("setting")["mean"]
+    load = run.manifest.get("load_average")
+    cores = (run.manifest.get("device") or {}).get("cpu_count")
+    context = f" (load average {load[0]:g} on {cores} cores when the run started)" if load else ""
+    lines = []
+    for setting in _ordered_settings(summary, run.baseline):
+        if setting not in spread.index or setting not in wall.index or wall[setting] <= 0:
+            continue
+        relative = spread[setting] / wall[setting]
+        if relative > SPREAD_WARNING:
+            lines.append(
+                f"wall time of {setting!r} is too noisy to trust: its repeated timings spread "
+                f"{relative:.0%} of their median (IQR){context}; other jobs were likely competing for "
+                "the cores. Read its speedup with care, or rerun on an idle machine or with more "
+                "metrics.timing_repeats."
+            )
+    return lines
 
 
 def quality_table(summary: pd.DataFrame, baseline: str) -> pd.DataFrame:

@@ -41,6 +41,11 @@ from flashbench.steppers.layered import (
     require_layered,
 )
 
+# Differences of order n need n + 1 full passes of history and amplify the features' noise
+# n-fold; beyond a few orders a forecast only gets worse (and a typo like 10**6 allocates
+# order + 1 copies of every layer's features).
+MAX_ORDER = 8
+
 
 @dataclass(frozen=True)
 class Forecaster(Stepper):
@@ -60,7 +65,11 @@ class Forecaster(Stepper):
             self.interval, "interval", "use interval=1 for a full pass every step (K >= 1)"
         )
         check_positive_int(
-            self.order, "order", "use order=0 to reuse the last features (n >= 0)", minimum=0
+            self.order,
+            "order",
+            "use order=0 to reuse the last features; FlashPortrait uses 3",
+            minimum=0,
+            maximum=MAX_ORDER,
         )
         if self.warmup is not None:
             check_positive_int(

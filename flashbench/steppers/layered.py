@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from flashbench.denoiser import Denoiser, LayeredDenoiser
+from flashbench.schedule import MAX_STEPS
 
 
 def require_layered(model: Denoiser, stepper: str, alternative: str) -> LayeredDenoiser:
@@ -21,9 +22,12 @@ def require_layered(model: Denoiser, stepper: str, alternative: str) -> LayeredD
     return model
 
 
-def check_positive_int(value: Any, name: str, hint: str, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name}={value!r} must be an integer >= {minimum}; {hint}")
+def check_positive_int(
+    value: Any, name: str, hint: str, minimum: int = 1, maximum: int = MAX_STEPS
+) -> None:
+    """Counts of steps, intervals and the like; beyond a schedule's longest they are typos."""
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise ValueError(f"{name}={value!r} must be an integer in [{minimum}, {maximum}]; {hint}")
 
 
 def check_threshold(value: Any, name: str, hint: str) -> None:

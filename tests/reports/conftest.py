@@ -41,6 +41,11 @@ class Golden:
     psnr_shift: dict[str, float] = field(default_factory=dict)
     id_backend: str = "world-identity-encoder"
     videos: bool = True
+    # The failed unit of setting "broken" in errors/, and plan.json listing the units.
+    failed_unit: bool = True
+    plan: bool = False
+    # setting -> IQR / median of its repeated wall times (rows wall_seconds_iqr); none by default.
+    timing_spread: dict[str, float] = field(default_factory=dict)
 
 
 def _row(case, setting, seed, metric, value, unit, hib, backend, reference, frame=None):
@@ -79,6 +84,9 @@ def unit_rows(case: str, setting: str, seed: int, index: int, golden: Golden) ->
             _row(case, setting, seed, "id_sim", value, "cosine", True, golden.id_backend,
                  "reference_image", frame)
         )  # fmt: skip
+    if setting in golden.timing_spread:
+        iqr = golden.timing_spread[setting] * wall
+        rows.append(_row(case, setting, seed, "wall_seconds_iqr", iqr, "s", None, "timer", ""))
     if setting != "baseline":
         psnr = PSNR_VS_BASELINE[setting][index] + golden.psnr_shift.get(setting, 0.0)
         rows += [
@@ -151,10 +159,14 @@ def write_golden_run(root: Path, golden: Golden = Golden()) -> Path:
                     json.dumps({"unit": unit, "rows": rows})
                 )
                 (root / "traces" / f"{unit}.json").write_text(json.dumps(unit_trace(setting)))
-    (root / "errors" / "self_b_12f__broken__seed0.json").write_text(
-        json.dumps({"unit": "self_b_12f__broken__seed0", "case": "self_b_12f",
-                    "setting": "broken", "seed": 0, "error": "RuntimeError: out of memory"})
-    )  # fmt: skip
+    if golden.failed_unit:
+        (root / "errors" / "self_b_12f__broken__seed0.json").write_text(
+            json.dumps({"unit": "self_b_12f__broken__seed0", "case": "self_b_12f",
+                        "setting": "broken", "seed": 0, "error": "RuntimeError: out of memory"})
+        )  # fmt: skip
+    if golden.plan:
+        units = [f"{c}__{s}__seed{k}" for c in CASES for k in SEEDS for s in SETTINGS]
+        (root / "plan.json").write_text(json.dumps({"units": units, "pooled": []}))
     if golden.videos:
         for case, count in CASES.items():
             folder = root / "videos" / case

@@ -115,3 +115,41 @@ def test_run_without_rows_is_an_error(small_run):
         path.unlink()
     with pytest.raises(RunFormatError, match="no rows"):
         load_run(run)
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_a_hand_edited_nan_in_a_row_is_an_error_naming_file_and_line(small_run, constant):
+    path = _first_rows_file(small_run)
+    payload = json.loads(path.read_text())
+    payload["rows"][1]["value"] = float("nan")
+    # As the runner writes it (one key per line); a string holding "NaN" is not the culprit.
+    payload["rows"][0]["backend"] = "NaN-free backend"
+    text = (
+        json.dumps(payload, indent=1)
+        .replace("NaN", constant)
+        .replace(f'"{constant}-free backend"', '"NaN-free backend"')
+    )
+    path.write_text(text)
+    line = next(
+        i for i, t in enumerate(text.splitlines(), 1) if t.strip() == f'"value": {constant},'
+    )
+    with pytest.raises(
+        RunFormatError, match=rf"{path.name}: line {line}: {constant} is not a finite"
+    ):
+        load_run(small_run)
+
+
+def test_an_overflowing_value_in_a_row_is_an_error(small_run):
+    path = _first_rows_file(small_run)
+    payload = json.loads(path.read_text())
+    payload["rows"][0]["value"] = 1.0
+    path.write_text(json.dumps(payload).replace('"value": 1.0', '"value": 1e999', 1))
+    with pytest.raises(RunFormatError, match=r"rows\[0\]: value=inf must be a finite number"):
+        load_run(small_run)
+
+
+def test_a_rows_file_that_is_not_utf8_is_an_error_naming_it(small_run):
+    path = _first_rows_file(small_run)
+    path.write_bytes(b'{"unit": "\xff\xfe"}')
+    with pytest.raises(RunFormatError, match=rf"{path.name} is not UTF-8 text"):
+        load_run(small_run)

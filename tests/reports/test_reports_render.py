@@ -89,3 +89,21 @@ def test_grid_has_reference_ground_truth_and_one_column_per_setting(rendered, go
     # The alp_k5 column (fourth), away from the moving bar, shows the tint of setting 1 + seed 0: green dominates.
     alp = frames[0][16:40, 3 * 128 + 100 : 3 * 128 + 124].reshape(-1, 3).mean(axis=0)
     assert alp[1] > alp[0] + 20 and alp[1] > alp[2] + 20
+
+
+def test_report_warns_when_repeated_wall_times_spread_too_wide(make_run, tmp_path, caplog):
+    # teacache's repeated timings spread 40% of their median, alp_k5's 5%: only teacache is flagged.
+    noisy = make_run(
+        "noisy", timing_spread={"baseline": 0.02, "alp_k5": 0.05, "teacache_fast": 0.4}
+    )
+    with caplog.at_level("WARNING", logger="reports.cli"):
+        folder = report(noisy, tmp_path / "report", videos=False, n_boot=100)
+    markdown = (folder / "report.md").read_text()
+    warnings = [line for line in markdown.splitlines() if line.startswith("> **Warning:**")]
+    assert len(warnings) == 1
+    assert "wall time of 'teacache_fast' is too noisy to trust" in warnings[0]
+    assert "spread 40% of their median" in warnings[0]
+    assert "too noisy to trust" in (folder / "report.html").read_text()
+    assert "teacache_fast" in caplog.text
+    quiet = report(make_run("quiet"), tmp_path / "quiet", videos=False, n_boot=100)
+    assert "Warning" not in (quiet / "report.md").read_text()

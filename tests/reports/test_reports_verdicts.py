@@ -36,9 +36,29 @@ def test_gate_fails_the_setting_below_fidelity_floors(golden_run, capsys):
     assert failures["value"].item() == pytest.approx(26.5)
 
 
-def test_gate_passes_when_every_setting_meets_the_floors(golden_run):
-    assert gate(golden_run, min_psnr=25.0, min_ssim=0.85, min_id_sim=0.9) == 0
-    assert _cli("gate", golden_run, "--min-psnr", "25", "--floor", "fvd@ground_truth<=250") == 0
+def test_gate_passes_when_every_setting_meets_the_floors(make_run):
+    complete = make_run("complete", failed_unit=False, plan=True)
+    assert gate(complete, min_psnr=25.0, min_ssim=0.85, min_id_sim=0.9) == 0
+    assert _cli("gate", complete, "--min-psnr", "25", "--floor", "fvd@ground_truth<=250") == 0
+
+
+def test_gate_fails_a_run_with_a_failed_unit_whatever_the_floors(golden_run, capsys):
+    # The golden run's setting "broken" failed on its only unit: it has no rows to judge.
+    assert gate(golden_run, min_psnr=25.0, min_ssim=0.85, min_id_sim=0.9) == 1
+    out = capsys.readouterr().out
+    assert (
+        "INCOMPLETE self_b_12f__broken__seed0 (broken): failed: RuntimeError: out of memory" in out
+    )
+    assert "gate FAILED: 1 planned unit(s) failed or have no rows (settings broken)" in out
+
+
+def test_gate_fails_a_partial_run_naming_the_missing_units(make_run, capsys):
+    partial = make_run("partial", failed_unit=False, plan=True)
+    (partial / "rows" / "self_b_12f__alp_k5__seed1.json").unlink()
+    assert gate(partial, min_psnr=25.0) == 1
+    out = capsys.readouterr().out
+    assert "INCOMPLETE self_b_12f__alp_k5__seed1 (alp_k5): no rows: never run or interrupted" in out
+    assert "--resume" in out
 
 
 def test_gate_on_the_ci_bound_is_stricter_than_on_the_mean(golden_run):
@@ -100,6 +120,19 @@ def test_compare_flags_a_significant_quality_drop_as_regression(golden_run, make
     assert compare(golden_run, worse, n_boot=500) == 1
     assert "REGRESSION teacache_fast psnr@baseline" in capsys.readouterr().out
     assert _cli("compare", golden_run, worse, "--bootstrap", "200") == 1
+
+
+def test_compare_flags_the_measurements_a_partial_run_lacks(make_run, capsys):
+    full, partial = make_run("full"), make_run("partial")
+    (partial / "rows" / "self_b_12f__alp_k5__seed1.json").unlink()
+    table = compare_runs(load_run(full), load_run(partial), n_boot=200)
+    lost = table[table["lost"]]
+    assert set(lost["setting"]) == {"alp_k5"} and "psnr@baseline" in set(lost["metric"])
+    assert lost["note"].str.startswith("missing in run B: 1 of 4 (case, seed)").all()
+    assert compare(full, partial, n_boot=200) == 1
+    assert "MISSING alp_k5 psnr@baseline: missing in run B: 1 of 4" in capsys.readouterr().out
+    # The other way round nothing is lost.
+    assert compare(partial, full, n_boot=200) == 0
 
 
 def test_compare_does_not_flag_an_improvement(golden_run, make_run):
@@ -175,3 +208,27 @@ def test_compare_lists_what_only_one_run_has(golden_run, make_run, capsys):
     assert compare(golden_run, partial, n_boot=200) == 1
     assert "MISSING alp_k5 psnr@baseline" in capsys.readouterr().out
     assert compare(partial, golden_run, n_boot=200) == 0
+
+
+# ---------------------------------------------------------------- bad options, unwritable --out
+
+
+@pytest.mark.parametrize("command", ["compare", "report", "leaderboard"])
+def test_zero_bootstrap_resamples_is_one_line(golden_run, tmp_path, capsys, command):
+    runs = [golden_run, golden_run] if command == "compare" else [golden_run]
+    extra = ["--out", str(tmp_path / "out")] if command == "report" else []
+    assert _cli(command, *runs, "--bootstrap", "0", *extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err
+        == "error: n_boot=0 bootstrap resamples must be an integer >= 1; use e.g. --bootstrap 2000"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_report_into_an_unwritable_out_is_one_line(golden_run, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    assert _cli("report", golden_run, "--out", blocker / "report", "--no-videos") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: Not a directory") and str(blocker) in err and "\n" not in err

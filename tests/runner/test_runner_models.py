@@ -104,3 +104,114 @@ def test_shipped_nfeb_ablation_names_the_five_variants(monkeypatch):
     variants = {suite.model_args_for(s.name)["variant"] for s in suite.settings}
     assert variants == {"paper", "code", "add", "pure_norm", "center"}
     assert {a["weights"] for a in checked} == {f"runs/nfeb/{v}/dit_small.pt" for v in variants}
+
+
+# ---- the shipped checkpoint: checked by sha256 however it is named, restored when broken ----
+
+SHIPPED_SUITE = """
+[suite]
+name = "shipped"
+version = "1"
+model = "reference"
+model_args = {model_args}
+steps = 2
+
+[cases]
+identities = 1
+lengths = [4]
+resolution = 64
+
+[metrics]
+names = ["psnr"]
+references = ["ground_truth"]
+
+[[settings]]
+use = "baseline"
+"""
+RESTORE = "git checkout -- reference_model/weights/dit_small.pt"
+
+
+@pytest.fixture
+def shipped_copy(tmp_path, monkeypatch):
+    """A copy of the shipped weights folder that the loaders take for the real one; the working directory is its root."""
+    import shutil
+
+    from reference_model import pipeline, shipped_weights
+
+    weights = tmp_path / "reference_model" / "weights"
+    shutil.copytree(pipeline.WEIGHTS_DIR, weights)
+    monkeypatch.setattr(shipped_weights, "WEIGHTS_DIR", weights)
+    monkeypatch.setattr(pipeline, "WEIGHTS_DIR", weights)
+    monkeypatch.setattr(pipeline, "DEFAULT_WEIGHTS", weights / "dit_small.pt")
+    monkeypatch.chdir(tmp_path)
+    return weights
+
+
+def _flip_a_bit(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 1
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    "model_args",
+    [
+        "{}",
+        '{ weights = "reference_model/weights/dit_small.pt" }',
+        '{ weights = "reference_model/../reference_model/weights/dit_small.pt" }',
+    ],
+)
+def test_a_bit_flipped_shipped_checkpoint_is_refused_however_it_is_named(
+    shipped_copy, write_suite, tmp_path, capsys, model_args
+):
+    from flashbench.cli import main
+
+    _flip_a_bit(shipped_copy / "dit_small.pt")
+    text = SHIPPED_SUITE.format(model_args=model_args)
+    with pytest.raises(
+        ValueError, match=r"dit_small.pt has sha256 .* but dit.json expects"
+    ) as info:
+        parse_suite(text, "shipped.toml")
+    assert RESTORE in str(info.value) and "train_model" not in str(info.value)
+    path = write_suite(text, name="shipped")
+    assert main(["run", str(path), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "dit_small.pt has sha256" in err and "\n" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_relative_path_to_the_shipped_checkpoint_is_verified_when_loading(shipped_copy):
+    from reference_model.pipeline import load_reference_model
+
+    _flip_a_bit(shipped_copy / "dit_small.pt")
+    with pytest.raises(ValueError, match=RESTORE):
+        load_reference_model("reference_model/weights/dit_small.pt")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete"])
+def test_a_truncated_or_missing_shipped_checkpoint_says_restore_not_retrain(shipped_copy, damage):
+    dit = shipped_copy / "dit_small.pt"
+    if damage == "truncate":
+        dit.write_bytes(dit.read_bytes()[:1000])
+    else:
+        dit.unlink()
+    with pytest.raises(ValueError) as info:
+        parse_suite(SHIPPED_SUITE.format(model_args="{}"), "shipped.toml")
+    message = str(info.value)
+    assert str(dit) in message and RESTORE in message and "train_model" not in message
+
+
+@pytest.mark.parametrize("name", ["dit.json", "weights.json"])
+def test_a_truncated_weights_manifest_is_an_error_naming_the_file(shipped_copy, name):
+    from reference_model.autoencoder import load_autoencoder
+
+    manifest = shipped_copy / name
+    manifest.write_text(manifest.read_text()[:40])
+    with pytest.raises(
+        ValueError,
+        match=rf"{name} is not valid JSON .*git checkout -- reference_model/weights/{name}",
+    ):
+        if name == "dit.json":
+            parse_suite(SHIPPED_SUITE.format(model_args="{}"), "shipped.toml")
+        else:
+            load_autoencoder()

@@ -138,3 +138,27 @@ def test_two_process_run_gives_the_pooled_rows_of_a_one_process_run_with_real_i3
     one, two = pooled(read_rows(tmp_path / "one")), pooled(read_rows(tmp_path / "two"))
     assert len(one) == 3 and one == two
     assert {r["backend"] for r in one} == {"i3d"}
+
+
+def test_a_failed_pooled_computation_fails_the_run_until_a_resume_computes_it(
+    pooled_text, small_backends, write_suite, tmp_path, monkeypatch, capsys
+):
+    from flashbench.cli import main
+
+    def singular(self, name, generated, real):
+        raise RuntimeError("covariance is singular")
+
+    path, out = write_suite(pooled_text), tmp_path / "run"
+    with monkeypatch.context() as patch:
+        patch.setattr(Measurer, "pooled_value", singular)
+        assert main(["run", str(path), "--out", str(out), "--no-progress"]) == 1
+        printed = capsys.readouterr().out
+        assert "6 units done, 0 already finished, 0 failed" in printed
+        assert (
+            "2 pooled metric computation(s) failed: pooled__baseline, pooled__sliding_w4" in printed
+        )
+        errors = json.loads((out / "errors" / "pooled__baseline.json").read_text())
+        assert errors["error"] == "RuntimeError: covariance is singular"
+    assert main(["run", str(path), "--out", str(out), "--resume", "--no-progress"]) == 0
+    assert not list((out / "errors").glob("*.json"))
+    assert len(pooled(read_rows(out))) == 6

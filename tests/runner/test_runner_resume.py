@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from flashbench.runner import TIMING_METRICS, read_rows, run_suite
+from flashbench.runner import LOCK_NAME, TIMING_METRICS, read_rows, run_suite
 from flashbench.settings import steppers
 from flashbench.steppers import Stepper
 from flashbench.suite import parse_suite
@@ -110,6 +110,34 @@ def test_nan_latents_are_one_line_errors_and_the_run_goes_on(tiny_text, tmp_path
     assert not (tmp_path / "run" / "rows" / f"{error['unit']}.json").exists()
 
 
+def test_gate_fails_a_run_whose_setting_failed_on_every_unit_and_a_partial_run(
+    tiny_text, tmp_path, capsys
+):
+    from reports.cli import gate
+
+    if "explode" not in steppers:
+        steppers.register("explode", Explode)
+    text = tiny_text + '\n[[settings]]\nname = "boom"\nstepper = "explode"\n'
+    suite = parse_suite(text, "tiny.toml")
+    out = tmp_path / "run"
+    summary = run_suite(suite, out, threads=1, progress=False)
+    assert (summary.done, summary.failed) == (6, 2)
+    # Every setting with rows meets the floor; "boom" has none, so only the plan can fail it.
+    assert gate(out, floors=["psnr@baseline>=0"]) == 1
+    printed = capsys.readouterr().out
+    assert "gate FAILED: 2 planned unit(s) failed or have no rows (settings boom)" in printed
+    assert "failed: NonFiniteLatents: non-finite latents from setting 'boom'" in printed
+    # A run killed before its last unit finished (no failure recorded) fails the gate too.
+    clean = tmp_path / "partial"
+    run_suite(parse_suite(tiny_text, "tiny.toml"), clean, threads=1, progress=False)
+    assert gate(clean, floors=["psnr@baseline>=0"]) == 0
+    next((clean / "rows").glob("cross_*sliding_w3*")).unlink()
+    assert gate(clean, floors=["psnr@baseline>=0"]) == 1
+    assert "sliding_w3__seed0 (sliding_w3): no rows: never run or interrupted" in (
+        capsys.readouterr().out
+    )
+
+
 # Metrics computed in flashbench itself keep the killed subprocess's start-up short (no torchmetrics import).
 KILL_SUITE_EXTRA = {
     "lengths = [6]": "lengths = [6, 8]",
@@ -163,19 +191,24 @@ def test_resume_after_sigkill_gives_exactly_the_rows_of_an_uninterrupted_run(
     reference = tmp_path / "uninterrupted"
     run_suite(suite, reference, threads=1, progress=False)
     assert stable(read_rows(out)) == stable(read_rows(reference))
-    assert not [p for p in out.rglob(".*") if p.is_file()], (
+    assert not [p for p in out.rglob(".*") if p.is_file() and p.name != LOCK_NAME], (
         "no temp file of the killed run may remain"
     )
 
 
-def test_a_case_that_cannot_be_prepared_fails_its_units_not_the_run(tiny_text, tmp_path):
-    suite = parse_suite(tiny_text.replace("resolution = 16", "resolution = 18"), "tiny.toml")
-    summary = run_suite(suite, tmp_path / "run", threads=1, progress=False)
+def test_a_case_that_cannot_be_prepared_fails_its_units_not_the_run(
+    tiny_text, tmp_path, monkeypatch
+):
+    from flashbench.models import ToyModel
+
+    def unrenderable(self, case):
+        raise ValueError(f"case {case.id!r} cannot be rendered")
+
+    monkeypatch.setattr(ToyModel, "prepare", unrenderable)
+    summary = run_suite(parse_suite(tiny_text, "tiny.toml"), tmp_path / "run", progress=False)
     assert (summary.done, summary.failed) == (0, 6)
     errors = [
         json.loads(p.read_text())["error"] for p in (tmp_path / "run" / "errors").glob("*.json")
     ]
     assert len(errors) == 6
-    assert all(
-        e == "ValueError: resolution=18 must be a multiple of 4 for the toy model" for e in errors
-    )
+    assert all(e.startswith("ValueError: case '") and "cannot be rendered" in e for e in errors)

@@ -300,3 +300,102 @@ def test_cases_expand_to_named_self_and_cross_cases(tiny_text):
         parse_suite(tiny_text.replace("identities = 1", "identities = 501"), "t.toml").cases.expand(
             WORLD_SPLITS, 8
         )
+
+
+# ---- suites whose every unit would fail are refused at validation -------------------------
+
+GUIDED = '\n[guidance]\nscale = 4.0\ndrop = ["expresion"]\n'
+ALP_ORDER = (
+    '\n[[settings]]\nname = "alp_big"\nstepper = "alp"\nstepper_args = { order = 1000000 }\n'
+)
+BROKEN = [
+    (
+        ("[suite]\n", "[suite]\nmodel_args = { dim = -1 }\n"),
+        r"suite\.model_args: dim=-1 must be an integer in \[1, 1024\] for the toy model",
+    ),
+    (
+        ("[suite]\n", "[suite]\nmodel_args = { dim = 1000000000000 }\n"),
+        r"suite\.model_args: dim=1000000000000 must be an integer in \[1, 1024\]",
+    ),
+    (("[suite]\n", "[suite]\nmodel_args = { dim = 31 }\n"), r"dim=31 must be even"),
+    (("steps = 3", "steps = 1000000000000"), r"suite\.steps: =1000000000000 must be <= 10000"),
+    (
+        ("resolution = 16", "resolution = 18"),
+        r"cases\.resolution: =18 must be a multiple of 4 for this model; use 16 or 20",
+    ),
+    (("seeds = [0]", "seeds = [1e3]"), r"suite\.seeds\[0\]: must be an integer, got 1000\.0"),
+    (("seeds = [0]", f"seeds = [{2**40}]"), r"suite\.seeds\[0\]: =1099511627776 must be <= "),
+    (("", ALP_ORDER), r"settings\[2\]: setting 'alp_big' does not build: .*order=1000000 must be"),
+    (
+        ("", GUIDED),
+        r"guidance\.drop\[0\]: unknown conditioning entry 'expresion'; did you mean 'expression'\?",
+    ),
+    (
+        ("windowing_args = { overlap = 2 }", "windowing_args = { overlapp = 2 }"),
+        r"settings\[1\]: setting 'sliding_w3' does not build: .*did you mean 'overlap'",
+    ),
+    (
+        ('use = "baseline"', 'use = "baseline"\nstepper_args = { intervall = 5 }'),
+        r"settings\[0\]: .*unknown parameter 'intervall' of stepper 'euler'",
+    ),
+    (
+        ('names = ["psnr",', 'names = ["fvd", "psnr",'),
+        r"metrics\.names: 'fvd' pools each setting's videos over cases, but the suite has 2 case",
+    ),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), BROKEN)
+def test_validate_refuses_a_suite_whose_every_unit_would_fail(
+    tiny_text, write_suite, capsys, change, message
+):
+    from flashbench.cli import main
+
+    old, new = change
+    assert old in tiny_text
+    text = tiny_text.replace(old, new, 1) if old else tiny_text + new
+    if "fvd" in new:  # one case per driving seed and length: 2 is the minimum, 1 is refused
+        text = text.replace('reenactment = ["self", "cross"]', 'reenactment = ["self"]')
+        message = message.replace("2 case", "1 case")
+    with pytest.raises(ValueError, match=message):
+        parse_suite(text, "t.toml")
+    assert main(["validate", str(write_suite(text))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err
+
+
+def test_guidance_drop_naming_nothing_the_model_conditions_on_fails_the_units_loudly(
+    tiny_text, tmp_path
+):
+    from dataclasses import replace
+
+    from flashbench.runner import run_suite
+
+    # Validation refuses it; a suite that bypasses validation is still caught when sampling.
+    suite = parse_suite(tiny_text + '\n[guidance]\nscale = 4.0\ndrop = ["expression"]\n', "t.toml")
+    summary = run_suite(
+        replace(suite, guidance_drop=("expresion",)), tmp_path / "run", progress=False
+    )
+    assert (summary.done, summary.failed) == (0, 6)
+    error = json.loads(next((tmp_path / "run" / "errors").glob("*.json")).read_text())["error"]
+    assert "guidance.drop names ['expresion'], which model 'toy' does not condition on" in error
+
+
+def test_a_missing_suite_header_is_named(tiny_text):
+    body = tiny_text.split("[suite]\n", 1)[1]
+    with pytest.raises(
+        ValueError, match=r"t\.toml: name: is outside any table: the \[suite\] table is missing"
+    ):
+        parse_suite(body, "t.toml")
+    without = tiny_text.split("[cases]", 1)[1]
+    with pytest.raises(ValueError, match=r"t\.toml: suite: the \[suite\] table is missing"):
+        parse_suite("[cases]" + without, "t.toml")
+
+
+@pytest.mark.parametrize("where", ["top", "value"])
+def test_deeply_nested_arrays_are_a_clear_error(tiny_text, where):
+    deep = "[" * 5000 + "]" * 5000
+    text = f"x = {deep}\n" if where == "top" else tiny_text.replace("steps = 3", f"steps = {deep}")
+    with pytest.raises(ValueError, match=r"t\.toml: ") as info:
+        parse_suite(text, "t.toml")
+    assert "\n" not in str(info.value) and len(str(info.value)) < 300
