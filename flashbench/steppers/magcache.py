@@ -9,7 +9,7 @@ from torch import Tensor
 
 from flashbench.calibration import Calibration, open_cached_layers, resolve_calibration
 from flashbench.denoiser import Cond, Denoiser
-from flashbench.steppers.base import Stepper, sigma_batch
+from flashbench.steppers.base import Facts, Stepper, sigma_batch
 from flashbench.steppers.layered import (
     check_positive_int,
     check_threshold,
@@ -40,6 +40,13 @@ class MagCache(Stepper):
     loaded: Calibration | None = field(default=None, compare=False, repr=False)
 
     name = "magcache"
+
+    @classmethod
+    def facts(cls, steps: int) -> Facts:
+        return Facts(
+            never_skip=({"threshold": 0.0}, {"threshold": 0.0, "ratios": (1.0, 0.9, 1.1)}),
+            examples={"default": {"threshold": 0.5, "retention": 0.1}},
+        )
 
     def __post_init__(self) -> None:
         check_threshold(

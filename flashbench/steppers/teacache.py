@@ -9,7 +9,7 @@ from torch import Tensor
 
 from flashbench.calibration import Calibration, open_cached_layers, resolve_calibration
 from flashbench.denoiser import Cond, Denoiser
-from flashbench.steppers.base import Stepper, sigma_batch
+from flashbench.steppers.base import Facts, Stepper, sigma_batch
 from flashbench.steppers.layered import (
     change_indicator,
     check_choice,
@@ -39,6 +39,10 @@ class TeaCache(Stepper):
     loaded: Calibration | None = field(default=None, compare=False, repr=False)
 
     name = "teacache"
+
+    @classmethod
+    def facts(cls, steps: int) -> Facts:
+        return Facts(never_skip=({"threshold": 0.0},), examples={"default": {"threshold": 3.0}})
 
     def __post_init__(self) -> None:
         check_threshold(
