@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from flashbench.cases import CaseSpec
-from flashbench.measure import METRICS, MIN_POOLED_VIDEOS, SPEED_GROUP
+from flashbench.measure import METRICS, MIN_POOLED_VIDEOS
 from flashbench.models import check_model_args, model_params, models
 from flashbench.schedule import MAX_STEPS
 from flashbench.settings import Setting, settings, steppers, windowings
@@ -148,13 +148,6 @@ class Metrics:
     # Timed sampling passes per unit after the one that makes its video (which warms up):
     # wall_seconds is their median, wall_seconds_iqr their spread.
     timing_repeats: int = 3
-
-    def row_metrics(self) -> list[str]:
-        """The metric names written in rows (``speed`` expands to its four figures)."""
-        out: list[str] = []
-        for name in self.names:
-            out.extend(SPEED_GROUP if name == "speed" else [name])
-        return out
 
 
 @dataclass(frozen=True)
