@@ -122,6 +122,15 @@ def check_calibration(
         )
 
 
+def check_loaded(stepper: Any) -> None:
+    """A stepper naming a calibration file holds its contents: its registry factory read them."""
+    if stepper.calibration is not None and stepper.loaded is None:
+        raise ValueError(
+            f"calibration={stepper.calibration!r} is read by {stepper.name}(calibration=...) "
+            f"(steppers.build({stepper.name!r}, ...)), not by the {type(stepper).__name__} class"
+        )
+
+
 def open_cached_layers(stepper: Any, model: Denoiser, cache: dict) -> LayeredDenoiser:
     """The opening of TeaCache's and MagCache's ``velocity``: the model as a layered denoiser, and
     (once per cache) their calibration checked against it."""

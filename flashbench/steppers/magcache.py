@@ -7,7 +7,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from torch import Tensor
 
-from flashbench.calibration import Calibration, open_cached_layers, resolve_calibration
+from flashbench.calibration import (
+    Calibration,
+    check_loaded,
+    open_cached_layers,
+    resolve_calibration,
+)
 from flashbench.denoiser import Cond, Denoiser
 from flashbench.steppers.base import Facts, Stepper, sigma_batch
 from flashbench.steppers.layered import (
@@ -63,11 +68,7 @@ class MagCache(Stepper):
             raise ValueError(
                 f"retention={self.retention!r} must be a fraction of steps in [0, 1]; MagCache uses 0.2"
             )
-        if self.calibration is not None and self.loaded is None:
-            raise ValueError(
-                f"calibration={self.calibration!r} is read by magcache(calibration=...) "
-                "(steppers.build('magcache', ...)), not by the MagCache class"
-            )
+        check_loaded(self)
         if self.ratios is not None and (
             len(self.ratios) < 2
             or not all(isinstance(r, int | float) and r > 0 for r in self.ratios)

@@ -7,7 +7,12 @@ from typing import Literal
 
 from torch import Tensor
 
-from flashbench.calibration import Calibration, open_cached_layers, resolve_calibration
+from flashbench.calibration import (
+    Calibration,
+    check_loaded,
+    open_cached_layers,
+    resolve_calibration,
+)
 from flashbench.denoiser import Cond, Denoiser
 from flashbench.steppers.base import Facts, Stepper, sigma_batch
 from flashbench.steppers.layered import (
@@ -49,11 +54,7 @@ class TeaCache(Stepper):
             self.threshold, "threshold", "TeaCache uses 0.13-0.26 on Wan; threshold=0 never skips"
         )
         check_choice(self.indicator, "indicator", ("auto", "time", "embed"))
-        if self.calibration is not None and self.loaded is None:
-            raise ValueError(
-                f"calibration={self.calibration!r} is read by teacache(calibration=...) "
-                "(steppers.build('teacache', ...)), not by the TeaCache class"
-            )
+        check_loaded(self)
         if self.coefficients is not None and (
             len(self.coefficients) == 0
             or not all(isinstance(c, int | float) for c in self.coefficients)
