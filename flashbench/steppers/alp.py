@@ -237,6 +237,9 @@ class ALP(Forecaster):
                 "newton-sigma": {"form": "newton", "spacing": "sigma"},
             },
             black_box={"level": "output"},
+            # Newton's form on equal spacing interpolates the last order + 1 full passes exactly.
+            exact={"interval": 3, "order": 2, "warmup": 1, "form": "newton", "dynamic": False},
+            exact_degree=2,
         )
 
     def __post_init__(self) -> None:

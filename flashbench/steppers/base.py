@@ -37,7 +37,11 @@ class Facts:
     to check its accounting. ``accelerates``: its examples take fewer full passes than Euler.
     ``caches``: it keeps features between steps (its examples report cache bytes).
     ``layered``: it needs a layered denoiser; ``black_box``: the parameters under which it
-    runs on a plain one anyway (None: it cannot).
+    runs on a plain one anyway (None: it cannot). ``exact``: parameters (with ``interval``)
+    under which every prediction made after ``exact_degree + 1`` full passes is exact on
+    features that are polynomials of degree <= ``exact_degree`` in the step index (DESIGN: a
+    prediction of order n is exact on a polynomial trajectory of degree <= n); None: no such
+    promise.
     """
 
     never_skip: tuple[Mapping[str, Any], ...]
@@ -46,6 +50,8 @@ class Facts:
     caches: bool = True
     layered: bool = True
     black_box: Mapping[str, Any] | None = None
+    exact: Mapping[str, Any] | None = None
+    exact_degree: int = 0
 
 
 class Stepper:

@@ -25,4 +25,10 @@ class TaylorSeer(Forecaster):
 
     @classmethod
     def facts(cls, steps: int) -> Facts:
-        return Facts(never_skip=({"interval": 1, "order": 2},), black_box={"level": "output"})
+        return Facts(
+            never_skip=({"interval": 1, "order": 2},),
+            black_box={"level": "output"},
+            # Newton's form on equal spacing interpolates the last order + 1 full passes exactly.
+            exact={"interval": 3, "order": 2, "warmup": 1, "form": "newton"},
+            exact_degree=2,
+        )
