@@ -17,7 +17,6 @@ import argparse
 
 import torch
 
-from flashbench.models import load_reference
 from flashbench.sampling import sample
 from flashbench.schedule import flow_match_sigmas
 from flashbench.settings import settings
@@ -26,6 +25,7 @@ from metrics import ExpressionFollowing, IdentityDistance, TemporalStability
 from reference_model.calibration import load_identity_calibration
 from reference_model.expression import load_expression_extractor
 from reference_model.identity import load_identity_encoder
+from reference_model.pipeline import load_reference
 from reference_model.world import driving_sequence, identity_params, static_background
 
 FIGURES = (

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from flashbench.calibrate import calibrate_magcache, calibrate_teacache, save_calibration
+from flashbench.calibration import calibrate_magcache, calibrate_teacache, save_calibration
 from flashbench.denoiser import Cond
 from flashbench.sampling import Sample, sample
 from flashbench.schedule import flow_match_sigmas
@@ -81,8 +81,8 @@ def main() -> None:
         shape, cond = (1, 4, args.frames, args.size, args.size), Cond()
         description = f"toy denoiser dim={args.dim} depth={args.depth}"
     else:
+        from flashbench.cases import CaseSpec
         from flashbench.models import models
-        from flashbench.suite import CaseSpec
 
         portrait = models.build(args.model)
         identity = portrait.splits["test"][0]

@@ -61,9 +61,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train the reference model; the options are those of ``python -m reference_model.train_model``."""
-    from reference_model.train_model import main as train_main
+    from flashbench.models import trainers
 
-    train_main(args.train_options)
+    trainers.get("reference")(args.train_options)
     return 0
 
 

@@ -1,28 +1,27 @@
 """The model registry of suites: a name -> a portrait model (denoiser + world + decoder).
 
 ``toy`` is a small untrained layered denoiser with a toy world that renders coloured discs;
-``reference`` lazily imports ``reference_model`` (the FlashPortrait reference trained on the
-synthetic portrait world). Switching a suite's model is one key: ``suite.model``.
+``reference`` is the registry entry ``"reference_model.pipeline:load_reference"`` (the
+FlashPortrait reference trained on the synthetic portrait world), imported only when used, so
+flashbench never imports reference_model and a real model plugs in the same way. Switching a suite's model is one key: ``suite.model``.
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
+import importlib
 import inspect
 import json
-import reprlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
 
+from flashbench.cases import CaseSpec
 from flashbench.denoiser import Cond, Denoiser
 from flashbench.registry import Registry
-from flashbench.suite import CaseSpec
 from flashbench.toy import ToyDenoiser, sigma_features
 
 WORLD_SPLITS: dict[str, range] = {
@@ -59,7 +58,13 @@ class PortraitModel(Protocol):
 
     def decode(self, latents: Tensor) -> Tensor: ...
 
+    # The world's own feature extractors (frames [T, 3, H, W] -> [T, D]) that metrics read;
+    # None where the world has none (the metrics that need it are then refused by name).
     def identity_encoder(self) -> Callable[[Tensor], Tensor] | None: ...
+
+    def expression_extractor(self) -> Callable[[Tensor], Tensor] | None: ...
+
+    def pose_extractor(self) -> Callable[[Tensor], Tensor] | None: ...
 
     def weights(self) -> dict[str, str]: ...
 
@@ -225,118 +230,51 @@ def check_toy_args(dim: int = 32, depth: int = 3) -> ModelSpec:
     )
 
 
-# ---- reference ----------------------------------------------------------------------------
-
-
-def _short(value: Any) -> str:
-    return reprlib.repr(value)
-
-
-def _train_command(path: Path, variant: str | None) -> str:
-    """The command that writes the checkpoint ``path`` (train_model exports ``<out>/dit_<config>.pt``)."""
-    config = path.stem.removeprefix("dit_") if path.stem.startswith("dit_") else "small"
-    return (
-        f"python -m reference_model.train_model --config {config} --nfeb {variant or 'VARIANT'} "
-        f"--out {path.parent}"
-    )
-
-
-def check_reference_args(weights: str | None = None, variant: str | None = None) -> ModelSpec:
-    """Check a ``reference`` model's parameters without building it: the checkpoint exists and holds ``variant``.
-
-    ``weights``: a checkpoint of ``reference_model.train_model`` (default: the shipped
-    ``paper`` weights); relative paths are read from the working directory. ``variant``: the
-    NFEB variant the suite expects; the checkpoint's own config decides, so a mislabelled
-    checkpoint is refused rather than silently measured under the wrong name.
-    """
-    try:
-        from reference_model.dit import NFEB_VARIANTS
-        from reference_model.pipeline import (
-            DEFAULT_WEIGHTS,
-            ReferencePortraitModel,
-            verify_shipped_dit,
-        )
-        from reference_model.world import SPLITS
-    except ImportError as err:
-        raise ValueError(
-            f"model 'reference' needs the reference_model package ({err}); use model = \"toy\""
-        ) from err
-    if variant is not None and variant not in NFEB_VARIANTS:
-        close = difflib.get_close_matches(str(variant), NFEB_VARIANTS, n=1, cutoff=0.5)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ValueError(
-            f"variant={variant!r} is not an NFEB variant; {hint}use one of {', '.join(NFEB_VARIANTS)}"
-        )
-    if weights is not None and not isinstance(weights, str):
-        raise ValueError(
-            f'weights={_short(weights)} must be a path string, e.g. "runs/nfeb/add/dit_small.pt"'
-        )
-    try:
-        path = Path(weights).expanduser() if weights is not None else DEFAULT_WEIGHTS
-        shipped = path.resolve() == DEFAULT_WEIGHTS.resolve()
-        exists = path.is_file()
-    except (OSError, RuntimeError, ValueError) as err:  # a NUL byte, a name too long, ~nobody
-        raise ValueError(
-            f"weights={_short(weights)} is not a usable path ({getattr(err, 'strerror', None) or err}); "
-            "give the checkpoint's path"
-        ) from err
-    # The shipped checkpoint, however it is spelled, is checked against its recorded sha256: a
-    # corrupt copy is restored, not retrained.
-    if shipped:
-        verify_shipped_dit(path)
-    if not exists:
-        where = "" if path.is_absolute() else f" (relative to the working directory {Path.cwd()})"
-        raise ValueError(
-            f"weights file {str(path)!r} does not exist{where}; make it with `{_train_command(path, variant)}`"
-        )
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        actual = blob["config"].get("variant", "paper")
-        latent_size = int(blob["config"].get("latent_size", 16))
-    except Exception as err:  # whatever torch.load raises on a foreign file becomes one clear line
-        raise ValueError(
-            f"weights file {str(path)!r} is not a reference_model checkpoint ({type(err).__name__}: {err}); "
-            f"make one with `{_train_command(path, variant)}`"
-        ) from err
-    if variant is not None and actual != variant:
-        raise ValueError(
-            f"weights file {str(path)!r} holds NFEB variant {actual!r}, not {variant!r}; point weights at the "
-            f"{variant!r} checkpoint (`{_train_command(path, variant)}` makes one) or set variant = {actual!r}"
-        )
-    model = ReferencePortraitModel
-    return ModelSpec(
-        SPLITS, model.fps, model.cond_keys, resolution=model.pixels_per_latent * latent_size
-    )
-
-
-def load_reference(weights: str | None = None, variant: str | None = None) -> PortraitModel:
-    """The FlashPortrait reference model (``reference_model.pipeline.portrait_model``) as a PortraitModel."""
-    check_reference_args(weights, variant)
-    from reference_model.pipeline import portrait_model
-
-    return portrait_model(weights=weights)
-
-
 models = Registry("model")
 models.register(
     "toy", ToyModel, doc="untrained toy denoiser on a world of coloured discs (tests, smoke runs)"
 )
 models.register(
     "reference",
-    load_reference,
+    "reference_model.pipeline:load_reference",
     doc="FlashPortrait reference model trained on the synthetic portrait world (weights=, variant=)",
 )
 # What can be checked of a model's parameters before it is built (sizes, files, variants), by
-# model name; each returns the model's spec.
-_ARG_CHECKS: dict[str, Callable[..., ModelSpec]] = {
+# model name: a function or a lazily imported ``"module:object"``; each returns the model's spec.
+_ARG_CHECKS: dict[str, Callable[..., ModelSpec] | str] = {
     "toy": check_toy_args,
-    "reference": check_reference_args,
+    "reference": "reference_model.pipeline:check_reference_args",
 }
+# The trainer of each trainable model: ``flashbench train`` forwards its options to it.
+trainers = Registry("trainer")
+trainers.register("reference", "reference_model.train_model:main")
+
+
+def _lazy(name: str, target: Callable[..., Any] | str) -> Callable[..., Any]:
+    """``target``, importing a ``"module:object"`` name; a missing package is a ValueError naming the fix."""
+    if not isinstance(target, str):
+        return target
+    module, _, attr = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except ImportError as err:
+        raise ValueError(
+            f'model {name!r} needs the {module.partition(".")[0]} package ({err}); use model = "toy"'
+        ) from err
+
+
+def _model_factory(name: str) -> Callable[..., Any]:
+    try:
+        return models.get(name)
+    except ImportError as err:
+        raise ValueError(
+            f'model {name!r} needs a package that is not installed ({err}); use model = "toy"'
+        ) from err
 
 
 def model_params(name: str) -> list[str]:
     """The parameters a suite may give model ``name`` (``model_args``)."""
-    factory = models.get(name)
+    factory = _model_factory(name)
     return [p for p in inspect.signature(factory).parameters if p != "self"]
 
 
@@ -346,7 +284,7 @@ def check_model_args(name: str, args: Mapping[str, Any]) -> ModelSpec | None:
     None for a model registered without a check (its parameters are checked when it is built).
     """
     check = _ARG_CHECKS.get(name)
-    return None if check is None else check(**args)
+    return None if check is None else _lazy(name, check)(**args)
 
 
 def build_models(

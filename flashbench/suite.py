@@ -23,7 +23,9 @@ from typing import Any
 
 import torch
 
-from flashbench.measure import METRICS, MIN_POOLED_VIDEOS, SPEED_GROUP
+from flashbench.cases import CaseSpec
+from flashbench.measure import METRICS, MIN_POOLED_VIDEOS
+from flashbench.models import check_model_args, model_params, models
 from flashbench.schedule import MAX_STEPS
 from flashbench.settings import Setting, settings, steppers, windowings
 
@@ -82,19 +84,6 @@ _SETTING_KEYS = (
 
 
 # ---- records -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CaseSpec:
-    """One clip to generate: who, driven by what, how long and how large."""
-
-    id: str
-    reenactment: str
-    identity: int
-    driving_identity: int
-    driving_seed: int
-    frames: int
-    resolution: int
 
 
 @dataclass(frozen=True)
@@ -159,13 +148,6 @@ class Metrics:
     # Timed sampling passes per unit after the one that makes its video (which warms up):
     # wall_seconds is their median, wall_seconds_iqr their spread.
     timing_repeats: int = 3
-
-    def row_metrics(self) -> list[str]:
-        """The metric names written in rows (``speed`` expands to its four figures)."""
-        out: list[str] = []
-        for name in self.names:
-            out.extend(SPEED_GROUP if name == "speed" else [name])
-        return out
 
 
 @dataclass(frozen=True)
@@ -479,8 +461,6 @@ def _metrics(where: _Where, data: Any) -> Metrics:
 
 def _model_args(where: _Where, key: str, value: Any, model: str) -> dict[str, Any]:
     """A model_args table whose keys are parameters of ``model`` (values are checked with the model's own check)."""
-    from flashbench.models import model_params  # late: models imports suite's records
-
     if not isinstance(value, dict):
         raise where.error(
             key,
@@ -633,8 +613,6 @@ def _parse_suite(text: str, path: str) -> Suite:
         else version
     )
     model = _str(where, "suite.model", head.get("model", "toy"))
-    from flashbench.models import check_model_args, models  # late: models imports suite's records
-
     if model not in models:
         raise where.unknown("suite.model", model, models.names(), "model")
     guidance = _table(where, data.get("guidance", {}), "guidance", _SECTIONS["guidance"])

@@ -1,7 +1,9 @@
 """Windowings: how a long latent video is split into windows and how overlaps are blended.
 
 Every windowing gives, at each denoising step, a list of windows ``(start, stop)`` in latent
-frames and one weight per window frame; the weights of each frame sum to one.
+frames and one weight per window frame; the weights of each frame sum to one. Convention: where
+two windows overlap by a single frame, FlashPortrait's linear blend j/(L-1) is 0/0, so that
+frame takes weight 0.5 from each window (``Sliding.weights``).
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ class Sliding:
 
     ``weighting="linear"``: FlashPortrait (Ma et al. 2025, arXiv 2512.16900, Sec. 3.3) blends the
     L overlapping frames of window i against window i-1 with j/(L-1), j = 0..L-1, except at
-    step 0 where the later window overwrites. ``weighting="uniform"``: count-average
+    step 0 where the later window overwrites. An overlap of one frame (L = 1, where j/(L-1) is
+    0/0) blends the two windows with weight 0.5 each, the midpoint of the ramp it would be part
+    of. ``weighting="uniform"``: count-average
     (Gen-L-Video, Wang et al. 2023, arXiv 2305.18264). ``shift`` moves the window grid by that
     many frames each step (time-aware position shift, Sonic, Ji et al. 2024, arXiv 2411.16331);
     the first window stays at 0 and the last is re-anchored to ``[N - window, N)``.

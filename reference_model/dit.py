@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -420,7 +420,3 @@ def build_model(name: str, device: str | torch.device | None = None, **overrides
     config = CONFIGS[name](**overrides)
     with torch.device(device if device is not None else "cpu"):
         return PortraitDiT(config)
-
-
-def config_dict(config: DiTConfig) -> dict:
-    return asdict(config)

@@ -274,29 +274,6 @@ class WorldDataModule(L.LightningDataModule):
         return DataLoader(stream, batch_size=None, num_workers=0)
 
 
-def smooth_motion(
-    n: int, frames: int, generator: torch.Generator, keyframe_every: int = 6
-) -> Tensor:
-    """Driving expression/pose sequences ``[n, frames, 7]``: cosine-eased moves between random keyframes."""
-    from reference_model.world import neutral_expression, random_expression
-
-    keys = frames // keyframe_every + 2
-    key = random_expression(n * keys, generator).view(n, keys, -1)
-    # Pull keyframes towards neutral so that most frames look like ordinary talking-head motion.
-    amount = torch.rand(n, keys, 1, generator=generator)
-    key = torch.lerp(neutral_expression(n * keys).view(n, keys, -1), key, amount)
-    t = (
-        torch.arange(frames, dtype=torch.float32)
-        + torch.rand(n, 1, generator=generator) * keyframe_every
-    )
-    t = t / keyframe_every
-    i = t.floor().long().clamp(max=keys - 2)
-    w = (1 - torch.cos(torch.pi * (t - i))) / 2
-    a = torch.gather(key, 1, i[..., None].expand(-1, -1, key.shape[-1]))
-    b = torch.gather(key, 1, (i + 1)[..., None].expand(-1, -1, key.shape[-1]))
-    return torch.lerp(a, b, w[..., None])
-
-
 def driving_motion(
     n: int, frames: int, generator: torch.Generator, held_out: bool = False
 ) -> Tensor:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import difflib
+import reprlib
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from flashbench.models import CaseInputs, ModelSpec, PortraitModel
 from flashbench.sampling import Guidance
-from reference_model.dit import CONFIGS, DiTConfig, PortraitDiT
+from reference_model.dit import CONFIGS, NFEB_VARIANTS, DiTConfig, PortraitDiT
 from reference_model.lightning import generate
 from reference_model.shipped_weights import (
     read_json,
@@ -167,7 +171,6 @@ class ReferencePortraitModel:
 
     def prepare(self, case):
         """Reference frame, driving video, ground truth and conditioning of one suite case."""
-        from flashbench.models import CaseInputs
         from reference_model.dit import make_cond
         from reference_model.world import driving_sequence, identity_params, render_video
 
@@ -221,3 +224,83 @@ class ReferencePortraitModel:
 def portrait_model(**kwargs) -> ReferencePortraitModel:
     """The reference model for flashbench suites (``model = "reference"``)."""
     return ReferencePortraitModel(**kwargs)
+
+
+# ---- the flashbench model registry's entry ("reference_model.pipeline:load_reference") ----
+
+
+def _short(value: Any) -> str:
+    return reprlib.repr(value)
+
+
+def _train_command(path: Path, variant: str | None) -> str:
+    """The command that writes the checkpoint ``path`` (train_model exports ``<out>/dit_<config>.pt``)."""
+    config = path.stem.removeprefix("dit_") if path.stem.startswith("dit_") else "small"
+    return (
+        f"python -m reference_model.train_model --config {config} --nfeb {variant or 'VARIANT'} "
+        f"--out {path.parent}"
+    )
+
+
+def check_reference_args(weights: str | None = None, variant: str | None = None) -> ModelSpec:
+    """Check a ``reference`` model's parameters without building it: the checkpoint exists and holds ``variant``.
+
+    ``weights``: a checkpoint of ``reference_model.train_model`` (default: the shipped
+    ``paper`` weights); relative paths are read from the working directory. ``variant``: the
+    NFEB variant the suite expects; the checkpoint's own config decides, so a mislabelled
+    checkpoint is refused rather than silently measured under the wrong name.
+    """
+    from reference_model.world import SPLITS
+
+    if variant is not None and variant not in NFEB_VARIANTS:
+        close = difflib.get_close_matches(str(variant), NFEB_VARIANTS, n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ValueError(
+            f"variant={variant!r} is not an NFEB variant; {hint}use one of {', '.join(NFEB_VARIANTS)}"
+        )
+    if weights is not None and not isinstance(weights, str):
+        raise ValueError(
+            f'weights={_short(weights)} must be a path string, e.g. "runs/nfeb/add/dit_small.pt"'
+        )
+    try:
+        path = Path(weights).expanduser() if weights is not None else DEFAULT_WEIGHTS
+        shipped = path.resolve() == DEFAULT_WEIGHTS.resolve()
+        exists = path.is_file()
+    except (OSError, RuntimeError, ValueError) as err:  # a NUL byte, a name too long, ~nobody
+        raise ValueError(
+            f"weights={_short(weights)} is not a usable path ({getattr(err, 'strerror', None) or err}); "
+            "give the checkpoint's path"
+        ) from err
+    # The shipped checkpoint, however it is spelled, is checked against its recorded sha256: a
+    # corrupt copy is restored, not retrained.
+    if shipped:
+        verify_shipped_dit(path)
+    if not exists:
+        where = "" if path.is_absolute() else f" (relative to the working directory {Path.cwd()})"
+        raise ValueError(
+            f"weights file {str(path)!r} does not exist{where}; make it with `{_train_command(path, variant)}`"
+        )
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        actual = blob["config"].get("variant", "paper")
+        latent_size = int(blob["config"].get("latent_size", 16))
+    except Exception as err:  # whatever torch.load raises on a foreign file becomes one clear line
+        raise ValueError(
+            f"weights file {str(path)!r} is not a reference_model checkpoint ({type(err).__name__}: {err}); "
+            f"make one with `{_train_command(path, variant)}`"
+        ) from err
+    if variant is not None and actual != variant:
+        raise ValueError(
+            f"weights file {str(path)!r} holds NFEB variant {actual!r}, not {variant!r}; point weights at the "
+            f"{variant!r} checkpoint (`{_train_command(path, variant)}` makes one) or set variant = {actual!r}"
+        )
+    model = ReferencePortraitModel
+    return ModelSpec(
+        SPLITS, model.fps, model.cond_keys, resolution=model.pixels_per_latent * latent_size
+    )
+
+
+def load_reference(weights: str | None = None, variant: str | None = None) -> PortraitModel:
+    """The FlashPortrait reference model (``reference_model.pipeline.portrait_model``) as a PortraitModel."""
+    check_reference_args(weights, variant)
+    return portrait_model(weights=weights)

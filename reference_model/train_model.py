@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -118,29 +117,6 @@ def load_pool(
     pool = encode_world_clips(rendered, encode, extract)
     torch.save(pool, cache)
     return pool
-
-
-def ship(exported: Path, details: dict) -> str:
-    """Copy exported weights to ``reference_model/weights/dit_<config>.pt`` and record its sha256 in ``dit.json``."""
-    import json
-    import shutil
-
-    from reference_model.pipeline import WEIGHTS_DIR
-
-    blob = torch.load(exported, map_location="cpu", weights_only=True)
-    name = "dit_small.pt"
-    WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(exported, WEIGHTS_DIR / name)
-    digest = hashlib.sha256((WEIGHTS_DIR / name).read_bytes()).hexdigest()
-    manifest = {
-        "file": name,
-        "sha256": digest,
-        "bytes": (WEIGHTS_DIR / name).stat().st_size,
-        "step": blob["step"],
-        **details,
-    }
-    (WEIGHTS_DIR / "dit.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    return digest
 
 
 def main(argv: list[str] | None = None) -> None:

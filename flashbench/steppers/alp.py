@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from flashbench.denoiser import Cond, Denoiser
-from flashbench.steppers.base import Stepper, sigma_batch
+from flashbench.steppers.base import Facts, Stepper, sigma_batch
 from flashbench.steppers.layered import (
     check_choice,
     check_positive_int,
@@ -220,6 +220,27 @@ class ALP(Forecaster):
     threshold: float | None = None
 
     name = "alp"
+
+    @classmethod
+    def facts(cls, steps: int) -> Facts:
+        return Facts(
+            never_skip=(
+                {"interval": 1},
+                {"threshold": 0.0},
+                {"interval": 1, "level": "output"},
+                {"interval": 1, "form": "newton", "spacing": "sigma"},
+            ),
+            examples={
+                "default": {},
+                "adaptive": {"threshold": 0.05, "interval": 4},
+                "output": {"level": "output"},
+                "newton-sigma": {"form": "newton", "spacing": "sigma"},
+            },
+            black_box={"level": "output"},
+            # Newton's form on equal spacing interpolates the last order + 1 full passes exactly.
+            exact={"interval": 3, "order": 2, "warmup": 1, "form": "newton", "dynamic": False},
+            exact_degree=2,
+        )
 
     def __post_init__(self) -> None:
         super().__post_init__()

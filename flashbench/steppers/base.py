@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import Tensor
@@ -25,6 +27,33 @@ def tensor_bytes(obj: Any) -> int:
     return 0
 
 
+@dataclass(frozen=True)
+class Facts:
+    """What a stepper promises, checked for every registered stepper by ``tests/steppers``.
+
+    ``never_skip``: parameter sets under which it computes every pass and so equals Euler bit
+    for bit (DESIGN: alp/taylorseer/teacache that never skip == euler). ``examples``: named
+    parameter sets that make it skip, predict or reuse, run under every windowing and guidance
+    to check its accounting. ``accelerates``: its examples take fewer full passes than Euler.
+    ``caches``: it keeps features between steps (its examples report cache bytes).
+    ``layered``: it needs a layered denoiser; ``black_box``: the parameters under which it
+    runs on a plain one anyway (None: it cannot). ``exact``: parameters (with ``interval``)
+    under which every prediction made after ``exact_degree + 1`` full passes is exact on
+    features that are polynomials of degree <= ``exact_degree`` in the step index (DESIGN: a
+    prediction of order n is exact on a polynomial trajectory of degree <= n); None: no such
+    promise.
+    """
+
+    never_skip: tuple[Mapping[str, Any], ...]
+    examples: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: {"default": {}})
+    accelerates: bool = True
+    caches: bool = True
+    layered: bool = True
+    black_box: Mapping[str, Any] | None = None
+    exact: Mapping[str, Any] | None = None
+    exact_degree: int = 0
+
+
 class Stepper:
     """Base stepper: computes the velocity with a full model pass and takes an Euler step.
 
@@ -36,6 +65,11 @@ class Stepper:
     """
 
     name = "base"
+
+    @classmethod
+    def facts(cls, steps: int) -> Facts | None:
+        """What this stepper promises on a schedule of ``steps`` steps; every registered stepper declares it."""
+        return None
 
     def plan(self, sigmas: Tensor) -> Tensor:
         """The sigmas this stepper walks, given the schedule's (``fewer_steps`` resamples)."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from flashbench.steppers.base import Stepper
+from flashbench.steppers.base import Facts, Stepper
 from flashbench.steppers.fewer_steps import check_shift, resample_sigmas
 from flashbench.steppers.layered import check_positive_int
 
@@ -37,6 +37,11 @@ class DPMSolver(Stepper):
     shift: float | None = None
 
     name = "dpmpp_2m"
+
+    @classmethod
+    def facts(cls, steps: int) -> Facts:
+        # A second-order solver is never Euler, whatever its parameters.
+        return Facts(never_skip=(), examples={"default": {"steps": 6}}, caches=False, layered=False)
 
     def __post_init__(self) -> None:
         if self.steps is not None:

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from flashbench.schedule import shift_sigmas
-from flashbench.steppers.base import Stepper
+from flashbench.steppers.base import Facts, Stepper
 from flashbench.steppers.layered import check_positive_int
 
 
@@ -72,6 +72,16 @@ class FewerSteps(Stepper):
     shift: float | None = None
 
     name = "fewer_steps"
+
+    @classmethod
+    def facts(cls, steps: int) -> Facts:
+        # The schedule's own step count resamples nothing: plain Euler.
+        return Facts(
+            never_skip=({"steps": steps},),
+            examples={"default": {"steps": 5}},
+            caches=False,
+            layered=False,
+        )
 
     def __post_init__(self) -> None:
         check_positive_int(

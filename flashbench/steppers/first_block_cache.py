@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from flashbench.denoiser import Cond, Denoiser
-from flashbench.steppers.base import Stepper, sigma_batch
+from flashbench.steppers.base import Facts, Stepper, sigma_batch
 from flashbench.steppers.layered import check_threshold, relative_l1, require_layered, run_blocks
 
 
@@ -23,6 +23,10 @@ class FirstBlockCache(Stepper):
     threshold: float = 0.05
 
     name = "first_block_cache"
+
+    @classmethod
+    def facts(cls, steps: int) -> Facts:
+        return Facts(never_skip=({"threshold": 0.0},), examples={"default": {"threshold": 0.5}})
 
     def __post_init__(self) -> None:
         check_threshold(self.threshold, "threshold", "diffusers uses 0.05; threshold=0 never skips")

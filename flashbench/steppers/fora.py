@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from flashbench.denoiser import Cond, Denoiser
-from flashbench.steppers.base import Stepper, sigma_batch
+from flashbench.steppers.base import Facts, Stepper, sigma_batch
 from flashbench.steppers.layered import check_positive_int, require_layered, run_blocks
 
 
@@ -23,6 +23,10 @@ class FORA(Stepper):
     warmup: int = 1
 
     name = "fora"
+
+    @classmethod
+    def facts(cls, steps: int) -> Facts:
+        return Facts(never_skip=({"interval": 1},))
 
     def __post_init__(self) -> None:
         check_positive_int(self.interval, "interval", "use interval=1 for a full pass every step")

@@ -52,15 +52,6 @@ def run_blocks(model: LayeredDenoiser, h: Tensor, ctx: Any, start: int = 0) -> T
     return h
 
 
-def run_blocks_into(model: LayeredDenoiser, h: Tensor, ctx: Any, residuals: Tensor) -> Tensor:
-    """``h`` through every block, writing block l's residual ``out - in`` into ``residuals[l]``."""
-    for layer, block in enumerate(model.blocks):
-        out = block(h, ctx)
-        torch.sub(out, h, out=residuals[layer])
-        h = out
-    return h
-
-
 def time_embedding(ctx: Any) -> Tensor | None:
     """The time embedding a block context carries (``ctx["time"]`` or a tensor ``ctx``), if any."""
     if isinstance(ctx, Tensor):

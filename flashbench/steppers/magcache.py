@@ -7,13 +7,17 @@ from dataclasses import dataclass, field
 import numpy as np
 from torch import Tensor
 
-from flashbench.calibrate import Calibration, apply_calibration, check_calibration
+from flashbench.calibration import (
+    Calibration,
+    check_loaded,
+    open_cached_layers,
+    resolve_calibration,
+)
 from flashbench.denoiser import Cond, Denoiser
-from flashbench.steppers.base import Stepper, sigma_batch
+from flashbench.steppers.base import Facts, Stepper, sigma_batch
 from flashbench.steppers.layered import (
     check_positive_int,
     check_threshold,
-    require_layered,
     run_blocks,
     token_norms,
 )
@@ -24,7 +28,8 @@ class MagCache(Stepper):
     """MagCache (Ma et al. 2025, arXiv 2506.09045): Gamma *= gamma_t, E += |1 - Gamma|; reuse the residual while E < threshold and skips <= max_skip.
 
     gamma_t = mean over tokens of ||r_t|| / ||r_(t-1)|| (r: the block stack's residual, feature
-    dim last) comes from a ``calibration`` file (``flashbench calibrate magcache``; ratios are
+    dim last) comes from a ``calibration`` file (``flashbench calibrate magcache``; read by
+    ``magcache(...)``, the registry's entry, before the stepper is built; ratios are
     interpolated in step fraction when the step count differs) or ``ratios``. Without either,
     gamma is estimated online from the last two full passes (an approximation, documented as
     such). The first ``retention`` fraction of steps always runs. Defaults: the paper's Wan-14B
@@ -36,9 +41,17 @@ class MagCache(Stepper):
     retention: float = 0.2
     ratios: tuple[float, ...] | None = None
     calibration: str | None = None
-    loaded: Calibration | None = field(default=None, init=False, compare=False, repr=False)
+    # The file's contents (``magcache`` reads them); checked against the model on first use.
+    loaded: Calibration | None = field(default=None, compare=False, repr=False)
 
     name = "magcache"
+
+    @classmethod
+    def facts(cls, steps: int) -> Facts:
+        return Facts(
+            never_skip=({"threshold": 0.0}, {"threshold": 0.0, "ratios": (1.0, 0.9, 1.1)}),
+            examples={"default": {"threshold": 0.5, "retention": 0.1}},
+        )
 
     def __post_init__(self) -> None:
         check_threshold(
@@ -55,7 +68,7 @@ class MagCache(Stepper):
             raise ValueError(
                 f"retention={self.retention!r} must be a fraction of steps in [0, 1]; MagCache uses 0.2"
             )
-        apply_calibration(self, "ratios", "magcache")
+        check_loaded(self)
         if self.ratios is not None and (
             len(self.ratios) < 2
             or not all(isinstance(r, int | float) and r > 0 for r in self.ratios)
@@ -73,12 +86,7 @@ class MagCache(Stepper):
     def velocity(
         self, model: Denoiser, x: Tensor, sigmas: Tensor, step: int, cond: Cond, cache: dict
     ) -> tuple[Tensor, str]:
-        model = require_layered(
-            model, self.name, "for a black-box denoiser use alp or taylorseer with level='output'"
-        )
-        if self.loaded is not None and "checked" not in cache:
-            check_calibration(self.loaded, model, f"calibration={self.calibration!r}")
-            cache["checked"] = True
+        model = open_cached_layers(self, model, cache)
         steps = len(sigmas) - 1
         h, ctx = model.embed(x, sigma_batch(sigmas, step, x), cond)
         if (
@@ -101,3 +109,26 @@ class MagCache(Stepper):
             cache.update(norms=norms, norm_step=step)
         cache.update(residual=residual, gain=1.0, error=0.0, skips=0)
         return model.head(out, ctx), "compute"
+
+
+def magcache(
+    threshold: float = 0.24,
+    max_skip: int = 6,
+    retention: float = 0.2,
+    ratios: tuple[float, ...] | None = None,
+    calibration: str | None = None,
+) -> MagCache:
+    """MagCache (Ma et al. 2025, arXiv 2506.09045): Gamma *= gamma_t, E += |1 - Gamma|; reuse the residual while E < threshold and skips <= max_skip.
+
+    The registry's entry: reads ``ratios`` from the ``calibration`` file, if one is named, before
+    the frozen ``MagCache`` is built.
+    """
+    ratios, loaded = resolve_calibration(calibration, ratios, "ratios", "magcache")
+    return MagCache(
+        threshold=threshold,
+        max_skip=max_skip,
+        retention=retention,
+        ratios=ratios,
+        calibration=calibration,
+        loaded=loaded,
+    )

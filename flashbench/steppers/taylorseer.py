@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flashbench.steppers.alp import Forecaster
+from flashbench.steppers.base import Facts
 
 
 @dataclass(frozen=True)
@@ -21,3 +22,13 @@ class TaylorSeer(Forecaster):
     warmup: int | None = 3
 
     name = "taylorseer"
+
+    @classmethod
+    def facts(cls, steps: int) -> Facts:
+        return Facts(
+            never_skip=({"interval": 1, "order": 2},),
+            black_box={"level": "output"},
+            # Newton's form on equal spacing interpolates the last order + 1 full passes exactly.
+            exact={"interval": 3, "order": 2, "warmup": 1, "form": "newton"},
+            exact_degree=2,
+        )

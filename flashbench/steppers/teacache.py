@@ -7,15 +7,19 @@ from typing import Literal
 
 from torch import Tensor
 
-from flashbench.calibrate import Calibration, apply_calibration, check_calibration
+from flashbench.calibration import (
+    Calibration,
+    check_loaded,
+    open_cached_layers,
+    resolve_calibration,
+)
 from flashbench.denoiser import Cond, Denoiser
-from flashbench.steppers.base import Stepper, sigma_batch
+from flashbench.steppers.base import Facts, Stepper, sigma_batch
 from flashbench.steppers.layered import (
     change_indicator,
     check_choice,
     check_threshold,
     relative_l1,
-    require_layered,
     run_blocks,
 )
 
@@ -27,7 +31,8 @@ class TeaCache(Stepper):
     ``m`` is the time embedding (``indicator="time"``, TeaCache's choice for Wan) or the embedded
     input (``"embed"``); ``"auto"`` takes the time embedding when the block context has one.
     ``coefficients`` (highest degree first, as numpy.polyfit) or a ``calibration`` file from
-    ``flashbench calibrate teacache``; neither means poly(d) = d. First and last steps always
+    ``flashbench calibrate teacache``, read by ``teacache(...)`` (the registry's entry) before
+    the stepper is built; neither means poly(d) = d. First and last steps always
     run; guidance branches keep separate accumulators (one cache each).
     """
 
@@ -35,16 +40,21 @@ class TeaCache(Stepper):
     coefficients: tuple[float, ...] | None = None
     calibration: str | None = None
     indicator: Literal["auto", "time", "embed"] = "auto"
-    loaded: Calibration | None = field(default=None, init=False, compare=False, repr=False)
+    # The file's contents (``teacache`` reads them); checked against the model on first use.
+    loaded: Calibration | None = field(default=None, compare=False, repr=False)
 
     name = "teacache"
+
+    @classmethod
+    def facts(cls, steps: int) -> Facts:
+        return Facts(never_skip=({"threshold": 0.0},), examples={"default": {"threshold": 3.0}})
 
     def __post_init__(self) -> None:
         check_threshold(
             self.threshold, "threshold", "TeaCache uses 0.13-0.26 on Wan; threshold=0 never skips"
         )
         check_choice(self.indicator, "indicator", ("auto", "time", "embed"))
-        apply_calibration(self, "coefficients", "teacache")
+        check_loaded(self)
         if self.coefficients is not None and (
             len(self.coefficients) == 0
             or not all(isinstance(c, int | float) for c in self.coefficients)
@@ -64,12 +74,7 @@ class TeaCache(Stepper):
     def velocity(
         self, model: Denoiser, x: Tensor, sigmas: Tensor, step: int, cond: Cond, cache: dict
     ) -> tuple[Tensor, str]:
-        model = require_layered(
-            model, self.name, "for a black-box denoiser use alp or taylorseer with level='output'"
-        )
-        if self.loaded is not None and "checked" not in cache:
-            check_calibration(self.loaded, model, f"calibration={self.calibration!r}")
-            cache["checked"] = True
+        model = open_cached_layers(self, model, cache)
         h, ctx = model.embed(x, sigma_batch(sigmas, step, x), cond)
         indicator = change_indicator(h, ctx, self.indicator)
         previous = cache.get("indicator")
@@ -84,3 +89,26 @@ class TeaCache(Stepper):
         cache["residual"] = out - h
         cache["accumulated"] = 0.0
         return model.head(out, ctx), "compute"
+
+
+def teacache(
+    threshold: float = 0.2,
+    coefficients: tuple[float, ...] | None = None,
+    calibration: str | None = None,
+    indicator: Literal["auto", "time", "embed"] = "auto",
+) -> TeaCache:
+    """TeaCache (Liu et al. 2024, arXiv 2411.19108): acc += poly(mean|m_t - m_(t-1)| / mean|m_(t-1)|); reuse the residual while acc < threshold.
+
+    The registry's entry: reads ``coefficients`` from the ``calibration`` file, if one is named,
+    before the frozen ``TeaCache`` is built.
+    """
+    coefficients, loaded = resolve_calibration(
+        calibration, coefficients, "coefficients", "teacache"
+    )
+    return TeaCache(
+        threshold=threshold,
+        coefficients=coefficients,
+        calibration=calibration,
+        indicator=indicator,
+        loaded=loaded,
+    )

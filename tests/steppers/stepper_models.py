@@ -6,6 +6,8 @@ import torch
 from torch import Tensor, nn
 
 from flashbench.denoiser import Cond
+from flashbench.settings import steppers
+from flashbench.steppers.base import Facts
 from flashbench.toy import ToyDenoiser
 
 
@@ -81,3 +83,26 @@ class PolynomialDenoiser(nn.Module):
 def black_box(x: Tensor, sigma: Tensor, cond: Cond) -> Tensor:
     """A denoiser that exposes no layers."""
     return -x * sigma.view(-1, 1, 1, 1, 1)
+
+
+def stepper_facts(name: str, steps: int) -> Facts | None:
+    """What the registered stepper ``name`` declares of itself on a schedule of ``steps`` steps."""
+    return type(steppers.build(name)).facts(steps)
+
+
+def never_skip_configs(steps: int) -> list[tuple[str, dict]]:
+    """(registered stepper, parameters under which it never skips), for every stepper."""
+    return [
+        (name, dict(params))
+        for name in steppers.names()
+        for params in stepper_facts(name, steps).never_skip
+    ]
+
+
+def example_configs(steps: int) -> dict[str, tuple[str, dict]]:
+    """``name`` or ``name-label`` -> (registered stepper, parameters of its example ``label``)."""
+    return {
+        name if label == "default" else f"{name}-{label}": (name, dict(params))
+        for name in steppers.names()
+        for label, params in stepper_facts(name, steps).examples.items()
+    }

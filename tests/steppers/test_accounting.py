@@ -7,31 +7,23 @@ import torch
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from stepper_models import CountingToy, black_box, toy, toy_inputs
+from stepper_models import CountingToy, black_box, example_configs, stepper_facts, toy, toy_inputs
 
 from flashbench.sampling import Guidance, sample
 from flashbench.schedule import flow_match_sigmas
 from flashbench.settings import settings, steppers
 from flashbench.steppers import Euler
+from flashbench.steppers.base import Facts
 from flashbench.windowing import Full, Sliding
 
-CONFIGS = {
-    "alp": {},
-    "alp-adaptive": {"threshold": 0.05, "interval": 4},
-    "alp-output": {"level": "output"},
-    "alp-newton-sigma": {"form": "newton", "spacing": "sigma"},
-    "taylorseer": {},
-    "teacache": {"threshold": 3.0},
-    "fora": {},
-    "first_block_cache": {"threshold": 0.5},
-    "magcache": {"threshold": 0.5, "retention": 0.1},
-    "fewer_steps": {"steps": 5},
-    "dpmpp_2m": {"steps": 6},
-}
+STEPS = 10
+# Every registered stepper's own examples (its Facts): a new stepper is tested here.
+CONFIGS = example_configs(STEPS)
 
 
 def build(config: str):
-    return steppers.build(config.split("-")[0], **CONFIGS[config])
+    name, params = CONFIGS[config]
+    return steppers.build(name, **params)
 
 
 @pytest.mark.parametrize("config", sorted(CONFIGS))
@@ -48,7 +40,7 @@ def test_nfe_is_the_number_of_full_passes_and_latents_stay_in_range(
 ):
     model = CountingToy()
     noise, cond = toy_inputs(seed, frames=7)
-    sigmas = flow_match_sigmas(10)
+    sigmas = flow_match_sigmas(STEPS)
     result = sample(
         model, noise, sigmas, cond, stepper=build(config), windowing=windowing, guidance=guidance
     )
@@ -68,20 +60,15 @@ def test_accelerators_skip_passes_and_report_their_cache():
     noise, cond = toy_inputs(3, frames=8)
     sigmas = flow_match_sigmas(20)
     euler = sample(model, noise, sigmas, cond)
-    for config in (
-        "alp",
-        "alp-output",
-        "taylorseer",
-        "fora",
-        "magcache",
-        "fewer_steps",
-        "dpmpp_2m",
-    ):
+    for config, (name, _) in CONFIGS.items():
+        facts = stepper_facts(name, STEPS)
+        if not facts.accelerates:
+            continue
         result = sample(
             model, noise, sigmas, cond, stepper=build(config), guidance=Guidance(2.0, ("motion",))
         )
         assert result.nfe < 2 * euler.nfe, config
-        if config not in ("fewer_steps", "dpmpp_2m"):
+        if facts.caches:
             assert result.peak_cache_bytes > 0, config
 
 
@@ -126,7 +113,7 @@ def test_adaptive_alp_follows_the_threshold_and_caps_the_gap():
 
 
 @pytest.mark.parametrize(
-    "name", ["alp", "taylorseer", "teacache", "fora", "first_block_cache", "magcache"]
+    "name", [name for name in steppers.names() if stepper_facts(name, STEPS).layered]
 )
 def test_layered_steppers_refuse_a_black_box_denoiser(name):
     noise, cond = toy_inputs(0)
@@ -134,13 +121,22 @@ def test_layered_steppers_refuse_a_black_box_denoiser(name):
         sample(black_box, noise, flow_match_sigmas(4), cond, stepper=steppers.build(name))
 
 
-@pytest.mark.parametrize("name", ["alp", "taylorseer"])
+@pytest.mark.parametrize(
+    "name",
+    [name for name in steppers.names() if stepper_facts(name, STEPS).black_box is not None],
+)
 def test_output_level_forecasts_a_black_box_denoiser(name):
     noise, cond = toy_inputs(0)
-    result = sample(
-        black_box, noise, flow_match_sigmas(12), cond, stepper=steppers.build(name, level="output")
-    )
+    stepper = steppers.build(name, **stepper_facts(name, STEPS).black_box)
+    result = sample(black_box, noise, flow_match_sigmas(12), cond, stepper=stepper)
     assert result.actions["predict"] > 0 and torch.isfinite(result.latents).all()
+
+
+@pytest.mark.parametrize("name", steppers.names())
+def test_every_registered_stepper_declares_its_facts(name):
+    facts = stepper_facts(name, STEPS)
+    assert isinstance(facts, Facts), f"stepper {name!r} declares no facts (Stepper.facts)"
+    assert facts.examples, f"stepper {name!r} declares no example parameters"
 
 
 def test_every_named_setting_builds_and_samples():

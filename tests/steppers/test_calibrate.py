@@ -7,8 +7,8 @@ import pytest
 import torch
 from stepper_models import toy, toy_inputs
 
-from flashbench.calibrate import (
-    add_subcommands,
+from flashbench.calibrate import add_subcommands
+from flashbench.calibration import (
     calibrate_magcache,
     calibrate_teacache,
     load_calibration,
@@ -17,8 +17,8 @@ from flashbench.calibrate import (
 )
 from flashbench.sampling import sample
 from flashbench.schedule import flow_match_sigmas
-from flashbench.steppers.magcache import MagCache
-from flashbench.steppers.teacache import TeaCache
+from flashbench.steppers.magcache import MagCache, magcache
+from flashbench.steppers.teacache import teacache
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +54,9 @@ def test_magcache_ratios_are_one_per_step_and_near_one(files):
 @pytest.mark.parametrize("index", [0, 1])
 def test_calibrated_steppers_run_on_their_model_and_refuse_another(files, index):
     stepper = (
-        TeaCache(calibration=str(files[0]), threshold=0.3)
+        teacache(calibration=str(files[0]), threshold=0.3)
         if index == 0
-        else MagCache(calibration=str(files[1]))
+        else magcache(calibration=str(files[1]))
     )
     noise, cond = toy_inputs(7)
     result = sample(toy(0), noise, flow_match_sigmas(12), cond, stepper=stepper)
@@ -67,13 +67,13 @@ def test_calibrated_steppers_run_on_their_model_and_refuse_another(files, index)
 
 def test_a_file_of_the_wrong_kind_or_format_is_refused(files, tmp_path):
     with pytest.raises(ValueError, match="not teacache"):
-        TeaCache(calibration=str(files[1]))
+        teacache(calibration=str(files[1]))
     broken = tmp_path / "broken.json"
     broken.write_text('{"kind": "teacache"}')
     with pytest.raises(ValueError, match="not a flashbench calibration"):
-        TeaCache(calibration=str(broken))
+        teacache(calibration=str(broken))
     with pytest.raises(ValueError, match="not both"):
-        TeaCache(calibration=str(files[0]), coefficients=(1.0, 0.0))
+        teacache(calibration=str(files[0]), coefficients=(1.0, 0.0))
 
 
 def test_magcache_interpolates_ratios_for_another_step_count():

@@ -6,10 +6,11 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from stepper_models import PolynomialDenoiser
+from stepper_models import PolynomialDenoiser, stepper_facts
 
 from flashbench.denoiser import Cond
 from flashbench.schedule import flow_match_sigmas
+from flashbench.settings import steppers
 from flashbench.steppers.alp import ALP
 from flashbench.steppers.taylorseer import TaylorSeer
 
@@ -148,3 +149,23 @@ def test_sigma_spacing_is_exact_for_polynomials_in_sigma_on_a_shifted_schedule(s
             worst_step = max(worst_step, float((w - exact).abs().max()))
     assert worst_sigma < 1e-6
     assert worst_step > 100 * worst_sigma
+
+
+EXACT = [name for name in steppers.names() if stepper_facts(name, 12).exact is not None]
+
+
+@pytest.mark.parametrize("name", EXACT)
+@given(seed=st.integers(0, 1000), data=st.data())
+def test_declared_exactness_holds_on_polynomial_features(name, seed, data):
+    facts = stepper_facts(name, 12)
+    degree = data.draw(st.integers(0, facts.exact_degree))
+    interval = facts.exact["interval"]
+    steps = (facts.exact_degree + 2) * interval
+    model = PolynomialDenoiser(polynomial(seed, degree, scale=interval), "step", steps)
+    stepper = steppers.build(name, **facts.exact)
+    checked = 0
+    for step, v, action in walk(stepper, model, linear_sigmas(steps)):
+        if action != "compute" and step > facts.exact_degree * interval:
+            torch.testing.assert_close(v, model.exact(step), rtol=1e-7, atol=1e-7)
+            checked += 1
+    assert checked > 0
