@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import signal
 import sys
+import threading
 
 import torch
 
@@ -111,12 +113,23 @@ class Interrupts:
         self.received = True
         raise KeyboardInterrupt
 
+    def _unraisable(self, unraisable: sys.UnraisableHookArgs) -> None:
+        # Ctrl-C that landed in a finaliser is printed as "Exception ignored" with a traceback and
+        # dropped; raise it again, so it lands in the command's own code and ends the command.
+        if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
+            # From another thread a moment later: raised here, it would land in this hook again.
+            threading.Timer(0.05, _thread.interrupt_main, args=(signal.SIGINT,)).start()
+            return
+        self._previous_hook(unraisable)
+
     def __enter__(self) -> Interrupts:
         self._previous = signal.signal(signal.SIGINT, self._handle)
+        self._previous_hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
         return self
 
     def __exit__(self, *exc: object) -> None:
         signal.signal(signal.SIGINT, self._previous)
+        sys.unraisablehook = self._previous_hook
 
 
 def main(argv: list[str] | None = None) -> int:

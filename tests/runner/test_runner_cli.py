@@ -111,6 +111,29 @@ def test_ctrl_c_exits_130_with_one_line_even_when_a_library_swallows_it(
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_ctrl_c_inside_a_finaliser_ends_the_command_without_a_traceback(
+    monkeypatch, capsys, tiny_text, write_suite
+):
+    class InterruptedWhileFreed:
+        def __del__(self):
+            raise KeyboardInterrupt  # what Ctrl-C during a library's finaliser looks like
+
+    carried_on = []
+
+    def run(args):
+        InterruptedWhileFreed()  # freed at once: the interrupt lands in __del__
+        for _ in range(200):  # the interrupt is raised again in the command's own code
+            time.sleep(0.01)
+        carried_on.append(True)
+        return 0
+
+    monkeypatch.setattr(runner_cli, "cmd_run", run)
+    hook = sys.unraisablehook
+    assert main(["run", str(write_suite(tiny_text))]) == 130
+    assert capsys.readouterr().err == INTERRUPTED + "\n" and not carried_on
+    assert sys.unraisablehook is hook
+
+
 REPO = Path(__file__).resolve().parents[2]
 
 
