@@ -685,24 +685,24 @@ def unit_rows(
                 reference not in suite.metrics.references or reference not in targets
             ):
                 continue
-            measured = measurer.values(name, video, targets.get(reference), boundaries)
-            if measured is None:
-                continue
-            value, frames = measured
-            if not math.isfinite(value):
-                raise NonFiniteMetric(
-                    f"metric {name!r} vs {reference or 'nothing'} is not finite ({value}) for setting {unit.setting.name!r}"
-                )
-            rows.append(
-                _row(unit, name, value, spec.unit, spec.higher_is_better, backend, reference, None)
-            )
-            if name in suite.metrics.per_frame and frames is not None:
-                # A frame without a value (e.g. no face found) has no row; the aggregate skips it too.
-                rows.extend(
-                    _row(unit, name, v, spec.unit, spec.higher_is_better, backend, reference, i)
-                    for i, v in enumerate(frames)
-                    if math.isfinite(v)
-                )
+            measured = measurer.values(name, video, targets.get(reference), boundaries, unit.case)
+            for figure in spec.figures:
+                if figure.name not in measured:
+                    continue
+                value, frames = measured[figure.name]
+                if not math.isfinite(value):
+                    raise NonFiniteMetric(
+                        f"metric {figure.name!r} vs {reference or 'nothing'} is not finite ({value}) for setting {unit.setting.name!r}"
+                    )
+                kind = (figure.unit, figure.higher_is_better, backend, reference)
+                rows.append(_row(unit, figure.name, value, *kind, None))
+                if name in suite.metrics.per_frame and frames is not None:
+                    # A frame without a value (e.g. no face found) has no row; the aggregate skips it too.
+                    rows.extend(
+                        _row(unit, figure.name, v, *kind, i)
+                        for i, v in enumerate(frames)
+                        if math.isfinite(v)
+                    )
     return rows
 
 
