@@ -9,6 +9,7 @@ metric is one file in ``metrics/`` and one entry here.
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,9 @@ class Figure:
     unit: str
     higher_is_better: bool | None
     per_frame: str | None = None
+    # NaN means "nothing to measure here" (a correlation with a still driving track): no row.
+    # Otherwise a non-finite value is an error.
+    optional: bool = False
 
 
 # What update() can read, in the layout metrics take. "target" is the row's reference (the
@@ -101,6 +105,8 @@ def _local(**kwargs: Any) -> dict[str, Any]:
 
 
 _FRAMES = ("ground_truth", "baseline", "reference_image")
+# The parts of the world's face features (metrics.expression.WORLD_PARTS), one row pair each.
+PARTS = ("pose", "eyes", "brows", "mouth", "smile")
 METRICS: dict[str, MetricSpec] = {
     spec.name: spec
     for spec in (
@@ -187,6 +193,74 @@ METRICS: dict[str, MetricSpec] = {
             "metrics.seams:SeamDiscontinuity",
             reads=("generated", "boundaries"),
             figures=(Figure("seam", "ratio", "", False),),
+        ),
+        MetricSpec(
+            "temporal",
+            "",
+            None,
+            ("ground_truth",),
+            {"temporal-l2": _local()},
+            "frame-to-frame change over the ground truth's (1 = as stable, 0 = frozen, above 1 = flicker); "
+            "temporal_noise and background_noise: the excess per-frame noise std on the whole frame and "
+            "on the static background (the model's background mask)",
+            "metrics.temporal:TemporalStability",
+            reads=("generated", "target", "background"),
+            figures=(
+                Figure("temporal", "ratio", "", None, "per_frame_ratio"),
+                Figure("temporal_noise", "noise_std", "", False),
+                Figure(
+                    "background_noise",
+                    "background_noise_std",
+                    "",
+                    False,
+                    "per_frame_background_noise_std",
+                ),
+            ),
+        ),
+        MetricSpec(
+            "id_dist",
+            "calibrated",
+            False,
+            ("reference_image",),
+            {
+                "world-identity-encoder": _local(
+                    encoder=FromModel("identity_encoder"),
+                    calibration=FromModel("identity_calibration"),
+                ),
+                "arcface-w600k_mbf": _local(encoder="arcface"),
+            },
+            "identity distance of each frame to the reference image, calibrated: 0 = the reference's "
+            "own frames, 1 = the median other identity",
+            "metrics.identity_distance:IdentityDistance",
+            reads=("target_image", "generated"),
+        ),
+        MetricSpec(
+            "expression",
+            "",
+            None,
+            ("driving",),
+            {"world-face-features": _local(extractor=FromModel("face_features_extractor"))},
+            "following the driving video per part (pose, eyes, brows, mouth, smile): "
+            "expression_error_<part> (AED per part, APD for pose), expression_correlation_<part> "
+            "(temporal Pearson correlation), and the driving blinks followed, missed and spurious",
+            "metrics.expression:ExpressionFollowing",
+            figures=(
+                *(Figure(f"expression_error_{part}", f"error_{part}", "", False) for part in PARTS),
+                *(
+                    Figure(
+                        f"expression_correlation_{part}",
+                        f"correlation_{part}",
+                        "pearson",
+                        True,
+                        optional=True,
+                    )
+                    for part in PARTS
+                ),
+                Figure("blinks", "blinks", "count", None),
+                Figure("blinks_followed", "blinks_followed", "count", True),
+                Figure("blinks_missed", "blinks_missed", "count", False),
+                Figure("blinks_spurious", "blinks_spurious", "count", False),
+            ),
         ),
         MetricSpec(
             "fvd",
@@ -305,6 +379,7 @@ class Measurer:
                 result[figure.per_frame].tolist() if figure.per_frame in result else None,
             )
             for figure in spec.figures
+            if not (figure.optional and math.isnan(float(result[figure.key])))
         }
 
     def min_frames(self, name: str) -> int:

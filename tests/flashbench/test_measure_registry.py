@@ -80,7 +80,8 @@ def test_every_metric_gives_its_figures_and_resets_between_units(name: str) -> N
         value, frames = first[figure.name]
         assert math.isfinite(value), (figure.name, value)
         if frames is not None:
-            assert len(frames) == FRAMES
+            # One value per frame, or per transition between frames (temporal change).
+            assert len(frames) in (FRAMES, FRAMES - 1), figure.name
 
 
 @pytest.mark.parametrize(
@@ -106,3 +107,10 @@ def test_registry_backends_are_built_from_data_only() -> None:
         assert module.startswith("metrics.") and attribute, spec.name
         for args in spec.backend_args.values():
             assert all(isinstance(v, (FromModel, str, float, int, bool)) for v in args.values())
+
+
+def test_expression_rows_name_the_world_parts() -> None:
+    from flashbench.measure import PARTS
+    from metrics.expression import WORLD_PARTS
+
+    assert tuple(WORLD_PARTS) == PARTS
