@@ -104,7 +104,7 @@ def _local(**kwargs: Any) -> dict[str, Any]:
     return {**kwargs, "sync_on_compute": LOCAL}
 
 
-_FRAMES = ("ground_truth", "baseline", "reference_image")
+_FRAMES = ("ground_truth", "baseline", "reseeded", "reference_image")
 # The parts of the world's face features (metrics.expression.WORLD_PARTS), one row pair each.
 PARTS = ("pose", "eyes", "brows", "mouth", "smile")
 METRICS: dict[str, MetricSpec] = {

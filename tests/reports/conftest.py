@@ -46,6 +46,8 @@ class Golden:
     plan: bool = False
     # setting -> IQR / median of its repeated wall times (rows wall_seconds_iqr); none by default.
     timing_spread: dict[str, float] = field(default_factory=dict)
+    # The baseline's psnr@reseeded (its seed floor) in every unit; None: no reseeded rows.
+    reseeded_psnr: float | None = None
 
 
 def _row(case, setting, seed, metric, value, unit, hib, backend, reference, frame=None):
@@ -87,6 +89,10 @@ def unit_rows(case: str, setting: str, seed: int, index: int, golden: Golden) ->
     if setting in golden.timing_spread:
         iqr = golden.timing_spread[setting] * wall
         rows.append(_row(case, setting, seed, "wall_seconds_iqr", iqr, "s", None, "timer", ""))
+    if setting == "baseline" and golden.reseeded_psnr is not None:
+        rows.append(
+            _row(case, setting, seed, "psnr", golden.reseeded_psnr, "dB", True, "psnr", "reseeded")
+        )
     if setting != "baseline":
         psnr = PSNR_VS_BASELINE[setting][index] + golden.psnr_shift.get(setting, 0.0)
         rows += [
