@@ -114,3 +114,9 @@ def test_expression_rows_name_the_world_parts() -> None:
     from metrics.expression import WORLD_PARTS
 
     assert tuple(WORLD_PARTS) == PARTS
+
+
+@pytest.mark.parametrize("name", UNIT_METRICS)
+def test_every_baseline_figure_has_its_seed_floor(name: str) -> None:
+    references = METRICS[name].references
+    assert ("baseline" in references) == ("reseeded" in references), references
