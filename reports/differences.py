@@ -84,8 +84,9 @@ def discriminating_table(differences: pd.DataFrame, baseline: str) -> pd.DataFra
                 row[label] = "–"
                 continue
             c = cells.loc[label]
-            mark = {"better": " ✓", "worse": " ✗", "no difference": ""}.get(c["verdict"], " ≠")
-            row[label] = f"{c['diff']:+.3g} [{c['ci_low']:+.3g}, {c['ci_high']:+.3g}]{mark}"
+            mark = {"better": "✓", "worse": "✗", "no difference": ""}.get(c["verdict"], "≠")
+            # "diff<mark> [CI]": the HTML report puts a "value [CI]" cell's CI on a line of its own.
+            row[label] = f"{c['diff']:+.3g}{mark} [{c['ci_low']:+.3g}, {c['ci_high']:+.3g}]"
         table.append(row)
     return pd.DataFrame(table, columns=["setting", *labels])
 

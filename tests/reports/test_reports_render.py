@@ -123,7 +123,8 @@ def test_report_leads_with_what_discriminates_and_the_seed_floor(rendered):
         assert "beyond the seed floor" in text
     # alp_k5's id_sim is 0.88 and teacache_fast's 0.70 against the baseline's 0.90 in every unit:
     # a constant paired difference, its CI one point, worse.
-    assert "-0.02 [-0.02, -0.02] ✗" in markdown and "-0.2 [-0.2, -0.2] ✗" in markdown
+    assert "-0.02✗ [-0.02, -0.02]" in markdown and "-0.2✗ [-0.2, -0.2]" in markdown
+    assert "-0.2✗<br><span class='ci'>[-0.2, -0.2]" in html_text
 
 
 def test_differences_table_pairs_units_and_judges_direction(discriminating_run):
