@@ -111,7 +111,8 @@ def drift_figure(rows: pd.DataFrame, metric: str = "id_sim") -> Figure | None:
         ax.set_ylabel(f"{metric} vs {reference or 'reference'}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    figure.suptitle(f"{metric} drift over the video (mean and 95% band over cases and seeds)")
+    # Two lines: one panel is narrow and metric names are long (background_noise).
+    figure.suptitle(f"{metric} over the video\n(mean and 95% band over cases and seeds)")
     return figure
 
 
