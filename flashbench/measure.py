@@ -1,8 +1,16 @@
-"""What a suite can measure, and the rows of one unit, computed with the ``metrics`` package's torchmetrics Metrics."""
+"""What a suite can measure, and the rows of one unit, computed with the ``metrics`` package's torchmetrics Metrics.
+
+``METRICS`` is the registry: each entry names the Metric class to build (imported lazily),
+the constructor arguments of each backend (``FromModel`` ones are asked of the suite's
+model), what ``update`` reads and which figures of ``compute()`` become rows. Adding a
+metric is one file in ``metrics/`` and one entry here.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import importlib
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,19 +35,78 @@ MIN_POOLED_VIDEOS = 2
 
 
 @dataclass(frozen=True)
+class FromModel:
+    """A constructor argument the suite's model provides: ``getattr(model, method)()``."""
+
+    method: str
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One row of a metric: ``compute()[key]`` (and ``[per_frame]`` for per-frame rows) under ``name``."""
+
+    name: str
+    key: str
+    unit: str
+    higher_is_better: bool | None
+    per_frame: str | None = None
+    # NaN means "nothing to measure here" (a correlation with a still driving track): no row.
+    # Otherwise a non-finite value is an error.
+    optional: bool = False
+
+
+# What update() can read, in the layout metrics take. "target" is the row's reference (the
+# ground truth, the baseline, ...) as a video; "background" asks the model for the case's
+# static-background mask; "boundaries" are window seams with interior transitions to compare.
+READS = ("generated", "target", "target_image", "background", "boundaries")
+# Reads that the model provides, and the method that provides them.
+MODEL_READS = {"background": "background_mask"}
+
+
+@dataclass(frozen=True)
 class MetricSpec:
-    """A metric as rows see it: unit, direction, what it compares against, which backends compute it."""
+    """A metric as rows see it: what builds it, what it reads, what it compares against and its rows."""
 
     name: str
     unit: str
     higher_is_better: bool | None
     references: tuple[str, ...]
-    backends: tuple[str, ...]
+    # backend name -> constructor arguments; the first backend is the default.
+    backend_args: Mapping[str, Mapping[str, Any]]
     doc: str
+    build: str  # "module:Class", imported when a suite asks for the metric
+    reads: tuple[str, ...] = ("generated", "target")
+    # The method whose dict result holds the figures (``compute`` or one like it).
+    compute: str = "compute"
+    figures: tuple[Figure, ...] = ()
     # Distribution-level: one row per setting over all its videos (cases x seeds), not one per unit.
     pooled: bool = False
 
+    def __post_init__(self) -> None:
+        unknown = [r for r in self.reads if r not in READS]
+        if unknown:
+            raise ValueError(f"metric {self.name!r} reads {unknown}; known reads: {list(READS)}")
+        if not self.figures:
+            figure = Figure(self.name, "mean", self.unit, self.higher_is_better, "per_frame")
+            object.__setattr__(self, "figures", (figure,))
 
+    @property
+    def backends(self) -> tuple[str, ...]:
+        return tuple(self.backend_args)
+
+    def model_methods(self, backend: str) -> list[str]:
+        """The model methods this metric needs with ``backend``."""
+        needed = [v.method for v in self.backend_args[backend].values() if isinstance(v, FromModel)]
+        return needed + [MODEL_READS[r] for r in self.reads if r in MODEL_READS]
+
+
+def _local(**kwargs: Any) -> dict[str, Any]:
+    return {**kwargs, "sync_on_compute": LOCAL}
+
+
+_FRAMES = ("ground_truth", "baseline", "reseeded", "reference_image")
+# The parts of the world's face features (metrics.expression.WORLD_PARTS), one row pair each.
+PARTS = ("pose", "eyes", "brows", "mouth", "smile")
 METRICS: dict[str, MetricSpec] = {
     spec.name: spec
     for spec in (
@@ -47,73 +114,162 @@ METRICS: dict[str, MetricSpec] = {
             "psnr",
             "dB",
             True,
-            ("ground_truth", "baseline", "reference_image"),
-            ("psnr",),
+            _FRAMES,
+            {"psnr": _local(cap_db=PSNR_CAP_DB)},
             f"peak signal-to-noise ratio per frame, capped at {PSNR_CAP_DB:g} dB",
+            "metrics.fidelity:PSNR",
+            compute="compute_per_frame",
         ),
         MetricSpec(
             "ssim",
             "",
             True,
-            ("ground_truth", "baseline", "reference_image"),
-            ("torchmetrics-ssim",),
+            _FRAMES,
+            {"torchmetrics-ssim": _local()},
             "structural similarity (Wang et al. 2004)",
+            "metrics.fidelity:SSIM",
+            compute="compute_per_frame",
         ),
         MetricSpec(
             "lpips",
             "",
             False,
-            ("ground_truth", "baseline"),
-            ("lpips-alex", "lpips-vgg", "lpips-squeeze"),
+            ("ground_truth", "baseline", "reseeded"),
+            {f"lpips-{net}": _local(net=net) for net in ("alex", "vgg", "squeeze")},
             "LPIPS (Zhang et al. 2018, arXiv 1801.03924); needs backbone weights",
+            "metrics.fidelity:LPIPS",
+            compute="compute_per_frame",
         ),
         MetricSpec(
             "mae",
             "",
             False,
-            ("ground_truth", "baseline"),
-            ("pixel-l1",),
+            ("ground_truth", "baseline", "reseeded"),
+            {"pixel-l1": _local()},
             "mean absolute pixel error in [0, 1]",
+            "metrics.fidelity:MeanAbsoluteError",
+            compute="compute_per_frame",
         ),
         MetricSpec(
             "id_sim",
             "cosine",
             True,
             ("reference_image",),
-            ("world-identity-encoder", "arcface-w600k_mbf"),
+            {
+                "world-identity-encoder": _local(encoder=FromModel("identity_encoder")),
+                "arcface-w600k_mbf": _local(encoder="arcface"),
+            },
             "identity cosine of each frame to the reference image",
+            "metrics.identity:IdentitySimilarity",
+            reads=("target_image", "generated"),
         ),
         MetricSpec(
             "aed",
             "",
             False,
             ("driving",),
-            ("world-expression-extractor",),
+            {"world-expression-extractor": _local(extractor=FromModel("expression_extractor"))},
             "average expression distance to the driving video",
+            "metrics.expression:ExpressionError",
+            figures=(Figure("aed", "mean", "", False),),
         ),
         MetricSpec(
             "apd",
             "",
             False,
             ("driving",),
-            ("world-pose-extractor",),
+            {"world-pose-extractor": _local(extractor=FromModel("pose_extractor"))},
             "average pose distance to the driving video",
+            "metrics.expression:PoseError",
+            figures=(Figure("apd", "mean", "", False),),
         ),
         MetricSpec(
             "seam",
             "",
             False,
             ("",),
-            ("temporal-l1",),
+            {"temporal-l1": _local()},
             "temporal change at window seams / elsewhere (1 = seamless)",
+            "metrics.seams:SeamDiscontinuity",
+            reads=("generated", "boundaries"),
+            figures=(Figure("seam", "ratio", "", False),),
+        ),
+        MetricSpec(
+            "temporal",
+            "",
+            None,
+            ("ground_truth",),
+            {"temporal-l2": _local()},
+            "frame-to-frame change over the ground truth's (1 = as stable, 0 = frozen, above 1 = flicker); "
+            "temporal_noise and background_noise: the excess per-frame noise std on the whole frame and "
+            "on the static background (the model's background mask)",
+            "metrics.temporal:TemporalStability",
+            reads=("generated", "target", "background"),
+            figures=(
+                Figure("temporal", "ratio", "", None, "per_frame_ratio"),
+                Figure("temporal_noise", "noise_std", "", False),
+                Figure(
+                    "background_noise",
+                    "background_noise_std",
+                    "",
+                    False,
+                    "per_frame_background_noise_std",
+                ),
+            ),
+        ),
+        MetricSpec(
+            "id_dist",
+            "calibrated",
+            False,
+            ("reference_image",),
+            {
+                "world-identity-encoder": _local(
+                    encoder=FromModel("identity_encoder"),
+                    calibration=FromModel("identity_calibration"),
+                ),
+                "arcface-w600k_mbf": _local(encoder="arcface"),
+            },
+            "identity distance of each frame to the reference image, calibrated: 0 = the reference's "
+            "own frames, 1 = the median other identity",
+            "metrics.identity_distance:IdentityDistance",
+            reads=("target_image", "generated"),
+        ),
+        MetricSpec(
+            "expression",
+            "",
+            None,
+            ("driving",),
+            {"world-face-features": _local(extractor=FromModel("face_features_extractor"))},
+            "following the driving video per part (pose, eyes, brows, mouth, smile): "
+            "expression_error_<part> (AED per part, APD for pose), expression_correlation_<part> "
+            "(temporal Pearson correlation), and the driving blinks followed, missed and spurious",
+            "metrics.expression:ExpressionFollowing",
+            figures=(
+                *(Figure(f"expression_error_{part}", f"error_{part}", "", False) for part in PARTS),
+                *(
+                    Figure(
+                        f"expression_correlation_{part}",
+                        f"correlation_{part}",
+                        "pearson",
+                        True,
+                        optional=True,
+                    )
+                    for part in PARTS
+                ),
+                Figure("blinks", "blinks", "count", None),
+                Figure("blinks_followed", "blinks_followed", "count", True),
+                Figure("blinks_missed", "blinks_missed", "count", False),
+                Figure("blinks_spurious", "blinks_spurious", "count", False),
+            ),
         ),
         MetricSpec(
             "fvd",
             "",
             False,
             ("ground_truth", "baseline"),
-            ("i3d",),
+            {"i3d": _local(feature="i3d")},
             "Frechet video distance (StyleGAN-V fvd_16f, I3D); one row per setting, pooled over cases and seeds",
+            "metrics.fvd:FrechetVideoDistance",
             pooled=True,
         ),
         MetricSpec(
@@ -121,13 +277,18 @@ METRICS: dict[str, MetricSpec] = {
             "",
             False,
             ("ground_truth", "baseline"),
-            ("inception",),
+            {"inception": _local(feature="inception")},
             "Frechet Inception distance over every frame; one row per setting, pooled over cases and seeds",
+            "metrics.fid:FrechetInceptionDistance",
             pooled=True,
         ),
     )
 }
-PER_FRAME = ("psnr", "ssim", "lpips", "mae", "id_sim")
+
+
+def _as_video(frames: Tensor) -> Tensor:
+    """[T, 3, H, W] -> [1, 3, T, H, W]."""
+    return frames.permute(1, 0, 2, 3)[None]
 
 
 class Measurer:
@@ -142,7 +303,7 @@ class Measurer:
         self.metrics: dict[str, Any] = {}
         for name in measured:
             try:
-                self.metrics[name] = self._build(name, self.backends[name])
+                self.metrics[name] = self._build(METRICS[name], self.backends[name])
             except ValueError:
                 raise
             except (
@@ -152,97 +313,74 @@ class Measurer:
                     f"metric {name!r} with backend {self.backends[name]!r} is unavailable: {type(err).__name__}: {err}"
                 ) from err
 
-    def _world(self, what: str) -> Callable[[Tensor], Tensor]:
-        getter = getattr(self.model, what, None)
-        extractor = getter() if getter is not None else None
-        if extractor is None:
+    def _provided(self, spec: MetricSpec, method: str) -> Any:
+        getter = getattr(self.model, method, None)
+        if getter is None:
             raise ValueError(
-                f"model {self.model.name!r} provides no {what.replace('_', ' ')}; drop the metric or use another model"
+                f"metric {spec.name!r} needs the model's {method.replace('_', ' ')}, which model "
+                f"{self.model.name!r} does not provide; drop the metric or use another model"
             )
-        return extractor
+        return getter
 
-    def _build(self, name: str, backend: str) -> Any:
-        if name in ("psnr", "ssim", "lpips"):
-            from metrics import fidelity
-
-            if name == "psnr":
-                return fidelity.PSNR()
-            if name == "ssim":
-                return fidelity.SSIM()
-            return fidelity.LPIPS(net=backend.removeprefix("lpips-"))
-        if name == "id_sim":
-            from metrics.identity import IdentitySimilarity
-
-            return IdentitySimilarity(
-                encoder="arcface"
-                if backend == "arcface-w600k_mbf"
-                else self._world("identity_encoder"),
-                sync_on_compute=LOCAL,
-            )
-        if name in ("aed", "apd"):
-            from metrics.expression import ExpressionError, PoseError
-
-            if name == "aed":
-                return ExpressionError(
-                    extractor=self._world("expression_extractor"), sync_on_compute=LOCAL
-                )
-            return PoseError(extractor=self._world("pose_extractor"), sync_on_compute=LOCAL)
-        if name == "seam":
-            from metrics.seams import SeamDiscontinuity
-
-            return SeamDiscontinuity(sync_on_compute=LOCAL)
-        if name == "fvd":
-            from metrics.fvd import FrechetVideoDistance
-
-            return FrechetVideoDistance(feature=backend, sync_on_compute=LOCAL)
-        if name == "fid":
-            from metrics.fid import FrechetInceptionDistance
-
-            return FrechetInceptionDistance(feature=backend, sync_on_compute=LOCAL)
-        return None  # mae: computed here
+    def _build(self, spec: MetricSpec, backend: str) -> Any:
+        for method in spec.model_methods(backend):
+            self._provided(spec, method)
+        kwargs = {
+            key: self._provided(spec, value.method)() if isinstance(value, FromModel) else value
+            for key, value in spec.backend_args[backend].items()
+        }
+        module, _, attribute = spec.build.partition(":")
+        return getattr(importlib.import_module(module), attribute)(**kwargs)
 
     def manifest(self) -> dict[str, dict[str, Any]]:
         """{metric: {backend, weights: {file: sha256}}}; world backends carry the model's weight hashes."""
         out: dict[str, dict[str, Any]] = {}
         for name in self.backends:
-            metric = self.metrics[name]
-            info = metric.backend_info() if hasattr(metric, "backend_info") else {"weights": {}}
+            info = self.metrics[name].backend_info()
             weights = dict(info.get("weights", {}))
             if self.backends[name].startswith("world-"):
                 weights.update(self.model.weights())
             out[name] = {"backend": self.backends[name], "weights": weights}
         return out
 
+    def _read(
+        self, what: str, video: Tensor, target: Tensor | None, case: Any, boundaries: list[int]
+    ) -> Any:
+        if what == "generated":
+            return _as_video(video)
+        if what == "target":
+            return _as_video(target.expand_as(video) if target.ndim == 3 else target)
+        if what == "target_image":
+            return target[None]
+        if what == "background":
+            return self.model.background_mask(case)[None]
+        # "boundaries": one window, or seams everywhere, leaves nothing to compare a seam with.
+        return boundaries if boundaries and len(boundaries) < video.shape[0] - 1 else None
+
     def values(
-        self, name: str, video: Tensor, target: Tensor | None, boundaries: list[int]
-    ) -> tuple[float, list[float] | None] | None:
-        """(aggregate, per-frame or None) for ``video`` [T, 3, H, W] against ``target``; None if not measurable."""
-        metric = self.metrics[name]
-        if metric is not None:
-            metric.reset()
-        if name in ("psnr", "ssim", "lpips"):
-            target = target.expand_as(video) if target.ndim == 3 else target
-            frames = metric.frame_scores(video, target).double()
-            if name == "psnr":
-                frames = frames.clamp(max=PSNR_CAP_DB)
-            return float(frames.mean()), frames.tolist()
-        if name == "mae":
-            target = target.expand_as(video) if target.ndim == 3 else target
-            frames = (video.double() - target.double()).abs().flatten(1).mean(1)
-            return float(frames.mean()), frames.tolist()
-        if name == "id_sim":
-            metric.update(target[None], video.permute(1, 0, 2, 3)[None])
-            result = metric.compute()
-            return float(result["mean"]), result["per_frame"].tolist()
-        if name in ("aed", "apd"):
-            metric.update(video.permute(1, 0, 2, 3)[None], target.permute(1, 0, 2, 3)[None])
-            return float(metric.compute()["mean"]), None
-        if name == "seam":
-            if not boundaries or len(boundaries) >= video.shape[0] - 1:
-                return None  # one window, or seams everywhere: nothing to compare a seam with
-            metric.update(video.permute(1, 0, 2, 3)[None], boundaries)
-            return float(metric.compute()["ratio"]), None
-        raise ValueError(f"unknown metric {name!r}; known: {sorted(METRICS)}")
+        self,
+        name: str,
+        video: Tensor,
+        target: Tensor | None,
+        boundaries: list[int],
+        case: Any = None,
+    ) -> dict[str, tuple[float, list[float] | None]]:
+        """{row name: (aggregate, per-frame or None)} for ``video`` [T, 3, H, W] against ``target``; {} if not measurable."""
+        spec, metric = METRICS[name], self.metrics[name]
+        inputs = [self._read(what, video, target, case, boundaries) for what in spec.reads]
+        if any(value is None for value in inputs):
+            return {}
+        metric.reset()
+        metric.update(*inputs)
+        result = getattr(metric, spec.compute)()
+        return {
+            figure.name: (
+                float(result[figure.key]),
+                result[figure.per_frame].tolist() if figure.per_frame in result else None,
+            )
+            for figure in spec.figures
+            if not (figure.optional and math.isnan(float(result[figure.key])))
+        }
 
     def min_frames(self, name: str) -> int:
         """Frames a video needs for the pooled metric ``name`` (FVD's protocol clip length)."""
@@ -250,13 +388,8 @@ class Measurer:
         return protocol.num_frames if protocol is not None else 1
 
     def features(self, name: str, video: Tensor) -> Tensor:
-        """Features ``[N, D]`` of one video ``[T, 3, H, W]``: its protocol clip(s) for FVD, every frame for FID."""
-        metric = self.metrics[name]
-        if name == "fvd":
-            from metrics.fvd import select_clips
-
-            return metric.extract(select_clips(video.permute(1, 0, 2, 3)[None], metric.protocol))
-        return metric.extract(video)
+        """Features ``[N, D]`` of one video ``[T, 3, H, W]`` for the pooled metric ``name``."""
+        return self.metrics[name].video_features(_as_video(video))
 
     def pooled_value(self, name: str, generated: Iterable[Tensor], real: Iterable[Tensor]) -> float:
         """The distance between the generated and the real sets, each given as per-video features ``[N, D]``."""

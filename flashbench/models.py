@@ -79,6 +79,9 @@ class ModelSpec:
     # Frame sizes the model runs at: multiples of ``resolution_step``, or exactly ``resolution``.
     resolution_step: int = 1
     resolution: int | None = None
+    # The optional model methods metrics ask for (flashbench.measure FromModel / MODEL_READS)
+    # that the model has; None: not declared, checked when the metrics are built.
+    provides: tuple[str, ...] | None = None
 
     def resolution_error(self, resolution: int) -> str | None:
         """Why the model cannot run at ``resolution`` (with the fix), or None if it can."""
@@ -226,7 +229,11 @@ def check_toy_args(dim: int = 32, depth: int = 3) -> ModelSpec:
         # sigma features are sin/cos pairs: an odd width would not match the time embedding.
         raise ValueError(f"dim={dim} must be even for the toy model; use {dim + 1}")
     return ModelSpec(
-        ToyModel.splits, ToyModel.fps, ToyModel.cond_keys, resolution_step=ToyModel.downsample
+        ToyModel.splits,
+        ToyModel.fps,
+        ToyModel.cond_keys,
+        resolution_step=ToyModel.downsample,
+        provides=("identity_encoder", "expression_extractor", "pose_extractor"),
     )
 
 

@@ -452,6 +452,11 @@ def noise_seed(case: CaseSpec, seed: int) -> int:
     return int(hashlib.sha256(f"{case.id}:{seed}".encode()).hexdigest()[:15], 16)
 
 
+def reseeded_noise_seed(case: CaseSpec, seed: int) -> int:
+    """The seed of the re-seeded baseline's noise: another draw for the same case and sampling seed."""
+    return int(hashlib.sha256(f"{case.id}:{seed}:reseeded".encode()).hexdigest()[:15], 16)
+
+
 def baseline_key(suite: Suite, model: PortraitModel, case: CaseSpec, seed: int) -> str:
     """Content hash of everything that determines a case's baseline output."""
     payload = {
@@ -685,24 +690,24 @@ def unit_rows(
                 reference not in suite.metrics.references or reference not in targets
             ):
                 continue
-            measured = measurer.values(name, video, targets.get(reference), boundaries)
-            if measured is None:
-                continue
-            value, frames = measured
-            if not math.isfinite(value):
-                raise NonFiniteMetric(
-                    f"metric {name!r} vs {reference or 'nothing'} is not finite ({value}) for setting {unit.setting.name!r}"
-                )
-            rows.append(
-                _row(unit, name, value, spec.unit, spec.higher_is_better, backend, reference, None)
-            )
-            if name in suite.metrics.per_frame and frames is not None:
-                # A frame without a value (e.g. no face found) has no row; the aggregate skips it too.
-                rows.extend(
-                    _row(unit, name, v, spec.unit, spec.higher_is_better, backend, reference, i)
-                    for i, v in enumerate(frames)
-                    if math.isfinite(v)
-                )
+            measured = measurer.values(name, video, targets.get(reference), boundaries, unit.case)
+            for figure in spec.figures:
+                if figure.name not in measured:
+                    continue
+                value, frames = measured[figure.name]
+                if not math.isfinite(value):
+                    raise NonFiniteMetric(
+                        f"metric {figure.name!r} vs {reference or 'nothing'} is not finite ({value}) for setting {unit.setting.name!r}"
+                    )
+                kind = (figure.unit, figure.higher_is_better, backend, reference)
+                rows.append(_row(unit, figure.name, value, *kind, None))
+                if name in suite.metrics.per_frame and frames is not None:
+                    # A frame without a value (e.g. no face found) has no row; the aggregate skips it too.
+                    rows.extend(
+                        _row(unit, figure.name, v, *kind, i)
+                        for i, v in enumerate(frames)
+                        if math.isfinite(v)
+                    )
     return rows
 
 
@@ -776,14 +781,14 @@ class CaseRunner:
             suite.metrics.names, dict(suite.metrics.backends), self.model
         )
 
-    def _baseline(self, case: CaseSpec, seed: int, inputs: CaseInputs, noise: Tensor) -> Tensor:
-        """The baseline latents of a case, from the content-hash cache or sampled once and cached."""
-        path = (
-            self.out
-            / "cache"
-            / "baseline"
-            / f"{baseline_key(self.suite, self.model, case, seed)}.pt"
-        )
+    def _baseline(
+        self, case: CaseSpec, seed: int, inputs: CaseInputs, noise: Tensor, kind: str = "baseline"
+    ) -> Tensor:
+        """The baseline latents of a case from ``noise``, from the content-hash cache or sampled once and cached.
+
+        ``kind`` "reseeded" is the baseline from the other noise seed (the seed floor), cached apart.
+        """
+        path = self.out / "cache" / kind / f"{baseline_key(self.suite, self.model, case, seed)}.pt"
         if path.is_file():
             return torch.load(path, weights_only=True)
         result = _sample(
@@ -829,6 +834,11 @@ class CaseRunner:
                 targets["ground_truth"] = inputs.ground_truth
             if inputs.driving is not None:
                 targets["driving"] = inputs.driving
+            if is_baseline and "reseeded" in suite.metrics.references:
+                generator = torch.Generator().manual_seed(reseeded_noise_seed(unit.case, unit.seed))
+                other = torch.randn(inputs.latent_shape, generator=generator)
+                reseeded = self._baseline(unit.case, unit.seed, inputs, other, "reseeded")
+                targets["reseeded"] = model.decode(reseeded)
             if not is_baseline and "baseline" in suite.metrics.references:
                 base_inputs = inputs_of(self.model)
                 targets["baseline"] = self.model.decode(

@@ -31,7 +31,9 @@ from flashbench.settings import Setting, settings, steppers, windowings
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 REENACTMENTS = ("self", "cross")
-REFERENCES = ("ground_truth", "baseline", "reference_image", "driving")
+# "reseeded": the baseline setting sampled again with another noise seed, measured against
+# the baseline's own output: the seed floor of every "baseline" figure.
+REFERENCES = ("ground_truth", "baseline", "reseeded", "reference_image", "driving")
 MAX_FRAMES = 100_000
 MAX_SECONDS = 3_600
 MAX_RESOLUTION = 4_096
@@ -727,6 +729,17 @@ def _check_against_model(
         expanded = cases.expand(spec.splits, spec.fps)
     except ValueError as err:
         raise ValueError(f"{where.path}: {err}") from err
+    for i, name in enumerate(metrics.names):
+        if name not in METRICS or spec.provides is None:
+            continue
+        backend = metrics.backends.get(name, METRICS[name].backends[0])
+        lacking = [m for m in METRICS[name].model_methods(backend) if m not in spec.provides]
+        if lacking:
+            raise where.error(
+                f"metrics.names[{i}]",
+                f"{name!r} needs the model's {lacking[0].replace('_', ' ')}, which model {model!r} "
+                f"does not provide; drop {name!r} or use another model",
+            )
     pooled = [name for name in metrics.names if name in METRICS and METRICS[name].pooled]
     if pooled and len(expanded) < MIN_POOLED_VIDEOS:
         raise where.error(

@@ -73,6 +73,10 @@ class FrechetInceptionDistance(FrechetFeatureDistance):
     def backend_info(self) -> dict:
         return describe_backend(self.feature)
 
+    def video_features(self, videos: Tensor) -> Tensor:
+        """Features [B * T, D] of every frame of videos [B, 3, T, H, W]."""
+        return self.extract(video_frames(check_video(videos, "videos")))
+
     def update(self, images: Tensor | FeatureSums, real: bool) -> None:
         if not isinstance(images, FeatureSums):
             images = check_images(

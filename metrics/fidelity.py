@@ -19,11 +19,12 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.functional.image import structural_similarity_index_measure
+from torchmetrics.utilities import dim_zero_cat
 
 from metrics.inputs import check_images, check_video, video_frames
 from metrics.weights import describe_backend, verified_weight
 
-__all__ = ["LPIPS", "PSNR", "SSIM", "FrameAverage"]
+__all__ = ["LPIPS", "PSNR", "SSIM", "FrameAverage", "MeanAbsoluteError"]
 
 
 class FrameAverage(Metric):
@@ -36,6 +37,8 @@ class FrameAverage(Metric):
         super().__init__(**kwargs)
         self.add_state("total", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        # Every frame's score, in update order, for per-frame rows (drift curves).
+        self.add_state("scores", default=[], dist_reduce_fx="cat")
 
     def frame_scores(self, generated: Tensor, target: Tensor) -> Tensor:
         raise NotImplementedError
@@ -59,22 +62,45 @@ class FrameAverage(Metric):
             scores = self.frame_scores(generated, target).double().flatten()
         self.total = self.total + scores.sum()
         self.count = self.count + scores.numel()
+        self.scores.append(scores.to(self.device))
 
     def compute(self) -> Tensor:
         if self.count == 0:
             raise ValueError(f"{type(self).__name__}.compute() called before update()")
         return self.total / self.count
 
+    def compute_per_frame(self) -> dict[str, Tensor]:
+        """{"mean": compute(), "per_frame": every frame's score in update order}."""
+        return {"mean": self.compute(), "per_frame": dim_zero_cat(self.scores).double()}
+
 
 class PSNR(FrameAverage):
-    """Peak signal-to-noise ratio per frame, 10 log10(1 / MSE) in dB for values in [0, 1]."""
+    """Peak signal-to-noise ratio per frame, 10 log10(1 / MSE) in dB for values in [0, 1].
+
+    `cap_db` caps each frame's score (identical frames are +inf otherwise; rows are strict JSON).
+    """
 
     higher_is_better = True
     backend_name = "psnr"
 
+    def __init__(self, cap_db: float | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.cap_db = cap_db
+
     def frame_scores(self, generated: Tensor, target: Tensor) -> Tensor:
         mse = (generated.double() - target.double()).square().mean(dim=(1, 2, 3))
-        return 10 * torch.log10(1.0 / mse)
+        scores = 10 * torch.log10(1.0 / mse)
+        return scores if self.cap_db is None else scores.clamp(max=self.cap_db)
+
+
+class MeanAbsoluteError(FrameAverage):
+    """Mean absolute pixel error per frame, for values in [0, 1]."""
+
+    higher_is_better = False
+    backend_name = "pixel-l1"
+
+    def frame_scores(self, generated: Tensor, target: Tensor) -> Tensor:
+        return (generated.double() - target.double()).abs().flatten(1).mean(1)
 
 
 class SSIM(FrameAverage):

@@ -207,6 +207,10 @@ class FrechetVideoDistance(FrechetFeatureDistance):
     def backend_info(self) -> dict:
         return {**describe_backend(self.feature), "protocol": self.protocol.name}
 
+    def video_features(self, videos: Tensor) -> Tensor:
+        """Features [N, D] of the protocol's clips of videos [B, 3, T, H, W]."""
+        return self.extract(select_clips(check_video(videos), self.protocol))
+
     def update(self, videos: Tensor | FeatureSums, real: bool) -> None:
         if not isinstance(videos, FeatureSums):
             videos = select_clips(check_video(videos), self.protocol)

@@ -150,6 +150,15 @@ class ReferencePortraitModel:
     fps = 25
     cond_keys = ("reference_latent", "expression")  # make_cond's entries
     pixels_per_latent = 4  # the autoencoder's downsampling
+    # What it offers the metrics beyond the PortraitModel protocol (flashbench.models.ModelSpec).
+    provides = (
+        "identity_encoder",
+        "identity_calibration",
+        "expression_extractor",
+        "pose_extractor",
+        "face_features_extractor",
+        "background_mask",
+    )
 
     def __init__(self, weights: str | Path | None = None) -> None:
         from reference_model.autoencoder import load_autoencoder
@@ -215,6 +224,23 @@ class ReferencePortraitModel:
         from reference_model.identity import load_identity_encoder
 
         return load_identity_encoder()
+
+    def face_features_extractor(self):
+        """Frames -> the extractor's seven features (yaw, pitch, roll, eye_open, brow_raise, mouth_open, smile)."""
+        return self.extractor
+
+    def identity_calibration(self):
+        """The shipped identity encoder's calibration (0 = own frames, 1 = the median other identity)."""
+        from reference_model.calibration import load_identity_calibration
+
+        return load_identity_calibration()
+
+    def background_mask(self, case) -> Tensor:
+        """``[H, W]`` bool: the pixels of a case where only background shows in every frame."""
+        from reference_model.world import driving_sequence, identity_params, static_background
+
+        motion = driving_sequence(case.driving_seed, case.frames)[None]
+        return static_background(identity_params([case.identity]), motion, case.resolution)[0]
 
     def weights(self) -> dict[str, str]:
         """sha256 of the DiT and of the world networks its outputs and metrics pass through."""
@@ -296,7 +322,11 @@ def check_reference_args(weights: str | None = None, variant: str | None = None)
         )
     model = ReferencePortraitModel
     return ModelSpec(
-        SPLITS, model.fps, model.cond_keys, resolution=model.pixels_per_latent * latent_size
+        SPLITS,
+        model.fps,
+        model.cond_keys,
+        resolution=model.pixels_per_latent * latent_size,
+        provides=model.provides,
     )
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from reports.compare import compare_runs
-from reports.gate import baseline_floors, failing_settings, parse_floor
+from reports.differences import difference_table
+from reports.gate import baseline_floors, gate_failures, parse_floor
 from reports.grid import case_grids
 from reports.html import render_html
 from reports.leaderboard import leaderboard_table
@@ -47,7 +48,9 @@ def report(
     folder.mkdir(parents=True, exist_ok=True)
     _write_table(loaded.rows, folder / "rows")
     _write_table(summary, folder / "summary")
-    figures = report_figures(loaded.rows, loaded.traces, summary)
+    differences = difference_table(loaded, n_boot=n_boot, seed=seed)
+    _write_table(differences, folder / "differences")
+    figures = report_figures(loaded.rows, loaded.traces, summary, loaded.baseline)
     (folder / "figures").mkdir(exist_ok=True)
     for name, (_, png) in figures.items():
         (folder / "figures" / f"{name}.png").write_bytes(png)
@@ -61,10 +64,11 @@ def report(
         summary,
         {name: (title, f"figures/{name}.png") for name, (title, _) in figures.items()},
         [(f"{g.case}, seed {g.seed}", f"grids/{g.mp4.name}") for g in grids],
+        differences,
     )
     (folder / "report.md").write_text(markdown, encoding="utf-8")
     (folder / "report.html").write_text(
-        render_html(loaded, summary, figures, grids), encoding="utf-8"
+        render_html(loaded, summary, figures, grids, differences), encoding="utf-8"
     )
     return folder
 
@@ -103,14 +107,14 @@ def compare(a: str | Path, b: str | Path, *, n_boot: int = 2000, seed: int = 0) 
     return 1 if len(regressions) or len(lost) else 0
 
 
-def gate(
-    run: str | Path, *, floors: Sequence[str] = (), statistic: str = "mean", **minimums: float
-) -> int:
-    """Exit code 1 when an accelerated setting is below a floor (e.g. ``min_psnr=30``), or when a
-    unit the run set out to finish failed or has no rows; else 0."""
+def gate(run: str | Path, *, floors: Sequence[str] = (), statistic: str = "mean",
+         seed_floor: Sequence[str] = (), **minimums: float) -> int:  # fmt: skip
+    """Exit code 1 when an accelerated setting is below a floor (e.g. ``min_psnr=30``), further from
+    the baseline than re-seeding on a ``seed_floor`` metric, or a planned unit failed or has no rows."""
     loaded = load_run(run)
     parsed = baseline_floors(**minimums) + [parse_floor(f) for f in floors]
-    failures = failing_settings(summary_table(loaded), loaded.baseline, parsed, statistic=statistic)
+    failures = gate_failures(summary_table(loaded), loaded.baseline, parsed, statistic, seed_floor)
+    parsed += [f"{m}@baseline within the seed floor" for m in seed_floor]
     # A setting that failed everywhere has no rows to fall below a floor: judge the plan too.
     incomplete = incomplete_units(loaded)
     for row in incomplete.head(MAX_LISTED).itertuples(index=False):
@@ -188,7 +192,10 @@ def _gate_command(args: argparse.Namespace) -> int:
         "min_id_sim": args.min_id_sim,
         "max_lpips": args.max_lpips,
     }
-    return gate(args.run, floors=args.floor, statistic=args.statistic, **minimums)
+    floors, seed_floor = args.floor, args.within_seed_floor
+    return gate(
+        args.run, floors=floors, statistic=args.statistic, seed_floor=seed_floor, **minimums
+    )
 
 
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
@@ -227,6 +234,10 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     sub.add_argument(
         "--floor", action="append", default=[],
         help="any other floor, e.g. 'aed@baseline<=0.1' (repeatable)",
+    )  # fmt: skip
+    sub.add_argument(
+        "--within-seed-floor", action="append", default=[], metavar="METRIC",
+        help="METRIC@baseline no further from the baseline than re-seeding, e.g. psnr (repeatable)",
     )  # fmt: skip
     sub.add_argument(
         "--statistic", choices=["mean", "ci"], default="mean",

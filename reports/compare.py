@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from reports.load import Run, metric_label
+from reports.seed_floor import RESEEDED, WITHIN, within_floor
 from reports.tables import aggregate_rows, check_resamples
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,9 @@ def compare_runs(a: Run, b: Run, *, n_boot: int = 2000, seed: int = 0) -> pd.Dat
             "runs %s and %s ran different suite files; differences mix causes", a.name, b.name
         )
     rows_a, rows_b = aggregate_rows(a.rows), aggregate_rows(b.rows)
+    # B's seed floor: its baseline measured against the baseline re-sampled with another seed.
+    reseeded = rows_b[(rows_b["setting"] == b.baseline) & (rows_b["reference"] == RESEEDED)]
+    floors = reseeded.groupby("metric")["value"].mean()
     key = ["setting", "metric", "reference"]
     records = []
     for (setting, metric, reference), group_a in rows_a.groupby(key, sort=True):
@@ -94,6 +98,9 @@ def compare_runs(a: Run, b: Run, *, n_boot: int = 2000, seed: int = 0) -> pd.Dat
                 "; "
             )
         worse = higher is not None and (diff < 0 if higher else diff > 0)
+        floor = floors.get(metric) if reference == "baseline" else None
+        if floor is not None and within_floor(float(values_b.mean()), float(floor), higher):
+            note = f"{WITHIN} in run B; {note}".rstrip("; ")
         records.append(
             {
                 "setting": setting,

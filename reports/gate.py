@@ -7,9 +7,12 @@ identity similarity >= 0.97.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
+
+from reports.seed_floor import worse_than_floor
 
 FLOOR_PATTERN = re.compile(r"^\s*([A-Za-z_][\w.]*)(?:@(\w*))?\s*(>=|<=)\s*([-+0-9.eE]+)\s*$")
 
@@ -116,3 +119,18 @@ def failing_settings(
             if not floor.passes(value):
                 failures.append((setting, str(floor), float(value), "below floor"))
     return pd.DataFrame(failures, columns=["setting", "floor", "value", "reason"])
+
+
+def gate_failures(
+    summary: pd.DataFrame,
+    baseline: str,
+    floors: list[Floor],
+    statistic: str,
+    seed_floor: Sequence[str] = (),
+) -> pd.DataFrame:
+    """Failures of the bound floors and of the ``seed_floor`` metrics (reports/seed_floor.py) together."""
+    failures = worse_than_floor(summary, baseline, list(seed_floor))
+    if floors or not seed_floor:
+        bounded = failing_settings(summary, baseline, floors, statistic=statistic)
+        failures = pd.concat([bounded, failures], ignore_index=True)
+    return failures

@@ -8,6 +8,7 @@ import re
 
 import pandas as pd
 
+from reports.differences import difference_table, lead_sections
 from reports.grid import Grid
 from reports.load import Run
 from reports.markdown import manifest_table
@@ -80,13 +81,22 @@ def _grid_html(grid: Grid) -> str:
 
 
 def render_html(
-    run: Run, summary: pd.DataFrame, figures: dict[str, tuple[str, bytes]], grids: list[Grid]
+    run: Run,
+    summary: pd.DataFrame,
+    figures: dict[str, tuple[str, bytes]],
+    grids: list[Grid],
+    differences: pd.DataFrame | None = None,
 ) -> str:
     """The self-contained HTML report; ``figures`` map name -> (title, PNG bytes)."""
     title = f"FlashBench report: {run.suite} ({run.name})"
-    body = [
-        f"<h1>{html.escape(title)}</h1>",
-        html_table(manifest_table(run).astype(str)),
+    differences = difference_table(run) if differences is None else differences
+    body = [f"<h1>{html.escape(title)}</h1>", html_table(manifest_table(run).astype(str))]
+    for heading, note, table in lead_sections(run, summary, differences):
+        body += [
+            f"<h2>{html.escape(heading)}</h2><p class='note'>{html.escape(note)}</p>",
+            html_table(table),
+        ]
+    body += [
         f"<h2>Comparison: suite <code>{html.escape(run.suite)}</code></h2>",
         "<p class='note'>Means with bootstrap 95% CIs over cases x seeds; speedups are "
         f"baseline / setting (baseline <code>{html.escape(run.baseline)}</code>). "

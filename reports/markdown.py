@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from reports.differences import difference_table, lead_sections
 from reports.load import Run
 from reports.tables import metric_table, quality_table, speed_table, timing_warnings
 
@@ -44,12 +45,16 @@ def render_markdown(
     summary: pd.DataFrame,
     figures: dict[str, tuple[str, str]],
     grids: list[tuple[str, str]],
+    differences: pd.DataFrame | None = None,
 ) -> str:
     """The Markdown report; ``figures`` map name -> (title, path), ``grids`` are (title, path)."""
     parts = [
         f"# FlashBench report: {run.suite} ({run.name})\n",
         markdown_table(manifest_table(run)),
     ]
+    differences = difference_table(run) if differences is None else differences
+    for heading, note, table in lead_sections(run, summary, differences):
+        parts += [f"\n## {heading}\n\n{note}\n\n", markdown_table(table)]
     parts += [
         f"\n## Comparison: suite `{run.suite}`\n\n",
         "Means with bootstrap 95% CIs over cases x seeds; speedups are baseline / setting "

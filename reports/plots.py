@@ -9,7 +9,12 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from reports.seed_floor import seed_floors
 from reports.tables import quality_labels
+
+# Pareto panels: quality against the ground truth, the baseline (with its seed floor) and the
+# reference image (identity), and the temporal figures; per-part expression rows are tabled.
+PARETO_REFERENCES = ("ground_truth", "baseline", "reference_image", "")
 
 ACTION_LETTERS = {"compute": "C", "predict": "P", "reuse": "R"}
 
@@ -42,13 +47,15 @@ def pareto_front(speedup: np.ndarray, quality: np.ndarray, higher_is_better: boo
     return np.array(sorted(front, key=lambda i: -speedup[i]), dtype=int)
 
 
-def pareto_figure(summary: pd.DataFrame) -> Figure | None:
-    """Speedup (wall) against each quality metric, with CIs and the Pareto front."""
+def pareto_figure(summary: pd.DataFrame, baseline: str = "baseline") -> Figure | None:
+    """Speedup (wall) against each quality metric, with CIs, the Pareto front and the seed floor."""
     speed = summary[summary["metric"] == "speedup_wall"].set_index("setting")
+    floors = seed_floors(summary, baseline)
     labels = [
         label
         for label in quality_labels(summary)
         if summary[summary["label"] == label]["higher_is_better"].notna().all()
+        and summary[summary["label"] == label]["reference"].isin(PARETO_REFERENCES).all()
     ]
     if speed.empty or not labels:
         return None
@@ -69,6 +76,10 @@ def pareto_figure(summary: pd.DataFrame) -> Figure | None:
             ax.annotate(name, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
         front = pareto_front(x, y, higher)
         ax.step(x[front], y[front], where="post" if higher else "pre", color="tab:red", alpha=0.6)
+        metric, reference = quality[["metric", "reference"]].iloc[0]
+        if reference == "baseline" and metric in floors:
+            ax.axhline(floors[metric][0], color="tab:gray", linestyle="--", label="seed floor")
+            ax.legend(fontsize=7, loc="best")
         ax.margins(0.15)  # room for the setting names at the extremes
         ax.ticklabel_format(axis="y", useOffset=False)
         ax.set_xlabel("speedup vs baseline (wall) ↑")
@@ -76,7 +87,7 @@ def pareto_figure(summary: pd.DataFrame) -> Figure | None:
         ax.grid(alpha=0.3)
     for ax in axes[len(labels) :]:
         ax.set_visible(False)
-    figure.suptitle("Speed vs quality (red: Pareto front)")
+    figure.suptitle("Speed vs quality (red: Pareto front; dashed: the baseline re-seeded)")
     return figure
 
 
@@ -100,7 +111,8 @@ def drift_figure(rows: pd.DataFrame, metric: str = "id_sim") -> Figure | None:
         ax.set_ylabel(f"{metric} vs {reference or 'reference'}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    figure.suptitle(f"{metric} drift over the video (mean and 95% band over cases and seeds)")
+    # Two lines: one panel is narrow and metric names are long (background_noise).
+    figure.suptitle(f"{metric} over the video\n(mean and 95% band over cases and seeds)")
     return figure
 
 
@@ -159,16 +171,22 @@ def scaling_figure(rows: pd.DataFrame) -> Figure | None:
 FIGURES = {
     "pareto": "Speed vs quality (Pareto front)",
     "drift": "Identity similarity vs frame index",
+    "identity_drift": "Calibrated identity distance vs frame index",
+    "flicker": "Background flicker (excess noise std) vs frame transition",
     "steps": "Computed vs predicted steps per stepper",
     "scaling": "Memory and time vs video length",
 }
 
 
-def report_figures(rows: pd.DataFrame, traces: pd.DataFrame, summary: pd.DataFrame) -> dict:
+def report_figures(
+    rows: pd.DataFrame, traces: pd.DataFrame, summary: pd.DataFrame, baseline: str = "baseline"
+) -> dict:
     """Every report figure that the run has data for, as ``{name: (title, png bytes)}``."""
     built = {
-        "pareto": pareto_figure(summary),
+        "pareto": pareto_figure(summary, baseline),
         "drift": drift_figure(rows),
+        "identity_drift": drift_figure(rows, "id_dist"),
+        "flicker": drift_figure(rows, "background_noise"),
         "steps": steps_figure(traces),
         "scaling": scaling_figure(rows),
     }

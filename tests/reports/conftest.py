@@ -46,6 +46,10 @@ class Golden:
     plan: bool = False
     # setting -> IQR / median of its repeated wall times (rows wall_seconds_iqr); none by default.
     timing_spread: dict[str, float] = field(default_factory=dict)
+    # The baseline's psnr@reseeded (its seed floor) in every unit; None: no reseeded rows.
+    reseeded_psnr: float | None = None
+    # Per-frame id_dist@reference_image and background_noise@ground_truth rows (drift, flicker).
+    discriminating: bool = False
 
 
 def _row(case, setting, seed, metric, value, unit, hib, backend, reference, frame=None):
@@ -87,6 +91,19 @@ def unit_rows(case: str, setting: str, seed: int, index: int, golden: Golden) ->
     if setting in golden.timing_spread:
         iqr = golden.timing_spread[setting] * wall
         rows.append(_row(case, setting, seed, "wall_seconds_iqr", iqr, "s", None, "timer", ""))
+    if golden.discriminating:
+        for frame in range(CASES[case]):
+            drift = ID_DRIFT_PER_FRAME[setting] * frame
+            rows += [
+                _row(case, setting, seed, "id_dist", 0.05 + 10 * drift, "calibrated", False,
+                     "world-identity-encoder", "reference_image", frame),
+                _row(case, setting, seed, "background_noise", 2e-3 + drift / 10, "", False,
+                     "temporal-l2", "ground_truth", frame),
+            ]  # fmt: skip
+    if setting == "baseline" and golden.reseeded_psnr is not None:
+        rows.append(
+            _row(case, setting, seed, "psnr", golden.reseeded_psnr, "dB", True, "psnr", "reseeded")
+        )
     if setting != "baseline":
         psnr = PSNR_VS_BASELINE[setting][index] + golden.psnr_shift.get(setting, 0.0)
         rows += [
@@ -182,6 +199,13 @@ def write_golden_run(root: Path, golden: Golden = Golden()) -> Path:
 @pytest.fixture(scope="session")
 def golden_run(tmp_path_factory) -> Path:
     return write_golden_run(tmp_path_factory.mktemp("runs") / "golden")
+
+
+@pytest.fixture(scope="session")
+def discriminating_run(tmp_path_factory) -> Path:
+    """The golden run with a seed floor and per-frame identity-distance and flicker rows."""
+    golden = Golden(reseeded_psnr=30.0, discriminating=True)
+    return write_golden_run(tmp_path_factory.mktemp("runs") / "golden", golden)
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ from reports.plots import FIGURES
 
 
 @pytest.fixture(scope="module")
-def rendered(golden_run, tmp_path_factory):
-    return report(golden_run, tmp_path_factory.mktemp("report"), n_boot=500)
+def rendered(discriminating_run, tmp_path_factory):
+    return report(discriminating_run, tmp_path_factory.mktemp("report"), n_boot=500)
 
 
 def test_report_writes_markdown_html_figures_grids_and_tidy_tables(rendered, golden_spec):
@@ -107,3 +107,34 @@ def test_report_warns_when_repeated_wall_times_spread_too_wide(make_run, tmp_pat
     assert "teacache_fast" in caplog.text
     quiet = report(make_run("quiet"), tmp_path / "quiet", videos=False, n_boot=100)
     assert "Warning" not in (quiet / "report.md").read_text()
+
+
+def test_report_leads_with_what_discriminates_and_the_seed_floor(rendered):
+    html_text = (rendered / "report.html").read_text()
+    markdown = (rendered / "report.md").read_text()
+    for text in (html_text, markdown):
+        lead, floor, speed = (
+            text.index("What tells the settings apart"),
+            text.index("Seed floor"),
+            text.index("Speed"),
+        )
+        assert lead < floor < speed
+        assert "indistinguishable from re-seeding" in text
+        assert "beyond the seed floor" in text
+    # alp_k5's id_sim is 0.88 and teacache_fast's 0.70 against the baseline's 0.90 in every unit:
+    # a constant paired difference, its CI one point, worse.
+    assert "-0.02✗ [-0.02, -0.02]" in markdown and "-0.2✗ [-0.2, -0.2]" in markdown
+    assert "-0.2✗<br><span class='ci'>[-0.2, -0.2]" in html_text
+
+
+def test_differences_table_pairs_units_and_judges_direction(discriminating_run):
+    from reports.differences import difference_table
+    from reports.load import load_run
+
+    table = difference_table(load_run(discriminating_run), n_boot=300)
+    table = table.set_index(["setting", "metric"])
+    assert table.loc[("teacache_fast", "id_sim@reference_image"), "verdict"] == "worse"
+    assert table.loc[("alp_k5", "id_dist@reference_image"), "verdict"] == "worse"
+    assert table.loc[("alp_k5", "id_sim@reference_image"), "n"] == 4
+    assert not any(m.endswith(("@baseline", "@reseeded")) for _, m in table.index)
+    assert "wall_seconds" not in {m for _, m in table.index}

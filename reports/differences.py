@@ -1,0 +1,134 @@
+"""Each setting's difference from the baseline, paired by unit, with bootstrap 95% CIs.
+
+The baseline and every setting sample the same cases from the same noise, so per-unit
+differences cancel what the cases share: the paired bootstrap (Efron 1979) resamples the
+units' differences. A CI that excludes zero says the metric tells that setting apart from
+the baseline; the report leads with the metrics that do.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from reports.compare import bootstrap_diff_ci
+from reports.load import Run, metric_label
+from reports.tables import SPEED_METRICS, UNIT_KEY, aggregate_rows
+
+# Compared with the baseline's own output (or its re-seed): the seed-floor table shows those.
+NOT_PAIRED = ("baseline", "reseeded")
+COLUMNS = [
+    "setting", "metric", "higher_is_better", "n", "baseline_mean", "setting_mean", "diff",
+    "ci_low", "ci_high", "verdict",
+]  # fmt: skip
+
+
+def _verdict(low: float, high: float, higher: bool | None) -> str:
+    if low <= 0.0 <= high:
+        return "no difference"
+    if higher is None:
+        return "higher" if low > 0 else "lower"
+    return "better" if (low > 0) == higher else "worse"
+
+
+def difference_table(run: Run, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Per setting and metric: setting - baseline over the units both measured, paired, with a CI."""
+    rows = aggregate_rows(run.rows)
+    rows = rows[~rows["metric"].isin(SPEED_METRICS) & ~rows["reference"].isin(NOT_PAIRED)]
+    base = rows[rows["setting"] == run.baseline]
+    records = []
+    for (setting, metric, reference), group in rows.groupby(["setting", "metric", "reference"]):
+        if setting == run.baseline:
+            continue
+        mine = base[(base["metric"] == metric) & (base["reference"] == reference)]
+        paired = mine.merge(group, on=UNIT_KEY, suffixes=("_base", "_setting"))
+        if paired.empty:
+            continue
+        direction = group["higher_is_better"].iloc[0]
+        higher = None if pd.isna(direction) else bool(direction)
+        diff, low, high = bootstrap_diff_ci(
+            paired["value_base"].to_numpy(float),
+            paired["value_setting"].to_numpy(float),
+            paired=True,
+            n_boot=n_boot,
+            seed=seed,
+        )
+        records.append(
+            {
+                "setting": setting,
+                "metric": metric_label(metric, reference),
+                "higher_is_better": higher,
+                "n": len(paired),
+                "baseline_mean": float(paired["value_base"].mean()),
+                "setting_mean": float(paired["value_setting"].mean()),
+                "diff": diff,
+                "ci_low": low,
+                "ci_high": high,
+                "verdict": _verdict(low, high, higher),
+            }
+        )
+    return pd.DataFrame.from_records(records, columns=COLUMNS)
+
+
+def discriminating_table(differences: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """Settings x the metrics that tell at least one setting apart: "diff [CI] verdict" cells."""
+    if differences.empty:
+        return pd.DataFrame()
+    apart = differences[differences["verdict"] != "no difference"]
+    labels = sorted(set(apart["metric"]))
+    table = []
+    for setting, group in differences.groupby("setting", sort=True):
+        cells = group.set_index("metric")
+        row = {"setting": setting}
+        for label in labels:
+            if label not in cells.index:
+                row[label] = "–"
+                continue
+            c = cells.loc[label]
+            mark = {"better": "✓", "worse": "✗", "no difference": ""}.get(c["verdict"], "≠")
+            # "diff<mark> [CI]": the HTML report puts a "value [CI]" cell's CI on a line of its own.
+            row[label] = f"{c['diff']:+.3g}{mark} [{c['ci_low']:+.3g}, {c['ci_high']:+.3g}]"
+        table.append(row)
+    return pd.DataFrame(table, columns=["setting", *labels])
+
+
+def lead_sections(
+    run: Run, summary: pd.DataFrame, differences: pd.DataFrame
+) -> list[tuple[str, str, pd.DataFrame]]:
+    """The report's opening sections as (title, note, table): what discriminates, then the seed floor."""
+    from reports.seed_floor import floor_table
+
+    sections = []
+    apart = discriminating_table(differences, run.baseline)
+    if not apart.empty:
+        sections.append(
+            (
+                "What tells the settings apart",
+                f"Setting - baseline ({run.baseline}), paired by case and seed, with bootstrap 95% "
+                "CIs; only metrics whose CI excludes zero for some setting. ✓ better, ✗ worse, "
+                "≠ differs (no direction); a bare cell: no difference.",
+                apart.set_index("setting").T.rename_axis("metric").reset_index(),
+            )
+        )
+    floors = floor_table(summary, run.baseline)
+    if not floors.empty:
+        floors = floors.assign(
+            **{
+                "mean [95% CI]": [
+                    f"{m:.4g} [{lo:.4g}, {hi:.4g}]"
+                    for m, lo, hi in zip(
+                        floors["mean"], floors["ci_low"], floors["ci_high"], strict=True
+                    )
+                ],
+                "seed_floor": floors["seed_floor"].map(lambda v: f"{v:.4g}"),
+            }
+        )[["setting", "metric", "mean [95% CI]", "seed_floor", "verdict"]]
+        sections.append(
+            (
+                "Seed floor",
+                "Each setting's distance from the baseline beside the baseline's distance from "
+                "itself re-sampled with another noise seed: within the floor, a setting cannot be "
+                "told from re-seeding by that metric.",
+                floors,
+            )
+        )
+    return sections
