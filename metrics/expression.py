@@ -40,6 +40,16 @@ __all__ = [
 Extractor = Callable[[Tensor], Tensor | tuple[Tensor, Tensor]]
 
 
+def check_driven_pair(generated: Tensor, driving: Tensor) -> None:
+    """Both videos valid, with the same batch and frames (one generated clip per driving clip)."""
+    check_video(generated, "generated")
+    check_video(driving, "driving")
+    if generated.shape[:3] != driving.shape[:3]:
+        raise ValueError(
+            f"generated {tuple(generated.shape)} and driving {tuple(driving.shape)} must agree in batch and frames"
+        )
+
+
 def extract(extractor: Extractor, frames: Tensor) -> tuple[Tensor, Tensor]:
     """Float64 features [N, D] and a found mask [N] from any extractor."""
     with torch.no_grad():
@@ -89,12 +99,7 @@ class FeatureL1Error(Metric):
         return describe_backend(self.extractor)
 
     def update(self, generated: Tensor, driving: Tensor) -> None:
-        check_video(generated, "generated")
-        check_video(driving, "driving")
-        if generated.shape[:3] != driving.shape[:3]:
-            raise ValueError(
-                f"generated {tuple(generated.shape)} and driving {tuple(driving.shape)} must agree in batch and frames"
-            )
+        check_driven_pair(generated, driving)
         generated_features, generated_found = extract(self.extractor, video_frames(generated))
         driving_features, driving_found = extract(self.extractor, video_frames(driving))
         found = (generated_found & driving_found).to(self.device)
@@ -192,12 +197,7 @@ class ExpressionFollowing(Metric):
         return describe_backend(self.extractor)
 
     def update(self, generated: Tensor, driving: Tensor) -> None:
-        check_video(generated, "generated")
-        check_video(driving, "driving")
-        if generated.shape[:3] != driving.shape[:3]:
-            raise ValueError(
-                f"generated {tuple(generated.shape)} and driving {tuple(driving.shape)} must agree in batch and frames"
-            )
+        check_driven_pair(generated, driving)
         batch, _, frames = generated.shape[:3]
         tracks, found = [], []
         for videos in (generated, driving):
