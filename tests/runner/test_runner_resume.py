@@ -146,6 +146,11 @@ KILL_SUITE_EXTRA = {
 }
 
 
+def finished_rows(out):
+    """The unit rows files of a run, without a write still in flight (``.tmp-<pid>-<unit>.json``)."""
+    return [p for p in (out / "rows").glob("*.json") if not p.name.startswith(".")]
+
+
 @pytest.mark.slow
 def test_resume_after_sigkill_gives_exactly_the_rows_of_an_uninterrupted_run(
     tiny_text, write_suite, tmp_path
@@ -174,15 +179,11 @@ def test_resume_after_sigkill_gives_exactly_the_rows_of_an_uninterrupted_run(
         command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     deadline = time.monotonic() + 60
-    while (
-        time.monotonic() < deadline
-        and len(list((out / "rows").glob("*.json"))) < 2
-        and process.poll() is None
-    ):
+    while time.monotonic() < deadline and len(finished_rows(out)) < 2 and process.poll() is None:
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    finished = len(list((out / "rows").glob("*.json")))
+    finished = len(finished_rows(out))
     assert 0 < finished < total, (
         f"the kill should land mid-run, {finished} of {total} units were finished"
     )
