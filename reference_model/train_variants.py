@@ -1,6 +1,6 @@
 """Train DiT variants side by side on one GPU from one world pool rendered by many processes (stage 5).
 
-``PYTHONPATH=. python reference_model/train_variants.py CLIPS WORKERS DEADLINE_S [PHASE1_STEPS]``
+``python -m reference_model.train_variants CLIPS WORKERS DEADLINE_S [PHASE1_STEPS]``
 
 The pool (``CLIPS`` clips of 48 frames, worker ``i`` rendering with seed ``1000 + i``) is
 rendered once and hard-linked into each variant's run directory; every variant then runs
@@ -12,91 +12,109 @@ directory for 2,600 more steps with the decay restarted to end there).
 """
 
 import os
+import re
 import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-CLIPS, WORKERS, DEADLINE_S = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-PHASE1 = int(sys.argv[4]) if len(sys.argv) > 4 else 200
-START = time.time()
-OUT = Path(os.environ.get("OUT", "/tmp/out"))
 ROOT = Path("/tmp/train")
+POOL_FRAMES = 48
 VARIANTS = {  # name: (clip frames, expression drop)
     "a_f16_d10": (16, 0.10),
     "b_f16_d30": (16, 0.30),
     "c_f24_d30": (24, 0.30),
 }
-ACCEL = os.environ.get("ACCEL", "gpu")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One driver run: pool size, rendering processes, wall-clock deadline, rate-probe steps."""
+
+    clips: int
+    workers: int
+    deadline_s: float
+    probe_steps: int
+    start: float
+    accelerator: str = "gpu"
+
+    def left(self) -> float:
+        return self.deadline_s - (time.time() - self.start)
+
+    def log(self, msg: str) -> None:
+        print(f"[{time.time() - self.start:7.1f}s] {msg}", flush=True)
 
 
 def render(part: tuple[int, int]) -> str:
+    """Render worker ``index``'s share of the pool (seed 1000 + index) into a part file."""
     index, n = part
     torch.set_num_threads(1)
     from reference_model.lightning import render_world_clips
 
     path = ROOT / f"part{index}.pt"
-    torch.save(render_world_clips(n, 48, seed=1000 + index), path)
+    torch.save(render_world_clips(n, POOL_FRAMES, seed=1000 + index), path)
     return str(path)
 
 
-def log(msg: str) -> None:
-    print(f"[{time.time() - START:7.1f}s] {msg}", flush=True)
-
-
-def train(name: str, max_steps: int, decay: int) -> subprocess.Popen:
-    frames, drop = VARIANTS[name]
-    cmd = [
-        sys.executable,
-        "-m",
-        "reference_model.train_model",
-        "--config",
-        "small",
-        "--out",
-        str(ROOT / name),
-        "--clips",
-        str(CLIPS),
-        "--pool-frames",
-        "48",
-        "--clip-frames",
-        str(frames),
-        "--batch-size",
-        "32",
-        "--lr",
-        "3e-4",
-        "--decay-steps",
-        str(decay),
-        "--expression-drop",
-        str(drop),
-        "--init",
-        "reference_model/weights/dit_small.pt",
-        "--max-steps",
-        str(max_steps),
-        "--minutes",
-        "60",
-        "--threads",
-        "2",
-        "--accelerator",
-        ACCEL,
-        "--checkpoint-minutes",
-        "1",
+def render_pool(plan: Plan) -> None:
+    """Render the pool in ``plan.workers`` processes and hard-link it into every variant's directory."""
+    per = -(-plan.clips // plan.workers)
+    parts = [
+        (i, min(per, plan.clips - i * per)) for i in range(plan.workers) if plan.clips > i * per
     ]
-    return subprocess.Popen(cmd, stdout=open(ROOT / f"{name}.log", "a"), stderr=subprocess.STDOUT)
+    with ProcessPoolExecutor(len(parts)) as pool:
+        files = list(pool.map(render, parts))
+    chunks = [torch.load(f, weights_only=True) for f in files]
+    rendered = {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
+    torch.save(rendered, ROOT / "rendered.pt")
+    for f in files:
+        os.remove(f)
+    for name in VARIANTS:
+        (ROOT / name).mkdir(exist_ok=True)
+        os.link(ROOT / "rendered.pt", ROOT / name / "rendered.pt")
+    plan.log(f"rendered and saved the pool {tuple(rendered['videos'].shape)}")
 
 
-def run_all(max_steps: int, decay: int) -> float:
+def train(plan: Plan, name: str, max_steps: int, decay: int) -> subprocess.Popen:
+    frames, drop = VARIANTS[name]
+    options = {
+        "--config": "small",
+        "--out": ROOT / name,
+        "--clips": plan.clips,
+        "--pool-frames": POOL_FRAMES,
+        "--clip-frames": frames,
+        "--batch-size": 32,
+        "--lr": 3e-4,
+        "--decay-steps": decay,
+        "--expression-drop": drop,
+        "--init": "reference_model/weights/dit_small.pt",
+        "--max-steps": max_steps,
+        "--minutes": 60,
+        "--threads": 2,
+        "--accelerator": plan.accelerator,
+        "--checkpoint-minutes": 1,
+    }
+    command = [sys.executable, "-m", "reference_model.train_model"]
+    command += [str(item) for pair in options.items() for item in pair]
+    with open(ROOT / f"{name}.log", "a") as log_file:
+        return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
+
+
+def run_all(plan: Plan, max_steps: int, decay: int) -> float:
+    """Train every variant to ``max_steps`` side by side; at the deadline, stop them (their last export stands)."""
     tic = time.time()
-    procs = [train(name, max_steps, decay) for name in VARIANTS]
+    processes = [train(plan, name, max_steps, decay) for name in VARIANTS]
     codes = []
-    for p in procs:
+    for process in processes:
         try:
-            codes.append(p.wait(timeout=max(1.0, DEADLINE_S - 30 - (time.time() - START))))
+            codes.append(process.wait(timeout=max(1.0, plan.left() - 30)))
         except subprocess.TimeoutExpired:
-            log("deadline: stopping a run; its last 100-step export stands")
-            p.kill()
+            plan.log("deadline: stopping a run; its last 100-step export stands")
+            process.kill()
             codes.append(0)
     if any(codes):
         for name in VARIANTS:
@@ -105,51 +123,47 @@ def run_all(max_steps: int, decay: int) -> float:
     return time.time() - tic
 
 
-ROOT.mkdir(parents=True, exist_ok=True)
-per = -(-CLIPS // WORKERS)
-parts = [(i, min(per, CLIPS - i * per)) for i in range(WORKERS) if CLIPS - i * per > 0]
-with ProcessPoolExecutor(len(parts)) as pool:
-    files = list(pool.map(render, parts))
-chunks = [torch.load(f, weights_only=True) for f in files]
-rendered = {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}
-log(f"rendered {rendered['videos'].shape}")
-torch.save(rendered, ROOT / "rendered.pt")
-for f in files:
-    os.remove(f)
-for name in VARIANTS:
-    (ROOT / name).mkdir(exist_ok=True)
-    os.link(ROOT / "rendered.pt", ROOT / name / "rendered.pt")
-log("saved pool")
-run_all(PHASE1, 0)
-log(f"phase 1 ({PHASE1} steps) done")
-t = run_all(2 * PHASE1, 0)
-
-
-def tqdm_rate(name: str) -> float:
-    import re
-
+def steps_per_second(name: str, fallback: float) -> float:
+    """The last rate the run's progress bar printed."""
     text = (ROOT / f"{name}.log").read_text()
-    fast = re.findall(r"([\d.]+)it/s", text)
-    slow = re.findall(r"([\d.]+)s/it", text)
+    fast, slow = re.findall(r"([\d.]+)it/s", text), re.findall(r"([\d.]+)s/it", text)
     if fast:
         return float(fast[-1])
-    return 1 / float(slow[-1]) if slow else PHASE1 / t
+    return 1 / float(slow[-1]) if slow else fallback
 
 
-def copy_out() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
+def copy_out(plan: Plan, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
     for name in VARIANTS:
-        (OUT / f"{name}.pt").write_bytes((ROOT / name / "dit_small.pt").read_bytes())
+        (out / f"{name}.pt").write_bytes((ROOT / name / "dit_small.pt").read_bytes())
         logs = sorted((ROOT / name / "logs").glob("version_*/metrics.csv"))
-        (OUT / f"{name}.csv").write_text("".join(p.read_text() for p in logs))
-    log("copied")
+        (out / f"{name}.csv").write_text("".join(p.read_text() for p in logs))
+    plan.log(f"copied to {out}")
 
 
-rate = min(tqdm_rate(name) for name in VARIANTS)
-left = DEADLINE_S - (time.time() - START) - 45
-total = 2 * PHASE1 + int(rate * left * 0.95)
-log(f"phase 1b: {rate:.1f} steps/s per variant; training to step {total}")
-copy_out()
-run_all(total, total - 200)
-log("phase 2 done")
-copy_out()
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    plan = Plan(
+        clips=int(args[0]),
+        workers=int(args[1]),
+        deadline_s=float(args[2]),
+        probe_steps=int(args[3]) if len(args) > 3 else 200,
+        start=time.time(),
+        accelerator=os.environ.get("ACCEL", "gpu"),
+    )
+    out = Path(os.environ.get("OUT", "/tmp/out"))
+    ROOT.mkdir(parents=True, exist_ok=True)
+    render_pool(plan)
+    run_all(plan, plan.probe_steps, 0)
+    # The second leg's rate, measured once every run is loaded, plans the last leg.
+    seconds = run_all(plan, 2 * plan.probe_steps, 0)
+    rate = min(steps_per_second(name, plan.probe_steps / seconds) for name in VARIANTS)
+    total = 2 * plan.probe_steps + int(rate * (plan.left() - 45) * 0.95)
+    plan.log(f"{rate:.1f} steps/s per variant; training to step {total}")
+    copy_out(plan, out)
+    run_all(plan, total, total - 200)
+    copy_out(plan, out)
+
+
+if __name__ == "__main__":
+    main()
