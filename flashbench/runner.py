@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from flashbench.denoiser import Cond
 from flashbench.measure import METRICS, MIN_POOLED_VIDEOS, SPEED, Measurer
 from flashbench.models import CaseInputs, PortraitModel, build_models
-from flashbench.sampling import Guidance, Sample, sample
+from flashbench.sampling import Guidance, Sample, StepEnd, sample
 from flashbench.schedule import flow_match_sigmas
 from flashbench.settings import Setting
 from flashbench.suite import CaseSpec, Suite, dumps_toml, setting_dict
@@ -472,25 +472,15 @@ def baseline_key(suite: Suite, model: PortraitModel, case: CaseSpec, seed: int) 
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-class _StepProgress:
-    """A stepper proxy that advances a progress bar once per denoising step."""
+def _step_progress(bar: tqdm, steps: int) -> Callable[[StepEnd], None]:
+    """A ``sample`` callback that advances ``bar`` once per denoising step of a ``steps``-step pass."""
 
-    def __init__(self, stepper: Any, bar: tqdm) -> None:
-        self._stepper, self._bar, self._last = stepper, bar, -1
+    def advance(end: StepEnd) -> None:
+        if end.step == 0:
+            bar.reset(total=steps)
+        bar.update(1)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stepper, name)
-
-    def plan(self, sigmas: Tensor) -> Tensor:
-        planned = self._stepper.plan(sigmas)
-        self._bar.reset(total=len(planned) - 1)
-        return planned
-
-    def velocity(self, model, x, sigmas, step, cond, cache):
-        if step > self._last:
-            self._bar.update(step - self._last)
-            self._last = step
-        return self._stepper.velocity(model, x, sigmas, step, cond, cache)
+    return advance
 
 
 def cond_to(cond: Cond, device: torch.device | str) -> Cond:
@@ -547,10 +537,9 @@ def _sampler(
                 f"guidance.drop names {absent}, which model {model.name!r} does not condition on; "
                 f"use some of {sorted(present)}"
             )
-    if bar is not None:
-        stepper = _StepProgress(stepper, bar)
     noise, cond = noise.to(device), cond_to(inputs.cond, device)
     sigmas = flow_match_sigmas(suite.steps, suite.shift)
+    progress = None if bar is None else _step_progress(bar, len(stepper.plan(sigmas)) - 1)
 
     def run() -> Sample:
         return sample(
@@ -561,6 +550,7 @@ def _sampler(
             stepper=stepper,
             windowing=windowing,
             guidance=guidance,
+            callback=progress,
         )
 
     return run
