@@ -126,11 +126,11 @@ def sample(
     for step in range(len(sigmas) - 1):
         windows = windowing.windows(frames, step)
         outputs, guided = [], {}
+        guided_step = guidance is not None and guidance.active(float(sigmas[step]))
         for window in windows:
             start, stop = window
             x_window = x[:, :, start:stop]
             velocities = {}
-            guided_step = guidance is not None and guidance.active(float(sigmas[step]))
             for branch, branch_cond in branches.items():
                 if branch == "uncond" and not guided_step:
                     continue

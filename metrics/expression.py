@@ -210,7 +210,9 @@ class ExpressionFollowing(Metric):
         self.error_total = self.error_total + torch.stack(part_errors).to(self.device)
         correlations = torch.stack(
             [
-                torch.stack([_pearson(g[seen][:, f], d[seen][:, f]) for f in self.parts.values()])
+                torch.stack(
+                    [track_correlation(g[seen][:, f], d[seen][:, f]) for f in self.parts.values()]
+                )
                 for g, d, seen in zip(tracks[0], tracks[1], both, strict=True)
             ]
         )
@@ -245,7 +247,7 @@ class ExpressionFollowing(Metric):
         return result
 
 
-def _pearson(generated: Tensor, driving: Tensor) -> Tensor:
+def track_correlation(generated: Tensor, driving: Tensor) -> Tensor:
     """Mean over features of the Pearson correlation of [T, F] tracks.
 
     A constant generated track follows nothing (0); a constant driving track gives nothing
