@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from flashbench.denoiser import Cond, Denoiser, check_latent
+from flashbench.guidance import CFG, RULES, GuidanceRule
 from flashbench.schedule import check_sigmas
 from flashbench.steppers import Euler, Stepper
 from flashbench.windowing import Full, Sliding, Window, blend
@@ -23,12 +24,14 @@ class Guidance:
     drops the expression features, scale 4.0). Each branch keeps its own stepper cache.
     ``interval = (low, high)`` guides only the steps whose sigma lies in it and runs the
     conditional pass alone elsewhere (Kynkaanniemi et al. 2024, arXiv 2404.07724); ``None``
-    guides every step, as the paper does.
+    guides every step, as the paper does. ``rule`` combines the two branches
+    (``flashbench.guidance``: plain CFG, the paper's, by default; CFG-Zero*, APG).
     """
 
     scale: float = 4.0
     drop: tuple[str, ...] = ("expression",)
     interval: tuple[float, float] | None = None
+    rule: GuidanceRule = field(default_factory=CFG)
 
     def __post_init__(self) -> None:
         if not isinstance(self.scale, int | float) or self.scale != self.scale:
@@ -41,6 +44,11 @@ class Guidance:
             raise ValueError(
                 f"guidance interval={self.interval!r} must be (low, high) with 0 <= low < high, "
                 "in sigma; e.g. (0.0, 0.7)"
+            )
+        if not callable(getattr(self.rule, "combine", None)):
+            raise ValueError(
+                f"guidance rule={self.rule!r} has no combine(); use one of flashbench.guidance.RULES "
+                f"({', '.join(RULES)})"
             )
 
     def active(self, sigma: float) -> bool:
@@ -119,6 +127,7 @@ def sample(
     frames = noise.shape[2]
     caches: dict[tuple[Window, str], dict] = {}
     histories: dict[Window, dict] = {}
+    guide_states: dict[Window, dict] = {}
     trace: list[StepRecord] = []
     peak_cache = 0
     start_time = time.perf_counter()
@@ -146,7 +155,15 @@ def sample(
                 )
             v = velocities["cond"]
             if guided_step:
-                v = velocities["uncond"] + guidance.scale * (v - velocities["uncond"])
+                v = guidance.rule.combine(
+                    v,
+                    velocities["uncond"],
+                    x=x_window,
+                    sigma=float(sigmas[step]),
+                    step=step,
+                    scale=guidance.scale,
+                    state=guide_states.setdefault(window, {}),
+                )
             guided[window] = v
             outputs.append(
                 stepper.advance(x_window, v, sigmas, step, histories.setdefault(window, {}))
@@ -161,6 +178,8 @@ def sample(
             del caches[key]
         for window in [w for w in histories if w not in windows]:
             del histories[window]
+        for window in [w for w in guide_states if w not in windows]:
+            del guide_states[window]
     seconds = time.perf_counter() - start_time
     actions: dict[str, int] = {}
     for record in trace:

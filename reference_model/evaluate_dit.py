@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from flashbench.guidance import parse_rule
 from flashbench.sampling import Guidance
 from metrics.expression import track_correlation
 from reference_model.lightning import driving_motion
@@ -75,9 +76,10 @@ def write_grid(rows: dict[str, Tensor], path: Path, clips: int = 3, frames: int 
 
 
 def guidance_of(scale: float, args: argparse.Namespace) -> Guidance | None:
-    """Emotion CFG at ``scale`` (0: none), in ``--guidance-interval`` if one is given."""
+    """Emotion guidance at ``scale`` (0: none) by ``--guidance-rule``, in ``--guidance-interval`` if given."""
     interval = tuple(args.guidance_interval) if args.guidance_interval else None
-    return Guidance(scale, interval=interval) if scale > 0 else None
+    rule = parse_rule(args.guidance_rule)
+    return Guidance(scale, interval=interval, rule=rule) if scale > 0 else None
 
 
 def print_regime(model, truth, baseline, autoencoder, extractor, scale, args) -> None:
@@ -137,6 +139,12 @@ def main(argv: list[str] | None = None) -> None:
         metavar=("LOW", "HIGH"),
         default=None,
         help="guide only the steps whose sigma is in [LOW, HIGH]",
+    )
+    parser.add_argument(
+        "--guidance-rule",
+        default="cfg",
+        help="how branches combine: NAME[:KEY=VALUE,...] of flashbench.guidance.RULES, "
+        "e.g. apg:eta=0,norm_threshold=2 or cfg_zero_star:zero_init_steps=1",
     )
     parser.add_argument("--split", default="test")
     parser.add_argument("--seed", type=int, default=0)
