@@ -37,6 +37,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     expression_noise: float = 0.05  # in units of each feature's std: robustness to extractor error
     region_weight: float = 0.0  # extra velocity-loss weight on the face parts expression moves
+    eye_weight: float = 0.0  # further weight on the eyes alone: blinks are few, small pixels
 
 
 def flow_matching_loss(
@@ -115,7 +116,7 @@ class PortraitModule(L.LightningModule):
             expression_drop=cfg.expression_drop,
             train_shift=cfg.train_shift,
             reference=batch.get("reference"),
-            weight=None if "regions" not in batch else 1.0 + cfg.region_weight * batch["regions"],
+            weight=loss_weight(batch, cfg),
         )
         self.log("loss", loss, prog_bar=True)
         self.log("velocity", parts["velocity"])
@@ -191,13 +192,26 @@ def generate(
 # ----------------------------------------------------------------------------------- data
 
 
+def loss_weight(batch: dict[str, Tensor], cfg: TrainConfig) -> Tensor | None:
+    """Per-latent-pixel velocity-loss weight from the batch's face-part masks; None without masks."""
+    if "regions" not in batch and "eye_regions" not in batch:
+        return None
+    weight = torch.ones_like(batch["latents"][:, :1])
+    if "regions" in batch:
+        weight = weight + cfg.region_weight * batch["regions"]
+    if "eye_regions" in batch:
+        weight = weight + cfg.eye_weight * batch["eye_regions"]
+    return weight
+
+
 class ClipStream(IterableDataset):
     """An endless stream of random ``clip_frames``-frame crops of a pool of world clips (self-reenactment).
 
     The reference is the crop's first frame, or, for a ``reference_gap`` share of the crops, any
     frame of the same pool clip: sliding windows and long full windows ask the model for
     expressions and poses far from the reference's, which first-frame references never show.
-    ``regions`` ``[N, 1, T, h, w]`` (face-part masks at latent resolution) are cropped alongside.
+    ``regions`` and ``eye_regions`` ``[N, 1, T, h, w]`` (face-part masks at latent resolution)
+    are cropped alongside.
     """
 
     def __init__(
@@ -209,9 +223,11 @@ class ClipStream(IterableDataset):
         seed: int,
         regions: Tensor | None = None,
         reference_gap: float = 0.0,
+        eye_regions: Tensor | None = None,
     ) -> None:
         super().__init__()
         self.latents, self.expression, self.regions = latents, expression, regions
+        self.eye_regions = eye_regions
         self.clip_frames, self.batch_size, self.seed = clip_frames, batch_size, seed
         self.reference_gap = reference_gap
 
@@ -230,8 +246,9 @@ class ClipStream(IterableDataset):
             gap = torch.rand(self.batch_size, generator=generator) < self.reference_gap
             ref = self.latents[idx, :, torch.where(gap, anywhere, start)]
             batch = {"latents": lat.float(), "expression": expr.float(), "reference": ref.float()}
-            if self.regions is not None:
-                batch["regions"] = self.regions[idx[:, None], :, frames].permute(0, 2, 1, 3, 4)
+            for key, masks in (("regions", self.regions), ("eye_regions", self.eye_regions)):
+                if masks is not None:
+                    batch[key] = masks[idx[:, None], :, frames].permute(0, 2, 1, 3, 4)
             yield batch
 
 
@@ -270,6 +287,7 @@ class WorldDataModule(L.LightningDataModule):
             self.seed,
             regions=pool.get("regions"),
             reference_gap=self.reference_gap,
+            eye_regions=pool.get("eye_regions"),
         )
         return DataLoader(stream, batch_size=None, num_workers=0)
 
@@ -299,8 +317,9 @@ def render_world_clips(
 ) -> dict[str, Tensor]:
     """``clips`` self-reenactment clips of ``split`` identities.
 
-    ``videos`` uint8 ``[N, 3, T, size, size]``, ``motion`` ``[N, T, 7]`` and ``regions`` uint8
-    ``[N, 1, T, size, size]``, the face-part masks of ``world.expression_regions``.
+    ``videos`` uint8 ``[N, 3, T, size, size]``, ``motion`` ``[N, T, 7]``, and ``regions`` and
+    ``eye_regions`` uint8 ``[N, 1, T, size, size]``: the masks of ``world.expression_regions``
+    for every expression part, and for the eyes alone.
     """
     from reference_model.world import (
         expression_regions,
@@ -310,22 +329,23 @@ def render_world_clips(
     )
 
     generator = torch.Generator().manual_seed(seed)
-    videos, motions, regions = [], [], []
+    videos, motions, regions, eye_regions = [], [], [], []
     for start in range(0, clips, chunk):
         n = min(chunk, clips - start)
         identity = identity_params(sample_ids(split, n, generator))
         motion = driving_motion(n, frames, generator)
         video = render_video(identity, motion, size)
-        mask = expression_regions(
-            identity.repeat_interleave(frames, dim=0), motion.reshape(n * frames, -1), size
-        )
+        per_frame = identity.repeat_interleave(frames, dim=0), motion.reshape(n * frames, -1)
         videos.append((video * 255).round().to(torch.uint8))
         motions.append(motion)
-        regions.append(mask.view(n, frames, 1, size, size).transpose(1, 2).to(torch.uint8))
+        for masks, params in ((regions, {}), (eye_regions, {"params": ("eye_open",)})):
+            mask = expression_regions(*per_frame, size, **params)
+            masks.append(mask.view(n, frames, 1, size, size).transpose(1, 2).to(torch.uint8))
     return {
         "videos": torch.cat(videos),
         "motion": torch.cat(motions),
         "regions": torch.cat(regions),
+        "eye_regions": torch.cat(eye_regions),
     }
 
 
@@ -336,8 +356,9 @@ def encode_world_clips(
     chunk: int = 32,
 ) -> dict[str, Tensor]:
     """The training pool of ``render_world_clips``' output: ``latents`` ``[N, C, T, h, w]``,
-    ``expression`` features ``[N, T, E]`` and, when rendered, ``regions`` ``[N, 1, T, h, w]``
-    (the share of each latent pixel's footprint that expression moves).
+    ``expression`` features ``[N, T, E]`` and, when rendered, ``regions`` and ``eye_regions``
+    ``[N, 1, T, h, w]`` (the share of each latent pixel's footprint that expression, or the eyes
+    alone, move).
 
     ``extract=None`` uses the world's true expression/pose parameters as features: the
     expression extractor is trained to regress exactly these, so this trains the DiT as if
@@ -351,9 +372,10 @@ def encode_world_clips(
             latents.append(encode(video))
             features.append(motion[start : start + chunk] if extract is None else extract(video))
     pool = {"latents": torch.cat(latents), "expression": torch.cat(features)}
-    if "regions" in rendered:
-        size = pool["latents"].shape[-1]
-        pool["regions"] = torch.nn.functional.adaptive_avg_pool3d(
-            rendered["regions"].float(), (videos.shape[2], size, size)
-        )
+    size = pool["latents"].shape[-1]
+    for key in ("regions", "eye_regions"):
+        if key in rendered:
+            pool[key] = torch.nn.functional.adaptive_avg_pool3d(
+                rendered[key].float(), (videos.shape[2], size, size)
+            )
     return pool

@@ -158,6 +158,12 @@ def main(argv: list[str] | None = None) -> None:
         help="extra velocity-loss weight on eyes, brows and mouth (needs a pool rendered with regions)",
     )
     parser.add_argument(
+        "--eye-weight",
+        type=float,
+        default=0.0,
+        help="further velocity-loss weight on the eyes alone (needs a pool rendered with eye masks)",
+    )
+    parser.add_argument(
         "--expression-drop",
         type=float,
         default=0.1,
@@ -207,8 +213,9 @@ def main(argv: list[str] | None = None) -> None:
         )
     if args.accelerator == "gpu" and not torch.cuda.is_available():
         parser.error("--accelerator gpu: no CUDA device is visible; use --accelerator cpu")
-    if args.region_weight < 0:
-        parser.error(f"--region-weight {args.region_weight} must be >= 0 (0 turns weighting off)")
+    for flag, value in (("--region-weight", args.region_weight), ("--eye-weight", args.eye_weight)):
+        if value < 0:
+            parser.error(f"{flag} {value} must be >= 0 (0 turns weighting off)")
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -232,16 +239,21 @@ def main(argv: list[str] | None = None) -> None:
     if pool is None:
         return
     latents, expression = pool["latents"], pool["expression"]
-    if args.region_weight > 0 and "regions" not in pool:
-        raise SystemExit(
-            f"--region-weight {args.region_weight} needs face-part masks, but {args.out}/pool.pt "
-            "was rendered without them; use a fresh --out, or pass --region-weight 0"
-        )
+    for flag, weight, key in (
+        ("--region-weight", args.region_weight, "regions"),
+        ("--eye-weight", args.eye_weight, "eye_regions"),
+    ):
+        if weight > 0 and key not in pool:
+            raise SystemExit(
+                f"{flag} {weight} needs {key} masks, but {args.out}/pool.pt was rendered without "
+                f"them; use a fresh --out, or pass {flag} 0"
+            )
     module = PortraitModule(
         args.config,
         {
             "lr": args.lr,
             "region_weight": args.region_weight,
+            "eye_weight": args.eye_weight,
             "decay_steps": args.decay_steps,
             "expression_drop": args.expression_drop,
         },
@@ -262,6 +274,8 @@ def main(argv: list[str] | None = None) -> None:
     pool["latents"] = module.model.normalize_latent(latents)
     if args.region_weight == 0:
         pool.pop("regions", None)
+    if args.eye_weight == 0:
+        pool.pop("eye_regions", None)
     # Crops are gathered where the model trains: no host-to-device copy per step.
     pool = {k: v.to(device) for k, v in pool.items()}
     last = args.out / "last.ckpt"

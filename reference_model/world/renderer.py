@@ -456,20 +456,27 @@ def render_video(identity: Tensor, expression: Tensor, size: int = 64) -> Tensor
 
 
 def expression_regions(
-    identity: Tensor, expression: Tensor, size: int = 64, threshold: float = 0.05
+    identity: Tensor,
+    expression: Tensor,
+    size: int = 64,
+    threshold: float = 0.05,
+    params: tuple[str, ...] = ("eye_open", "brow_raise", "mouth_open", "smile"),
 ) -> Tensor:
-    """Masks ``[N, 1, size, size]`` of the face parts that expression moves (eyes, brows, mouth) at each frame's pose.
+    """Masks ``[N, 1, size, size]`` of the face parts that ``params`` move (by default eyes, brows and mouth) at each frame's pose.
 
-    The pixels that differ between the frame's pose with every expression parameter at its
-    lower bound and at its upper bound, dilated by one pixel: the face and lip regions that
-    FlashPortrait (arXiv 2512.16900) weights in its loss, found without a landmark detector.
+    The pixels that differ between the frame with every one of ``params`` at its lower bound
+    and at its upper bound, dilated by one pixel: the face and lip regions that FlashPortrait
+    (arXiv 2512.16900) weights in its loss, found without a landmark detector.
     """
+    unknown = sorted(set(params) - set(EXPRESSION_NAMES))
+    if unknown:
+        raise ValueError(f"params {unknown} are not expression parameters; use {EXPRESSION_NAMES}")
     low, high = expression_bounds()
-    pose = slice(0, 3)
+    moved = [EXPRESSION_NAMES.index(name) for name in params]
     extremes = []
     for bound in (low, high):
-        e = bound.expand_as(expression).clone()
-        e[:, pose] = expression[:, pose]
+        e = expression.clone()
+        e[:, moved] = bound[moved]
         extremes.append(e)
     fa, fb = render(identity.repeat(2, 1), torch.cat(extremes), size).chunk(2)
     changed = ((fa - fb).abs().amax(dim=1, keepdim=True) > threshold).float()

@@ -124,9 +124,24 @@ def test_world_pool_carries_face_part_masks_at_latent_resolution():
         rendered, lambda v: F.avg_pool3d(v, (1, 4, 4))[:, :1].repeat(1, 4, 1, 1, 1)
     )
     assert pool["latents"].shape == (2, 4, 3, 16, 16) and pool["expression"].shape == (2, 3, 7)
-    torch.testing.assert_close(
-        pool["regions"], F.avg_pool3d(rendered["regions"].float(), (1, 4, 4))
-    )
+    for key in ("regions", "eye_regions"):
+        torch.testing.assert_close(pool[key], F.avg_pool3d(rendered[key].float(), (1, 4, 4)))
+    assert (rendered["eye_regions"] <= rendered["regions"]).all()
+
+
+def test_loss_weight_adds_the_region_and_eye_weights_on_their_masks():
+    from reference_model.lightning import TrainConfig, loss_weight
+
+    latents = torch.zeros(1, 4, 2, 3, 3)
+    regions, eyes = torch.zeros(1, 1, 2, 3, 3), torch.zeros(1, 1, 2, 3, 3)
+    regions[..., 0, :] = 1.0
+    eyes[..., 0, 0] = 1.0
+    cfg = TrainConfig(region_weight=4.0, eye_weight=10.0)
+    assert loss_weight({"latents": latents}, cfg) is None
+    weight = loss_weight({"latents": latents, "regions": regions, "eye_regions": eyes}, cfg)
+    assert weight.shape == (1, 1, 2, 3, 3)
+    assert weight[..., 0, 0].eq(15.0).all() and weight[..., 0, 1].eq(5.0).all()
+    assert weight[..., 1:, :].eq(1.0).all()
 
 
 def test_learning_rate_warms_up_then_holds_or_decays_to_zero():
@@ -144,7 +159,12 @@ def test_train_model_rejects_bad_shares_and_weights_before_any_work(tmp_path, ca
 
     from reference_model.train_model import main
 
-    bad = [("--reference-gap", "1.5"), ("--region-weight", "-1"), ("--expression-drop", "1")]
+    bad = [
+        ("--reference-gap", "1.5"),
+        ("--region-weight", "-1"),
+        ("--eye-weight", "-2"),
+        ("--expression-drop", "1"),
+    ]
     if not torch.cuda.is_available():
         bad.append(("--accelerator", "gpu"))
     for flag, value in bad:

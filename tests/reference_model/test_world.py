@@ -226,3 +226,20 @@ def test_expression_regions_cover_the_moving_face_parts_only():
     turned = expression.clone()
     turned[:, 0] = -turned[:, 0].sign() * 0.5
     assert not torch.equal(expression_regions(identity, turned), regions)
+
+
+def test_eye_regions_are_the_part_of_the_face_masks_that_eye_opening_moves():
+    g = torch.Generator().manual_seed(4)
+    identity = identity_params(sample_ids("train", 6, g))
+    expression = random_expression(6, g)
+    regions = expression_regions(identity, expression)
+    eyes = expression_regions(identity, expression, params=("eye_open",))
+    assert eyes.sum() > 0 and (eyes <= regions).all()
+    assert (eyes.mean(dim=(1, 2, 3)) < 0.5 * regions.mean(dim=(1, 2, 3))).all()
+    # Opening or closing the eyes changes pixels inside the eye masks only.
+    blink = expression.clone()
+    blink[:, 3] = random_expression(6, g)[:, 3]
+    diff = (render(identity, blink) - render(identity, expression)).abs().amax(dim=1, keepdim=True)
+    assert diff[eyes == 0].max() < 0.06
+    with pytest.raises(ValueError, match="not expression parameters"):
+        expression_regions(identity, expression, params=("nose",))
