@@ -30,6 +30,33 @@ class VelocityProfile:
     magnitude_ratio: np.ndarray
 
 
+class VelocityRecorder:
+    """A ``sample`` callback that keeps each step's velocity; ``profile()`` then reads the path.
+
+    Sliding windows' velocities are concatenated along the frames (an overlap counts in each
+    window that holds it), so the profile covers the whole video.
+    """
+
+    def __init__(self) -> None:
+        self.sigmas: list[float] = []
+        self.velocities: list[Tensor] = []
+
+    def __call__(self, end: StepEnd) -> None:
+        self.sigmas.append(end.sigma)
+        self.velocities.append(torch.cat([v.double() for v in end.velocities.values()], dim=2))
+
+    def profile(self) -> VelocityProfile:
+        """Per step i >= 1: relative L1 change and magnitude ratio, averaged over the batch."""
+        changes, ratios = [], []
+        for previous, v in itertools.pairwise(self.velocities):
+            dims = tuple(range(1, v.ndim))
+            change = (v - previous).abs().mean(dims) / previous.abs().mean(dims).clamp_min(1e-12)
+            norms = v.norm(dim=1) / previous.norm(dim=1).clamp_min(1e-12)
+            changes.append(float(change.mean()))
+            ratios.append(float(norms.mean()))
+        return VelocityProfile(np.asarray(self.sigmas[1:]), np.asarray(changes), np.asarray(ratios))
+
+
 @torch.no_grad()
 def velocity_profile(
     model: Denoiser,
@@ -39,20 +66,6 @@ def velocity_profile(
     guidance: Guidance | None = None,
 ) -> VelocityProfile:
     """The velocity change profile of one full-window Euler path, averaged over the batch."""
-    velocities: list[Tensor] = []
-
-    def record(end: StepEnd) -> None:
-        (v,) = end.velocities.values()
-        velocities.append(v.double())
-
-    sample(model, noise, sigmas, cond, guidance=guidance, callback=record)
-    changes, ratios = [], []
-    for previous, v in itertools.pairwise(velocities):
-        dims = tuple(range(1, v.ndim))
-        change = (v - previous).abs().mean(dims) / previous.abs().mean(dims).clamp_min(1e-12)
-        norms = v.norm(dim=1) / previous.norm(dim=1).clamp_min(1e-12)
-        changes.append(float(change.mean()))
-        ratios.append(float(norms.mean()))
-    return VelocityProfile(
-        sigmas.double().numpy()[1 : len(velocities)], np.asarray(changes), np.asarray(ratios)
-    )
+    recorder = VelocityRecorder()
+    sample(model, noise, sigmas, cond, guidance=guidance, callback=recorder)
+    return recorder.profile()

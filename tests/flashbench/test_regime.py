@@ -35,3 +35,19 @@ def test_linear_flow_profile_matches_its_closed_form():
     assert profile.magnitude_ratio == pytest.approx(factor, rel=1e-6)
     assert profile.relative_change == pytest.approx(np.abs(factor - 1), rel=1e-6)
     assert profile.sigmas == pytest.approx(sigmas[1:-1].double().numpy())
+
+
+def test_recorder_as_a_sample_callback_covers_every_sliding_window():
+    from flashbench.regime import VelocityRecorder
+    from flashbench.sampling import sample
+    from flashbench.windowing import Sliding
+
+    noise = torch.randn(1, 3, 10, 4, 4, generator=torch.Generator().manual_seed(2))
+    sigmas = flow_match_sigmas(6, shift=3.0)
+    recorder = VelocityRecorder()
+    sample(Decay(), noise, sigmas, windowing=Sliding(window=6, overlap=2), callback=recorder)
+    assert all(v.shape[2] == 12 for v in recorder.velocities)
+    full = velocity_profile(Decay(), noise, sigmas)
+    windowed = recorder.profile()
+    assert windowed.magnitude_ratio == pytest.approx(full.magnitude_ratio, rel=1e-9)
+    assert windowed.relative_change == pytest.approx(full.relative_change, rel=1e-9)
