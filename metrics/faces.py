@@ -1,13 +1,16 @@
 """Face detection shared by the real-face backends: SCRFD-500M with 5 keypoints (Guo et al. 2021, arXiv:2105.04714).
 
 Identity (ArcFace) and landmarks (2d106det) both start from these boxes, so they see the
-same faces. InsightFace's models are licensed for non-commercial research only.
+same faces, and load their models through `load_insightface_model`, the one place a
+missing package or weight file is explained. InsightFace's models are licensed for non-commercial research only.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,7 +18,13 @@ from torch import Tensor
 
 from metrics.weights import INSIGHTFACE_INSTALL, verified_weight
 
-__all__ = ["FaceDetector", "largest_face", "onnx_session_options", "to_bgr_uint8"]
+__all__ = [
+    "FaceDetector",
+    "insightface_photo",
+    "largest_face",
+    "load_insightface_model",
+    "to_bgr_uint8",
+]
 
 
 def to_bgr_uint8(images: Tensor) -> np.ndarray:
@@ -24,19 +33,49 @@ def to_bgr_uint8(images: Tensor) -> np.ndarray:
     return np.ascontiguousarray(pixels.permute(0, 2, 3, 1).flip(-1).cpu().numpy())
 
 
-def onnx_session_options(threads: int | None = None) -> dict:
+def _onnx_session_options(threads: int | None) -> dict:
     """Keyword arguments for an onnxruntime CPU session (quiet, `threads` intra-op threads)."""
     try:
         import onnxruntime
     except ImportError as error:
         raise ImportError(
-            f"the real-face backends need onnxruntime: {INSIGHTFACE_INSTALL}"
+            f"the real-face backends need onnxruntime, which is not installed. Fix: {INSIGHTFACE_INSTALL}"
         ) from error
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
     # Models exported with a fixed batch of 1 in their output shape warn on every batch.
     options.log_severity_level = 3
     return {"providers": ["CPUExecutionProvider"], "sess_options": options}
+
+
+def load_insightface_model(
+    weight: str, path: str | Path | None = None, threads: int | None = None, verify: bool = True
+) -> tuple[Any, Path, str]:
+    """(model, file, sha256) of weight registry entry `weight`, loaded by InsightFace's model zoo on the CPU.
+
+    `get_model` picks the class from the ONNX graph (SCRFD for the detector, ArcFaceONNX for the
+    recognizer, Landmark for 2d106det). Nothing is cached per process: a backend that should
+    share sessions is passed in (`FaceLandmarks(detector=...)`, `LandmarkPose(landmarks)`).
+    """
+    try:
+        from insightface.model_zoo import get_model
+    except ImportError as error:
+        raise ImportError(
+            f"{weight} is loaded through insightface, which is not installed. Fix: {INSIGHTFACE_INSTALL}"
+        ) from error
+    file, sha = verified_weight(weight, path, verify=verify)
+    return get_model(str(file), **_onnx_session_options(threads)), file, sha
+
+
+def insightface_photo(name: str) -> Path:
+    """Path of one of the sample photos insightface ships (`t1.jpg`: six people; `Tom_Hanks_54745.png`)."""
+    spec = importlib.util.find_spec("insightface")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(
+            f"the sample photo {name} ships with insightface, which is not installed. "
+            f"Fix: {INSIGHTFACE_INSTALL}"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "data" / "images" / name
 
 
 def largest_face(boxes: np.ndarray) -> int:
@@ -67,12 +106,7 @@ class FaceDetector:
         threads: int | None = None,
         verify: bool = True,
     ) -> None:
-        try:
-            from insightface.model_zoo import get_model
-        except ImportError as error:
-            raise ImportError(f"FaceDetector needs insightface: {INSIGHTFACE_INSTALL}") from error
-        file, sha = verified_weight("scrfd-500m-bnkps", path, verify=verify)
-        self.model = get_model(str(file), **onnx_session_options(threads))
+        self.model, file, sha = load_insightface_model("scrfd-500m-bnkps", path, threads, verify)
         self.model.prepare(-1, input_size=detection_size, det_thresh=detection_threshold)
         self.detection_size = detection_size
         self.weight_hashes = {file.name: sha}

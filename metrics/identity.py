@@ -24,14 +24,9 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
-from metrics.faces import (
-    FaceDetector,
-    largest_faces,
-    onnx_session_options,
-    to_bgr_uint8,
-)
+from metrics.faces import FaceDetector, largest_faces, load_insightface_model, to_bgr_uint8
 from metrics.inputs import check_images, check_video, video_frames
-from metrics.weights import INSIGHTFACE_INSTALL, describe_backend, verified_weight
+from metrics.weights import describe_backend
 
 __all__ = ["ArcFaceEncoder", "IdentitySimilarity", "embed", "to_bgr_uint8"]
 
@@ -68,17 +63,12 @@ class ArcFaceEncoder:
         threads: int | None = None,
         verify: bool = True,
     ) -> None:
-        try:
-            from insightface.model_zoo import get_model
-        except ImportError as error:
-            raise ImportError(f"ArcFaceEncoder needs insightface: {INSIGHTFACE_INSTALL}") from error
         self.detector = FaceDetector(
             detector_path, detection_size, detection_threshold, threads, verify
         )
-        recognizer_file, recognizer_sha = verified_weight(
-            "arcface-w600k_mbf", recognizer_path, verify=verify
+        self.recognizer, recognizer_file, recognizer_sha = load_insightface_model(
+            "arcface-w600k_mbf", recognizer_path, threads, verify
         )
-        self.recognizer = get_model(str(recognizer_file), **onnx_session_options(threads))
         self.recognizer.prepare(-1)
         self.detection_size = detection_size
         self.weight_hashes = {**self.detector.weight_hashes, recognizer_file.name: recognizer_sha}

@@ -20,7 +20,6 @@ the weights); ArcFace (`IdentityDistance("arcface")`) on InsightFace's sample ph
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -29,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from metrics.faces import insightface_photo
 from metrics.identity import ArcFaceEncoder, Encoder, IdentitySimilarity, embed
 from metrics.weights import describe_backend
 
@@ -148,13 +148,13 @@ def arcface_face_set(encoder: ArcFaceEncoder, views: int = 6, seed: int = 0) -> 
     """The ArcFace calibration faces [7, views, 3, 160, 160] in [0, 1] (see `ARCFACE_FACE_SET`)."""
     import cv2
 
-    root = Path(next(iter(importlib.util.find_spec("insightface").submodule_search_locations)))
-    images = root / "data" / "images"
-    photos = [cv2.imread(str(images / "t1.jpg"))]
+    photos = [cv2.imread(str(insightface_photo("t1.jpg")))]
     # The aligned 112x112 crop is too tight for the detector; a replicated border gives it context.
     photos.append(
         cv2.copyMakeBorder(
-            cv2.imread(str(images / "Tom_Hanks_54745.png")), *[56] * 4, cv2.BORDER_REPLICATE
+            cv2.imread(str(insightface_photo("Tom_Hanks_54745.png"))),
+            *[56] * 4,
+            cv2.BORDER_REPLICATE,
         )
     )
     generator = torch.Generator().manual_seed(seed)

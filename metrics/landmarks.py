@@ -22,13 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from metrics.faces import (
-    FaceDetector,
-    largest_faces,
-    onnx_session_options,
-    to_bgr_uint8,
-)
-from metrics.weights import INSIGHTFACE_INSTALL, verified_weight
+from metrics.faces import FaceDetector, largest_faces, load_insightface_model, to_bgr_uint8
 
 __all__ = [
     "EXPRESSION_PARTS",
@@ -98,15 +92,12 @@ class FaceLandmarks:
         threads: int | None = None,
         verify: bool = True,
     ) -> None:
-        try:
-            import onnxruntime
-        except ImportError as error:
-            raise ImportError(f"FaceLandmarks needs onnxruntime: {INSIGHTFACE_INSTALL}") from error
-        file, sha = verified_weight("landmark-2d106", path, verify=verify)
+        # InsightFace's Landmark.get crops and runs one face at a time; only its session is used.
+        model, file, sha = load_insightface_model("landmark-2d106", path, threads, verify)
         self.detector = detector or FaceDetector(detector_path, threads=threads, verify=verify)
         self.weight_file = file
-        self.session = onnxruntime.InferenceSession(str(file), **onnx_session_options(threads))
-        self.input_name = self.session.get_inputs()[0].name
+        self.session = model.session
+        self.input_name = model.input_name
         self.weight_hashes = {**self.detector.weight_hashes, file.name: sha}
 
     def landmarks_in_boxes(self, image_bgr: np.ndarray, boxes: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ from reports.leaderboard import leaderboard_table
 from reports.load import incomplete_units, load_run
 from reports.markdown import markdown_table, render_markdown
 from reports.plots import report_figures
+from reports.sections import ReportInputs, report_sections
 from reports.tables import summary_table, timing_warnings
 
 log = logging.getLogger(__name__)
@@ -51,25 +52,17 @@ def report(
     differences = difference_table(loaded, n_boot=n_boot, seed=seed)
     _write_table(differences, folder / "differences")
     figures = report_figures(loaded.rows, loaded.traces, summary, loaded.baseline)
-    (folder / "figures").mkdir(exist_ok=True)
-    for name, (_, png) in figures.items():
-        (folder / "figures" / f"{name}.png").write_bytes(png)
     settings = sorted(set(summary["setting"]), key=lambda s: (s != loaded.baseline, s))
     grids = []
     if videos:
         for case, files in loaded.videos.items():
             grids += case_grids(files, case, settings, folder / "grids")
-    markdown = render_markdown(
-        loaded,
-        summary,
-        {name: (title, f"figures/{name}.png") for name, (title, _) in figures.items()},
-        [(f"{g.case}, seed {g.seed}", f"grids/{g.mp4.name}") for g in grids],
-        differences,
-    )
-    (folder / "report.md").write_text(markdown, encoding="utf-8")
-    (folder / "report.html").write_text(
-        render_html(loaded, summary, figures, grids, differences), encoding="utf-8"
-    )
+    sections = report_sections(ReportInputs(loaded, summary, differences, figures, grids, folder))
+    for figure in (figure for section in sections for figure in section.figures):
+        (folder / figure.path).parent.mkdir(exist_ok=True)
+        (folder / figure.path).write_bytes(figure.png)
+    (folder / "report.md").write_text(render_markdown(sections), encoding="utf-8")
+    (folder / "report.html").write_text(render_html(sections), encoding="utf-8")
     return folder
 
 

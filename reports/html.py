@@ -1,20 +1,18 @@
-"""report.html: one self-contained file (images and videos as data URIs, no external URL)."""
+"""report.html: the report's sections (reports/sections.py) in one self-contained file (images and videos as data URIs, no external URL)."""
 
 from __future__ import annotations
 
 import base64
 import html
 import re
+from collections.abc import Sequence
 
 import pandas as pd
 
-from reports.differences import difference_table, lead_sections
-from reports.grid import Grid
-from reports.load import Run
-from reports.markdown import manifest_table
-from reports.tables import metric_table, quality_table, speed_table, timing_warnings
+from reports.sections import Section, Video
 
 CI_CELL = re.compile(r"^(\S+) (\[[^\]]+\])$")
+CODE_SPAN = re.compile(r"`([^`]+)`")
 # Videos above this size stay as files next to the report; the GIF preview is always inline.
 MAX_INLINE_VIDEO_BYTES = 8 * 2**20
 
@@ -61,71 +59,49 @@ def html_table(table: pd.DataFrame) -> str:
     )
 
 
-def _grid_html(grid: Grid) -> str:
-    title = f"{grid.case}, seed {grid.seed}"
+def _inline(text: str) -> str:
+    """Escaped ``text`` with its backtick spans as ``<code>``."""
+    return CODE_SPAN.sub(r"<code>\1</code>", html.escape(text))
+
+
+def _video_html(video: Video) -> str:
     parts = [
-        f"<h3>{html.escape(title)}</h3>",
-        f"<p class='note'>{html.escape(' | '.join(grid.columns))}</p>",
-        f"<img class='grid' id='grid-{html.escape(grid.case)}-seed{grid.seed}' "
-        f"alt='{html.escape(title)}' src='{data_uri(grid.gif, 'image/gif')}'>",
+        f"<img class='grid' id='grid-{html.escape(video.name)}' "
+        f"alt='{html.escape(video.caption)}' src='{data_uri(video.gif, 'image/gif')}'>"
     ]
-    video = grid.mp4.read_bytes()
-    if len(video) <= MAX_INLINE_VIDEO_BYTES:
+    data = video.mp4.read_bytes()
+    if len(data) <= MAX_INLINE_VIDEO_BYTES:
         parts.append(
             "<details><summary>full-resolution mp4</summary>"
-            f"<video controls loop muted src='{data_uri(video, 'video/mp4')}'></video></details>"
+            f"<video controls loop muted src='{data_uri(data, 'video/mp4')}'></video></details>"
         )
     else:
-        parts.append(f"<p class='note'>mp4 too large to inline: grids/{grid.mp4.name}</p>")
+        parts.append(f"<p class='note'>mp4 too large to inline: {html.escape(video.mp4_path)}</p>")
     return "\n".join(parts)
 
 
-def render_html(
-    run: Run,
-    summary: pd.DataFrame,
-    figures: dict[str, tuple[str, bytes]],
-    grids: list[Grid],
-    differences: pd.DataFrame | None = None,
-) -> str:
-    """The self-contained HTML report; ``figures`` map name -> (title, PNG bytes)."""
-    title = f"FlashBench report: {run.suite} ({run.name})"
-    differences = difference_table(run) if differences is None else differences
-    body = [f"<h1>{html.escape(title)}</h1>", html_table(manifest_table(run).astype(str))]
-    for heading, note, table in lead_sections(run, summary, differences):
-        body += [
-            f"<h2>{html.escape(heading)}</h2><p class='note'>{html.escape(note)}</p>",
-            html_table(table),
-        ]
-    body += [
-        f"<h2>Comparison: suite <code>{html.escape(run.suite)}</code></h2>",
-        "<p class='note'>Means with bootstrap 95% CIs over cases x seeds; speedups are "
-        f"baseline / setting (baseline <code>{html.escape(run.baseline)}</code>). "
-        "↑ higher is better, ↓ lower is better.</p>",
-        "<h3>Speed</h3>",
-        html_table(speed_table(summary, run.baseline)),
-        *(
-            f"<p class='warning'><b>Warning:</b> {html.escape(line)}</p>"
-            for line in timing_warnings(run, summary)
-        ),
-        "<h3>Quality</h3>",
-        html_table(quality_table(summary, run.baseline)),
-        "<h2>Metrics and backends</h2>",
-        html_table(metric_table(summary)),
+def _section_html(section: Section) -> str:
+    parts = [f"<h{section.level}>{_inline(section.title)}</h{section.level}>"]
+    if section.note:
+        parts.append(f"<p class='note'>{_inline(section.note)}</p>")
+    parts += [html_table(table) for table in section.tables]
+    parts += [
+        f"<p class='warning'><b>Warning:</b> {html.escape(line)}</p>" for line in section.warnings
     ]
-    if not run.errors.empty:
-        body += ["<h2>Failed units</h2>", html_table(run.errors)]
-    body.append("<h2>Figures</h2>")
-    for name, (caption, png) in figures.items():
-        body.append(
-            f"<h3>{html.escape(caption)}</h3><img class='figure' id='fig-{name}' "
-            f"alt='{html.escape(caption)}' src='{data_uri(png, 'image/png')}'>"
-        )
-    if grids:
-        body.append("<h2>Videos: reference | ground truth | one column per setting</h2>")
-        body += [_grid_html(grid) for grid in grids]
+    parts += [
+        f"<img class='figure' id='fig-{html.escape(figure.name)}' "
+        f"alt='{html.escape(figure.caption)}' src='{data_uri(figure.png, 'image/png')}'>"
+        for figure in section.figures
+    ]
+    parts += [_video_html(video) for video in section.videos]
+    return "\n".join(parts)
+
+
+def render_html(sections: Sequence[Section]) -> str:
+    """The self-contained HTML report; the first section's title is the page's."""
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>\n"
-        + "\n".join(body)
+        f"<title>{html.escape(sections[0].title)}</title><style>{STYLE}</style></head><body>\n"
+        + "\n".join(_section_html(section) for section in sections)
         + "\n</body></html>\n"
     )

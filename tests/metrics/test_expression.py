@@ -98,13 +98,11 @@ def landmarks():
 @pytest.fixture(scope="module")
 def faces(landmarks) -> list[torch.Tensor]:
     """A 160x160 crop around each of t1.jpg's six faces (twice the face's size), left to right."""
-    import importlib.util
-    from pathlib import Path
-
     import cv2
 
-    root = Path(next(iter(importlib.util.find_spec("insightface").submodule_search_locations)))
-    bgr = cv2.imread(str(root / "data/images/t1.jpg"))
+    from metrics.faces import insightface_photo
+
+    bgr = cv2.imread(str(insightface_photo("t1.jpg")))
     photo = torch.from_numpy(np.ascontiguousarray(bgr[:, :, ::-1])).permute(2, 0, 1) / 255
     _, boxes = landmarks.faces(photo)
     crops = []

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -12,6 +9,7 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
+from metrics.faces import insightface_photo
 from metrics.identity import ArcFaceEncoder, IdentitySimilarity, to_bgr_uint8
 
 
@@ -25,11 +23,7 @@ def group_photo() -> torch.Tensor:
     """InsightFace's t1.jpg (six people) as [3, H, W] RGB in [0, 1]."""
     import cv2
 
-    path = (
-        Path(next(iter(importlib.util.find_spec("insightface").submodule_search_locations)))
-        / "data/images/t1.jpg"
-    )
-    bgr = cv2.imread(str(path))
+    bgr = cv2.imread(str(insightface_photo("t1.jpg")))
     return torch.from_numpy(np.ascontiguousarray(bgr[:, :, ::-1])).permute(2, 0, 1).float() / 255
 
 

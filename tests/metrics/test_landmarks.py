@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +10,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from metrics.faces import insightface_photo
 from metrics.landmarks import (
     LANDMARK_GROUPS,
     FaceLandmarks,
@@ -26,8 +25,7 @@ from metrics.weights import MissingWeightError, weight_status
 def insightface_image(name: str) -> np.ndarray:
     import cv2
 
-    root = Path(next(iter(importlib.util.find_spec("insightface").submodule_search_locations)))
-    return cv2.imread(str(root / "data/images" / name))
+    return cv2.imread(str(insightface_photo(name)))
 
 
 def to_rgb_tensor(image_bgr: np.ndarray) -> torch.Tensor:

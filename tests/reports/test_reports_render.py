@@ -80,6 +80,23 @@ def test_html_and_markdown_hold_the_table_numbers(rendered):
     )
 
 
+def test_markdown_and_html_show_the_same_sections_in_order(rendered):
+    markdown = (rendered / "report.md").read_text()
+    html_text = (rendered / "report.html").read_text()
+    from_markdown = [
+        (len(hashes), title.replace("`", ""))
+        for hashes, title in re.findall(r"^(#+) (.+)$", markdown, re.M)
+    ]
+    from_html = [
+        (int(level), re.sub(r"</?code>", "", title))
+        for level, title in re.findall(r"<h(\d)>(.+?)</h\1>", html_text)
+    ]
+    assert from_markdown == from_html
+    titles = [title for _, title in from_markdown]
+    assert titles[0].startswith("FlashBench report:") and "Failed units" in titles
+    assert titles.index("Speed") < titles.index("Figures") < titles.index("self_a_8f, seed 0")
+
+
 def test_grid_has_reference_ground_truth_and_one_column_per_setting(rendered, golden_spec):
     frames = imageio.mimread(rendered / "grids" / "self_b_12f__seed0.mp4")
     columns = 2 + len(golden_spec["settings"])

@@ -2,6 +2,8 @@ from pathlib import Path
 
 import pytest
 
+from flashbench.runner import TIMING_METRICS
+
 TINY = Path(__file__).with_name("tiny.toml")
 
 
@@ -20,3 +22,13 @@ def write_suite(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture
+def stable_rows():
+    """The rows but timing, in ``read_rows``' order: what two runs of one suite must agree on."""
+
+    def stable(rows: list[dict]) -> list[dict]:
+        return [r for r in rows if r["metric"] not in TIMING_METRICS]
+
+    return stable

@@ -3,16 +3,14 @@
 import pytest
 
 from flashbench.distributed import run_distributed
-from flashbench.runner import TIMING_METRICS, read_rows, run_suite
+from flashbench.runner import read_rows, run_suite
 from flashbench.suite import parse_suite
 
 
-def stable(rows):
-    return [r for r in rows if r["metric"] not in TIMING_METRICS]
-
-
 @pytest.mark.slow
-def test_two_process_run_gives_the_rows_of_a_one_process_run(tiny_text, write_suite, tmp_path):
+def test_two_process_run_gives_the_rows_of_a_one_process_run(
+    tiny_text, write_suite, tmp_path, stable_rows
+):
     path = write_suite(tiny_text)
     suite = parse_suite(tiny_text, str(path))
     single = run_suite(suite, tmp_path / "one", threads=1, progress=False)
@@ -21,6 +19,6 @@ def test_two_process_run_gives_the_rows_of_a_one_process_run(tiny_text, write_su
     assert (sharded.done, sharded.failed) == (6, 0)
     rows_one, rows_two = read_rows(tmp_path / "one"), read_rows(tmp_path / "two")
     assert len(rows_one) == len(rows_two) > 0
-    assert stable(rows_one) == stable(rows_two)
+    assert stable_rows(rows_one) == stable_rows(rows_two)
     # Both processes did work: the two cases were written by different ranks.
     assert len({p.parent.name for p in (tmp_path / "two" / "videos").glob("*/reference.png")}) == 2

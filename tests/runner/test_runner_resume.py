@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from flashbench.runner import LOCK_NAME, TIMING_METRICS, read_rows, run_suite
+from flashbench.runner import LOCK_NAME, read_rows, run_suite
 from flashbench.settings import steppers
 from flashbench.steppers import Stepper
 from flashbench.suite import parse_suite
@@ -19,18 +19,14 @@ from flashbench.suite import parse_suite
 REPO = Path(__file__).resolve().parents[2]
 
 
-def stable(rows):
-    return [r for r in rows if r["metric"] not in TIMING_METRICS]
-
-
-def test_rows_are_deterministic_across_reruns(tiny_text, tmp_path):
+def test_rows_are_deterministic_across_reruns(tiny_text, tmp_path, stable_rows):
     suite = parse_suite(tiny_text, "tiny.toml")
     first = run_suite(suite, tmp_path / "a", threads=1, progress=False)
     second = run_suite(suite, tmp_path / "b", threads=1, progress=False)
     assert (first.done, first.failed) == (6, 0) == (second.done, second.failed)
     rows_a, rows_b = read_rows(tmp_path / "a"), read_rows(tmp_path / "b")
     assert len(rows_a) == len(rows_b) > 0
-    assert stable(rows_a) == stable(rows_b)
+    assert stable_rows(rows_a) == stable_rows(rows_b)
     # One baseline sample cached per (case, seed), shared by the other settings.
     assert len(list((tmp_path / "a" / "cache" / "baseline").glob("*.pt"))) == 2
     case = rows_a[0]["case"]
@@ -153,7 +149,7 @@ def finished_rows(out):
 
 @pytest.mark.slow
 def test_resume_after_sigkill_gives_exactly_the_rows_of_an_uninterrupted_run(
-    tiny_text, write_suite, tmp_path
+    tiny_text, write_suite, tmp_path, stable_rows
 ):
     for old, new in KILL_SUITE_EXTRA.items():
         assert old in tiny_text
@@ -191,7 +187,7 @@ def test_resume_after_sigkill_gives_exactly_the_rows_of_an_uninterrupted_run(
     assert resumed.skipped == finished and resumed.done == total - finished
     reference = tmp_path / "uninterrupted"
     run_suite(suite, reference, threads=1, progress=False)
-    assert stable(read_rows(out)) == stable(read_rows(reference))
+    assert stable_rows(read_rows(out)) == stable_rows(read_rows(reference))
     assert not [p for p in out.rglob(".*") if p.is_file() and p.name != LOCK_NAME], (
         "no temp file of the killed run may remain"
     )

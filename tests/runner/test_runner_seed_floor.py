@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flashbench.runner import TIMING_METRICS, read_rows, run_suite
+from flashbench.runner import read_rows, run_suite
 from flashbench.suite import parse_suite
 
 
@@ -13,11 +13,6 @@ def _suite(tiny_text: str):
     )
     assert "reseeded" in text
     return parse_suite(text, "tiny.toml")
-
-
-def _stable(rows):
-    """The rows but timing, in ``read_rows``' order."""
-    return [r for r in rows if r["metric"] not in TIMING_METRICS]
 
 
 def test_baseline_units_carry_their_seed_floor_and_only_they(tiny_text, tmp_path):
@@ -39,17 +34,17 @@ def test_baseline_units_carry_their_seed_floor_and_only_they(tiny_text, tmp_path
     }
 
 
-def test_reseeded_baseline_is_cached_and_a_resume_reuses_it(tiny_text, tmp_path):
+def test_reseeded_baseline_is_cached_and_a_resume_reuses_it(tiny_text, tmp_path, stable_rows):
     suite, out = _suite(tiny_text), tmp_path / "run"
     run_suite(suite, out, progress=False)
-    before = _stable(read_rows(out))
+    before = stable_rows(read_rows(out))
     cached = {p: p.stat().st_mtime_ns for p in (out / "cache" / "reseeded").glob("*.pt")}
     for rows_file in (out / "rows").glob("*__baseline__*.json"):
         rows_file.unlink()
     resumed = run_suite(suite, out, resume=True, progress=False)
     assert resumed.done == len(cached) and resumed.ok
     assert {p: p.stat().st_mtime_ns for p in cached} == cached
-    assert _stable(read_rows(out)) == before
+    assert stable_rows(read_rows(out)) == before
 
 
 def test_without_reseeded_in_references_nothing_is_resampled(tiny_text, tmp_path):

@@ -1,0 +1,185 @@
+"""What a report says, in order: section records that reports/markdown.py and reports/html.py only render.
+
+A section builder takes the `ReportInputs` and returns the sections it contributes (none when
+the run has nothing for it); `SECTIONS` lists the builders in report order. Adding a section
+is one builder and one entry there. Titles and notes mark code with backticks, as Markdown does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from reports.differences import lead_sections
+from reports.grid import Grid
+from reports.load import Run
+from reports.tables import metric_table, quality_table, speed_table, timing_warnings
+
+__all__ = [
+    "SECTIONS",
+    "Figure",
+    "ReportInputs",
+    "Section",
+    "Video",
+    "manifest_table",
+    "report_sections",
+]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A plot: PNG bytes, saved at ``path`` (relative to the report folder)."""
+
+    name: str
+    caption: str
+    png: bytes
+    path: str
+
+
+@dataclass(frozen=True)
+class Video:
+    """A side-by-side grid: its mp4 on disk and the GIF preview, with their paths relative to the report folder."""
+
+    name: str
+    caption: str
+    mp4: Path
+    mp4_path: str
+    gif: bytes
+    gif_path: str
+
+
+# eq=False: a DataFrame has no truth value, so generated equality would raise.
+@dataclass(frozen=True, eq=False)
+class Section:
+    """One heading of the report (level 1 is the title) and what stands under it, in this order."""
+
+    title: str
+    level: int = 2
+    note: str = ""
+    tables: tuple[pd.DataFrame, ...] = ()
+    warnings: tuple[str, ...] = ()
+    figures: tuple[Figure, ...] = ()
+    videos: tuple[Video, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class ReportInputs:
+    """What the sections are built from: the run, its tables, its figures and grids, and the report folder."""
+
+    run: Run
+    summary: pd.DataFrame
+    differences: pd.DataFrame
+    figures: dict[str, tuple[str, bytes]]  # name -> (title, PNG bytes), as reports.plots makes them
+    grids: list[Grid]
+    folder: Path
+
+
+def manifest_table(run: Run) -> pd.DataFrame:
+    """Key facts of the manifest as a two-column table (long values shortened)."""
+    manifest = run.manifest
+    keys = ["suite", "suite_version", "suite_sha256", "suite_hash", "protocol", "baseline",
+            "model", "steps", "shift", "git_hash", "git", "created", "threads", "devices",
+            "seeds", "device", "versions"]  # fmt: skip
+    rows = []
+    for key in keys:
+        if key in manifest:
+            value = manifest[key]
+            if isinstance(value, dict) and "name" in value:
+                value = value["name"]  # the model's weights hashes are in manifest.json
+            text = str(value)
+            rows.append((key, text if len(text) <= 160 else text[:157] + "..."))
+    return pd.DataFrame(rows, columns=["field", "value"])
+
+
+# ---------------------------------------------------------------- builders, in report order
+
+
+def title_and_manifest(inputs: ReportInputs) -> list[Section]:
+    run = inputs.run
+    return [
+        Section(
+            f"FlashBench report: {run.suite} ({run.name})", level=1, tables=(manifest_table(run),)
+        )
+    ]
+
+
+def lead(inputs: ReportInputs) -> list[Section]:
+    """What tells the settings apart, then the seed floor (reports/differences.py)."""
+    return [
+        Section(title, note=note, tables=(table,))
+        for title, note, table in lead_sections(inputs.run, inputs.summary, inputs.differences)
+    ]
+
+
+def comparison(inputs: ReportInputs) -> list[Section]:
+    run, summary = inputs.run, inputs.summary
+    return [
+        Section(
+            f"Comparison: suite `{run.suite}`",
+            note="Means with bootstrap 95% CIs over cases x seeds; speedups are baseline / "
+            f"setting (baseline `{run.baseline}`). ↑ higher is better, ↓ lower is better.",
+        ),
+        Section(
+            "Speed",
+            level=3,
+            tables=(speed_table(summary, run.baseline),),
+            warnings=tuple(timing_warnings(run, summary)),
+        ),
+        Section("Quality", level=3, tables=(quality_table(summary, run.baseline),)),
+    ]
+
+
+def metrics_and_backends(inputs: ReportInputs) -> list[Section]:
+    return [Section("Metrics and backends", tables=(metric_table(inputs.summary),))]
+
+
+def failed_units(inputs: ReportInputs) -> list[Section]:
+    errors = inputs.run.errors
+    return [] if errors.empty else [Section("Failed units", tables=(errors,))]
+
+
+def figures(inputs: ReportInputs) -> list[Section]:
+    return [Section("Figures")] + [
+        Section(caption, level=3, figures=(Figure(name, caption, png, f"figures/{name}.png"),))
+        for name, (caption, png) in inputs.figures.items()
+    ]
+
+
+def videos(inputs: ReportInputs) -> list[Section]:
+    """One section per grid (case and seed), its columns named in the note."""
+    if not inputs.grids:
+        return []
+    sections = [Section("Videos: reference | ground truth | one column per setting")]
+    for grid in inputs.grids:
+        caption = f"{grid.case}, seed {grid.seed}"
+        # case_grids writes the GIF preview beside the mp4.
+        mp4_path = grid.mp4.relative_to(inputs.folder).as_posix()
+        video = Video(
+            f"{grid.case}-seed{grid.seed}",
+            caption,
+            grid.mp4,
+            mp4_path,
+            grid.gif,
+            mp4_path.removesuffix(".mp4") + ".gif",
+        )
+        sections.append(Section(caption, level=3, note=" | ".join(grid.columns), videos=(video,)))
+    return sections
+
+
+SECTIONS: tuple[Callable[[ReportInputs], list[Section]], ...] = (
+    title_and_manifest,
+    lead,
+    comparison,
+    metrics_and_backends,
+    failed_units,
+    figures,
+    videos,
+)
+
+
+def report_sections(inputs: ReportInputs) -> list[Section]:
+    """Every section of the report in order; the first is the title (level 1) over the manifest."""
+    return [section for build in SECTIONS for section in build(inputs)]
