@@ -14,18 +14,17 @@ pytest.importorskip(
     reason="diffusers' Wan pipelines import transformers: pip install 'flashbench[wan]'",
 )
 
-from transformers import (  # noqa: E402
-    CLIPImageProcessor,
-    CLIPVisionConfig,
-    CLIPVisionModelWithProjection,
-)
-
 from diffusers import (  # noqa: E402
     AutoencoderKLWan,
     FlowMatchEulerDiscreteScheduler,
     WanImageToVideoPipeline,
     WanPipeline,
     WanTransformer3DModel,
+)
+from transformers import (  # noqa: E402
+    CLIPImageProcessor,
+    CLIPVisionConfig,
+    CLIPVisionModelWithProjection,
 )
 
 LATENT_CHANNELS = 4
