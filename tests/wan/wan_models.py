@@ -9,10 +9,10 @@ from torch import Tensor
 diffusers = pytest.importorskip(
     "diffusers", reason="the Wan adapter tests need diffusers: pip install 'flashbench[wan]'"
 )
-pytest.importorskip(
-    "transformers",
-    reason="diffusers' Wan pipelines import transformers: pip install 'flashbench[wan]'",
-)
+for package in ("transformers", "accelerate"):
+    pytest.importorskip(
+        package, reason=f"the Wan tests need {package}: pip install 'flashbench[wan]'"
+    )
 
 from diffusers import (  # noqa: E402
     AutoencoderKLWan,
