@@ -122,8 +122,13 @@ class WanModel:
     cond_keys = COND_KEYS
 
     def __init__(self, folder: Path, dtype: str = "float32", device: str = "cpu") -> None:
-        from diffusers import AutoencoderKLWan, WanTransformer3DModel
-        from safetensors.torch import load_file
+        try:
+            from diffusers import AutoencoderKLWan, WanTransformer3DModel
+            from safetensors.torch import load_file
+        except ImportError as err:
+            raise ValueError(
+                f"model 'wan' needs diffusers ({err}); pip install 'flashbench[wan]'"
+            ) from err
 
         self.folder = folder
         self.files = verify_folder(folder)
