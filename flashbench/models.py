@@ -246,11 +246,17 @@ models.register(
     "reference_model.pipeline:load_reference",
     doc="FlashPortrait reference model trained on the synthetic portrait world (weights=, variant=)",
 )
+models.register(
+    "wan",
+    "flashbench.wan_model:load_wan",
+    doc="diffusers' Wan text-to-video from a local sha256-checked folder (weights=, dtype=, device=; docs/wan.md)",
+)
 # What can be checked of a model's parameters before it is built (sizes, files, variants), by
 # model name: a function or a lazily imported ``"module:object"``; each returns the model's spec.
 _ARG_CHECKS: dict[str, Callable[..., ModelSpec] | str] = {
     "toy": check_toy_args,
     "reference": "reference_model.pipeline:check_reference_args",
+    "wan": "flashbench.wan_model:check_wan_args",
 }
 # The trainer of each trainable model: ``flashbench train`` forwards its options to it.
 trainers = Registry("trainer")
