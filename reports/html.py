@@ -91,7 +91,7 @@ def render_html(
     title = f"FlashBench report: {run.suite} ({run.name})"
     differences = difference_table(run) if differences is None else differences
     body = [f"<h1>{html.escape(title)}</h1>", html_table(manifest_table(run).astype(str))]
-    for heading, note, table in lead_sections(run, summary, differences):
+    for heading, note, table in lead_sections(run, differences):
         body += [
             f"<h2>{html.escape(heading)}</h2><p class='note'>{html.escape(note)}</p>",
             html_table(table),

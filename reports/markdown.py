@@ -53,7 +53,7 @@ def render_markdown(
         markdown_table(manifest_table(run)),
     ]
     differences = difference_table(run) if differences is None else differences
-    for heading, note, table in lead_sections(run, summary, differences):
+    for heading, note, table in lead_sections(run, differences):
         parts += [f"\n## {heading}\n\n{note}\n\n", markdown_table(table)]
     parts += [
         f"\n## Comparison: suite `{run.suite}`\n\n",
