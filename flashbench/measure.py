@@ -104,7 +104,7 @@ def _local(**kwargs: Any) -> dict[str, Any]:
     return {**kwargs, "sync_on_compute": LOCAL}
 
 
-_FRAMES = ("ground_truth", "baseline", "reseeded", "reference_image")
+_FRAMES = ("ground_truth", "baseline", "reference_image")
 # The parts of the world's face features (metrics.expression.WORLD_PARTS), one row pair each.
 PARTS = ("pose", "eyes", "brows", "mouth", "smile")
 METRICS: dict[str, MetricSpec] = {
@@ -134,7 +134,7 @@ METRICS: dict[str, MetricSpec] = {
             "lpips",
             "",
             False,
-            ("ground_truth", "baseline", "reseeded"),
+            ("ground_truth", "baseline"),
             {f"lpips-{net}": _local(net=net) for net in ("alex", "vgg", "squeeze")},
             "LPIPS (Zhang et al. 2018, arXiv 1801.03924); needs backbone weights",
             "metrics.fidelity:LPIPS",
@@ -144,7 +144,7 @@ METRICS: dict[str, MetricSpec] = {
             "mae",
             "",
             False,
-            ("ground_truth", "baseline", "reseeded"),
+            ("ground_truth", "baseline"),
             {"pixel-l1": _local()},
             "mean absolute pixel error in [0, 1]",
             "metrics.fidelity:MeanAbsoluteError",

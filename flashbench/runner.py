@@ -457,6 +457,18 @@ def reseeded_noise_seed(case: CaseSpec, seed: int) -> int:
     return int(hashlib.sha256(f"{case.id}:{seed}:reseeded".encode()).hexdigest()[:15], 16)
 
 
+def reseeded_setting(suite: Suite) -> Setting:
+    """The pseudo-setting ``reseeded``: the baseline setting sampled from another noise seed
+    (the seed floor), measured and pooled like a setting; its units are the baseline's."""
+    return replace(suite.setting(suite.baseline), name="reseeded")
+
+
+def measured_settings(suite: Suite) -> list[Setting]:
+    """The suite's settings, plus ``reseeded`` when metrics.references lists it."""
+    extra = [reseeded_setting(suite)] if "reseeded" in suite.metrics.references else []
+    return [*suite.settings, *extra]
+
+
 def baseline_key(suite: Suite, model: PortraitModel, case: CaseSpec, seed: int) -> str:
     """Content hash of everything that determines a case's baseline output."""
     payload = {
@@ -796,6 +808,35 @@ class CaseRunner:
     def _cache(self, path: Path, latents: Tensor) -> None:
         _atomic_with(path, lambda tmp: torch.save(latents.contiguous(), tmp))
 
+    def reseeded_rows(
+        self,
+        unit: Unit,
+        inputs: CaseInputs,
+        result: Sample,
+        video: Tensor,
+        targets: dict[str, Tensor],
+    ) -> list[dict[str, Any]]:
+        """Rows of the pseudo-setting ``reseeded`` for a baseline unit, saving its video.
+
+        The baseline re-sampled from another noise seed (cached) is measured against the unit's
+        ``targets`` and against the baseline's ``video`` as reference "baseline"; ``result`` is
+        the baseline's sample, whose latent shape (hence seam boundaries) the re-seed shares.
+        """
+        generator = torch.Generator().manual_seed(reseeded_noise_seed(unit.case, unit.seed))
+        noise = torch.randn(inputs.latent_shape, generator=generator)
+        latents = self._baseline(unit.case, unit.seed, inputs, noise, "reseeded")
+        reseeded = Unit(unit.case, reseeded_setting(self.suite), unit.seed)
+        output = self.model.decode(latents)
+        rows = unit_rows(
+            self.suite, self.measurer, reseeded, result, output, {**targets, "baseline": video}
+        )
+        write_video(
+            self.out / "videos" / unit.case.id / f"reseeded__seed{unit.seed}.mp4",
+            output,
+            self.model.fps,
+        )
+        return rows
+
     def sample_unit(
         self,
         unit: Unit,
@@ -824,17 +865,14 @@ class CaseRunner:
                 targets["ground_truth"] = inputs.ground_truth
             if inputs.driving is not None:
                 targets["driving"] = inputs.driving
-            if is_baseline and "reseeded" in suite.metrics.references:
-                generator = torch.Generator().manual_seed(reseeded_noise_seed(unit.case, unit.seed))
-                other = torch.randn(inputs.latent_shape, generator=generator)
-                reseeded = self._baseline(unit.case, unit.seed, inputs, other, "reseeded")
-                targets["reseeded"] = model.decode(reseeded)
             if not is_baseline and "baseline" in suite.metrics.references:
                 base_inputs = inputs_of(self.model)
                 targets["baseline"] = self.model.decode(
                     self._baseline(unit.case, unit.seed, base_inputs, _noise(unit, base_inputs))
                 )
             rows = unit_rows(suite, self.measurer, unit, result, video, targets)
+            if is_baseline and "reseeded" in suite.metrics.references:
+                rows += self.reseeded_rows(unit, inputs, result, video, targets)
             write_video(
                 out / "videos" / unit.case.id / f"{unit.setting.name}__seed{unit.seed}.mp4",
                 video,
@@ -1070,8 +1108,10 @@ def write_pooled_rows(suite: Suite, measurer: Measurer, out: Path, units: list[U
     finished = {u.name for u in units if (out / "rows" / f"{u.name}.json").is_file()}
     uses_baseline = "baseline" in suite.metrics.references
     written = 0
-    for setting in suite.settings:
-        mine = sorted((u for u in units if u.setting == setting), key=lambda u: u.name)
+    for setting in measured_settings(suite):
+        # The re-seeded baseline pools the videos that the baseline's units saved.
+        source = suite.baseline if setting.name == "reseeded" else setting.name
+        mine = sorted((u for u in units if u.setting.name == source), key=lambda u: u.name)
         needed = mine + [u for u in units if uses_baseline and u.setting.name == suite.baseline]
         name = pooled_name(setting)
         path = out / "rows" / f"{name}.json"
@@ -1102,14 +1142,14 @@ def pooled_failures(suite: Suite, out: Path) -> tuple[str, ...]:
     """Pooled computations (FVD, FID) whose last attempt failed: their errors/ file is removed on success."""
     return tuple(
         name
-        for name in map(pooled_name, suite.settings)
+        for name in map(pooled_name, measured_settings(suite))
         if (out / "errors" / f"{name}.json").is_file()
     )
 
 
 def write_plan(out: Path, units: list[Unit], measurer: Measurer, suite: Suite) -> None:
     """plan.json: the units this run is to finish, so readers (gate, compare) can tell a partial run."""
-    pooled = [pooled_name(s) for s in suite.settings] if measurer.pooled else []
+    pooled = [pooled_name(s) for s in measured_settings(suite)] if measurer.pooled else []
     atomic_json(out / "plan.json", {"units": [u.name for u in units], "pooled": pooled})
 
 

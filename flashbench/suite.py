@@ -31,8 +31,8 @@ from flashbench.settings import Setting, settings, steppers, windowings
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 REENACTMENTS = ("self", "cross")
-# "reseeded": the baseline setting sampled again with another noise seed, measured against
-# the baseline's own output: the seed floor of every "baseline" figure.
+# "reseeded": the baseline setting sampled again with another noise seed and measured like a
+# setting (rows of the pseudo-setting "reseeded"): the seed floor of every figure.
 REFERENCES = ("ground_truth", "baseline", "reseeded", "reference_image", "driving")
 MAX_FRAMES = 100_000
 MAX_SECONDS = 3_600
@@ -678,6 +678,12 @@ def _parse_suite(text: str, path: str) -> Suite:
     baseline = _str(where, "suite.baseline", head.get("baseline", names[0]))
     if baseline not in names:
         raise where.unknown("suite.baseline", baseline, names, "setting")
+    if "reseeded" in metrics.references and "reseeded" in names:
+        raise where.error(
+            "settings",
+            'a setting is named "reseeded", the name of the re-seeded baseline that '
+            "metrics.references asks for; rename the setting",
+        )
     protocol = head.get("protocol")
     protocol = None if protocol in (None, "") else _str(where, "suite.protocol", protocol)
     save_latents = head.get("save_latents", False)

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 
 from reports.load import Run, metric_label
-from reports.seed_floor import RESEEDED, WITHIN, within_floor
 from reports.tables import aggregate_rows, check_resamples
 
 log = logging.getLogger(__name__)
@@ -59,10 +58,14 @@ def compare_runs(a: Run, b: Run, *, n_boot: int = 2000, seed: int = 0) -> pd.Dat
         log.warning(
             "runs %s and %s ran different suite files; differences mix causes", a.name, b.name
         )
+    # Imported here: reports.seed_floor itself uses this module's bootstrap_diff_ci.
+    from reports.seed_floor import WITHIN, floor_table
+
     rows_a, rows_b = aggregate_rows(a.rows), aggregate_rows(b.rows)
-    # B's seed floor: its baseline measured against the baseline re-sampled with another seed.
-    reseeded = rows_b[(rows_b["setting"] == b.baseline) & (rows_b["reference"] == RESEEDED)]
-    floors = reseeded.groupby("metric")["value"].mean()
+    # B's seed-floor verdicts: each setting's change from the baseline against re-seeding's.
+    floors = floor_table(rows_b, b.baseline, n_boot=n_boot, seed=seed)
+    floors = floors[floors["verdict"] == WITHIN]
+    within = set(zip(floors["setting"], floors["metric"], strict=True))
     key = ["setting", "metric", "reference"]
     records = []
     for (setting, metric, reference), group_a in rows_a.groupby(key, sort=True):
@@ -98,13 +101,13 @@ def compare_runs(a: Run, b: Run, *, n_boot: int = 2000, seed: int = 0) -> pd.Dat
                 "; "
             )
         worse = higher is not None and (diff < 0 if higher else diff > 0)
-        floor = floors.get(metric) if reference == "baseline" else None
-        if floor is not None and within_floor(float(values_b.mean()), float(floor), higher):
+        label = metric_label(metric, reference)
+        if (setting, label) in within:
             note = f"{WITHIN} in run B; {note}".rstrip("; ")
         records.append(
             {
                 "setting": setting,
-                "metric": metric_label(metric, reference),
+                "metric": label,
                 "higher_is_better": higher,
                 "n_a": len(group_a),
                 "n_b": len(group_b),

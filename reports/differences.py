@@ -11,11 +11,10 @@ from __future__ import annotations
 import pandas as pd
 
 from reports.compare import bootstrap_diff_ci
-from reports.load import Run, metric_label
+from reports.load import RESEEDED, Run, metric_label
+from reports.seed_floor import floor_table
 from reports.tables import SPEED_METRICS, UNIT_KEY, aggregate_rows
 
-# Compared with the baseline's own output (or its re-seed): the seed-floor table shows those.
-NOT_PAIRED = ("baseline", "reseeded")
 COLUMNS = [
     "setting", "metric", "higher_is_better", "n", "baseline_mean", "setting_mean", "diff",
     "ci_low", "ci_high", "verdict",
@@ -33,7 +32,13 @@ def _verdict(low: float, high: float, higher: bool | None) -> str:
 def difference_table(run: Run, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Per setting and metric: setting - baseline over the units both measured, paired, with a CI."""
     rows = aggregate_rows(run.rows)
-    rows = rows[~rows["metric"].isin(SPEED_METRICS) & ~rows["reference"].isin(NOT_PAIRED)]
+    # Figures against the baseline's own output, and the re-seeded baseline's change from the
+    # baseline, are the seed-floor table's (reports/seed_floor.py).
+    rows = rows[
+        ~rows["metric"].isin(SPEED_METRICS)
+        & (rows["reference"] != "baseline")
+        & (rows["setting"] != RESEEDED)
+    ]
     base = rows[rows["setting"] == run.baseline]
     records = []
     for (setting, metric, reference), group in rows.groupby(["setting", "metric", "reference"]):
@@ -91,12 +96,8 @@ def discriminating_table(differences: pd.DataFrame, baseline: str) -> pd.DataFra
     return pd.DataFrame(table, columns=["setting", *labels])
 
 
-def lead_sections(
-    run: Run, summary: pd.DataFrame, differences: pd.DataFrame
-) -> list[tuple[str, str, pd.DataFrame]]:
+def lead_sections(run: Run, differences: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
     """The report's opening sections as (title, note, table): what discriminates, then the seed floor."""
-    from reports.seed_floor import floor_table
-
     sections = []
     apart = discriminating_table(differences, run.baseline)
     if not apart.empty:
@@ -109,26 +110,34 @@ def lead_sections(
                 apart.set_index("setting").T.rename_axis("metric").reset_index(),
             )
         )
-    floors = floor_table(summary, run.baseline)
+    floors = floor_table(aggregate_rows(run.rows), run.baseline)
     if not floors.empty:
         floors = floors.assign(
             **{
-                "mean [95% CI]": [
-                    f"{m:.4g} [{lo:.4g}, {hi:.4g}]"
-                    for m, lo, hi in zip(
-                        floors["mean"], floors["ci_low"], floors["ci_high"], strict=True
+                "change [95% CI]": [
+                    f"{d:+.4g} [{lo:+.4g}, {hi:+.4g}]"
+                    for d, lo, hi in zip(
+                        floors["diff"], floors["ci_low"], floors["ci_high"], strict=True
                     )
                 ],
-                "seed_floor": floors["seed_floor"].map(lambda v: f"{v:.4g}"),
+                "mean": floors["setting_mean"].map(lambda v: f"{v:.4g}"),
+                "re-seeded": floors["reseeded_mean"].map(lambda v: f"{v:.4g}"),
+                "seed floor": floors["seed_floor"].map(lambda v: f"±{v:.4g}"),
             }
-        )[["setting", "metric", "mean [95% CI]", "seed_floor", "verdict"]]
+        )
+        columns = ["setting", "metric", "mean", "re-seeded", "versus", "change [95% CI]"]
         sections.append(
             (
                 "Seed floor",
-                "Each setting's distance from the baseline beside the baseline's distance from "
-                "itself re-sampled with another noise seed: within the floor, a setting cannot be "
-                "told from re-seeding by that metric.",
-                floors,
+                "How far re-sampling the baseline from another noise seed moves each metric, "
+                "and each setting's change beside it, paired by case and seed with bootstrap "
+                "95% CIs. Against the ground truth and other references the change is from "
+                "the baseline and the floor is the larger end of re-seeding's own change's CI; "
+                "@baseline figures are compared with re-seeding's distance from the baseline "
+                "(floor 0). Within ±floor: indistinguishable from re-seeding; the whole CI "
+                "worse than the floor: beyond it; otherwise undecided. Pooled FVD/FID have "
+                "one value each (n = 1): no CI.",
+                floors[[*columns, "seed floor", "n", "verdict"]],
             )
         )
     return sections

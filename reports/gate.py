@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from reports.load import RESEEDED, Run
 from reports.seed_floor import worse_than_floor
+from reports.tables import aggregate_rows, summary_table
 
 FLOOR_PATTERN = re.compile(r"^\s*([A-Za-z_][\w.]*)(?:@(\w*))?\s*(>=|<=)\s*([-+0-9.eE]+)\s*$")
 
@@ -103,7 +105,7 @@ def failing_settings(
         raise ValueError(f"statistic={statistic!r} must be 'mean' or 'ci'")
     if not floors:
         raise ValueError("floors is empty; give at least one, e.g. min_psnr=30")
-    settings = sorted(set(summary["setting"]) - {baseline})
+    settings = sorted(set(summary["setting"]) - {baseline, RESEEDED})
     failures = []
     for floor in floors:
         rows = floor_rows(summary, floor).set_index("setting")
@@ -122,15 +124,15 @@ def failing_settings(
 
 
 def gate_failures(
-    summary: pd.DataFrame,
-    baseline: str,
-    floors: list[Floor],
-    statistic: str,
-    seed_floor: Sequence[str] = (),
+    run: Run, floors: list[Floor], statistic: str, seed_floor: Sequence[str] = ()
 ) -> pd.DataFrame:
-    """Failures of the bound floors and of the ``seed_floor`` metrics (reports/seed_floor.py) together."""
-    failures = worse_than_floor(summary, baseline, list(seed_floor))
+    """Failures of the bound floors and of the ``seed_floor`` metrics (reports/seed_floor.py) together.
+
+    ``seed_floor`` names ``METRIC[@REFERENCE]``, e.g. ``psnr@baseline`` or ``temporal@ground_truth``.
+    """
+    failures = worse_than_floor(aggregate_rows(run.rows), run.baseline, list(seed_floor))
     if floors or not seed_floor:
-        bounded = failing_settings(summary, baseline, floors, statistic=statistic)
+        summary = summary_table(run)
+        bounded = failing_settings(summary, run.baseline, floors, statistic=statistic)
         failures = pd.concat([bounded, failures], ignore_index=True)
     return failures

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from reports.gate import Floor, floor_rows
-from reports.load import Run
+from reports.load import RESEEDED, Run
 from reports.tables import quality_labels, summary_table
 
 
@@ -67,7 +67,7 @@ def leaderboard_table(
     entries = []
     for run, summary in zip(runs, summaries, strict=True):
         floor_values = {str(floor): floor_rows(summary, floor) for floor in floors}
-        for setting, group in summary.groupby("setting", sort=True):
+        for setting, group in summary[summary["setting"] != RESEEDED].groupby("setting", sort=True):
             means = group.set_index("label")["mean"]
             entry = {
                 "protocol": protocol,

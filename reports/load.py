@@ -32,6 +32,9 @@ NULLABLE_COLUMNS: dict[str, type] = {"higher_is_better": bool, "frame": int}
 TRACE_COLUMNS = ("step", "sigma", "window", "branch", "action", "seconds")
 # What identifies one measurement: two rows with the same key would silently overwrite.
 ROW_KEY = ["case", "setting", "seed", "metric", "reference", "frame"]
+# The pseudo-setting of the baseline re-sampled from another noise seed (the seed floor): it
+# has rows like a setting, but is no candidate to rank or gate.
+RESEEDED = "reseeded"
 
 
 class RunFormatError(ValueError):

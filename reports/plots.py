@@ -9,7 +9,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from reports.seed_floor import seed_floors
+from reports.load import RESEEDED
 from reports.tables import quality_labels
 
 # Pareto panels: quality against the ground truth, the baseline (with its seed floor) and the
@@ -47,10 +47,11 @@ def pareto_front(speedup: np.ndarray, quality: np.ndarray, higher_is_better: boo
     return np.array(sorted(front, key=lambda i: -speedup[i]), dtype=int)
 
 
-def pareto_figure(summary: pd.DataFrame, baseline: str = "baseline") -> Figure | None:
+def pareto_figure(summary: pd.DataFrame) -> Figure | None:
     """Speedup (wall) against each quality metric, with CIs, the Pareto front and the seed floor."""
     speed = summary[summary["metric"] == "speedup_wall"].set_index("setting")
-    floors = seed_floors(summary, baseline)
+    # The re-seeded baseline's value of each metric: how far re-seeding alone moves it.
+    reseeded = summary[summary["setting"] == RESEEDED].set_index("label")["mean"]
     labels = [
         label
         for label in quality_labels(summary)
@@ -76,9 +77,8 @@ def pareto_figure(summary: pd.DataFrame, baseline: str = "baseline") -> Figure |
             ax.annotate(name, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
         front = pareto_front(x, y, higher)
         ax.step(x[front], y[front], where="post" if higher else "pre", color="tab:red", alpha=0.6)
-        metric, reference = quality[["metric", "reference"]].iloc[0]
-        if reference == "baseline" and metric in floors:
-            ax.axhline(floors[metric][0], color="tab:gray", linestyle="--", label="seed floor")
+        if label in reseeded.index:
+            ax.axhline(reseeded[label], color="tab:gray", linestyle="--", label="seed floor")
             ax.legend(fontsize=7, loc="best")
         ax.margins(0.15)  # room for the setting names at the extremes
         ax.ticklabel_format(axis="y", useOffset=False)
@@ -178,12 +178,10 @@ FIGURES = {
 }
 
 
-def report_figures(
-    rows: pd.DataFrame, traces: pd.DataFrame, summary: pd.DataFrame, baseline: str = "baseline"
-) -> dict:
+def report_figures(rows: pd.DataFrame, traces: pd.DataFrame, summary: pd.DataFrame) -> dict:
     """Every report figure that the run has data for, as ``{name: (title, png bytes)}``."""
     built = {
-        "pareto": pareto_figure(summary, baseline),
+        "pareto": pareto_figure(summary),
         "drift": drift_figure(rows),
         "identity_drift": drift_figure(rows, "id_dist"),
         "flicker": drift_figure(rows, "background_noise"),

@@ -110,7 +110,7 @@ def lead(inputs: ReportInputs) -> list[Section]:
     """What tells the settings apart, then the seed floor (reports/differences.py)."""
     return [
         Section(title, note=note, tables=(table,))
-        for title, note, table in lead_sections(inputs.run, inputs.summary, inputs.differences)
+        for title, note, table in lead_sections(inputs.run, inputs.differences)
     ]
 
 

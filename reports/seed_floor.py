@@ -1,82 +1,223 @@
-"""The seed floor: how far the baseline is from itself sampled with another noise seed.
+"""The seed floor: how much re-sampling the baseline from another noise seed moves each metric.
 
-A suite that lists ``reseeded`` among its references measures the baseline setting's output
-against the baseline sampled again from another noise seed (rows ``metric@reseeded`` of the
-baseline). That is the floor of every ``metric@baseline`` figure: a setting whose distance
-from the baseline is no larger than re-seeding's cannot be told apart from the baseline by
-that metric ("indistinguishable from re-seeding"); a PSNR above the floor says the sampling
-paths are alike, not that quality is kept.
+A suite that lists ``reseeded`` among its references samples the baseline setting again from
+another noise seed and measures that output like a setting: rows of the pseudo-setting
+``reseeded`` against every reference (its ``metric@baseline`` rows are its distance from the
+baseline's output), and pooled rows (FVD, FID) from its saved videos. Every metric that both
+the baseline and ``reseeded`` have (or, for ``@baseline`` figures, ``reseeded`` alone) has a
+floor; a setting's verdict against it comes from paired (case, seed) differences and their
+bootstrap 95% CIs (``reports.compare.bootstrap_diff_ci``, Efron 1979):
+
+- Against the ground truth, driving signal or reference image, or against nothing
+  (``temporal``, ``id_dist``, ``psnr@ground_truth``, ``aed@driving``, ``seam``...): the
+  floor F is how far re-seeding moves the metric, the larger |bound| of the CI of
+  M(reseeded) - M(baseline). A setting's change M(setting) - M(baseline), signed so that
+  positive is worse, is "beyond the seed floor" when its whole CI lies above F,
+  "indistinguishable from re-seeding" when its CI lies within [-F, F], "better beyond the seed
+  floor" when its whole CI lies below -F, and "undecided" otherwise (more cases or seeds decide).
+- Against the baseline (``psnr@baseline``...): the baseline has no distance from itself, so
+  a setting is paired with re-seeding's own distance, M(setting) - M(reseeded), and F = 0:
+  beyond when the CI of that worsening lies above 0, indistinguishable when it lies at or
+  below 0 (no farther from the baseline than a re-seed), undecided when it straddles 0.
+- Pooled metrics (FVD, FID) have one value per setting, so the same rules apply to single
+  values without a CI: F = |FVD(reseeded) - FVD(baseline)| (one re-seed, itself noisy), and
+  a setting is within when |FVD(setting) - FVD(baseline)| <= F; such verdicts are never
+  undecided, which overstates their certainty (the table's n = 1 says so).
+- A metric without a direction is judged two-sided: within [-F, F], beyond when the CI lies
+  wholly outside it, else undecided.
+
+``gate --within-seed-floor`` passes a setting whose verdict is indistinguishable or better.
 """
 
 from __future__ import annotations
 
-import math
+import difflib
+from dataclasses import dataclass
 
 import pandas as pd
 
-RESEEDED = "reseeded"
+from reports.compare import bootstrap_diff_ci
+from reports.load import RESEEDED, metric_label
+from reports.tables import UNIT_KEY
+
 WITHIN = "indistinguishable from re-seeding"
 BEYOND = "beyond the seed floor"
+BETTER = "better beyond the seed floor"
+UNDECIDED = "undecided"
+PASSING = (WITHIN, BETTER)
+COLUMNS = [
+    "setting", "metric", "versus", "n", "setting_mean", "reseeded_mean", "diff", "ci_low",
+    "ci_high", "seed_floor", "verdict",
+]  # fmt: skip
 
 
-def seed_floors(summary: pd.DataFrame, baseline: str) -> dict[str, tuple[float, bool | None]]:
-    """{metric: (floor, higher_is_better)}: the baseline's mean ``metric@reseeded``."""
-    rows = summary[(summary["setting"] == baseline) & (summary["reference"] == RESEEDED)]
-    return {r["metric"]: (float(r["mean"]), r["higher_is_better"]) for _, r in rows.iterrows()}
+@dataclass(frozen=True)
+class SeedFloor:
+    """One metric's seed floor: the band a setting's paired change from ``versus`` must stay in."""
+
+    label: str
+    metric: str
+    reference: str
+    higher_is_better: bool | None
+    floor: float  # F, in the metric's units; 0 for @baseline figures (paired with reseeded)
+    versus: str  # the setting a setting is paired with: the baseline, or reseeded for @baseline
+    reseeded_mean: float
 
 
-def within_floor(value: float, floor: float, higher_is_better: bool | None) -> bool:
-    """Whether a distance from the baseline is no larger than re-seeding's (``value`` vs ``floor``)."""
-    if higher_is_better is None or math.isnan(value):
-        return False
-    return value >= floor if higher_is_better else value <= floor
-
-
-def floor_table(summary: pd.DataFrame, baseline: str) -> pd.DataFrame:
-    """Each setting's ``metric@baseline`` beside its seed floor, and whether it lies within it."""
-    floors = seed_floors(summary, baseline)
-    records = []
-    at_baseline = summary[
-        (summary["reference"] == "baseline") & summary["metric"].isin(list(floors))
+def _values(rows: pd.DataFrame, setting: str, metric: str, reference: str) -> pd.DataFrame:
+    match = rows[
+        (rows["setting"] == setting) & (rows["metric"] == metric) & (rows["reference"] == reference)
     ]
-    for _, row in at_baseline.sort_values(["metric", "setting"]).iterrows():
-        floor, higher = floors[row["metric"]]
-        records.append(
-            {
-                "setting": row["setting"],
-                "metric": row["label"],
-                "mean": row["mean"],
-                "ci_low": row["ci_low"],
-                "ci_high": row["ci_high"],
-                "seed_floor": floor,
-                "verdict": WITHIN if within_floor(row["mean"], floor, higher) else BEYOND,
-            }
-        )
-    columns = ["setting", "metric", "mean", "ci_low", "ci_high", "seed_floor", "verdict"]
-    return pd.DataFrame.from_records(records, columns=columns)
+    return match[[*UNIT_KEY, "value"]]
 
 
-def worse_than_floor(summary: pd.DataFrame, baseline: str, metrics: list[str]) -> pd.DataFrame:
-    """Gate: settings whose ``metric@baseline`` is further from the baseline than re-seeding is.
-
-    A setting passes a metric when its mean distance from the baseline is within the seed
-    floor; one failing row (setting, floor, value, reason) per setting and metric that is not.
-    """
-    floors = seed_floors(summary, baseline)
-    failures = []
-    for metric in metrics:
-        if metric not in floors:
-            known = sorted(floors) or "none (add 'reseeded' to metrics.references)"
-            raise ValueError(
-                f"no seed floor for {metric!r} in the run; metrics with a floor: {known}"
+def seed_floors(
+    rows: pd.DataFrame, baseline: str, *, n_boot: int = 2000, seed: int = 0
+) -> dict[str, SeedFloor]:
+    """{label: SeedFloor} for every metric of the pseudo-setting ``reseeded`` (rows: one per unit)."""
+    floors = {}
+    reseeded = rows[rows["setting"] == RESEEDED]
+    for (metric, reference), group in reseeded.groupby(["metric", "reference"], sort=True):
+        direction = group["higher_is_better"].iloc[0]
+        higher = None if pd.isna(direction) else bool(direction)
+        floor, versus = 0.0, RESEEDED
+        if reference != "baseline":
+            paired = _values(rows, baseline, metric, reference).merge(
+                group[[*UNIT_KEY, "value"]], on=UNIT_KEY, suffixes=("_base", "_reseeded")
             )
-        floor, higher = floors[metric]
-        label = f"{metric}@baseline {'>=' if higher else '<='} seed floor {floor:g}"
-        rows = summary[(summary["metric"] == metric) & (summary["reference"] == "baseline")]
-        rows = rows.set_index("setting")
-        for setting in sorted(set(summary["setting"]) - {baseline}):
-            if setting not in rows.index:
-                failures.append((setting, label, float("nan"), "no rows for this metric"))
-            elif not within_floor(float(rows.loc[setting, "mean"]), floor, higher):
-                failures.append((setting, label, float(rows.loc[setting, "mean"]), BEYOND))
+            if paired.empty:
+                continue
+            _, low, high = bootstrap_diff_ci(
+                paired["value_base"].to_numpy(float),
+                paired["value_reseeded"].to_numpy(float),
+                paired=True,
+                n_boot=n_boot,
+                seed=seed,
+            )
+            floor, versus = max(abs(low), abs(high)), baseline
+        label = metric_label(metric, reference)
+        floors[label] = SeedFloor(
+            label, metric, reference, higher, floor, versus, float(group["value"].mean())
+        )
+    return floors
+
+
+def floor_verdict(
+    low: float, high: float, floor: float, higher_is_better: bool | None, *, one_sided: bool
+) -> str:
+    """Verdict of a paired change with 95% CI [low, high] against floor F (module docstring).
+
+    ``one_sided``: an @baseline figure, where being closer to the baseline than re-seeding is
+    as good as being as close.
+    """
+    if higher_is_better is None:
+        if low > floor or high < -floor:
+            return BEYOND
+        return WITHIN if -floor <= low and high <= floor else UNDECIDED
+    worse_low, worse_high = (-high, -low) if higher_is_better else (low, high)
+    if worse_low > floor:
+        return BEYOND
+    if worse_high <= floor and (one_sided or worse_low >= -floor):
+        return WITHIN
+    if worse_high < -floor:
+        return BETTER
+    return UNDECIDED
+
+
+def floor_table(
+    rows: pd.DataFrame, baseline: str, *, n_boot: int = 2000, seed: int = 0
+) -> pd.DataFrame:
+    """Per metric with a floor and setting: its paired change from ``versus`` with a CI, the floor, the verdict.
+
+    ``rows`` has one value per unit (``reports.tables.aggregate_rows``).
+    """
+    floors = seed_floors(rows, baseline, n_boot=n_boot, seed=seed)
+    settings = sorted(set(rows["setting"]) - {baseline, RESEEDED})
+    records = []
+    for label, floor in sorted(floors.items()):
+        versus = _values(rows, floor.versus, floor.metric, floor.reference)
+        for setting in settings:
+            paired = versus.merge(
+                _values(rows, setting, floor.metric, floor.reference),
+                on=UNIT_KEY,
+                suffixes=("_versus", "_setting"),
+            )
+            if paired.empty:
+                continue
+            diff, low, high = bootstrap_diff_ci(
+                paired["value_versus"].to_numpy(float),
+                paired["value_setting"].to_numpy(float),
+                paired=True,
+                n_boot=n_boot,
+                seed=seed,
+            )
+            one_sided = floor.reference == "baseline"
+            records.append(
+                {
+                    "setting": setting,
+                    "metric": label,
+                    "versus": floor.versus,
+                    "n": len(paired),
+                    "setting_mean": float(paired["value_setting"].mean()),
+                    "reseeded_mean": floor.reseeded_mean,
+                    "diff": diff,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "seed_floor": floor.floor,
+                    "verdict": floor_verdict(
+                        low, high, floor.floor, floor.higher_is_better, one_sided=one_sided
+                    ),
+                }
+            )
+    return pd.DataFrame.from_records(records, columns=COLUMNS)
+
+
+def resolve_floor(name: str, floors: dict[str, SeedFloor]) -> str:
+    """The floor label ``METRIC[@REFERENCE]`` names; a bare metric must have one floor only."""
+    if name in floors:
+        return name
+    if "@" not in name:
+        matches = sorted(label for label, f in floors.items() if f.metric == name)
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise ValueError(
+                f"seed floor {name!r} is ambiguous: {name} has floors {matches}; name one, "
+                f"e.g. --within-seed-floor {matches[0]}"
+            )
+    if not floors:
+        raise ValueError(
+            f"no seed floor for {name!r}: the run has no rows of the re-seeded baseline; "
+            "add 'reseeded' to metrics.references and run the suite again"
+        )
+    close = difflib.get_close_matches(name, list(floors), n=3, cutoff=0.5)
+    hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+    raise ValueError(
+        f"no seed floor for {name!r} in the run; {hint}metrics with a floor: {sorted(floors)}"
+    )
+
+
+def worse_than_floor(
+    rows: pd.DataFrame, baseline: str, names: list[str], *, n_boot: int = 2000, seed: int = 0
+) -> pd.DataFrame:
+    """Gate: one failing row (setting, floor, value, reason) per setting and named floor it misses.
+
+    A setting passes a floor when its verdict is indistinguishable from re-seeding or better
+    beyond the floor; beyond the floor, undecided, or unmeasured, it fails.
+    """
+    floors = seed_floors(rows, baseline, n_boot=n_boot, seed=seed)
+    labels = [resolve_floor(name, floors) for name in names]
+    table = floor_table(rows, baseline, n_boot=n_boot, seed=seed).set_index(["metric", "setting"])
+    failures = []
+    for label in labels:
+        floor = floors[label]
+        what = f"{label} within the seed floor ±{floor.floor:.4g} vs {floor.versus}"
+        for setting in sorted(set(rows["setting"]) - {baseline, RESEEDED}):
+            if (label, setting) not in table.index:
+                failures.append((setting, what, float("nan"), "no rows for this metric"))
+                continue
+            row = table.loc[(label, setting)]
+            if row["verdict"] not in PASSING:
+                reason = f"{row['verdict']}: {row['diff']:+.4g} [{row['ci_low']:+.4g}, {row['ci_high']:+.4g}]"
+                failures.append((setting, what, float(row["diff"]), reason))
     return pd.DataFrame(failures, columns=["setting", "floor", "value", "reason"])

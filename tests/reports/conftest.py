@@ -30,6 +30,15 @@ ID_SIM_VS_BASELINE = {"alp_k5": 0.98, "teacache_fast": 0.90}
 ID_SIM = {"baseline": 0.90, "alp_k5": 0.88, "teacache_fast": 0.70}
 ID_DRIFT_PER_FRAME = {"baseline": 0.001, "alp_k5": 0.002, "teacache_fast": 0.01}
 FVD = {"baseline": 100.0, "alp_k5": 110.0, "teacache_fast": 200.0}
+# temporal@ground_truth per unit: the baseline's values, and each setting's offset from them.
+# Re-seeding moves it by at most 0.05; alp_k5 not at all; teacache_fast by 1 (beyond).
+TEMPORAL_BASELINE = [1.0, 1.2, 0.9, 1.1]
+TEMPORAL_OFFSET = {
+    "baseline": [0.0, 0.0, 0.0, 0.0],
+    "reseeded": [0.05, -0.05, 0.04, -0.04],
+    "alp_k5": [0.0, 0.0, 0.0, 0.0],
+    "teacache_fast": [1.0, 1.0, 1.0, 1.0],
+}
 STEPS = 10
 
 
@@ -46,14 +55,17 @@ class Golden:
     plan: bool = False
     # setting -> IQR / median of its repeated wall times (rows wall_seconds_iqr); none by default.
     timing_spread: dict[str, float] = field(default_factory=dict)
-    # The baseline's psnr@reseeded (its seed floor) in every unit; None: no reseeded rows.
+    # psnr@baseline of the re-seeded baseline (its seed floor) in every unit; None: no such rows.
     reseeded_psnr: float | None = None
+    # temporal@ground_truth rows of every setting and of the re-seeded baseline (TEMPORAL_*).
+    temporal: bool = False
     # Per-frame id_dist@reference_image and background_noise@ground_truth rows (drift, flicker).
     discriminating: bool = False
 
 
 def _row(case, setting, seed, metric, value, unit, hib, backend, reference, frame=None):
-    stepper, windowing = SETTINGS[setting]
+    # The re-seeded baseline samples like the baseline.
+    stepper, windowing = SETTINGS["baseline" if setting == "reseeded" else setting]
     return {
         "case": case,
         "setting": setting,
@@ -100,10 +112,19 @@ def unit_rows(case: str, setting: str, seed: int, index: int, golden: Golden) ->
                 _row(case, setting, seed, "background_noise", 2e-3 + drift / 10, "", False,
                      "temporal-l2", "ground_truth", frame),
             ]  # fmt: skip
+    # The runner writes the re-seeded baseline's rows into the baseline unit's rows file.
     if setting == "baseline" and golden.reseeded_psnr is not None:
         rows.append(
-            _row(case, setting, seed, "psnr", golden.reseeded_psnr, "dB", True, "psnr", "reseeded")
+            _row(
+                case, "reseeded", seed, "psnr", golden.reseeded_psnr, "dB", True, "psnr", "baseline"
+            )
         )
+    if golden.temporal:
+        for name in (setting, "reseeded") if setting == "baseline" else (setting,):
+            value = TEMPORAL_BASELINE[index] + TEMPORAL_OFFSET[name][index]
+            rows.append(
+                _row(case, name, seed, "temporal", value, "", None, "temporal-l2", "ground_truth")
+            )
     if setting != "baseline":
         psnr = PSNR_VS_BASELINE[setting][index] + golden.psnr_shift.get(setting, 0.0)
         rows += [

@@ -162,3 +162,36 @@ def test_a_failed_pooled_computation_fails_the_run_until_a_resume_computes_it(
     assert main(["run", str(path), "--out", str(out), "--resume", "--no-progress"]) == 0
     assert not list((out / "errors").glob("*.json"))
     assert len(pooled(read_rows(out))) == 6
+
+
+def test_the_reseeded_baseline_has_pooled_rows_and_an_fvd_seed_floor(
+    pooled_text, small_backends, tmp_path
+):
+    from reports.load import load_run
+    from reports.seed_floor import floor_table
+    from reports.tables import aggregate_rows
+
+    text = pooled_text.replace(
+        '"baseline", "reference_image"', '"baseline", "reseeded", "reference_image"'
+    )
+    assert "reseeded" in text
+    out = tmp_path / "run"
+    run_suite(parse_suite(text, "pooled.toml"), out, threads=1, progress=False)
+    rows = [r for r in pooled(read_rows(out)) if r["setting"] == "reseeded"]
+    keys = sorted((r["metric"], r["reference"]) for r in rows)
+    assert keys == [
+        ("fid", "baseline"),
+        ("fid", "ground_truth"),
+        ("fvd", "baseline"),
+        ("fvd", "ground_truth"),
+    ]
+    assert json.loads((out / "plan.json").read_text())["pooled"][-1] == "pooled__reseeded"
+    run = load_run(out)
+    table = floor_table(aggregate_rows(run.rows), run.baseline, n_boot=100)
+    fvd = table[table["metric"] == "fvd@ground_truth"].set_index("setting")
+    # One pooled value per setting: no CI, and the floor is |FVD(reseeded) - FVD(baseline)|.
+    by = {(r["setting"], r["metric"], r["reference"]): r["value"] for r in pooled(read_rows(out))}
+    floor = abs(by["reseeded", "fvd", "ground_truth"] - by["baseline", "fvd", "ground_truth"])
+    assert fvd.loc["sliding_w4", "seed_floor"] == pytest.approx(floor)
+    assert fvd.loc["sliding_w4", "n"] == 1
+    assert fvd.loc["sliding_w4", "ci_low"] == fvd.loc["sliding_w4", "ci_high"]
