@@ -3,7 +3,8 @@
 import pytest
 
 from flashbench.distributed import run_distributed
-from flashbench.runner import TIMING_METRICS, read_rows, run_suite
+from flashbench.rows import TIMING_METRICS, read_rows
+from flashbench.runner import run_suite
 from flashbench.suite import parse_suite
 
 

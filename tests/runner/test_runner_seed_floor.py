@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from flashbench.runner import TIMING_METRICS, read_rows, run_suite
+from flashbench.rows import TIMING_METRICS, read_rows
+from flashbench.runner import run_suite
 from flashbench.suite import parse_suite
 
 
