@@ -16,20 +16,11 @@ from torch.utils.data import DataLoader
 from torchmetrics.aggregation import SumMetric
 
 from flashbench.measure import Measurer
-from flashbench.runner import (
-    DEFAULT_THREADS,
-    CaseRunner,
-    RunSummary,
-    case_units,
-    check_pooled,
-    check_threads,
-    open_run_dir,
-    pooled_failures,
-    suite_models,
-    write_plan,
-    write_pooled_rows,
-)
+from flashbench.pooled import check_pooled, pooled_failures, write_pooled_rows
+from flashbench.rundir import open_run_dir, write_plan
+from flashbench.runner import DEFAULT_THREADS, CaseRunner, RunSummary, check_threads
 from flashbench.suite import Suite, load_suite
+from flashbench.units import case_units, suite_models
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,26 +11,18 @@ from typing import Any
 
 import pandas as pd
 
+from flashbench.rows import COLUMNS, KEY, Row
+
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-ROW_COLUMNS: dict[str, type | tuple[type, ...]] = {
-    "case": str,
-    "setting": str,
-    "seed": int,
-    "metric": str,
-    "value": (int, float),
-    "unit": str,
-    "backend": str,
-    "reference": str,
-    "frames": int,
-    "stepper": str,
-    "windowing": str,
-}
-NULLABLE_COLUMNS: dict[str, type] = {"higher_is_better": bool, "frame": int}
+# The rows table's columns: those every row has (flashbench.rows.Row), nullable ones last (the
+# order report tables keep); pooled rows' extra "samples" is left out.
+ROW_COLUMNS = [
+    *(c.name for c in COLUMNS if c.required and not c.nullable),
+    *(c.name for c in COLUMNS if c.required and c.nullable),
+]
 TRACE_COLUMNS = ("step", "sigma", "window", "branch", "action", "seconds")
-# What identifies one measurement: two rows with the same key would silently overwrite.
-ROW_KEY = ["case", "setting", "seed", "metric", "reference", "frame"]
 # The pseudo-setting of the baseline re-sampled from another noise seed (the seed floor): it
 # has rows like a setting, but is no candidate to rank or gate.
 RESEEDED = "reseeded"
@@ -142,26 +133,10 @@ def load_manifest(run: Path) -> dict[str, Any]:
 
 
 def _check_row(row: Any, path: Path, index: int) -> dict[str, Any]:
-    where = f"{path} rows[{index}]"
-    if not isinstance(row, dict):
-        raise RunFormatError(f"{where} must be an object, got {type(row).__name__}")
-    missing = [c for c in (*ROW_COLUMNS, *NULLABLE_COLUMNS) if c not in row]
-    if missing:
-        raise RunFormatError(f"{where} lacks column(s) {missing}; see docs/run-directory.md")
-    for column, kind in ROW_COLUMNS.items():
-        value = row[column]
-        if isinstance(value, bool) or not isinstance(value, kind):
-            raise RunFormatError(
-                f"{where}: {column}={value!r} must be {getattr(kind, '__name__', 'a number')}"
-            )
-    if not math.isfinite(row["value"]):  # 1e999 parses as inf
-        raise RunFormatError(f"{where}: value={row['value']!r} must be a finite number")
-    for column, kind in NULLABLE_COLUMNS.items():
-        value = row[column]
-        if value is not None and (
-            not isinstance(value, kind) or (kind is int and isinstance(value, bool))
-        ):
-            raise RunFormatError(f"{where}: {column}={value!r} must be {kind.__name__} or null")
+    try:
+        Row.from_json(row)
+    except ValueError as error:
+        raise RunFormatError(f"{path} rows[{index}]: {error}") from error
     return row
 
 
@@ -183,8 +158,7 @@ def _load_rows(run: Path) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
         if payload["rows"]:
             first = payload["rows"][0]
             units[unit] = {k: first[k] for k in ("case", "setting", "seed", "stepper", "windowing")}
-    columns = [*ROW_COLUMNS, *NULLABLE_COLUMNS, "unit_id"]
-    rows = pd.DataFrame.from_records(records, columns=columns)
+    rows = pd.DataFrame.from_records(records, columns=[*ROW_COLUMNS, "unit_id"])
     rows["value"] = rows["value"].astype(float)
     rows["seed"] = rows["seed"].astype("int64")
     rows["frames"] = rows["frames"].astype("int64")
@@ -195,7 +169,7 @@ def _load_rows(run: Path) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
 
 
 def _check_consistency(rows: pd.DataFrame) -> None:
-    duplicated = rows[rows.duplicated(ROW_KEY, keep=False)]
+    duplicated = rows[rows.duplicated(list(KEY), keep=False)]
     if not duplicated.empty:
         first = duplicated.iloc[0]
         units = sorted(set(duplicated["unit_id"]))

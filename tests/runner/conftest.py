@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from flashbench.runner import TIMING_METRICS
+from flashbench.rows import TIMING_METRICS
 
 TINY = Path(__file__).with_name("tiny.toml")
 

@@ -9,9 +9,11 @@ import sys
 import pytest
 import torch
 
-from flashbench import runner
+from flashbench import rundir
 from flashbench.cli import main
-from flashbench.runner import LOCK_NAME, read_rows, run_suite
+from flashbench.rows import read_rows
+from flashbench.rundir import LOCK_NAME
+from flashbench.runner import run_suite
 from flashbench.suite import parse_suite
 
 # A quick variant of tiny.toml: the run directory is under test, not the metrics.
@@ -113,7 +115,7 @@ def test_a_kill_between_manifest_and_suite_toml_is_finished_by_resume(
 ):
     suite = parse_suite(suite_path.read_text(), str(suite_path))
     out = tmp_path / "run"
-    write = runner.atomic_write
+    write = rundir.atomic_write
 
     def killed_at_suite_toml(path, data):
         if path.name == "suite.toml":
@@ -121,10 +123,10 @@ def test_a_kill_between_manifest_and_suite_toml_is_finished_by_resume(
             raise KeyboardInterrupt
         write(path, data)
 
-    monkeypatch.setattr(runner, "atomic_write", killed_at_suite_toml)
+    monkeypatch.setattr(rundir, "atomic_write", killed_at_suite_toml)
     with pytest.raises(KeyboardInterrupt):
         run_suite(suite, out, progress=False)
-    monkeypatch.setattr(runner, "atomic_write", write)
+    monkeypatch.setattr(rundir, "atomic_write", write)
     assert (out / "manifest.json").is_file() and not (out / "suite.toml").exists()
     assert run_suite(suite, out, resume=True, progress=False).done == 6
     assert parse_suite((out / "suite.toml").read_text(), "suite.toml").settings == suite.settings
@@ -209,7 +211,7 @@ def test_a_full_disk_is_one_line_and_leaves_no_file(suite_path, tmp_path, monkey
     def full(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(runner.os, "fsync", full)
+    monkeypatch.setattr(os, "fsync", full)
     out = tmp_path / "new" / "run"
     assert main(["run", str(suite_path), "--out", str(out), "--no-progress"]) == 2
     assert "No space left on device" in one_line_error(capsys)
@@ -229,7 +231,7 @@ def test_a_read_only_directory_is_one_line(suite_path, tmp_path, monkeypatch, ca
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
         return real_open(path, flags, *args, **kwargs)
 
-    monkeypatch.setattr(runner.os, "open", read_only)
+    monkeypatch.setattr(os, "open", read_only)
     out = tmp_path / "run"
     assert main(["run", str(suite_path), "--out", str(out), "--no-progress"]) == 2
     assert "Permission denied" in one_line_error(capsys)
@@ -273,7 +275,7 @@ def test_rows_of_a_resumed_run_equal_an_uninterrupted_one_after_a_refused_resume
     suite = parse_suite(suite_path.read_text(), str(suite_path))
     out, reference = tmp_path / "run", tmp_path / "reference"
     run_suite(suite, out, limit=1, progress=False)
-    with runner.RunLock(out), pytest.raises(ValueError, match="is being written by process"):
+    with rundir.RunLock(out), pytest.raises(ValueError, match="is being written by process"):
         run_suite(suite, out, resume=True, progress=False)
     run_suite(suite, out, resume=True, progress=False)
     run_suite(suite, reference, progress=False)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flashbench.runner import read_rows, run_suite
+from flashbench.rows import read_rows
+from flashbench.runner import run_suite
 from flashbench.suite import load_suite
 
 SUITE = """

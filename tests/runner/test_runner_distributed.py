@@ -3,7 +3,8 @@
 import pytest
 
 from flashbench.distributed import run_distributed
-from flashbench.runner import read_rows, run_suite
+from flashbench.rows import read_rows
+from flashbench.runner import run_suite
 from flashbench.suite import parse_suite
 
 

@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from flashbench.runner import read_rows, run_suite
+from flashbench.rows import read_rows
+from flashbench.runner import run_suite
 from flashbench.suite import load_suite, parse_suite
 
 SUITE = """

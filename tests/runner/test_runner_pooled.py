@@ -5,7 +5,8 @@ import json
 import pytest
 
 from flashbench.measure import Measurer
-from flashbench.runner import read_rows, run_suite
+from flashbench.rows import read_rows
+from flashbench.runner import run_suite
 from flashbench.suite import parse_suite
 from metrics.fid import FrechetInceptionDistance
 from metrics.fvd import FrechetVideoDistance

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from flashbench.runner import LOCK_NAME, read_rows, run_suite
+from flashbench.rows import read_rows
+from flashbench.rundir import LOCK_NAME
+from flashbench.runner import run_suite
 from flashbench.settings import steppers
 from flashbench.steppers import Stepper
 from flashbench.suite import parse_suite

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flashbench.runner import TIMING_METRICS, read_rows, run_suite
+from flashbench.rows import TIMING_METRICS, read_rows
+from flashbench.runner import run_suite
 from flashbench.suite import parse_suite
 
 

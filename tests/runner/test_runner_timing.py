@@ -5,14 +5,16 @@ import json
 
 import pytest
 
-from flashbench import runner
-from flashbench.runner import Timing, read_rows, run_suite, time_interleaved
+from flashbench import passes, runner, timing
+from flashbench.rows import read_rows
+from flashbench.runner import run_suite
 from flashbench.suite import parse_suite
+from flashbench.timing import Timing, time_interleaved
 
 
 def test_timing_rounds_alternate_their_order_and_report_median_and_iqr(monkeypatch):
     ticks = itertools.count()
-    monkeypatch.setattr(runner, "_clock", lambda device: float(next(ticks)) ** 2)
+    monkeypatch.setattr(timing, "_clock", lambda device: float(next(ticks)) ** 2)
     calls = []
     runs = [lambda name=name: calls.append(name) for name in "abc"]
     timings = time_interleaved(runs, repeats=4)
@@ -28,13 +30,13 @@ def test_each_unit_is_sampled_once_then_timed_repeats_times_and_rows_say_so(
     tiny_text, tmp_path, monkeypatch
 ):
     calls = []
-    sample = runner.sample
+    sample = passes.sample
 
     def counted(*args, **kwargs):
         calls.append(kwargs["stepper"])
         return sample(*args, **kwargs)
 
-    monkeypatch.setattr(runner, "sample", counted)
+    monkeypatch.setattr(passes, "sample", counted)
     text = tiny_text.replace("per_frame = [", "timing_repeats = 4\nper_frame = [")
     suite = parse_suite(text, "tiny.toml")
     assert suite.metrics.timing_repeats == 4

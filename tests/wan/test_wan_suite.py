@@ -4,7 +4,8 @@ import torch
 from safetensors.torch import save_file
 from wan_models import text_embeddings, tiny_transformer, tiny_vae
 
-from flashbench.runner import read_rows, run_suite
+from flashbench.rows import read_rows
+from flashbench.runner import run_suite
 from flashbench.suite import parse_suite
 from flashbench.wan_model import PROMPTS, write_manifest
 from reports.cli import report
