@@ -50,7 +50,18 @@ from flashbench.suite_settings import (
     setting_dict,
 )
 
-__all__ = ["CaseSpec", "Suite", "dumps_toml", "load_suite", "parse_suite", "setting_dict"]
+# CaseSpec, dumps_toml and setting_dict live beside the schema; callers import them from here.
+__all__ = [
+    "CaseSpec",
+    "Suite",
+    "dumps_toml",
+    "find_suite",
+    "load_suite",
+    "parse_suite",
+    "setting_dict",
+    "shipped_suites",
+    "suite_keys_table",
+]
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 
