@@ -14,21 +14,22 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from flashbench.settings import settings, steppers, windowings
-from flashbench.suite import (
-    _SECTIONS,
-    _SETTING_KEYS,
-    SUITES_DIR,
-    Suite,
-    parse_suite,
-    shipped_suites,
-)
+from flashbench.suite import SECTIONS, SUITES_DIR, Suite, parse_suite, shipped_suites
+from flashbench.suite_schema import section_keys
+
+SECTION_KEYS = {
+    section: tuple(section_keys(record, section))
+    for section, record in SECTIONS.items()
+    if section != "settings"
+}
+SETTING_KEYS = tuple(section_keys(SECTIONS["settings"], "settings"))
 
 PATH = "fuzz.toml"
 SHIPPED = {
     name: tomllib.loads((SUITES_DIR / f"{name}.toml").read_text()) for name in shipped_suites()
 }
 KEYS = sorted(
-    {*_SECTIONS, "settings", *_SETTING_KEYS, *(k for ks in _SECTIONS.values() for k in ks)}
+    {*SECTION_KEYS, "settings", *SETTING_KEYS, *(k for ks in SECTION_KEYS.values() for k in ks)}
 )
 WORDS = [
     *settings.names(),
@@ -85,10 +86,10 @@ def test_random_documents_are_a_suite_or_a_clear_error(document):
 def schema_shaped(draw):
     """A minimal valid suite whose sections get random values under the schema's keys."""
     document = {"suite": {"version": "1"}, "settings": [{"use": "baseline"}]}
-    for section, keys in _SECTIONS.items():
+    for section, keys in SECTION_KEYS.items():
         chosen = draw(st.lists(st.sampled_from(keys), max_size=3, unique=True))
         document.setdefault(section, {}).update({key: draw(VALUES) for key in chosen})
-    entries = draw(st.lists(st.dictionaries(st.sampled_from(_SETTING_KEYS), VALUES), max_size=3))
+    entries = draw(st.lists(st.dictionaries(st.sampled_from(SETTING_KEYS), VALUES), max_size=3))
     document["settings"] += entries
     return document
 

@@ -2,13 +2,22 @@
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from flashbench.settings import steppers
-from flashbench.suite import load_suite, parse_suite, shipped_suites
+from flashbench.suite import (
+    SECTIONS,
+    dumps_toml,
+    load_suite,
+    parse_suite,
+    shipped_suites,
+    suite_keys_table,
+)
+from flashbench.suite_schema import section_keys
 
 
 def test_every_shipped_suite_validates():
@@ -399,3 +408,49 @@ def test_deeply_nested_arrays_are_a_clear_error(tiny_text, where):
     with pytest.raises(ValueError, match=r"t\.toml: ") as info:
         parse_suite(text, "t.toml")
     assert "\n" not in str(info.value) and len(str(info.value)) < 300
+
+
+# ---- the schema is declared once: docs and resolved TOML come from it ---------------------
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "suites.md"
+
+
+def test_docs_key_table_is_generated_from_the_schema():
+    text = DOCS.read_text()
+    begin, end = "<!-- suite keys: begin (generated) -->\n", "<!-- suite keys: end -->"
+    table = text[text.index(begin) + len(begin) : text.index(end)]
+    assert table == suite_keys_table(), (
+        "docs/suites.md's key table is out of date; replace it with suite_keys_table()'s output"
+    )
+
+
+def test_every_key_of_the_schema_is_in_the_docs_table():
+    table = suite_keys_table()
+    for section, record in SECTIONS.items():
+        for name in section_keys(record, section):
+            assert f"| `{section}.{name}` |" in table
+
+
+@pytest.mark.parametrize("name", [n for n in shipped_suites() if n != "nfeb_ablation"])
+def test_resolved_suite_parses_back_to_the_same_suite(name):
+    suite = load_suite(name)
+    again = parse_suite(dumps_toml(suite.resolved()), "suite.toml")
+    assert again.resolved() == suite.resolved()
+    assert (again.settings, again.cases, again.metrics) == (
+        suite.settings,
+        suite.cases,
+        suite.metrics,
+    )
+
+
+def test_a_missing_required_key_is_named_with_its_doc(tiny_text):
+    with pytest.raises(
+        ValueError,
+        match=r"t\.toml: suite\.version: is required: e\.g\. version = \"1\"; bump it whenever",
+    ):
+        parse_suite(tiny_text.replace('version = "1"\n', ""), "t.toml")
+
+
+def test_an_empty_protocol_means_none_and_is_written_empty(tiny_text):
+    suite = parse_suite(tiny_text.replace("[suite]\n", '[suite]\nprotocol = ""\n'), "t.toml")
+    assert suite.protocol is None and suite.resolved()["suite"]["protocol"] == ""
