@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from flashbench.denoiser import Cond
 from flashbench.models import CaseInputs, PortraitModel
-from flashbench.sampling import Guidance, Sample, StepEnd, sample
+from flashbench.sampling import Sample, StepEnd, sample
 from flashbench.schedule import flow_match_sigmas
 from flashbench.settings import Setting
 from flashbench.suite import Suite
@@ -59,14 +59,14 @@ def prepare_pass(
     noise: Tensor,
     device: torch.device | str = "cpu",
     bar: tqdm | None = None,
+    record: Callable[[StepEnd], None] | None = None,
 ) -> Callable[[], Sample]:
-    """One sampling pass of ``setting`` on a case, ready to call (and to call again, for timing)."""
+    """One sampling pass of ``setting`` on a case, ready to call (and to call again, for timing).
+
+    ``record``, if given, sees every step as ``sample``'s callback does (the regime profile).
+    """
     stepper, windowing, _ = setting.build()
-    guidance = (
-        Guidance(setting.guidance_scale, suite.guidance_drop)
-        if setting.guidance_scale is not None
-        else None
-    )
+    guidance = suite.guidance_of(setting)
     if guidance is not None:
         # Dropping nothing makes both branches equal: guidance would silently cost 2x for nothing.
         present = {*inputs.cond.static, *inputs.cond.temporal}
@@ -79,6 +79,11 @@ def prepare_pass(
     noise, cond = noise.to(device), cond_to(inputs.cond, device)
     sigmas = flow_match_sigmas(suite.steps, suite.shift)
     progress = None if bar is None else _step_progress(bar, len(stepper.plan(sigmas)) - 1)
+    callbacks = [c for c in (progress, record) if c is not None]
+
+    def callback(end: StepEnd) -> None:
+        for call in callbacks:
+            call(end)
 
     def run() -> Sample:
         return sample(
@@ -89,7 +94,7 @@ def prepare_pass(
             stepper=stepper,
             windowing=windowing,
             guidance=guidance,
-            callback=progress,
+            callback=callback if callbacks else None,
         )
 
     return run
@@ -103,9 +108,10 @@ def measured_pass(
     noise: Tensor,
     bar: tqdm | None,
     device: torch.device | str = "cpu",
+    record: Callable[[StepEnd], None] | None = None,
 ) -> Sample:
     """One pass of ``setting`` that makes a unit's video: its peak memory measured, its latents on the CPU and finite."""
-    run = prepare_pass(suite, model, setting, inputs, noise, device, bar)
+    run = prepare_pass(suite, model, setting, inputs, noise, device, bar, record)
     with measure(device) as memory:
         result = run()
     result = replace(result, latents=result.latents.cpu(), peak_bytes=memory.peak_bytes)

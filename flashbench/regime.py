@@ -9,7 +9,6 @@ measured on the velocity ``sample`` integrates (the guided one under CFG), not t
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,30 +30,44 @@ class VelocityProfile:
 
 
 class VelocityRecorder:
-    """A ``sample`` callback that keeps each step's velocity; ``profile()`` then reads the path.
+    """A ``sample`` callback that measures each step's velocity change; ``profile()`` reads it.
 
+    Only the previous step's velocity is kept, so recording costs one latent of memory.
     Sliding windows' velocities are concatenated along the frames (an overlap counts in each
     window that holds it), so the profile covers the whole video.
     """
 
     def __init__(self) -> None:
         self.sigmas: list[float] = []
-        self.velocities: list[Tensor] = []
+        self.changes: list[float] = []
+        self.ratios: list[float] = []
+        self.previous: Tensor | None = None
 
     def __call__(self, end: StepEnd) -> None:
-        self.sigmas.append(end.sigma)
-        self.velocities.append(torch.cat([v.double() for v in end.velocities.values()], dim=2))
+        v = torch.cat([v.double() for v in end.velocities.values()], dim=2)
+        if self.previous is not None:
+            previous, dims = self.previous, tuple(range(1, v.ndim))
+            change = (v - previous).abs().mean(dims) / previous.abs().mean(dims).clamp_min(1e-12)
+            norms = v.norm(dim=1) / previous.norm(dim=1).clamp_min(1e-12)
+            self.sigmas.append(end.sigma)
+            self.changes.append(float(change.mean()))
+            self.ratios.append(float(norms.mean()))
+        self.previous = v
 
     def profile(self) -> VelocityProfile:
         """Per step i >= 1: relative L1 change and magnitude ratio, averaged over the batch."""
-        changes, ratios = [], []
-        for previous, v in itertools.pairwise(self.velocities):
-            dims = tuple(range(1, v.ndim))
-            change = (v - previous).abs().mean(dims) / previous.abs().mean(dims).clamp_min(1e-12)
-            norms = v.norm(dim=1) / previous.norm(dim=1).clamp_min(1e-12)
-            changes.append(float(change.mean()))
-            ratios.append(float(norms.mean()))
-        return VelocityProfile(np.asarray(self.sigmas[1:]), np.asarray(changes), np.asarray(ratios))
+        return VelocityProfile(
+            np.asarray(self.sigmas), np.asarray(self.changes), np.asarray(self.ratios)
+        )
+
+    def records(self) -> list[dict[str, float | int]]:
+        """The profile as JSON records, one per step i >= 1 (a run directory's ``regime/`` files)."""
+        return [
+            {"step": i + 1, "sigma": sigma, "relative_change": change, "magnitude_ratio": ratio}
+            for i, (sigma, change, ratio) in enumerate(
+                zip(self.sigmas, self.changes, self.ratios, strict=True)
+            )
+        ]
 
 
 @torch.no_grad()

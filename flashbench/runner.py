@@ -26,6 +26,7 @@ from flashbench.measure import Measurer
 from flashbench.models import CaseInputs, PortraitModel
 from flashbench.passes import measured_pass, prepare_pass
 from flashbench.pooled import check_pooled, pooled_failures, write_pooled_rows
+from flashbench.regime import VelocityRecorder
 from flashbench.rows import Row
 from flashbench.rundir import open_run_dir, record_error, write_plan
 from flashbench.sampling import Sample
@@ -174,8 +175,14 @@ class CaseRunner:
         try:
             inputs = inputs_of(model)
             noise = initial_noise(unit, inputs)
-            result = measured_pass(suite, model, unit.setting, inputs, noise, bar, self.device)
             is_baseline = unit.setting.name == suite.baseline
+            # The baseline's path says how hard acceleration is on this model (the regime).
+            recorder = VelocityRecorder() if is_baseline else None
+            result = measured_pass(
+                suite, model, unit.setting, inputs, noise, bar, self.device, recorder
+            )
+            if recorder is not None:
+                atomic_json(out / "regime" / f"{unit.name}.json", recorder.records())
             if is_baseline:
                 key = baseline_key(suite, model, unit.case, unit.seed)
                 self._cache(out / "cache" / "baseline" / f"{key}.pt", result.latents)

@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from flashbench.cases import SEED, Cases, CaseSpec
+from flashbench.guidance import CFG, parse_rule
 from flashbench.measure import METRICS, MIN_POOLED_VIDEOS
 from flashbench.models import check_model_args, model_params, models
+from flashbench.sampling import Guidance
 from flashbench.schedule import MAX_STEPS
 from flashbench.settings import Setting
 from flashbench.suite_metrics import Metrics, check_metrics
@@ -33,6 +35,7 @@ from flashbench.suite_schema import (
     ListOf,
     Number,
     Registered,
+    RuleText,
     Table,
     Text,
     Where,
@@ -170,7 +173,22 @@ class Suite:
         default=None,
         default_doc="none: unguided",
     )
+    guidance_rule: str | None = toml_key(
+        "guidance.rule",
+        RuleText(),
+        "how the branches combine: `NAME[:KEY=VALUE,...]` of `flashbench.guidance.RULES`, "
+        "e.g. `apg:eta=0` or `cfg_zero_star`",
+        default=None,
+        default_doc="plain CFG, the paper's",
+    )
     metrics: Metrics = field(default_factory=Metrics)
+
+    def guidance_of(self, setting: Setting) -> Guidance | None:
+        """The guidance a setting samples with: its scale, this suite's drop and rule; None unguided."""
+        if setting.guidance_scale is None:
+            return None
+        rule = CFG() if self.guidance_rule is None else parse_rule(self.guidance_rule)
+        return Guidance(setting.guidance_scale, self.guidance_drop, rule=rule)
 
     def setting(self, name: str) -> Setting:
         for s in self.settings:

@@ -46,8 +46,23 @@ def test_recorder_as_a_sample_callback_covers_every_sliding_window():
     sigmas = flow_match_sigmas(6, shift=3.0)
     recorder = VelocityRecorder()
     sample(Decay(), noise, sigmas, windowing=Sliding(window=6, overlap=2), callback=recorder)
-    assert all(v.shape[2] == 12 for v in recorder.velocities)
+    assert recorder.previous.shape[2] == 12
     full = velocity_profile(Decay(), noise, sigmas)
     windowed = recorder.profile()
     assert windowed.magnitude_ratio == pytest.approx(full.magnitude_ratio, rel=1e-6)
     assert windowed.relative_change == pytest.approx(full.relative_change, rel=1e-6)
+
+
+def test_recorder_records_are_the_profile_by_step():
+    from flashbench.regime import VelocityRecorder
+    from flashbench.sampling import sample
+
+    noise = torch.randn(1, 3, 4, 4, 4, generator=torch.Generator().manual_seed(3))
+    sigmas = flow_match_sigmas(5, shift=3.0)
+    recorder = VelocityRecorder()
+    sample(Decay(), noise, sigmas, callback=recorder)
+    records = recorder.records()
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    profile = recorder.profile()
+    assert [r["magnitude_ratio"] for r in records] == list(profile.magnitude_ratio)
+    assert [r["sigma"] for r in records] == pytest.approx(sigmas[1:-1].double().numpy())

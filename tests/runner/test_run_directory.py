@@ -284,3 +284,15 @@ def test_rows_of_a_resumed_run_equal_an_uninterrupted_one_after_a_refused_resume
         json.loads((out / "plan.json").read_text())["units"]
         == json.loads((reference / "plan.json").read_text())["units"]
     )
+
+
+def test_baseline_units_write_their_velocity_profile_and_others_do_not(tiny_text, tmp_path):
+    suite = parse_suite(tiny_text, "tiny.toml")
+    out = tmp_path / "run"
+    run_suite(suite, out, progress=False)
+    profiles = {p.stem: json.loads(p.read_text()) for p in (out / "regime").glob("*.json")}
+    baseline_units = {p.stem for p in (out / "rows").glob("*.json") if "__baseline__" in p.stem}
+    assert set(profiles) == baseline_units and baseline_units
+    for records in profiles.values():
+        assert [r["step"] for r in records] == list(range(1, suite.steps))
+        assert all(r["relative_change"] >= 0 and r["magnitude_ratio"] > 0 for r in records)

@@ -454,3 +454,25 @@ def test_a_missing_required_key_is_named_with_its_doc(tiny_text):
 def test_an_empty_protocol_means_none_and_is_written_empty(tiny_text):
     suite = parse_suite(tiny_text.replace("[suite]\n", '[suite]\nprotocol = ""\n'), "t.toml")
     assert suite.protocol is None and suite.resolved()["suite"]["protocol"] == ""
+
+
+def test_guidance_rule_is_read_checked_and_used_by_every_guided_setting(tiny_text):
+    from flashbench.guidance import APG, CFG
+
+    guided = tiny_text + '\n[guidance]\nscale = 3.0\ndrop = ["expression"]\n'
+    plain = parse_suite(guided, "t.toml")
+    assert plain.guidance_rule is None and "rule" not in dumps_toml(plain.resolved())
+    assert all(plain.guidance_of(s).rule == CFG() for s in plain.settings)
+    apg = parse_suite(guided + 'rule = "apg:eta=0,momentum=-0.5"\n', "t.toml")
+    assert all(apg.guidance_of(s).rule == APG(eta=0.0, momentum=-0.5) for s in apg.settings)
+    assert all(apg.guidance_of(s).scale == 3.0 for s in apg.settings)
+    # The resolved suite.toml keeps the rule, and reads back to the same suite.
+    assert parse_suite(dumps_toml(apg.resolved()), "t.toml").guidance_rule == apg.guidance_rule
+    for bad, words in [
+        ('"apgg"', "did you mean 'apg'"),
+        ('"apg:eta=x"', "not a number"),
+        ("3", "string"),
+    ]:
+        with pytest.raises(ValueError, match=words) as info:
+            parse_suite(guided + f"rule = {bad}\n", "t.toml")
+        assert "guidance.rule" in str(info.value) and "\n" not in str(info.value)
