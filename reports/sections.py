@@ -16,6 +16,8 @@ import pandas as pd
 from reports.differences import lead_sections
 from reports.grid import Grid
 from reports.load import Run
+from reports.plots import figure_png
+from reports.regime import fewer_steps_table, load_profiles, profile_table, regime_figure
 from reports.tables import metric_table, quality_table, speed_table, timing_warnings
 
 __all__ = [
@@ -132,6 +134,36 @@ def comparison(inputs: ReportInputs) -> list[Section]:
     ]
 
 
+def regime(inputs: ReportInputs) -> list[Section]:
+    """How hard acceleration is on this model: seed floor, fewer steps, velocity profile (reports/regime.py)."""
+    profiles = load_profiles(inputs.run)
+    floor = fewer_steps_table(inputs.run, inputs.summary)
+    if profiles.empty and floor.empty:
+        return []
+    tables = (floor,) if not floor.empty else ()
+    figures: tuple[Figure, ...] = ()
+    if not profiles.empty:
+        tables += (profile_table(profiles),)
+        caption = (
+            "Velocity profile along the baseline's path, with MagCache's published Wan2.1 ratios"
+        )
+        figures = (
+            Figure("regime", caption, figure_png(regime_figure(profiles)), "figures/regime.png"),
+        )
+    note = (
+        "Reported, never tuned. The re-seeded baseline's distance from the baseline is the floor "
+        "below which no setting can be told from the baseline; fewer Euler steps show what plain "
+        "step reduction costs here. The profile is the baseline's velocity from step to step: "
+        "TeaCache skips steps where its relative change is small, MagCache where the magnitude "
+        "ratio stays near 1 (theirs is measured on Wan2.1's block residual, ours on the velocity); "
+        "a flat profile means a straight path, where any accelerator looks free."
+    )
+    model = inputs.run.manifest.get("model", {})
+    name = model.get("name", "?") if isinstance(model, dict) else str(model)
+    title = f"Regime: how hard acceleration is on model `{name}`"
+    return [Section(title, note=note, tables=tables, figures=figures)]
+
+
 def metrics_and_backends(inputs: ReportInputs) -> list[Section]:
     return [Section("Metrics and backends", tables=(metric_table(inputs.summary),))]
 
@@ -173,6 +205,7 @@ SECTIONS: tuple[Callable[[ReportInputs], list[Section]], ...] = (
     title_and_manifest,
     lead,
     comparison,
+    regime,
     metrics_and_backends,
     failed_units,
     figures,
