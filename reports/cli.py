@@ -20,7 +20,8 @@ from reports.load import incomplete_units, load_run
 from reports.markdown import markdown_table, render_markdown
 from reports.plots import report_figures
 from reports.sections import ReportInputs, report_sections
-from reports.tables import summary_table, timing_warnings
+from reports.seed_floor import floor_table
+from reports.tables import aggregate_rows, summary_table, timing_warnings
 
 log = logging.getLogger(__name__)
 # Incomplete units printed one per line by gate; the rest are counted.
@@ -51,13 +52,17 @@ def report(
     _write_table(summary, folder / "summary")
     differences = difference_table(loaded, n_boot=n_boot, seed=seed)
     _write_table(differences, folder / "differences")
+    floors = floor_table(aggregate_rows(loaded.rows), loaded.baseline, n_boot=n_boot, seed=seed)
+    _write_table(floors, folder / "seed_floor")
     figures = report_figures(loaded.rows, loaded.traces, summary)
     settings = sorted(set(summary["setting"]), key=lambda s: (s != loaded.baseline, s))
     grids = []
     if videos:
         for case, files in loaded.videos.items():
             grids += case_grids(files, case, settings, folder / "grids")
-    sections = report_sections(ReportInputs(loaded, summary, differences, figures, grids, folder))
+    sections = report_sections(
+        ReportInputs(loaded, summary, differences, floors, figures, grids, folder)
+    )
     for figure in (figure for section in sections for figure in section.figures):
         (folder / figure.path).parent.mkdir(exist_ok=True)
         (folder / figure.path).write_bytes(figure.png)

@@ -12,7 +12,7 @@ import pandas as pd
 
 from reports.compare import bootstrap_diff_ci
 from reports.load import RESEEDED, Run, metric_label
-from reports.seed_floor import floor_table
+from reports.seed_floor import BETTER, BEYOND, UNDECIDED, WITHIN
 from reports.tables import SPEED_METRICS, UNIT_KEY, aggregate_rows
 
 COLUMNS = [
@@ -96,7 +96,25 @@ def discriminating_table(differences: pd.DataFrame, baseline: str) -> pd.DataFra
     return pd.DataFrame(table, columns=["setting", *labels])
 
 
-def lead_sections(run: Run, differences: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
+VERDICT_MARKS = {WITHIN: "≈", BEYOND: "✗", BETTER: "✓", UNDECIDED: "?"}
+
+
+def floor_matrix(floors: pd.DataFrame) -> pd.DataFrame:
+    """The seed-floor table as metric x setting: each cell a verdict mark and the mean change."""
+    records = []
+    for metric, group in floors.groupby("metric", sort=True):
+        record = {"metric": metric, "seed floor": f"±{group['seed_floor'].iloc[0]:.3g}"}
+        for _, row in group.iterrows():
+            mark = VERDICT_MARKS[row["verdict"]]
+            record[row["setting"]] = mark if mark == "≈" else f"{mark} {row['diff']:+.3g}"
+        records.append(record)
+    settings = sorted(set(floors["setting"]))
+    return pd.DataFrame.from_records(records, columns=["metric", "seed floor", *settings])
+
+
+def lead_sections(
+    run: Run, differences: pd.DataFrame, floors: pd.DataFrame
+) -> list[tuple[str, str, pd.DataFrame]]:
     """The report's opening sections as (title, note, table): what discriminates, then the seed floor."""
     sections = []
     apart = discriminating_table(differences, run.baseline)
@@ -110,34 +128,19 @@ def lead_sections(run: Run, differences: pd.DataFrame) -> list[tuple[str, str, p
                 apart.set_index("setting").T.rename_axis("metric").reset_index(),
             )
         )
-    floors = floor_table(aggregate_rows(run.rows), run.baseline)
     if not floors.empty:
-        floors = floors.assign(
-            **{
-                "change [95% CI]": [
-                    f"{d:+.4g} [{lo:+.4g}, {hi:+.4g}]"
-                    for d, lo, hi in zip(
-                        floors["diff"], floors["ci_low"], floors["ci_high"], strict=True
-                    )
-                ],
-                "mean": floors["setting_mean"].map(lambda v: f"{v:.4g}"),
-                "re-seeded": floors["reseeded_mean"].map(lambda v: f"{v:.4g}"),
-                "seed floor": floors["seed_floor"].map(lambda v: f"±{v:.4g}"),
-            }
-        )
-        columns = ["setting", "metric", "mean", "re-seeded", "versus", "change [95% CI]"]
         sections.append(
             (
                 "Seed floor",
-                "How far re-sampling the baseline from another noise seed moves each metric, "
-                "and each setting's change beside it, paired by case and seed with bootstrap "
-                "95% CIs. Against the ground truth and other references the change is from "
-                "the baseline and the floor is the larger end of re-seeding's own change's CI; "
-                "@baseline figures are compared with re-seeding's distance from the baseline "
-                "(floor 0). Within ±floor: indistinguishable from re-seeding; the whole CI "
-                "worse than the floor: beyond it; otherwise undecided. Pooled FVD/FID have "
-                "one value each (n = 1): no CI.",
-                floors[[*columns, "seed floor", "n", "verdict"]],
+                "How far re-sampling the baseline from another noise seed moves each metric "
+                "(±floor), and each setting's change beside it, paired by case and seed with "
+                "bootstrap 95% CIs. Against the ground truth and other references the change is "
+                "from the baseline and the floor is the larger end of re-seeding's own change's "
+                "CI; @baseline figures are compared with re-seeding's distance from the baseline "
+                "(floor 0). ≈ indistinguishable from re-seeding (CI within ±floor); ✗ worse "
+                "beyond the floor (whole CI); ✓ better beyond it; ? undecided. Pooled FVD/FID "
+                "have one value each: no CI. Every CI is in the report folder's seed_floor.csv.",
+                floor_matrix(floors),
             )
         )
     return sections

@@ -25,7 +25,7 @@ from reports.plots import _figure
 PUBLISHED = Path(__file__).with_name("data") / "magcache_wan21_ratios.json"
 PROFILE_COLUMNS = ("step", "sigma", "relative_change", "magnitude_ratio")
 # Fidelity to the baseline, in the order the floor table reads them.
-FLOOR_METRICS = ("psnr", "ssim", "lpips")
+FLOOR_METRICS = {"psnr": 2, "ssim": 4, "lpips": 4}  # metric -> decimals shown
 
 
 def load_profiles(run: Run) -> pd.DataFrame:
@@ -58,14 +58,24 @@ def fewer_steps_table(run: Run, summary: pd.DataFrame) -> pd.DataFrame:
     for setting in chosen:
         mine = summary[(summary["setting"] == setting) & (summary["reference"] == "baseline")]
         values = {
-            metric_label(m, "baseline"): float(mine.loc[mine["metric"] == m, "mean"].iloc[0])
-            for m in FLOOR_METRICS
+            metric_label(
+                m, "baseline"
+            ): f"{mine.loc[mine['metric'] == m, 'mean'].iloc[0]:.{digits}f}"
+            for m, digits in FLOOR_METRICS.items()
             if (mine["metric"] == m).any()
         }
         if values:
             label = "seed floor: baseline, another noise seed" if setting == RESEEDED else setting
-            records.append({"setting": label, "nfe": nfe.get(setting, np.nan), **values})
+            # The re-seeded baseline samples exactly as the baseline does.
+            passes = nfe.get(run.baseline if setting == RESEEDED else setting, np.nan)
+            shown = "?" if np.isnan(passes) else f"{passes:g}"
+            records.append({"setting": label, "nfe": shown, **values})
     return pd.DataFrame.from_records(records)
+
+
+def _span(first: float, last: float, digits: int) -> str:
+    a, b = f"{first:.{digits}f}", f"{last:.{digits}f}"
+    return a if a == b else f"{a}-{b}"
 
 
 def profile_table(profiles: pd.DataFrame) -> pd.DataFrame:
@@ -81,9 +91,13 @@ def profile_table(profiles: pd.DataFrame) -> pd.DataFrame:
         records.append(
             {
                 "steps": f"{band[0]}-{band[-1]}" if len(band) > 1 else f"{band[0]} (last)",
-                "sigma": f"{part['sigma'].max():.3f}-{part['sigma'].min():.3f}",
-                "relative change": f"{part['relative_change'].min():.4f}-{part['relative_change'].max():.4f}",
-                "magnitude ratio": f"{part['magnitude_ratio'].min():.4f}-{part['magnitude_ratio'].max():.4f}",
+                "sigma": _span(part["sigma"].max(), part["sigma"].min(), 3),
+                "relative change": _span(
+                    part["relative_change"].min(), part["relative_change"].max(), 4
+                ),
+                "magnitude ratio": _span(
+                    part["magnitude_ratio"].min(), part["magnitude_ratio"].max(), 4
+                ),
             }
         )
     return pd.DataFrame.from_records(records)
@@ -117,7 +131,9 @@ def regime_figure(profiles: pd.DataFrame) -> Figure:
         axis.grid(alpha=0.3)
     for name, ratios in published_ratios().items():
         positions = np.arange(1, len(ratios) + 1) / (len(ratios) + 1)
-        ratio_axis.plot(positions, ratios, linestyle="--", linewidth=1, label=f"{name} (published)")
+        ratio_axis.plot(
+            positions, ratios, linestyle="--", linewidth=1, label=f"{name} (MagCache, published)"
+        )
     change_axis.set_yscale("log")
     ratio_axis.legend(fontsize=7)
     return figure

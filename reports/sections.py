@@ -74,6 +74,7 @@ class ReportInputs:
     run: Run
     summary: pd.DataFrame
     differences: pd.DataFrame
+    floors: pd.DataFrame  # reports.seed_floor.floor_table of the run
     figures: dict[str, tuple[str, bytes]]  # name -> (title, PNG bytes), as reports.plots makes them
     grids: list[Grid]
     folder: Path
@@ -112,7 +113,7 @@ def lead(inputs: ReportInputs) -> list[Section]:
     """What tells the settings apart, then the seed floor (reports/differences.py)."""
     return [
         Section(title, note=note, tables=(table,))
-        for title, note, table in lead_sections(inputs.run, inputs.differences)
+        for title, note, table in lead_sections(inputs.run, inputs.differences, inputs.floors)
     ]
 
 
