@@ -171,7 +171,12 @@ def install_nfeb(
                 f"block {index}'s attn2 has no add_k_proj: the transformer takes no image tokens "
                 f"(image_dim={transformer.config.image_dim}); FlashPortrait needs Wan2.1 I2V"
             )
-        processor = NFEBProcessor(transformer.config.num_attention_heads * transformer.config.attention_head_dim, variant, portrait_width, text_tokens)
+        processor = NFEBProcessor(
+            transformer.config.num_attention_heads * transformer.config.attention_head_dim,
+            variant,
+            portrait_width,
+            text_tokens,
+        )
         block.attn2.set_processor(processor)
         processors.append(processor)
     return processors
@@ -216,7 +221,9 @@ class PerceiverAttention(nn.Module):
         x, latents = self.norm1(x), self.norm2(latents)
         query = self.to_q(latents).unflatten(2, (self.heads, -1))
         key, value = self.to_kv(torch.cat([x, latents], dim=1)).chunk(2, dim=-1)
-        out = _attend(query, key.unflatten(2, (self.heads, -1)), value.unflatten(2, (self.heads, -1)))
+        out = _attend(
+            query, key.unflatten(2, (self.heads, -1)), value.unflatten(2, (self.heads, -1))
+        )
         return self.to_out(out)
 
 
@@ -224,7 +231,14 @@ class Resampler(nn.Module):
     """``queries`` learned tokens refined by Perceiver layers over the input tokens."""
 
     def __init__(
-        self, in_dim: int, dim: int, out_dim: int, queries: int, depth: int, heads: int, head_dim: int
+        self,
+        in_dim: int,
+        dim: int,
+        out_dim: int,
+        queries: int,
+        depth: int,
+        heads: int,
+        head_dim: int,
     ) -> None:
         super().__init__()
         self.latents = nn.Parameter(torch.randn(1, queries, dim) / math.sqrt(dim))
@@ -264,7 +278,12 @@ class PartProjection(nn.Module):
 
     def forward(self, features: Tensor) -> Tensor:
         headpose, eye, emotion, mouth = features.split(list(FEATURE_SIZES.values()), dim=-1)
-        parts = (self.headpose_proj(headpose), self.eye_proj(eye), self.emo_proj(emotion), self.mouth_proj(mouth))
+        parts = (
+            self.headpose_proj(headpose),
+            self.eye_proj(eye),
+            self.emo_proj(emotion),
+            self.mouth_proj(mouth),
+        )
         return torch.stack([self.norm(part) for part in parts], dim=-2)
 
 
@@ -311,7 +330,9 @@ class PortraitEncoder(nn.Module):
                 f"emotion 30, mouth 512 from PD-FGC), got shape {tuple(features.shape)}"
             )
         batch, frames, _ = features.shape
-        _, _, emotion, mouth = features.flatten(0, 1)[:, None].split(list(FEATURE_SIZES.values()), dim=-1)
+        _, _, emotion, mouth = features.flatten(0, 1)[:, None].split(
+            list(FEATURE_SIZES.values()), dim=-1
+        )
         tokens = torch.cat(
             [
                 self.proj_model(features.flatten(0, 1)),
