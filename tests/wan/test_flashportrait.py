@@ -293,3 +293,19 @@ def test_denoiser_follows_portrait_tokens_and_dropping_them_is_the_null_expressi
             x, sigma, Cond(static, {"condition": condition, PORTRAIT: portrait})
         )
     torch.testing.assert_close(zeroed, plain)
+
+
+# ---- registered model --------------------------------------------------------------------
+
+
+def test_flashportrait_model_without_released_files_names_them_and_where_to_put_them(tmp_path):
+    from flashbench.models import models
+
+    (tmp_path / "portrait_encoder.pt").write_bytes(b"")
+    with pytest.raises(ValueError) as error:
+        models.build("flashportrait", weights=str(tmp_path))
+    message = str(error.value)
+    assert message.startswith(
+        "FlashPortrait's released files transformer.pt, pd_fpg.pth are missing"
+    )
+    assert str(tmp_path) in message and "nothing is downloaded" in message
