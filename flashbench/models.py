@@ -251,6 +251,11 @@ models.register(
     "flashbench.wan_model:load_wan",
     doc="diffusers' Wan text-to-video from a local sha256-checked folder (weights=, dtype=, device=; docs/wan.md)",
 )
+models.register(
+    "flashportrait",
+    "flashbench.flashportrait_model:load_flashportrait",
+    doc="FlashPortrait's released files on diffusers' Wan2.1-I2V with NFEB (weights=, variant=, device=)",
+)
 # What can be checked of a model's parameters before it is built (sizes, files, variants), by
 # model name: a function or a lazily imported ``"module:object"``; each returns the model's spec.
 _ARG_CHECKS: dict[str, Callable[..., ModelSpec] | str] = {
