@@ -28,9 +28,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from flashbench.denoiser import Cond, check_latent, run_layers
+from flashbench.nfeb import NFEB_VARIANTS, nfeb_combine
 
 NfebVariant = Literal["paper", "code", "add", "pure_norm", "center"]
-NFEB_VARIANTS: tuple[str, ...] = ("paper", "code", "add", "pure_norm", "center")
 
 
 @dataclass(frozen=True)
@@ -127,37 +127,6 @@ class PortraitEncoder(nn.Module):
 
 
 # ------------------------------------------------------ Normalized Facial Expression Block
-
-
-def nfeb_combine(z_img: Tensor, z_p: Tensor, variant: str, eps: float = 1e-5) -> Tensor:
-    """Combine image and expression cross-attention outputs ``[B, T, N, D]`` (FlashPortrait NFEB, Sec. 3.2).
-
-    ``paper``: z_p normalised by its own mean/std and re-scaled to z_img's, per token over
-    channels (our reading of the paper's mu/sigma); ``code``: the public code's one scalar mean
-    and std per sample over all tokens and channels; ``add``, ``pure_norm`` (no re-scale) and
-    ``center`` (subtract the mean only) are the paper's ablations. Returns z_bar = z_p_bar + z_img.
-    """
-    if variant == "add":
-        z_p_bar = z_p
-    elif variant == "code":
-        dims = tuple(range(1, z_p.ndim))
-        mean_p, std_p = z_p.mean(dim=dims, keepdim=True), z_p.std(dim=dims, keepdim=True)
-        mean_i, std_i = z_img.mean(dim=dims, keepdim=True), z_img.std(dim=dims, keepdim=True)
-        z_p_bar = (z_p - mean_p) * std_i / (std_p + eps) + mean_i
-    elif variant in ("paper", "pure_norm", "center"):
-        mean_p = z_p.mean(dim=-1, keepdim=True)
-        if variant == "center":
-            z_p_bar = z_p - mean_p
-        else:
-            std_p = z_p.std(dim=-1, keepdim=True)
-            z_p_bar = (z_p - mean_p) / (std_p + eps)
-            if variant == "paper":
-                z_p_bar = z_p_bar * z_img.std(dim=-1, keepdim=True) + z_img.mean(
-                    dim=-1, keepdim=True
-                )
-    else:
-        raise ValueError(f"variant={variant!r} is not an NFEB variant; use one of {NFEB_VARIANTS}")
-    return z_p_bar + z_img
 
 
 def attention(q: Tensor, k: Tensor, v: Tensor, heads: int, logit_scale: float = 1.0) -> Tensor:
