@@ -21,6 +21,7 @@ steppers.register("first_block_cache", "flashbench.steppers.first_block_cache:Fi
 steppers.register("magcache", "flashbench.steppers.magcache:magcache")
 steppers.register("fewer_steps", "flashbench.steppers.fewer_steps:FewerSteps")
 steppers.register("dpmpp_2m", "flashbench.steppers.dpm_solver:DPMSolver")
+steppers.register("diffusers_cache", "flashbench.steppers.diffusers_cache:DiffusersCache")
 
 windowings = Registry("windowing")
 windowings.register("full", Full)
