@@ -95,7 +95,7 @@ def test_pab_keeps_its_broadcast_per_branch_where_diffusers_shares_one_state():
 def test_refuses_a_model_that_is_not_a_diffusers_transformer():
     x, sigmas, _ = inputs()
     toy = ToyDenoiser(channels=4, dim=8, depth=2)
-    with pytest.raises(ValueError, match="needs a diffusers transformer .* got ToyDenoiser"):
+    with pytest.raises(ValueError, match=r"needs a diffusers transformer .* got ToyDenoiser"):
         sample(toy, x, sigmas, stepper=steppers.build("diffusers_cache"))
 
 
