@@ -21,6 +21,7 @@ steppers.register("first_block_cache", "flashbench.steppers.first_block_cache:Fi
 steppers.register("magcache", "flashbench.steppers.magcache:magcache")
 steppers.register("fewer_steps", "flashbench.steppers.fewer_steps:FewerSteps")
 steppers.register("dpmpp_2m", "flashbench.steppers.dpm_solver:DPMSolver")
+steppers.register("diffusers_cache", "flashbench.steppers.diffusers_cache:DiffusersCache")
 
 windowings = Registry("windowing")
 windowings.register("full", Full)
@@ -89,3 +90,17 @@ _add(Setting("fbcache_0p05", stepper="first_block_cache", stepper_args={"thresho
 _add(Setting("magcache", stepper="magcache"))
 _add(Setting("fewer_steps_6", stepper="fewer_steps", stepper_args={"steps": 6}))
 _add(Setting("dpmpp_2m_6", stepper="dpmpp_2m", stepper_args={"steps": 6}))
+_add(
+    Setting(
+        "diffusers_fbc_0p05",
+        stepper="diffusers_cache",
+        stepper_args={"config": "first_block_cache", "args": {"threshold": 0.05}},
+    )
+)
+_add(
+    Setting(
+        "diffusers_taylorseer_lite",
+        stepper="diffusers_cache",
+        stepper_args={"config": "taylorseer", "args": {"use_lite_mode": True}},
+    )
+)

@@ -66,7 +66,7 @@ class WanDenoiser(nn.Module):
         self.train_timesteps = train_timesteps
         self.blocks = [WanBlock(block) for block in transformer.blocks]
 
-    def _inputs(self, x: Tensor, cond: Cond) -> tuple[Tensor, Tensor, Tensor | None]:
+    def transformer_inputs(self, x: Tensor, cond: Cond) -> tuple[Tensor, Tensor, Tensor | None]:
         """The transformer's input, text tokens and image tokens for this latent and conditioning."""
         text = cond.static.get(PROMPT, cond.static.get(NEGATIVE_PROMPT))
         if text is None:
@@ -102,7 +102,7 @@ class WanDenoiser(nn.Module):
     def embed(self, x: Tensor, sigma: Tensor, cond: Cond) -> tuple[Tensor, dict[str, Any]]:
         """Patchify and embed ``x``; embed the time and the conditioning (``forward`` up to its blocks)."""
         model = self.transformer
-        hidden, text, image = self._inputs(x, cond)
+        hidden, text, image = self.transformer_inputs(x, cond)
         _, _, frames, height, width = hidden.shape
         p_t, p_h, p_w = model.config.patch_size
         rotary = model.rope(hidden)

@@ -16,7 +16,7 @@ from reports.tables import quality_labels
 # reference image (identity), and the temporal figures; per-part expression rows are tabled.
 PARETO_REFERENCES = ("ground_truth", "baseline", "reference_image", "")
 
-ACTION_LETTERS = {"compute": "C", "predict": "P", "reuse": "R"}
+ACTION_LETTERS = {"compute": "C", "predict": "P", "reuse": "R", "partial": "p"}
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -138,7 +138,7 @@ def steps_figure(traces: pd.DataFrame) -> Figure | None:
                 ax.text(column, row, letter, ha="center", va="center", fontsize=7, color=colour)
     ax.set_yticks(range(len(settings)), [f"{s} ({steppers[s]})" for s in settings], fontsize=8)
     ax.set_xticks(range(share.shape[1]), [str(s) for s in share.columns], fontsize=7)
-    ax.set_xlabel("denoising step (C compute, P predict, R reuse)")
+    ax.set_xlabel("denoising step (C compute, P predict, R reuse, p partial)")
     figure.colorbar(image, ax=ax, label="share of windows/branches computed")
     figure.suptitle("Computed vs predicted steps per stepper")
     return figure

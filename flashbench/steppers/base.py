@@ -41,7 +41,8 @@ class Facts:
     under which every prediction made after ``exact_degree + 1`` full passes is exact on
     features that are polynomials of degree <= ``exact_degree`` in the step index (DESIGN: a
     prediction of order n is exact on a polynomial trajectory of degree <= n); None: no such
-    promise.
+    promise. ``diffusers``: it runs only on a diffusers transformer (the ``wan`` model), so the
+    registry's toy-model tests leave it to ``tests/wan``.
     """
 
     never_skip: tuple[Mapping[str, Any], ...]
@@ -52,6 +53,7 @@ class Facts:
     black_box: Mapping[str, Any] | None = None
     exact: Mapping[str, Any] | None = None
     exact_degree: int = 0
+    diffusers: bool = False
 
 
 class Stepper:

@@ -90,19 +90,24 @@ def stepper_facts(name: str, steps: int) -> Facts | None:
     return type(steppers.build(name)).facts(steps)
 
 
+def toy_steppers(steps: int) -> list[str]:
+    """The registered steppers that run on FlashBench's own denoisers (``tests/wan`` covers the others)."""
+    return [name for name in steppers.names() if not stepper_facts(name, steps).diffusers]
+
+
 def never_skip_configs(steps: int) -> list[tuple[str, dict]]:
-    """(registered stepper, parameters under which it never skips), for every stepper."""
+    """(registered stepper, parameters under which it never skips), for every toy-model stepper."""
     return [
         (name, dict(params))
-        for name in steppers.names()
+        for name in toy_steppers(steps)
         for params in stepper_facts(name, steps).never_skip
     ]
 
 
 def example_configs(steps: int) -> dict[str, tuple[str, dict]]:
-    """``name`` or ``name-label`` -> (registered stepper, parameters of its example ``label``)."""
+    """``name`` or ``name-label`` -> (registered stepper, parameters of its example ``label``), toy-model steppers."""
     return {
         name if label == "default" else f"{name}-{label}": (name, dict(params))
-        for name in steppers.names()
+        for name in toy_steppers(steps)
         for label, params in stepper_facts(name, steps).examples.items()
     }
