@@ -113,9 +113,7 @@ def _probe(model: PlannedModel, frames: int) -> tuple[Features, int]:
         h, ctx = denoiser.embed(x, sigma, cond)
         block = denoiser.blocks[0]
         modules = block.modules() if isinstance(block, nn.Module) else block.block.modules()
-        hooks = [
-            m.register_forward_hook(record) for m in modules if isinstance(m, nn.Linear)
-        ]
+        hooks = [m.register_forward_hook(record) for m in modules if isinstance(m, nn.Linear)]
         try:
             out = block(h, ctx)
         finally:
@@ -136,7 +134,9 @@ def _probe(model: PlannedModel, frames: int) -> tuple[Features, int]:
     return features, widest
 
 
-def plan(model: PlannedModel, setting: Setting, steps: int = 30, guided: bool = False) -> MemoryPlan:
+def plan(
+    model: PlannedModel, setting: Setting, steps: int = 30, guided: bool = False
+) -> MemoryPlan:
     """The memory of sampling ``model``'s video under ``setting`` over ``steps`` steps.
 
     ``guided`` plans two guidance branches even where the setting has no guidance (as
@@ -186,7 +186,9 @@ def plan(model: PlannedModel, setting: Setting, steps: int = 30, guided: bool = 
 # ---- models ---------------------------------------------------------------------------------
 
 
-def wan_model(name: str, frames: int, height: int, width: int, dtype: str = "bfloat16") -> PlannedModel:
+def wan_model(
+    name: str, frames: int, height: int, width: int, dtype: str = "bfloat16"
+) -> PlannedModel:
     """A Wan 2.1 transformer of ``WAN_CONFIGS`` on the meta device, with a video of ``frames`` x ``height`` x ``width`` pixels."""
     from diffusers import WanTransformer3DModel
 
@@ -206,12 +208,12 @@ def wan_model(name: str, frames: int, height: int, width: int, dtype: str = "bfl
             f"frames={frames} must be 4k + 1 for Wan's 4x temporal VAE; use {below} or {below + 4}"
         )
     with torch.device("meta"):
-        transformer = WanTransformer3DModel(**WAN_CONFIGS[name]).to(DTYPES[dtype])
-    # As ``from_pretrained(torch_dtype=...)`` does: these modules stay in float32.
+        transformer = WanTransformer3DModel(**WAN_CONFIGS[name])
+    # As ``from_pretrained(torch_dtype=...)`` does: the modules it keeps in float32 stay so.
     keep = set(WanTransformer3DModel._keep_in_fp32_modules or ())
-    for module_name, module in transformer.named_modules():
-        if keep & set(module_name.split(".")):
-            module.float()
+    for parameter_name, parameter in transformer.named_parameters():
+        if not keep & set(parameter_name.split(".")):
+            parameter.data = parameter.data.to(DTYPES[dtype])
     shape = (
         1,
         WAN_CHANNELS,
@@ -238,7 +240,9 @@ def registry_model(name: str, frames: int, height: int, width: int) -> PlannedMo
     return PlannedModel(name, portrait.denoiser, inputs.latent_shape, torch.float32, inputs.cond)
 
 
-def planned_model(name: str, frames: int, height: int, width: int, dtype: str = "bfloat16") -> PlannedModel:
+def planned_model(
+    name: str, frames: int, height: int, width: int, dtype: str = "bfloat16"
+) -> PlannedModel:
     """The model ``name`` to plan for: a Wan configuration (``WAN_CONFIGS``) or a registered model."""
     from flashbench.models import models
 
@@ -249,6 +253,7 @@ def planned_model(name: str, frames: int, height: int, width: int, dtype: str = 
         close = difflib.get_close_matches(name, known, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         why = " (plan Wan from its configuration)" if name == "wan" else ""
-        raise ValueError(f"model {name!r} cannot be planned{why}; {hint}use one of {', '.join(known)}")
+        raise ValueError(
+            f"model {name!r} cannot be planned{why}; {hint}use one of {', '.join(known)}"
+        )
     return registry_model(name, frames, height, width)
-
