@@ -61,6 +61,50 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+UNITS = {"GiB": 2**30, "MiB": 2**20, "KiB": 2**10}
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"480x832"`` -> (480, 832): a frame's height and width in pixels."""
+    height, sep, width = text.lower().partition("x")
+    if not (sep and height.isdigit() and width.isdigit() and int(height) > 0 and int(width) > 0):
+        raise ValueError(f"--size {text!r} must be HEIGHTxWIDTH in pixels, e.g. 480x832")
+    return int(height), int(width)
+
+
+def cmd_memory(args: argparse.Namespace) -> int:
+    """Plan the memory of sampling one video under each setting (computed, not measured)."""
+    import json
+
+    from flashbench.memory import plan, planned_model
+
+    height, width = parse_size(args.size)
+    if args.frames < 1:
+        raise ValueError(f"--frames {args.frames} must be a positive number of video frames")
+    chosen = [settings.get(name) for name in args.setting]
+    model = planned_model(args.model, args.frames, height, width, args.dtype)
+    plans = [plan(model, setting, args.steps, args.guided) for setting in chosen]
+    if args.json:
+        print(json.dumps([p.as_dict() for p in plans], indent=2))
+        return 0
+    unit = UNITS[args.unit]
+    print(
+        f"{args.model}, {args.frames} frames at {height}x{width} (latent {model.latent_shape}), "
+        f"{args.steps} steps; {args.unit}, computed from the model's shapes, not measured"
+    )
+    columns = ("weights", "latents", "activations", "per block", "blocks x factors", "cache",
+               "transient", "branches", "windows", "total")  # fmt: skip
+    print(f"{'setting':<18}" + "".join(f"{c:>17}" for c in columns))
+    for p in plans:
+        sizes = (p.weights, p.latents, p.activations, p.cache_per_block)
+        cells = [f"{b / unit:.3f}" for b in sizes]
+        cells += [f"{p.cache_blocks} x {p.cache_factors}"]
+        cells += [f"{b / unit:.3f}" for b in (p.cache, p.transient)]
+        cells += [str(p.branches), str(p.windows), f"{p.total / unit:.3f}"]
+        print(f"{p.setting:<18}" + "".join(f"{c:>17}" for c in cells))
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train the reference model; the options are those of ``python -m reference_model.train_model``."""
     from flashbench.models import trainers
@@ -84,6 +128,28 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     demo.set_defaults(func=cmd_demo)
+    memory = sub.add_parser(
+        "memory",
+        help="plan the memory of sampling a video under settings, from the model's shapes",
+        description="Weights, activations of one window, stepper caches (per block and factor), "
+        "guidance branches, windows and the total, computed without allocating (docs/memory.md).",
+    )
+    memory.add_argument("--model", required=True, help="toy | reference | wan2.1-1.3b | wan2.1-14b")
+    memory.add_argument("--frames", type=int, required=True, help="video frames (Wan: 4k + 1)")
+    memory.add_argument("--size", required=True, help="HEIGHTxWIDTH in pixels, e.g. 480x832")
+    memory.add_argument(
+        "--setting", nargs="+", default=["baseline"], help="settings (flashbench ls settings)"
+    )
+    memory.add_argument("--steps", type=int, default=30, help="schedule steps (default 30)")
+    memory.add_argument(
+        "--guided", action="store_true", help="two guidance branches for every setting (CFG)"
+    )
+    memory.add_argument(
+        "--dtype", default="bfloat16", help="Wan weights' dtype (default bfloat16); others as built"
+    )
+    memory.add_argument("--unit", choices=list(UNITS), default="GiB")
+    memory.add_argument("--json", action="store_true", help="print the plans as JSON, in bytes")
+    memory.set_defaults(func=cmd_memory)
     train = sub.add_parser(
         "train",
         help="train the reference FlashPortrait model (progress bar, checkpoints, resume)",

@@ -25,14 +25,14 @@ any spacing (on equal spacing it is sum binom(k/h + i - 1, i) nabla^i f).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
 from torch import Tensor
 
 from flashbench.denoiser import Cond, Denoiser
-from flashbench.steppers.base import Facts, Stepper, sigma_batch
+from flashbench.steppers.base import CacheLayout, Facts, Features, Stepper, sigma_batch
 from flashbench.steppers.layered import (
     check_choice,
     check_positive_int,
@@ -163,6 +163,11 @@ class Forecaster(Stepper):
         cache["orders"] = orders
         cache["points"] = [u, *points][: max(self.order, 1)]
 
+    def cache_layout(self, features: Features) -> CacheLayout:
+        if self.level == "layer":
+            return CacheLayout(features.hidden, features.blocks, self.order + 1)
+        return CacheLayout(features.velocity, 1, self.order + 1)
+
     def coefficients(self, u: float, cache: dict) -> list[float]:
         points, orders = cache["points"], cache["orders"]
         coefficients = [1.0] + [0.0] * self.order
@@ -259,6 +264,14 @@ class ALP(Forecaster):
                 "threshold",
                 "use a small positive rate sum such as 0.15, or threshold=None for a full pass every K steps",
             )
+
+    def cache_layout(self, features: Features) -> CacheLayout:
+        layout = super().cache_layout(features)
+        itemsize = features.hidden_itemsize if self.level == "layer" else features.velocity_itemsize
+        # ``weights``: one multiplier per (order, layer); ``x_previous``: the latent for the rate.
+        weights = (self.order + 1) * layout.blocks * itemsize if self.dynamic else 0
+        previous = features.latent if self.reading == "rate" or self.threshold is not None else 0
+        return replace(layout, other=weights + previous)
 
     def observe(self, x: Tensor, cache: dict) -> None:
         if self.reading == "rate" or self.threshold is not None:

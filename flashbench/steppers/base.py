@@ -28,6 +28,42 @@ def tensor_bytes(obj: Any) -> int:
 
 
 @dataclass(frozen=True)
+class Features:
+    """Sizes in bytes of what a stepper may keep for one (window, guidance branch): the memory planner's input."""
+
+    blocks: int
+    hidden: int  # one block's output h
+    tokens: int  # h's elements over its width (one per token)
+    latent: int  # the window's latent x
+    velocity: int  # the model's output v
+    time: int | None  # the time embedding a block context carries, None where there is none
+    hidden_itemsize: int
+    velocity_itemsize: int
+
+
+@dataclass(frozen=True)
+class CacheLayout:
+    """What a stepper's cache holds for one (window, guidance branch), in bytes.
+
+    ``factors`` copies of a block-sized tensor (``per_block`` bytes) for each of ``blocks``
+    blocks, and ``other`` bytes besides (latents, weights, norms).
+    """
+
+    per_block: int = 0
+    blocks: int = 0
+    factors: int = 0
+    other: int = 0
+
+    @property
+    def block_bytes(self) -> int:
+        return self.per_block * self.blocks * self.factors
+
+    @property
+    def total(self) -> int:
+        return self.block_bytes + self.other
+
+
+@dataclass(frozen=True)
 class Facts:
     """What a stepper promises, checked for every registered stepper by ``tests/steppers``.
 
@@ -87,6 +123,11 @@ class Stepper:
 
     def cache_bytes(self, cache: dict) -> int:
         return tensor_bytes(cache)
+
+    def cache_layout(self, features: Features) -> CacheLayout:
+        """What ``cache_bytes`` will report for one (window, branch) once the cache is filled;
+        ``flashbench.memory`` plans with it and ``tests/flashbench/test_memory.py`` checks it."""
+        return CacheLayout()
 
 
 def sigma_batch(sigmas: Tensor, step: int, x: Tensor) -> Tensor:

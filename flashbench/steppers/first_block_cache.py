@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from flashbench.denoiser import Cond, Denoiser
-from flashbench.steppers.base import Facts, Stepper, sigma_batch
+from flashbench.steppers.base import CacheLayout, Facts, Features, Stepper, sigma_batch
 from flashbench.steppers.layered import check_threshold, relative_l1, require_layered, run_blocks
 
 
@@ -30,6 +30,10 @@ class FirstBlockCache(Stepper):
 
     def __post_init__(self) -> None:
         check_threshold(self.threshold, "threshold", "diffusers uses 0.05; threshold=0 never skips")
+
+    def cache_layout(self, features: Features) -> CacheLayout:
+        # Block 0's residual and the residual of blocks 1..L-1.
+        return CacheLayout(features.hidden, 1, 2)
 
     def velocity(
         self, model: Denoiser, x: Tensor, sigmas: Tensor, step: int, cond: Cond, cache: dict

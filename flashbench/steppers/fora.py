@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from flashbench.denoiser import Cond, Denoiser
-from flashbench.steppers.base import Facts, Stepper, sigma_batch
+from flashbench.steppers.base import CacheLayout, Facts, Features, Stepper, sigma_batch
 from flashbench.steppers.layered import check_positive_int, require_layered, run_blocks
 
 
@@ -33,6 +33,9 @@ class FORA(Stepper):
         check_positive_int(
             self.warmup, "warmup", "use warmup >= 1 (the first step must be a full pass)"
         )
+
+    def cache_layout(self, features: Features) -> CacheLayout:
+        return CacheLayout(features.hidden, 1, 1)
 
     def velocity(
         self, model: Denoiser, x: Tensor, sigmas: Tensor, step: int, cond: Cond, cache: dict

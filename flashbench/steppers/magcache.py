@@ -14,7 +14,7 @@ from flashbench.calibration import (
     resolve_calibration,
 )
 from flashbench.denoiser import Cond, Denoiser
-from flashbench.steppers.base import Facts, Stepper, sigma_batch
+from flashbench.steppers.base import CacheLayout, Facts, Features, Stepper, sigma_batch
 from flashbench.steppers.layered import (
     check_positive_int,
     check_threshold,
@@ -82,6 +82,11 @@ class MagCache(Stepper):
             return self.ratios[step]
         fractions = np.linspace(0.0, 1.0, len(self.ratios))
         return float(np.interp(step / max(steps - 1, 1), fractions, self.ratios))
+
+    def cache_layout(self, features: Features) -> CacheLayout:
+        # The block stack's residual; without ratios, its per-token norms in float32 too.
+        norms = 4 * features.tokens if self.ratios is None else 0
+        return CacheLayout(features.hidden, 1, 1, other=norms)
 
     def velocity(
         self, model: Denoiser, x: Tensor, sigmas: Tensor, step: int, cond: Cond, cache: dict

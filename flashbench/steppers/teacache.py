@@ -14,7 +14,7 @@ from flashbench.calibration import (
     resolve_calibration,
 )
 from flashbench.denoiser import Cond, Denoiser
-from flashbench.steppers.base import Facts, Stepper, sigma_batch
+from flashbench.steppers.base import CacheLayout, Facts, Features, Stepper, sigma_batch
 from flashbench.steppers.layered import (
     change_indicator,
     check_choice,
@@ -70,6 +70,13 @@ class TeaCache(Stepper):
         for c in self.coefficients:
             value = value * change + c
         return value
+
+    def cache_layout(self, features: Features) -> CacheLayout:
+        # The block stack's residual, and the indicator it watches (see ``change_indicator``).
+        watches_time = self.indicator != "embed" and features.time is not None
+        return CacheLayout(
+            features.hidden, 1, 1, other=features.time if watches_time else features.hidden
+        )
 
     def velocity(
         self, model: Denoiser, x: Tensor, sigmas: Tensor, step: int, cond: Cond, cache: dict
