@@ -11,7 +11,14 @@ import torch
 from torch import Tensor, nn
 
 from flashbench.denoiser import Cond, Denoiser
-from flashbench.steppers.base import Facts, Stepper, sigma_batch, tensor_bytes
+from flashbench.steppers.base import (
+    CacheLayout,
+    Facts,
+    Features,
+    Stepper,
+    sigma_batch,
+    tensor_bytes,
+)
 
 # FlashBench name -> diffusers config class. FasterCache is left out: in diffusers 0.42.1 its
 # denoiser hook expects the pipeline to batch the two guidance branches, which Wan's pipelines do
@@ -157,6 +164,14 @@ class DiffusersCache(Stepper):
         if not executed:
             return v, "predict" if self.config == "taylorseer" else "reuse"
         return v, "partial"
+
+    def cache_layout(self, features: Features) -> CacheLayout:
+        """Refused: the state lives in diffusers' hooks, whose tensors FlashBench does not declare."""
+        raise ValueError(
+            f"flashbench memory cannot plan stepper 'diffusers_cache' (config {self.config!r}): "
+            "its state lives inside diffusers' hooks; measure it with flashbench run "
+            "(the speed rows' cache_bytes)"
+        )
 
     def cache_bytes(self, cache: dict) -> int:
         states = []

@@ -24,6 +24,8 @@ def _examples() -> list[tuple[str, dict]]:
         (f"{name}-{label}", name, dict(params))
         for name in steppers.names()
         for label, params in type(steppers.build(name)).facts(STEPS).examples.items()
+        # diffusers' own caches run only on a diffusers transformer (tests/wan).
+        if not type(steppers.build(name)).facts(STEPS).diffusers
     ]
 
 
@@ -105,3 +107,11 @@ def test_cli_memory_refuses_bad_input_in_one_line(capsys, args, message):
     assert main(["memory", *args]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_diffusers_own_caches_are_refused_with_how_to_measure_them():
+    from flashbench.steppers.base import Features
+
+    features = Features(2, 64, 16, 64, 64, None, 4, 4)
+    with pytest.raises(ValueError, match=r"cannot plan stepper 'diffusers_cache'.*flashbench run"):
+        steppers.build("diffusers_cache").cache_layout(features)

@@ -7,7 +7,8 @@ import torch
 from safetensors.torch import save_file
 from wan_models import noise, text_embeddings, tiny_transformer, tiny_vae
 
-from flashbench.runner import read_rows, run_suite
+from flashbench.rows import read_rows
+from flashbench.runner import run_suite
 from flashbench.sampling import Guidance, sample
 from flashbench.schedule import flow_match_sigmas
 from flashbench.settings import steppers
