@@ -4,19 +4,14 @@ import sys
 
 import pytest
 import torch
-from safetensors.torch import save_file
-from wan_models import noise, text_embeddings, tiny_transformer, tiny_vae
+from wan_models import noise, text_embeddings, tiny_transformer
 
-from flashbench.rows import read_rows
-from flashbench.runner import run_suite
 from flashbench.sampling import Guidance, sample
 from flashbench.schedule import flow_match_sigmas
 from flashbench.settings import steppers
 from flashbench.steppers.diffusers_cache import DiffusersCache
-from flashbench.suite import parse_suite
 from flashbench.toy import ToyDenoiser
 from flashbench.wan import PROMPT, WanDenoiser, wan_cond
-from flashbench.wan_model import PROMPTS, write_manifest
 
 STEPS = 8
 CFG = Guidance(scale=3.0, drop=(PROMPT,))
@@ -122,51 +117,3 @@ def test_missing_diffusers_names_the_wan_extra(monkeypatch):
 def test_bad_config_or_args_raise_a_clear_value_error(params, words):
     with pytest.raises(ValueError, match=words):
         steppers.build("diffusers_cache", **params)
-
-
-SUITE = """
-[suite]
-name = "wan_peers"
-version = "1"
-model = "wan"
-model_args = {{ weights = "{weights}" }}
-steps = 6
-seeds = [0]
-
-[cases]
-identities = 1
-lengths = [9]
-resolution = 32
-
-[guidance]
-scale = 3.0
-drop = ["prompt_embeds"]
-
-[metrics]
-names = ["psnr"]
-references = ["baseline"]
-
-[[settings]]
-use = "baseline"
-
-[[settings]]
-name = "diffusers_fbc"
-stepper = "diffusers_cache"
-stepper_args = {{ config = "first_block_cache", args = {{ threshold = 0.5 }} }}
-"""
-
-
-def test_diffusers_cache_setting_runs_in_a_suite(tmp_path):
-    folder = tmp_path / "wan"
-    tiny_transformer().save_pretrained(folder / "transformer")
-    tiny_vae().save_pretrained(folder / "vae")
-    save_file(
-        {"prompt_embeds": text_embeddings(1), "negative_prompt_embeds": text_embeddings(2)},
-        folder / PROMPTS,
-    )
-    write_manifest(folder)
-    suite = parse_suite(SUITE.format(weights=folder), "wan_peers.toml")
-    summary = run_suite(suite, tmp_path / "run", threads=1, progress=False)
-    assert (summary.done, summary.failed) == (2, 0)
-    psnr = {r["setting"]: r["value"] for r in read_rows(tmp_path / "run") if r["metric"] == "psnr"}
-    assert set(psnr) == {"diffusers_fbc"} and torch.isfinite(torch.tensor(psnr["diffusers_fbc"]))
