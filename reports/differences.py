@@ -106,6 +106,8 @@ def floor_matrix(floors: pd.DataFrame) -> pd.DataFrame:
         record = {"metric": metric, "seed floor": f"±{group['seed_floor'].iloc[0]:.3g}"}
         for _, row in group.iterrows():
             mark = VERDICT_MARKS[row["verdict"]]
+            if row["higher_is_better"] is None and mark in ("✗", "✓"):
+                mark = "≠"  # no better or worse for this metric: only a difference
             record[row["setting"]] = mark if mark == "≈" else f"{mark} {row['diff']:+.3g}"
         records.append(record)
     settings = sorted(set(floors["setting"]))
@@ -138,7 +140,8 @@ def lead_sections(
                 "from the baseline and the floor is the larger end of re-seeding's own change's "
                 "CI; @baseline figures are compared with re-seeding's distance from the baseline "
                 "(floor 0). ≈ indistinguishable from re-seeding (CI within ±floor); ✗ worse "
-                "beyond the floor (whole CI); ✓ better beyond it; ? undecided. Pooled FVD/FID "
+                "beyond the floor (whole CI); ✓ better beyond it; ≠ beyond it for a metric "
+                "without a direction; ? undecided. Pooled FVD/FID "
                 "have one value each: no CI. Every CI is in the report folder's seed_floor.csv.",
                 floor_matrix(floors),
             )

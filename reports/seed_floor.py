@@ -46,8 +46,8 @@ BETTER = "better beyond the seed floor"
 UNDECIDED = "undecided"
 PASSING = (WITHIN, BETTER)
 COLUMNS = [
-    "setting", "metric", "versus", "n", "setting_mean", "reseeded_mean", "diff", "ci_low",
-    "ci_high", "seed_floor", "verdict",
+    "setting", "metric", "higher_is_better", "versus", "n", "setting_mean", "reseeded_mean",
+    "diff", "ci_low", "ci_high", "seed_floor", "verdict",
 ]  # fmt: skip
 
 
@@ -156,6 +156,7 @@ def floor_table(
                 {
                     "setting": setting,
                     "metric": label,
+                    "higher_is_better": floor.higher_is_better,
                     "versus": floor.versus,
                     "n": len(paired),
                     "setting_mean": float(paired["value_setting"].mean()),
