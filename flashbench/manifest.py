@@ -14,9 +14,8 @@ import torch
 
 from flashbench.measure import Measurer
 from flashbench.models import PortraitModel
+from flashbench.rows import FORMAT_VERSION
 from flashbench.suite import Suite, setting_dict
-
-FORMAT_VERSION = 1
 
 
 def _versions() -> dict[str, str | None]:

@@ -15,6 +15,10 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+# The run directory's format (manifest.json's format_version); readers refuse other versions.
+FORMAT_VERSION = 1
+# The keys of a traces/<unit>.json record: one per step, window and guidance branch.
+TRACE_KEYS = ("step", "sigma", "window", "branch", "action", "seconds")
 # Measurements of the machine, not of the result: they differ between reruns.
 TIMING_METRICS = ("wall_seconds", "wall_seconds_iqr", "fps", "peak_bytes")
 # Pooled rows (FVD, FID) stand for every case and sampling seed of their setting.

@@ -19,7 +19,7 @@ from torch import Tensor
 from flashbench.cases import CaseSpec
 from flashbench.measure import METRICS, SPEED, Measurer
 from flashbench.models import CaseInputs, PortraitModel, build_models
-from flashbench.rows import Row
+from flashbench.rows import TRACE_KEYS, Row
 from flashbench.sampling import Sample
 from flashbench.settings import Setting
 from flashbench.suite import Suite, setting_dict
@@ -217,13 +217,12 @@ def speed_rows(unit: Unit, result: Sample, timing: Timing | None) -> list[Row]:
 def trace_records(result: Sample) -> list[dict[str, Any]]:
     """The sampler trace as traces/<unit>.json holds it: one record per step, window and branch."""
     return [
-        {
-            "step": r.step,
-            "sigma": r.sigma,
-            "window": list(r.window),
-            "branch": r.branch,
-            "action": r.action,
-            "seconds": r.seconds,
-        }
+        dict(
+            zip(
+                TRACE_KEYS,
+                (r.step, r.sigma, list(r.window), r.branch, r.action, r.seconds),
+                strict=True,
+            )
+        )
         for r in result.trace
     ]

@@ -11,18 +11,16 @@ from typing import Any
 
 import pandas as pd
 
-from flashbench.rows import COLUMNS, KEY, Row
+from flashbench.rows import COLUMNS, FORMAT_VERSION, KEY, TRACE_KEYS, Row
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
 # The rows table's columns: those every row has (flashbench.rows.Row), nullable ones last (the
 # order report tables keep); pooled rows' extra "samples" is left out.
 ROW_COLUMNS = [
     *(c.name for c in COLUMNS if c.required and not c.nullable),
     *(c.name for c in COLUMNS if c.required and c.nullable),
 ]
-TRACE_COLUMNS = ("step", "sigma", "window", "branch", "action", "seconds")
 # The pseudo-setting of the baseline re-sampled from another noise seed (the seed floor): it
 # has rows like a setting, but is no candidate to rank or gate.
 RESEEDED = "reseeded"
@@ -203,13 +201,13 @@ def _load_traces(run: Path, units: dict[str, dict[str, Any]]) -> pd.DataFrame:
             )
             continue
         for index, step in enumerate(payload):
-            if not isinstance(step, dict) or any(c not in step for c in TRACE_COLUMNS):
-                raise RunFormatError(f"{path}[{index}] must have the keys {list(TRACE_COLUMNS)}")
-            record = {c: step[c] for c in TRACE_COLUMNS}
+            if not isinstance(step, dict) or any(c not in step for c in TRACE_KEYS):
+                raise RunFormatError(f"{path}[{index}] must have the keys {list(TRACE_KEYS)}")
+            record = {c: step[c] for c in TRACE_KEYS}
             # A window may be an index or a span; only its identity matters for plots.
             record["window"] = json.dumps(record["window"], sort_keys=True)
             records.append({"unit_id": path.stem, **owner, **record})
-    columns = ["unit_id", "case", "setting", "seed", "stepper", "windowing", *TRACE_COLUMNS]
+    columns = ["unit_id", "case", "setting", "seed", "stepper", "windowing", *TRACE_KEYS]
     traces = pd.DataFrame.from_records(records, columns=columns)
     traces["step"] = traces["step"].astype("int64")
     traces["seconds"] = traces["seconds"].astype(float)
