@@ -45,7 +45,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     sigmas = flow_match_sigmas(args.steps)
     rows = []
     reference = None
-    for name in args.settings:
+    for name in args.settings or ["baseline", "sliding", "sliding_uniform"]:
         stepper, windowing, guidance = settings.get(name).build()
         result = sample(
             model, noise, sigmas, Cond(), stepper=stepper, windowing=windowing, guidance=guidance
@@ -81,7 +81,7 @@ def cmd_memory(args: argparse.Namespace) -> int:
     height, width = parse_size(args.size)
     if args.frames < 1:
         raise ValueError(f"--frames {args.frames} must be a positive number of video frames")
-    chosen = [settings.get(name) for name in args.setting]
+    chosen = [settings.get(name) for name in args.setting or ["baseline"]]
     model = planned_model(args.model, args.frames, height, width, args.dtype)
     plans = [plan(model, setting, args.steps, args.guided) for setting in chosen]
     if args.json:
@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ls.set_defaults(func=cmd_ls)
     demo = sub.add_parser("demo", help="sample a toy denoiser under several settings")
-    demo.add_argument("--settings", nargs="+", default=["baseline", "sliding", "sliding_uniform"])
+    demo.add_argument("--settings", nargs="+", action="extend")
     demo.add_argument("--frames", type=int, default=24)
     demo.add_argument("--steps", type=int, default=30)
     demo.add_argument("--seed", type=int, default=0)
@@ -138,7 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     memory.add_argument("--frames", type=int, required=True, help="video frames (Wan: 4k + 1)")
     memory.add_argument("--size", required=True, help="HEIGHTxWIDTH in pixels, e.g. 480x832")
     memory.add_argument(
-        "--setting", nargs="+", default=["baseline"], help="settings (flashbench ls settings)"
+        "--setting",
+        nargs="+",
+        action="extend",
+        help="settings (flashbench ls settings; repeat or list several; default baseline)",
     )
     memory.add_argument("--steps", type=int, default=30, help="schedule steps (default 30)")
     memory.add_argument(

@@ -86,6 +86,13 @@ def test_cli_memory_prints_a_row_per_setting_and_json_totals(capsys):
     out = capsys.readouterr().out
     assert "not measured" in out
     assert out.count("\nbaseline ") == 1 and out.count("\nalp_k5 ") == 1
+    # A repeated --setting adds to the list instead of replacing it; none means the baseline.
+    assert main([*argv, "--setting", "baseline", "--setting", "alp_k5"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\nbaseline ") == 1 and out.count("\nalp_k5 ") == 1
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.count("\nbaseline ") == 1 and "alp_k5" not in out
     assert main([*argv, "--setting", "alp_k5", "--json", "--guided"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     parts = ("weights", "latents", "activations", "cache", "transient")
