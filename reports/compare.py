@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from reports.load import Run, metric_label
-from reports.tables import aggregate_rows, check_resamples
+from reports.tables import UNIT_KEY, aggregate_rows, check_resamples, direction_of
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,26 @@ def bootstrap_diff_ci(
     return diff, float(min(low, diff)), float(max(high, diff))
 
 
+def paired_diff_ci(
+    before: pd.DataFrame, after: pd.DataFrame, *, n_boot: int = 2000, seed: int = 0
+) -> tuple[pd.DataFrame, float, float, float] | None:
+    """after - before paired by unit (case, seed), with its bootstrap CI: the paired values
+    (columns ``value_before``, ``value_after``), diff, low, high; None when no unit is in both."""
+    paired = before[[*UNIT_KEY, "value"]].merge(
+        after[[*UNIT_KEY, "value"]], on=UNIT_KEY, suffixes=("_before", "_after")
+    )
+    if paired.empty:
+        return None
+    diff, low, high = bootstrap_diff_ci(
+        paired["value_before"].to_numpy(float),
+        paired["value_after"].to_numpy(float),
+        paired=True,
+        n_boot=n_boot,
+        seed=seed,
+    )
+    return paired, diff, low, high
+
+
 def _suite_hash(run: Run) -> str | None:
     # The runner names it suite_sha256; docs/run-directory.md says "suite content hash".
     return run.manifest.get("suite_sha256", run.manifest.get("suite_hash"))
@@ -77,7 +97,7 @@ def compare_runs(a: Run, b: Run, *, n_boot: int = 2000, seed: int = 0) -> pd.Dat
         if group_b.empty:
             continue
         direction = group_a["higher_is_better"].iloc[0]
-        higher = None if pd.isna(direction) else bool(direction)
+        higher = direction_of(direction)
         backends_a, backends_b = set(group_a["backend"]), set(group_b["backend"])
         merged = group_a.merge(group_b, on=["case", "seed"], suffixes=("_a", "_b"))
         paired = len(merged) == len(group_a) == len(group_b)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from reports.compare import bootstrap_diff_ci
+from reports.compare import paired_diff_ci
 from reports.load import RESEEDED, Run, metric_label
 from reports.seed_floor import BETTER, BEYOND, UNDECIDED, WITHIN
-from reports.tables import SPEED_METRICS, UNIT_KEY, aggregate_rows
+from reports.tables import SPEED_METRICS, aggregate_rows, direction_of
 
 COLUMNS = [
     "setting", "metric", "higher_is_better", "n", "baseline_mean", "setting_mean", "diff",
@@ -45,26 +45,19 @@ def difference_table(run: Run, *, n_boot: int = 2000, seed: int = 0) -> pd.DataF
         if setting == run.baseline:
             continue
         mine = base[(base["metric"] == metric) & (base["reference"] == reference)]
-        paired = mine.merge(group, on=UNIT_KEY, suffixes=("_base", "_setting"))
-        if paired.empty:
+        found = paired_diff_ci(mine, group, n_boot=n_boot, seed=seed)
+        if found is None:
             continue
-        direction = group["higher_is_better"].iloc[0]
-        higher = None if pd.isna(direction) else bool(direction)
-        diff, low, high = bootstrap_diff_ci(
-            paired["value_base"].to_numpy(float),
-            paired["value_setting"].to_numpy(float),
-            paired=True,
-            n_boot=n_boot,
-            seed=seed,
-        )
+        paired, diff, low, high = found
+        higher = direction_of(group["higher_is_better"].iloc[0])
         records.append(
             {
                 "setting": setting,
                 "metric": metric_label(metric, reference),
                 "higher_is_better": higher,
                 "n": len(paired),
-                "baseline_mean": float(paired["value_base"].mean()),
-                "setting_mean": float(paired["value_setting"].mean()),
+                "baseline_mean": float(paired["value_before"].mean()),
+                "setting_mean": float(paired["value_after"].mean()),
                 "diff": diff,
                 "ci_low": low,
                 "ci_high": high,

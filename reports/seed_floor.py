@@ -36,9 +36,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from reports.compare import bootstrap_diff_ci
+from reports.compare import paired_diff_ci
 from reports.load import RESEEDED, metric_label
-from reports.tables import UNIT_KEY
+from reports.tables import UNIT_KEY, direction_of
 
 WITHIN = "indistinguishable from re-seeding"
 BEYOND = "beyond the seed floor"
@@ -78,22 +78,15 @@ def seed_floors(
     floors = {}
     reseeded = rows[rows["setting"] == RESEEDED]
     for (metric, reference), group in reseeded.groupby(["metric", "reference"], sort=True):
-        direction = group["higher_is_better"].iloc[0]
-        higher = None if pd.isna(direction) else bool(direction)
+        higher = direction_of(group["higher_is_better"].iloc[0])
         floor, versus = 0.0, RESEEDED
         if reference != "baseline":
-            paired = _values(rows, baseline, metric, reference).merge(
-                group[[*UNIT_KEY, "value"]], on=UNIT_KEY, suffixes=("_base", "_reseeded")
+            found = paired_diff_ci(
+                _values(rows, baseline, metric, reference), group, n_boot=n_boot, seed=seed
             )
-            if paired.empty:
+            if found is None:
                 continue
-            _, low, high = bootstrap_diff_ci(
-                paired["value_base"].to_numpy(float),
-                paired["value_reseeded"].to_numpy(float),
-                paired=True,
-                n_boot=n_boot,
-                seed=seed,
-            )
+            _, _, low, high = found
             floor, versus = max(abs(low), abs(high)), baseline
         label = metric_label(metric, reference)
         floors[label] = SeedFloor(
@@ -137,20 +130,15 @@ def floor_table(
     for label, floor in sorted(floors.items()):
         versus = _values(rows, floor.versus, floor.metric, floor.reference)
         for setting in settings:
-            paired = versus.merge(
+            found = paired_diff_ci(
+                versus,
                 _values(rows, setting, floor.metric, floor.reference),
-                on=UNIT_KEY,
-                suffixes=("_versus", "_setting"),
-            )
-            if paired.empty:
-                continue
-            diff, low, high = bootstrap_diff_ci(
-                paired["value_versus"].to_numpy(float),
-                paired["value_setting"].to_numpy(float),
-                paired=True,
                 n_boot=n_boot,
                 seed=seed,
             )
+            if found is None:
+                continue
+            paired, diff, low, high = found
             one_sided = floor.reference == "baseline"
             records.append(
                 {
@@ -159,7 +147,7 @@ def floor_table(
                     "higher_is_better": floor.higher_is_better,
                     "versus": floor.versus,
                     "n": len(paired),
-                    "setting_mean": float(paired["value_setting"].mean()),
+                    "setting_mean": float(paired["value_after"].mean()),
                     "reseeded_mean": floor.reseeded_mean,
                     "diff": diff,
                     "ci_low": low,

@@ -23,6 +23,11 @@ SUMMARY_COLUMNS = [
 ]  # fmt: skip
 
 
+def direction_of(higher_is_better: object) -> bool | None:
+    """A rows table's ``higher_is_better`` cell as a bool, or None for a metric without a direction."""
+    return None if pd.isna(higher_is_better) else bool(higher_is_better)
+
+
 def check_resamples(n_boot: int) -> None:
     """A bootstrap needs at least one resample (percentiles of none are undefined)."""
     if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
@@ -123,7 +128,7 @@ def summary_table(run: Run, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFram
                 "reference": reference,
                 "label": metric_label(metric, reference),
                 "unit": group["unit"].iloc[0],
-                "higher_is_better": None if pd.isna(direction) else bool(direction),
+                "higher_is_better": direction_of(direction),
                 "backend": ", ".join(sorted(set(group["backend"]))),
                 "n": len(group),
                 "mean": mean,
