@@ -74,7 +74,7 @@ def _reject_constant(name: str) -> None:
 _CONSTANTS = re.compile(r'"(?:[^"\\]|\\.)*"|-?Infinity|NaN')
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
     """A run file's JSON. The runner writes strict JSON, so NaN or Infinity means a hand edit."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -100,7 +100,7 @@ def _read_json(path: Path) -> Any:
         ) from error
 
 
-def _json_files(directory: Path) -> list[Path]:
+def json_files(directory: Path) -> list[Path]:
     """List *.json files; anything else there is reported, never skipped silently."""
     if not directory.is_dir():
         return []
@@ -118,7 +118,7 @@ def load_manifest(run: Path) -> dict[str, Any]:
         raise RunFormatError(
             f"run={str(run)!r} has no manifest.json; pass a directory written by `flashbench run`"
         )
-    manifest = _read_json(path)
+    manifest = read_json(path)
     if not isinstance(manifest, dict):
         raise RunFormatError(f"{path} must hold a JSON object, got {type(manifest).__name__}")
     version = manifest.get("format_version")
@@ -141,8 +141,8 @@ def _check_row(row: Any, path: Path, index: int) -> dict[str, Any]:
 def _load_rows(run: Path) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
     records: list[dict[str, Any]] = []
     units: dict[str, dict[str, Any]] = {}
-    for path in _json_files(run / "rows"):
-        payload = _read_json(path)
+    for path in json_files(run / "rows"):
+        payload = read_json(path)
         if not isinstance(payload, dict) or not isinstance(payload.get("rows"), list):
             raise RunFormatError(f'{path} must be {{"unit": ..., "rows": [...]}}')
         unit = payload.get("unit")
@@ -190,8 +190,8 @@ def _check_consistency(rows: pd.DataFrame) -> None:
 
 def _load_traces(run: Path, units: dict[str, dict[str, Any]]) -> pd.DataFrame:
     records: list[dict[str, Any]] = []
-    for path in _json_files(run / "traces"):
-        payload = _read_json(path)
+    for path in json_files(run / "traces"):
+        payload = read_json(path)
         if not isinstance(payload, list):
             raise RunFormatError(f"{path} must hold a list of step records")
         owner = units.get(path.stem)
@@ -217,8 +217,8 @@ def _load_traces(run: Path, units: dict[str, dict[str, Any]]) -> pd.DataFrame:
 def _load_errors(run: Path) -> pd.DataFrame:
     keys = ["unit", "case", "setting", "seed", "error"]
     records = []
-    for path in _json_files(run / "errors"):
-        payload = _read_json(path)
+    for path in json_files(run / "errors"):
+        payload = read_json(path)
         if not isinstance(payload, dict) or any(k not in payload for k in keys):
             raise RunFormatError(f"{path} must be an object with keys {keys}")
         records.append({k: payload[k] for k in keys})
@@ -248,7 +248,7 @@ def _load_plan(run: Path) -> tuple[str, ...] | None:
     path = run / "plan.json"
     if not path.is_file():
         return None
-    payload = _read_json(path)
+    payload = read_json(path)
     if not isinstance(payload, dict) or not all(
         isinstance(payload.get(key), list) and all(isinstance(u, str) for u in payload[key])
         for key in ("units", "pooled")

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from reports.load import RESEEDED, Run, RunFormatError, metric_label
+from reports.load import RESEEDED, Run, RunFormatError, json_files, metric_label, read_json
 from reports.plots import _figure
 
 PUBLISHED = Path(__file__).with_name("data") / "magcache_wan21_ratios.json"
@@ -32,15 +32,10 @@ def load_profiles(run: Run) -> pd.DataFrame:
     """The baseline units' velocity profiles, one row per (unit, step); empty when the run has none."""
     finished = set(run.rows["unit_id"])
     records = []
-    for path in sorted((run.path / "regime").glob("*.json")):
+    for path in json_files(run.path / "regime"):
         if path.stem not in finished:  # an unfinished unit's profile may be redone on resume
             continue
-        try:
-            payload = json.loads(path.read_text())
-        except (OSError, ValueError) as err:
-            raise RunFormatError(
-                f"{path} is not readable JSON ({err}); delete it and resume"
-            ) from None
+        payload = read_json(path)
         if not isinstance(payload, list) or any(
             not isinstance(r, dict) or any(c not in r for c in PROFILE_COLUMNS) for r in payload
         ):
