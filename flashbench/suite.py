@@ -35,7 +35,6 @@ from flashbench.suite_schema import (
     ListOf,
     Number,
     Registered,
-    RuleText,
     Table,
     Text,
     Where,
@@ -70,6 +69,22 @@ SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
 
 
 # ---- checks of this schema's own kinds of value -------------------------------------------
+
+
+@dataclass(frozen=True)
+class RuleText:
+    """A guidance rule, ``NAME[:KEY=VALUE,...]`` as ``flashbench.guidance.parse_rule`` reads it."""
+
+    def read(self, where: Where, key: str, value: Any) -> str:
+        text = Text().read(where, key, value)
+        try:
+            parse_rule(text)
+        except ValueError as err:
+            raise where.error(key, str(err)) from None
+        return text
+
+    def describe(self) -> str:
+        return "guidance rule (`cfg`, `cfg_zero_star`, `apg`, with options)"
 
 
 @dataclass(frozen=True)

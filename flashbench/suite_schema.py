@@ -18,8 +18,6 @@ from collections.abc import Mapping
 from dataclasses import MISSING, dataclass
 from typing import Any, Protocol
 
-from flashbench.guidance import parse_rule
-
 # Values quoted in errors are cut short: a suite may hold a megabyte string or 5000 nested lists.
 _REPR = reprlib.Repr()
 _REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, 60, 60
@@ -94,22 +92,6 @@ class Number:
 
     def describe(self) -> str:
         return "number > 0" if self.positive else "number"
-
-
-@dataclass(frozen=True)
-class RuleText:
-    """A guidance rule, ``NAME[:KEY=VALUE,...]`` as ``flashbench.guidance.parse_rule`` reads it."""
-
-    def read(self, where: Where, key: str, value: Any) -> str:
-        text = Text().read(where, key, value)
-        try:
-            parse_rule(text)
-        except ValueError as err:
-            raise where.error(key, str(err)) from None
-        return text
-
-    def describe(self) -> str:
-        return "guidance rule (`cfg`, `cfg_zero_star`, `apg`, with options)"
 
 
 @dataclass(frozen=True)
