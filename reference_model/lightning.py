@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import lightning as L
 import torch
@@ -18,6 +19,9 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from flashbench.denoiser import Cond
 from flashbench.sampling import Guidance, sample
+
+if TYPE_CHECKING:
+    from reference_model.world import MotionConfig
 from flashbench.schedule import flow_match_sigmas, shift_sigmas
 from flashbench.settings import settings
 from reference_model.dit import CONFIGS, PortraitDiT, make_cond
@@ -293,29 +297,42 @@ class WorldDataModule(L.LightningDataModule):
 
 
 def driving_motion(
-    n: int, frames: int, generator: torch.Generator, held_out: bool = False
+    n: int,
+    frames: int,
+    generator: torch.Generator,
+    held_out: bool = False,
+    config: MotionConfig | None = None,
 ) -> Tensor:
     """``n`` driving clips ``[n, frames, 7]``: random stretches of the world's motion sequences.
 
     Training draws sequence seeds below 10^6; ``held_out`` draws from seeds at or above it.
+    ``config`` changes the motion's statistics (the world's default when None).
     """
-    from reference_model.world import driving_frames
+    from reference_model.world import MotionConfig, driving_frames
+
+    config = config or MotionConfig()
 
     offset = 1_000_000 if held_out else 0
     seeds = torch.randint(0, 1_000_000, (n,), generator=generator) + offset
     starts = torch.randint(0, 10_000, (n,), generator=generator)
     return torch.stack(
         [
-            driving_frames(int(s), int(t), int(t) + frames)
+            driving_frames(int(s), int(t), int(t) + frames, config)
             for s, t in zip(seeds, starts, strict=True)
         ]
     )
 
 
 def render_world_clips(
-    clips: int, frames: int, seed: int = 0, split: str = "train", size: int = 64, chunk: int = 64
+    clips: int,
+    frames: int,
+    seed: int = 0,
+    split: str = "train",
+    size: int = 64,
+    chunk: int = 64,
+    motion_config: MotionConfig | None = None,
 ) -> dict[str, Tensor]:
-    """``clips`` self-reenactment clips of ``split`` identities.
+    """``clips`` self-reenactment clips of ``split`` identities, driven by ``motion_config``'s motion.
 
     ``videos`` uint8 ``[N, 3, T, size, size]``, ``motion`` ``[N, T, 7]``, and ``regions`` and
     ``eye_regions`` uint8 ``[N, 1, T, size, size]``: the masks of ``world.expression_regions``
@@ -333,7 +350,7 @@ def render_world_clips(
     for start in range(0, clips, chunk):
         n = min(chunk, clips - start)
         identity = identity_params(sample_ids(split, n, generator))
-        motion = driving_motion(n, frames, generator)
+        motion = driving_motion(n, frames, generator, config=motion_config)
         video = render_video(identity, motion, size)
         per_frame = identity.repeat_interleave(frames, dim=0), motion.reshape(n * frames, -1)
         videos.append((video * 255).round().to(torch.uint8))

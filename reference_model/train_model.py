@@ -8,10 +8,13 @@ total budget, counted across resumes). Every checkpoint also exports the EMA wei
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import lightning as L
 import torch
@@ -27,6 +30,9 @@ from reference_model.lightning import (
     render_world_clips,
 )
 from reference_model.pipeline import encode_video, export_weights, extract_video
+
+if TYPE_CHECKING:
+    from reference_model.world import MotionConfig
 
 log = logging.getLogger(__name__)
 NORMALISATION_BUFFERS = ("latent_mean", "latent_std", "expr_mean", "expr_std")
@@ -67,6 +73,35 @@ def pca_encoder(videos: torch.Tensor, channels: int = 4, patch: int = 4) -> Call
     return encode
 
 
+def check_pool_motion(out: Path, motion: MotionConfig) -> None:
+    """Records the pool's motion statistics in ``out/pool_motion.json``; a resume that asks for others stops.
+
+    A run directory made before the record existed holds the world's default motion.
+    """
+    from reference_model.world import MotionConfig
+
+    record = out / "pool_motion.json"
+    wanted = dataclasses.asdict(motion)
+    if record.exists():
+        held = json.loads(record.read_text())
+    elif (out / "rendered.pt").exists():
+        held = dataclasses.asdict(MotionConfig())
+    else:
+        record.write_text(json.dumps(wanted, indent=1) + "\n")
+        return
+    changed = sorted(k for k in wanted if held.get(k) != wanted[k])
+    if changed:
+        raise SystemExit(
+            f"{out} holds a pool rendered with "
+            + ", ".join(f"{k}={held.get(k)}" for k in changed)
+            + "; this command asks for "
+            + ", ".join(f"{k}={wanted[k]}" for k in changed)
+            + ". Resume with the pool's options, or use a fresh --out"
+        )
+    if not record.exists():
+        record.write_text(json.dumps(held, indent=1) + "\n")
+
+
 def load_pool(
     out: Path,
     clips: int,
@@ -77,11 +112,19 @@ def load_pool(
     latent: str = "world",
     world_weights: Path | None = None,
     device: torch.device | str = "cpu",
+    blink_slot_frames: int | None = None,
 ) -> dict[str, torch.Tensor] | None:
     """The encoded training pool, cached in ``out`` (rendered clips, then latents) so a resume reuses it.
 
-    The world networks encode on ``device``; the pool comes back on the CPU.
+    The world networks encode on ``device``; the pool comes back on the CPU. ``blink_slot_frames``
+    overrides the world's blink spacing (``MotionConfig``) for a blink-richer pool.
     """
+    from reference_model.world import MotionConfig
+
+    motion = MotionConfig()
+    if blink_slot_frames is not None:
+        motion = dataclasses.replace(motion, blink_slot_frames=blink_slot_frames)
+    check_pool_motion(out, motion)
     rendered_path, cache = out / "rendered.pt", out / "pool.pt"
     if cache.exists() and not render_only:
         return torch.load(cache, weights_only=True)
@@ -90,7 +133,7 @@ def load_pool(
         rendered = {k: v[:clips] for k, v in rendered.items()}
     else:
         log.info("rendering %d clips of %d frames", clips, frames)
-        rendered = render_world_clips(clips, frames, seed)
+        rendered = render_world_clips(clips, frames, seed, motion_config=motion)
         torch.save(rendered, rendered_path)
     if render_only:
         return None
@@ -195,6 +238,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--init", type=Path, default=None, help="start from these exported weights")
     parser.add_argument(
+        "--blink-slot-frames",
+        type=int,
+        default=None,
+        help="render the pool with at most one blink per this many frames (the world's: 60)",
+    )
+    parser.add_argument(
         "--render-only", action="store_true", help="render and cache the pool's clips, then stop"
     )
     parser.add_argument(
@@ -213,6 +262,10 @@ def main(argv: list[str] | None = None) -> None:
         )
     if args.accelerator == "gpu" and not torch.cuda.is_available():
         parser.error("--accelerator gpu: no CUDA device is visible; use --accelerator cpu")
+    if args.blink_slot_frames is not None and args.blink_slot_frames < 8:
+        parser.error(
+            f"--blink-slot-frames {args.blink_slot_frames}: a blink is about 5 frames wide; give 8 or more"
+        )
     for flag, value in (("--region-weight", args.region_weight), ("--eye-weight", args.eye_weight)):
         if value < 0:
             parser.error(f"{flag} {value} must be >= 0 (0 turns weighting off)")
@@ -235,6 +288,7 @@ def main(argv: list[str] | None = None) -> None:
         args.latent,
         args.world_weights,
         device,
+        args.blink_slot_frames,
     )
     if pool is None:
         return

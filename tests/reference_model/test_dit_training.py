@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -172,3 +173,31 @@ def test_train_model_rejects_bad_shares_and_weights_before_any_work(tmp_path, ca
             main(["--out", str(tmp_path / "run"), flag, value])
         assert flag in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_blink_slot_frames_renders_a_blink_richer_pool_and_a_resume_cannot_change_it(tmp_path):
+    import dataclasses
+
+    from reference_model.lightning import driving_motion
+    from reference_model.train_model import check_pool_motion
+    from reference_model.world import EXPRESSION_NAMES, MotionConfig
+
+    eye_open = EXPRESSION_NAMES.index("eye_open")
+
+    def closed_frames(config):
+        motion = driving_motion(64, 48, torch.Generator().manual_seed(0), config=config)
+        eye = motion[..., eye_open]
+        return (eye < 0.4).float().mean()
+
+    rich = dataclasses.replace(MotionConfig(), blink_slot_frames=16)
+    assert closed_frames(rich) > 2.5 * closed_frames(MotionConfig())
+
+    check_pool_motion(tmp_path, rich)  # a fresh directory records what it renders
+    check_pool_motion(tmp_path, rich)
+    with pytest.raises(SystemExit, match="blink_slot_frames=16.*blink_slot_frames=60"):
+        check_pool_motion(tmp_path, MotionConfig())
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "rendered.pt").touch()  # a pool rendered before the record existed: the default
+    with pytest.raises(SystemExit, match="fresh --out"):
+        check_pool_motion(old, rich)
