@@ -194,7 +194,7 @@ def test_blink_slot_frames_renders_a_blink_richer_pool_and_a_resume_cannot_chang
 
     check_pool_motion(tmp_path, rich)  # a fresh directory records what it renders
     check_pool_motion(tmp_path, rich)
-    with pytest.raises(SystemExit, match="blink_slot_frames=16.*blink_slot_frames=60"):
+    with pytest.raises(SystemExit, match=r"blink_slot_frames=16.*blink_slot_frames=60"):
         check_pool_motion(tmp_path, MotionConfig())
     old = tmp_path / "old"
     old.mkdir()
