@@ -28,16 +28,14 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Iterator
-from typing import Any
 
 import torch
 from diffusers import WanTransformer3DModel
-from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
 from flashbench.schedule import flow_match_sigmas
 from flashbench.settings import settings
+from flashbench.steppers.base import cache_tensors
 from flashbench.wan import WanDenoiser, wan_cond
 
 # Wan2.1's released transformer configs (diffusers' Wan-AI/Wan2.1-T2V-*-Diffusers).
@@ -91,24 +89,10 @@ def pass_flops(size: str, resolution: str) -> dict[str, float]:
     return flops
 
 
-def tensors(obj: Any) -> Iterator[Tensor]:
-    """The tensors in a stepper cache: nested containers and the state objects diffusers' hooks keep."""
-    if isinstance(obj, Tensor):
-        yield obj
-    elif isinstance(obj, dict):
-        for value in obj.values():
-            yield from tensors(value)
-    elif isinstance(obj, list | tuple):
-        for value in obj:
-            yield from tensors(value)
-    elif hasattr(obj, "__dict__") and not isinstance(obj, torch.nn.Module | type):
-        yield from tensors(vars(obj))
-
-
 def scaled_bytes(cache: dict, tokens: int, width: int, latent: tuple[int, ...]) -> int:
     """Bytes of ``cache``'s tensors with the tiny run's dims replaced by the real ones."""
     total = 0
-    for tensor in tensors(cache):
+    for tensor in cache_tensors(cache):
         if tuple(tensor.shape) == TINY_LATENT:
             shape = latent
         else:
@@ -145,10 +129,10 @@ def tiny_run(setting: str, steps: int, layers: int) -> list[tuple[str, set[tuple
     return calls
 
 
-def rows(steps: int) -> list[list[str]]:
+def rows(steps: int, names: list[str]) -> list[list[str]]:
     table = []
     costs = {(s, r): pass_flops(s, r) for s in SIZES for r in RESOLUTIONS}
-    for setting in settings.names():
+    for setting in names:
         runs = {size: tiny_run(setting, steps, SIZES[size]["num_layers"]) for size in SIZES}
         computed = sum(action == "compute" for action, _, _ in runs["14B"])
         row = [setting, f"{computed}/{len(runs['14B'])}"]
@@ -176,12 +160,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    parser.add_argument(
+        "--settings", nargs="+", default=None, help="named settings to cost (default: all)"
+    )
     args = parser.parse_args()
+    names = settings.names() if args.settings is None else args.settings
+    for name in names:
+        settings.get(name)  # an unknown name stops here, with a "did you mean", before any work
     columns = ["setting", f"full passes / {args.steps} steps (tiny run)"]
     for size in SIZES:
         for resolution in RESOLUTIONS:
             columns += [f"{size} {resolution} TFLOPs pred", f"{size} {resolution} cache GB"]
-    table = rows(args.steps)
+    table = rows(args.steps, names)
     if args.markdown:
         print("| " + " | ".join(columns) + " |")
         print("|" + "---|" * len(columns))

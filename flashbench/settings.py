@@ -22,6 +22,7 @@ steppers.register("magcache", "flashbench.steppers.magcache:magcache")
 steppers.register("fewer_steps", "flashbench.steppers.fewer_steps:FewerSteps")
 steppers.register("dpmpp_2m", "flashbench.steppers.dpm_solver:DPMSolver")
 steppers.register("diffusers_cache", "flashbench.steppers.diffusers_cache:DiffusersCache")
+steppers.register("cache_dit", "flashbench.steppers.cache_dit:CacheDiT")
 
 windowings = Registry("windowing")
 windowings.register("full", Full)
@@ -104,3 +105,7 @@ _add(
         stepper_args={"config": "taylorseer", "args": {"use_lite_mode": True}},
     )
 )
+# cache-dit's DBCache at its defaults (F8B0, threshold 0.08, 8 warm-up steps), alone and with its
+# TaylorSeer calibrator: the configuration its documentation starts from.
+_add(Setting("cache_dit_f8b0_0p08", stepper="cache_dit"))
+_add(Setting("cache_dit_f8b0_0p08_ts1", stepper="cache_dit", stepper_args={"taylorseer_order": 1}))

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from flashbench.denoiser import Cond, Denoiser
 
@@ -16,15 +16,30 @@ def euler_step(x: Tensor, v: Tensor, sigma: Tensor, sigma_next: Tensor) -> Tenso
     return (x.float() + (sigma_next - sigma).float() * v.float()).to(x.dtype)
 
 
-def tensor_bytes(obj: Any) -> int:
-    """Bytes held by the tensors inside nested dicts/lists/tuples."""
+def cache_tensors(obj: Any, _seen: set[int] | None = None) -> Iterator[Tensor]:
+    """The tensors inside nested dicts/lists/tuples and the attributes of the state objects in them.
+
+    diffusers' hooks and cache-dit keep their state in their own objects; modules and classes
+    are not entered, and an object reached twice is visited once.
+    """
     if isinstance(obj, Tensor):
-        return obj.numel() * obj.element_size()
-    if isinstance(obj, dict):
-        return sum(tensor_bytes(v) for v in obj.values())
-    if isinstance(obj, list | tuple):
-        return sum(tensor_bytes(v) for v in obj)
-    return 0
+        yield obj
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            yield from cache_tensors(value, _seen)
+    elif isinstance(obj, list | tuple):
+        for value in obj:
+            yield from cache_tensors(value, _seen)
+    elif hasattr(obj, "__dict__") and not isinstance(obj, nn.Module | type):
+        _seen = set() if _seen is None else _seen
+        if id(obj) not in _seen:
+            _seen.add(id(obj))
+            yield from cache_tensors(vars(obj), _seen)
+
+
+def tensor_bytes(obj: Any) -> int:
+    """Bytes held by ``cache_tensors(obj)``."""
+    return sum(t.numel() * t.element_size() for t in cache_tensors(obj))
 
 
 @dataclass(frozen=True)

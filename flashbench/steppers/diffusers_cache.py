@@ -138,9 +138,6 @@ class DiffusersCache(Stepper):
         transformer.enable_cache(self.diffusers_config(steps, lambda: timestep[0]))
         holders = state_holders(transformer)
         states = cache.setdefault("states", [type(getattr(o, a))() for o, a in holders])
-        executed = []
-        layers = [block.get_submodule(p) for block in transformer.blocks for p in PROBES]
-        handles = [layer.register_forward_hook(lambda *_: executed.append(1)) for layer in layers]
         try:
             for (owner, attribute), state in zip(holders, states, strict=True):
                 setattr(owner, attribute, state)
@@ -151,19 +148,17 @@ class DiffusersCache(Stepper):
                 timestep=timestep[0],
                 sigma=float(sigmas[step]),
             ):
-                v = transformer(hidden, timestep, text, image, return_dict=False)[0]
+                v, action = counted_call(
+                    transformer,
+                    lambda: transformer(hidden, timestep, text, image, return_dict=False)[0],
+                    "predict" if self.config == "taylorseer" else "reuse",
+                )
         finally:
-            for handle in handles:
-                handle.remove()
             # Fresh state objects before the hooks go, so the branch's state lives in its cache only.
             for owner, attribute in holders:
                 setattr(owner, attribute, type(getattr(owner, attribute))())
             transformer.disable_cache()
-        if len(executed) == len(layers):
-            return v, "compute"
-        if not executed:
-            return v, "predict" if self.config == "taylorseer" else "reuse"
-        return v, "partial"
+        return v, action
 
     def cache_layout(self, features: Features) -> CacheLayout:
         """Refused: the state lives in diffusers' hooks, whose tensors FlashBench does not declare."""
@@ -174,10 +169,7 @@ class DiffusersCache(Stepper):
         )
 
     def cache_bytes(self, cache: dict) -> int:
-        states = []
-        for holder in cache.get("states", []):
-            states.extend(holder.values() if isinstance(holder, dict) else [holder])
-        return tensor_bytes([vars(state) for state in states])
+        return tensor_bytes(cache.get("states", []))
 
 
 def import_hooks() -> Any:
@@ -199,11 +191,32 @@ def require_diffusers_transformer(model: Denoiser, stepper: str) -> nn.Module:
         getattr(model, "transformer_inputs", None)
     ):
         raise ValueError(
-            f"stepper {stepper!r} runs diffusers' cache hooks and needs a diffusers transformer "
+            f"stepper {stepper!r} runs a diffusers cache and needs a diffusers transformer "
             f"(the 'wan' model, flashbench.wan.WanDenoiser), got {type(model).__name__}; for this "
             "model use FlashBench's own first_block_cache, taylorseer or magcache"
         )
     return transformer
+
+
+def counted_call(
+    transformer: nn.Module, call: Callable[[], Tensor], skipped: str
+) -> tuple[Tensor, str]:
+    """``call()`` and its action, from which block layers really ran (``PROBES``).
+
+    ``"compute"`` when every block's attention and FFN ran (one NFE), ``skipped`` when none did,
+    ``"partial"`` when some did (not an NFE: its cost shows in measured time).
+    """
+    executed: list[int] = []
+    layers = [block.get_submodule(p) for block in transformer.blocks for p in PROBES]
+    handles = [layer.register_forward_hook(lambda *_: executed.append(1)) for layer in layers]
+    try:
+        v = call()
+    finally:
+        for handle in handles:
+            handle.remove()
+    if len(executed) == len(layers):
+        return v, "compute"
+    return v, skipped if not executed else "partial"
 
 
 def state_holders(transformer: nn.Module) -> list[tuple[Any, str]]:

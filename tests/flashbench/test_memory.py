@@ -116,9 +116,10 @@ def test_cli_memory_refuses_bad_input_in_one_line(capsys, args, message):
     assert message in err and err.count("\n") == 1
 
 
-def test_diffusers_own_caches_are_refused_with_how_to_measure_them():
+@pytest.mark.parametrize("name", ["diffusers_cache", "cache_dit"])
+def test_the_ecosystems_caches_are_refused_with_how_to_measure_them(name):
     from flashbench.steppers.base import Features
 
     features = Features(2, 64, 16, 64, 64, None, 4, 4)
-    with pytest.raises(ValueError, match=r"cannot plan stepper 'diffusers_cache'.*flashbench run"):
-        steppers.build("diffusers_cache").cache_layout(features)
+    with pytest.raises(ValueError, match=rf"cannot plan stepper '{name}'.*flashbench run"):
+        steppers.build(name).cache_layout(features)

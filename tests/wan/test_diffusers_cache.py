@@ -4,7 +4,7 @@ import sys
 
 import pytest
 import torch
-from wan_models import noise, text_embeddings, tiny_transformer
+from wan_models import layers_per_call, noise, text_embeddings, tiny_transformer
 
 from flashbench.sampling import Guidance, sample
 from flashbench.schedule import flow_match_sigmas
@@ -20,18 +20,6 @@ EXAMPLES = DiffusersCache.facts(STEPS).examples
 
 def inputs():
     return noise(0), flow_match_sigmas(STEPS), wan_cond(text_embeddings(1), text_embeddings(2))
-
-
-def layers_per_call(transformer):
-    """Per transformer call, the block layers that really ran (their query/input projections)."""
-    calls = []
-    transformer.register_forward_pre_hook(lambda *_: calls.append(set()))
-    for index, block in enumerate(transformer.blocks):
-        for name in ("attn1.to_q", "attn2.to_q", "ffn.net.0.proj"):
-            block.get_submodule(name).register_forward_hook(
-                lambda *_, key=(index, name): calls[-1].add(key)
-            )
-    return calls
 
 
 @pytest.mark.parametrize("label", sorted(EXAMPLES))

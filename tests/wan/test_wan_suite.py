@@ -44,6 +44,11 @@ stepper_args = {{ interval = 2, order = 1 }}
 name = "diffusers_fbc"
 stepper = "diffusers_cache"
 stepper_args = {{ config = "first_block_cache", args = {{ threshold = 0.5 }} }}
+
+[[settings]]
+name = "cache_dit"
+stepper = "cache_dit"
+stepper_args = {{ args = {{ Fn_compute_blocks = 1, max_warmup_steps = 2, residual_diff_threshold = 0.5 }} }}
 """
 
 
@@ -58,10 +63,10 @@ def test_suite_on_tiny_random_wan_runs_and_reports(tmp_path):
     write_manifest(folder)
     suite = parse_suite(SUITE.format(weights=folder), "wan_tiny.toml")
     summary = run_suite(suite, tmp_path / "run", threads=1, progress=False)
-    assert (summary.done, summary.failed) == (3, 0)
+    assert (summary.done, summary.failed) == (4, 0)
     psnr = {r["setting"]: r["value"] for r in read_rows(tmp_path / "run") if r["metric"] == "psnr"}
-    # ALP and diffusers' first-block cache skipped some work, so their videos differ from the
-    # baseline's, by a finite amount.
-    assert set(psnr) == {"alp", "diffusers_fbc"}
+    # ALP, diffusers' first-block cache and cache-dit's DBCache skipped some work, so their
+    # videos differ from the baseline's, by a finite amount.
+    assert set(psnr) == {"alp", "diffusers_fbc", "cache_dit"}
     assert torch.isfinite(torch.tensor(list(psnr.values()))).all()
     assert (report(tmp_path / "run", videos=False) / "report.md").is_file()

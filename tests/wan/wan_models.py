@@ -126,3 +126,15 @@ def noise(seed: int, frames: int = LATENT_SHAPE[2]) -> Tensor:
     g = torch.Generator().manual_seed(seed)
     shape = (*LATENT_SHAPE[:2], frames, *LATENT_SHAPE[3:])
     return torch.randn(shape, generator=g)
+
+
+def layers_per_call(transformer: WanTransformer3DModel) -> list[set]:
+    """Per transformer call, the block layers that really ran (their query/input projections)."""
+    calls: list[set] = []
+    transformer.register_forward_pre_hook(lambda *_: calls.append(set()))
+    for index, block in enumerate(transformer.blocks):
+        for name in ("attn1.to_q", "attn2.to_q", "ffn.net.0.proj"):
+            block.get_submodule(name).register_forward_hook(
+                lambda *_, key=(index, name): calls[-1].add(key)
+            )
+    return calls
