@@ -1,4 +1,4 @@
-"""diffusers' own caches (first-block cache, PAB, TaylorSeer, MagCache) on the Wan transformer, as a stepper."""
+"""diffusers' own caches (first-block cache, PAB, TaylorSeer, MagCache, SeaCache) on the Wan transformer, as a stepper."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ CONFIGS = {
     "pyramid_attention_broadcast": "PyramidAttentionBroadcastConfig",
     "taylorseer": "TaylorSeerCacheConfig",
     "mag_cache": "MagCacheConfig",
+    "sea_cache": "SeaCacheConfig",
 }
 # Each block's last projections: they run only when the block's attention / FFN really runs, so
 # their calls count what a cache computed (a hook on a cached module fires even when it skips).
@@ -36,7 +37,7 @@ PROBES = ("attn1.to_out.0", "attn2.to_out.0", "ffn.net.2")
 
 @dataclass(frozen=True)
 class DiffusersCache(Stepper):
-    """diffusers' cache hooks as a peer: FirstBlockCache (ParaAttention), PAB (Zhao et al. 2024, arXiv 2408.12588), TaylorSeer (Liu et al. 2025, arXiv 2503.06923), MagCache (Ma et al. 2025, arXiv 2506.09045).
+    """diffusers' cache hooks as a peer: FirstBlockCache (ParaAttention), PAB (Zhao et al. 2024, arXiv 2408.12588), TaylorSeer (Liu et al. 2025, arXiv 2503.06923), MagCache (Ma et al. 2025, arXiv 2506.09045), SeaCache (arXiv 2602.18993).
 
     ``config`` names the diffusers config (``CONFIGS``), ``args`` its arguments as diffusers
     spells them (``taylor_factors_dtype`` as a name, e.g. ``"float32"``). Around each velocity
@@ -71,6 +72,7 @@ class DiffusersCache(Stepper):
                 },
                 {"config": "taylorseer", "args": {"use_lite_mode": True, "cache_interval": 1}},
                 {"config": "mag_cache", "args": {"mag_ratios": ratios, "retention_ratio": 1.0}},
+                {"config": "sea_cache", "args": {"threshold": 0.0}},
             ),
             examples={
                 "first_block_cache": {"config": "first_block_cache", "args": {"threshold": 0.5}},
@@ -90,6 +92,7 @@ class DiffusersCache(Stepper):
                     },
                 },
                 "mag_cache": {"config": "mag_cache", "args": {"mag_ratios": ratios}},
+                "sea_cache": {"config": "sea_cache", "args": {"threshold": 0.5}},
             },
             diffusers=True,
         )
