@@ -5,6 +5,13 @@ layer's block residual (or, at ``level="output"``, the velocity) is forecast fro
 differences over the full-pass points. All layers live in one stacked tensor
 ``factors[order + 1, layers, *h.shape]`` so a prediction is one matrix-vector product.
 
+Memory-lean forms (``docs/memory.md``): ``groups`` forecasts the summed residual of that many
+contiguous runs of blocks instead of every block's (``groups=1``: the whole block stack, one
+copy per factor instead of one per block); ``cache_dtype`` keeps the factors in bfloat16 or
+float16; ``level="output"`` forecasts the velocity; a lower ``order`` keeps fewer factors.
+Without the dynamic functions a forecast is linear in the factors, so any grouping gives the
+per-block forecast up to rounding; ALP's layer weights w then act per group.
+
 Spacing: differences are taken in step index (``spacing="step"``, TaylorSeer's choice) or in
 sigma (``spacing="sigma"``), which respects the uneven sigma steps of a shifted schedule.
 Default ``"step"``: on the toy denoiser (``benchmarks/bench_steppers.py``: 30 steps, shift 5,
@@ -45,6 +52,7 @@ from flashbench.steppers.layered import (
 # n-fold; beyond a few orders a forecast only gets worse (and a typo like 10**6 allocates
 # order + 1 copies of every layer's features).
 MAX_ORDER = 8
+CACHE_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,8 @@ class Forecaster(Stepper):
     spacing: Literal["step", "sigma"] = "step"
     form: Literal["taylor", "newton"] = "taylor"
     level: Literal["layer", "output"] = "layer"
+    groups: int | None = None
+    cache_dtype: Literal["bfloat16", "float16"] | None = None
 
     name = "forecaster"
 
@@ -80,6 +90,17 @@ class Forecaster(Stepper):
         check_choice(self.spacing, "spacing", ("step", "sigma"))
         check_choice(self.form, "form", ("taylor", "newton"))
         check_choice(self.level, "level", ("layer", "output"))
+        if self.groups is not None:
+            if self.level != "layer":
+                raise ValueError(
+                    f"groups={self.groups} groups blocks, but level={self.level!r} forecasts "
+                    'the velocity; use level="layer" or leave groups out'
+                )
+            check_positive_int(
+                self.groups, "groups", "use groups=1 to forecast the whole block stack"
+            )
+        if self.cache_dtype is not None:
+            check_choice(self.cache_dtype, "cache_dtype", tuple(CACHE_DTYPES))
 
     @property
     def warmup_steps(self) -> int:
@@ -130,20 +151,38 @@ class Forecaster(Stepper):
         sigma = sigma_batch(sigmas, step, x)
         if self.level == "layer":
             h, ctx = model.embed(x, sigma, cond)
-            factors = h.new_empty((self.order + 1, len(model.blocks), *h.shape))
+            ends = self.group_ends(len(model.blocks))
+            factors = h.new_empty((self.order + 1, len(ends), *h.shape), dtype=self.dtype(h))
+            start = h
             for layer, block in enumerate(model.blocks):
-                out = block(h, ctx)
-                torch.sub(out, h, out=factors[0, layer])
-                h = out
+                h = block(h, ctx)
+                if layer in ends:
+                    torch.sub(h, start, out=factors[0, ends[layer]])
+                    start = h
             v = model.head(h, ctx)
         else:
             v = model(x, sigma, cond)
-            factors = v.new_empty((self.order + 1, 1, *v.shape))
+            factors = v.new_empty((self.order + 1, 1, *v.shape), dtype=self.dtype(v))
             factors[0, 0] = v
         self.update_factors(factors, cache, u)
+        # A forecast from low-precision factors comes back in the features' own dtype.
+        cache["dtype"] = v.dtype if self.level == "output" else h.dtype
         cache["weights"] = self.dynamic_weights(factors, x, cache)
         cache["last_step"] = step
         return v
+
+    def dtype(self, features: Tensor) -> torch.dtype:
+        """What the factors are kept in: ``cache_dtype``, else the features' own dtype."""
+        return features.dtype if self.cache_dtype is None else CACHE_DTYPES[self.cache_dtype]
+
+    def group_ends(self, blocks: int) -> dict[int, int]:
+        """{last block of a group: the group's index}: ``groups`` contiguous runs of near-equal length."""
+        groups = blocks if self.groups is None else self.groups
+        if groups > blocks:
+            raise ValueError(
+                f"groups={groups} exceeds the model's {blocks} blocks; use 1 to {blocks}"
+            )
+        return {(g + 1) * blocks // groups - 1: g for g in range(groups)}
 
     def update_factors(self, new: Tensor, cache: dict, u: float) -> None:
         """Fill ``new[1:]`` with differences of ``new[0]`` against the previous full point's factors."""
@@ -165,8 +204,19 @@ class Forecaster(Stepper):
 
     def cache_layout(self, features: Features) -> CacheLayout:
         if self.level == "layer":
-            return CacheLayout(features.hidden, features.blocks, self.order + 1)
-        return CacheLayout(features.velocity, 1, self.order + 1)
+            size, itemsize = features.hidden, features.hidden_itemsize
+            blocks = len(self.group_ends(features.blocks))
+        else:
+            size, itemsize, blocks = features.velocity, features.velocity_itemsize, 1
+        if self.cache_dtype is not None:
+            size = size // itemsize * CACHE_DTYPES[self.cache_dtype].itemsize
+        return CacheLayout(size, blocks, self.order + 1)
+
+    def factor_itemsize(self, features: Features) -> int:
+        """Bytes per element of the factors (and of ALP's weights, kept in the same dtype)."""
+        if self.cache_dtype is not None:
+            return CACHE_DTYPES[self.cache_dtype].itemsize
+        return features.hidden_itemsize if self.level == "layer" else features.velocity_itemsize
 
     def coefficients(self, u: float, cache: dict) -> list[float]:
         points, orders = cache["points"], cache["orders"]
@@ -185,7 +235,11 @@ class Forecaster(Stepper):
         weights = cache.get("weights")
         mix = c[:, None].expand(factors.shape[:2]) if weights is None else c[:, None] * weights
         flat = factors.reshape(mix.numel(), -1)
-        return (mix.reshape(1, -1) @ flat).reshape(factors.shape[2:])
+        return (
+            (mix.reshape(1, -1) @ flat)
+            .reshape(factors.shape[2:])
+            .to(cache.get("dtype", flat.dtype))
+        )
 
     def predict(
         self,
@@ -234,12 +288,15 @@ class ALP(Forecaster):
                 {"threshold": 0.0},
                 {"interval": 1, "level": "output"},
                 {"interval": 1, "form": "newton", "spacing": "sigma"},
+                {"interval": 1, "groups": 1, "cache_dtype": "bfloat16"},
             ),
             examples={
                 "default": {},
                 "adaptive": {"threshold": 0.05, "interval": 4},
                 "output": {"level": "output"},
                 "newton-sigma": {"form": "newton", "spacing": "sigma"},
+                "stack": {"groups": 1},
+                "bfloat16": {"cache_dtype": "bfloat16"},
             },
             black_box={"level": "output"},
             # Newton's form on equal spacing interpolates the last order + 1 full passes exactly.
@@ -267,9 +324,9 @@ class ALP(Forecaster):
 
     def cache_layout(self, features: Features) -> CacheLayout:
         layout = super().cache_layout(features)
-        itemsize = features.hidden_itemsize if self.level == "layer" else features.velocity_itemsize
         # ``weights``: one multiplier per (order, layer); ``x_previous``: the latent for the rate.
-        weights = (self.order + 1) * layout.blocks * itemsize if self.dynamic else 0
+        weights = (self.order + 1) * layout.blocks * self.factor_itemsize(features)
+        weights = weights if self.dynamic else 0
         previous = features.latent if self.reading == "rate" or self.threshold is not None else 0
         return replace(layout, other=weights + previous)
 

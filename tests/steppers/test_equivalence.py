@@ -104,3 +104,53 @@ def test_alp_dynamic_functions_change_the_prediction():
         assert dynamic.nfe == plain.nfe
         assert torch.isfinite(dynamic.latents).all()
         assert not torch.equal(dynamic.latents, plain.latents)
+
+
+@hypothesis_settings(max_examples=12, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    depth=st.integers(1, 5),
+    order=st.integers(0, 3),
+    interval=st.integers(2, 4),
+    form=st.sampled_from(["taylor", "newton"]),
+    data=st.data(),
+)
+def test_forecasting_groups_of_blocks_equals_forecasting_every_block_without_dynamic_functions(
+    seed, depth, order, interval, form, data
+):
+    # The forecast is linear in the factors: the sum over a group's blocks of their forecast
+    # residuals is the forecast of the group's summed residual (up to rounding).
+    groups = data.draw(st.integers(1, depth), label="groups")
+    model = toy(seed % 3, depth=depth)
+    noise, cond = toy_inputs(seed)
+    sigmas = flow_match_sigmas(10)
+    common = {"interval": interval, "order": order, "warmup": 1, "form": form}
+    per_block = sample(model, noise, sigmas, cond, stepper=steppers.build("taylorseer", **common))
+    grouped = sample(
+        model, noise, sigmas, cond, stepper=steppers.build("taylorseer", groups=groups, **common)
+    )
+    assert [r.action for r in grouped.trace] == [r.action for r in per_block.trace]
+    torch.testing.assert_close(grouped.latents, per_block.latents, rtol=1e-4, atol=1e-5)
+    assert grouped.peak_cache_bytes * depth == per_block.peak_cache_bytes * groups
+
+
+def test_group_ends_split_blocks_into_contiguous_near_equal_runs():
+    alp = steppers.build("alp", groups=3)
+    assert alp.group_ends(7) == {1: 0, 3: 1, 6: 2}
+    assert steppers.build("alp").group_ends(3) == {0: 0, 1: 1, 2: 2}
+    with pytest.raises(ValueError, match="groups=3 exceeds the model's 2 blocks"):
+        alp.group_ends(2)
+
+
+def test_low_precision_factors_cost_half_the_bytes_and_stay_close():
+    model = toy()
+    noise, cond = toy_inputs(3)
+    sigmas = flow_match_sigmas(12)
+    full = sample(model, noise, sigmas, cond, stepper=steppers.build("alp"))
+    half = sample(model, noise, sigmas, cond, stepper=steppers.build("alp", cache_dtype="bfloat16"))
+    assert half.latents.dtype == full.latents.dtype
+    assert [r.action for r in half.trace] == [r.action for r in full.trace]
+    assert not torch.equal(half.latents, full.latents)
+    torch.testing.assert_close(half.latents, full.latents, rtol=0.05, atol=0.05)
+    # The factors halve; ALP's (order + 1) x layers weights halve too; the previous latent stays.
+    assert half.peak_cache_bytes < 0.51 * full.peak_cache_bytes + noise.numel() * 4
