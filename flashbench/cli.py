@@ -83,14 +83,16 @@ def cmd_memory(args: argparse.Namespace) -> int:
         raise ValueError(f"--frames {args.frames} must be a positive number of video frames")
     chosen = [settings.get(name) for name in args.setting or ["baseline"]]
     model = planned_model(args.model, args.frames, height, width, args.dtype)
-    plans = [plan(model, setting, args.steps, args.guided) for setting in chosen]
+    plans = [plan(model, setting, args.steps, args.guided, args.offload) for setting in chosen]
     if args.json:
         print(json.dumps([p.as_dict() for p in plans], indent=2))
         return 0
     unit = UNITS[args.unit]
+    resident = "" if args.offload == "none" else ", weights resident under block offloading"
     print(
         f"{args.model}, {args.frames} frames at {height}x{width} (latent {model.latent_shape}), "
         f"{args.steps} steps; {args.unit}, computed from the model's shapes, not measured"
+        + resident
     )
     columns = ("weights", "latents", "activations", "per block", "blocks x factors", "cache",
                "transient", "branches", "windows", "total")  # fmt: skip
@@ -149,6 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     memory.add_argument(
         "--dtype", default="bfloat16", help="Wan weights' dtype (default bfloat16); others as built"
+    )
+    memory.add_argument(
+        "--offload",
+        choices=["none", "blocks"],
+        default="none",
+        help="blocks: count the weights diffusers' block-level group offloading keeps resident "
+        "(the rest plus two blocks)",
     )
     memory.add_argument("--unit", choices=list(UNITS), default="GiB")
     memory.add_argument("--json", action="store_true", help="print the plans as JSON, in bytes")

@@ -4,7 +4,9 @@ Nothing of the video's size is allocated: the model's ``embed``, one block and i
 under torch's ``FakeTensorMode`` on a latent window (shapes and dtypes only), and Wan is built
 on the meta device from its configuration. Per setting, in bytes (``docs/memory.md``):
 
-- ``weights``: the denoiser's parameters.
+- ``weights``: the denoiser's parameters resident on the device: all of them, or with
+  ``offload="blocks"`` (diffusers' block-level group offloading with a prefetch stream) those
+  outside the block stack plus two blocks, the one running and the next being copied in.
 - ``latents``: the whole video's latent, held three times (noise, x, the blended next x), plus
   every window's output of a step.
 - ``activations``: one pass over the largest window: its latent and velocity, the block's
@@ -55,6 +57,7 @@ WAN_CONFIGS: dict[str, dict[str, Any]] = {
 # Wan's VAE: 4x in time (frames = 4k + 1), 8x in space, 16 channels; umT5 prompts of 512 tokens.
 WAN_TIME_STRIDE, WAN_SPACE_STRIDE, WAN_CHANNELS, WAN_TEXT = 4, 8, 16, (512, 4096)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+OFFLOADS = ("none", "blocks")
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ class MemoryPlan:
     """What sampling one video under one setting holds, in bytes, with the counts behind it."""
 
     setting: str
-    weights: int
+    weights: int  # resident on the device (see ``offload``)
     latents: int
     activations: int
     cache_per_block: int  # one block's copy (one factor) in one (window, branch)
@@ -84,6 +87,7 @@ class MemoryPlan:
     transient: int
     branches: int
     windows: int
+    offload: str = "none"
 
     @property
     def total(self) -> int:
@@ -91,6 +95,11 @@ class MemoryPlan:
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "total": self.total}
+
+
+def block_module(block: Any) -> nn.Module:
+    """The module behind a denoiser's block (Wan's adapter wraps each diffusers block)."""
+    return block if isinstance(block, nn.Module) else block.block
 
 
 def _probe(model: PlannedModel, frames: int) -> tuple[Features, int]:
@@ -112,7 +121,7 @@ def _probe(model: PlannedModel, frames: int) -> tuple[Features, int]:
         cond = model.cond.window(0, frames)
         h, ctx = denoiser.embed(x, sigma, cond)
         block = denoiser.blocks[0]
-        modules = block.modules() if isinstance(block, nn.Module) else block.block.modules()
+        modules = block_module(block).modules()
         hooks = [m.register_forward_hook(record) for m in modules if isinstance(m, nn.Linear)]
         try:
             out = block(h, ctx)
@@ -134,14 +143,35 @@ def _probe(model: PlannedModel, frames: int) -> tuple[Features, int]:
     return features, widest
 
 
+def resident_weights(denoiser: LayeredDenoiser, offload: str) -> int:
+    """Parameter bytes on the device: all, or with block offloading the rest plus two blocks."""
+    if offload not in OFFLOADS:
+        raise ValueError(f"offload={offload!r} must be one of {', '.join(OFFLOADS)}")
+
+    def size(params: Any) -> int:
+        return sum(p.numel() * p.element_size() for p in params)
+
+    total = size(denoiser.parameters())
+    if offload == "none":
+        return total
+    blocks = [size(block_module(block).parameters()) for block in denoiser.blocks]
+    return total - sum(blocks) + 2 * max(blocks)
+
+
 def plan(
-    model: PlannedModel, setting: Setting, steps: int = 30, guided: bool = False
+    model: PlannedModel,
+    setting: Setting,
+    steps: int = 30,
+    guided: bool = False,
+    offload: str = "none",
 ) -> MemoryPlan:
     """The memory of sampling ``model``'s video under ``setting`` over ``steps`` steps.
 
     ``guided`` plans two guidance branches even where the setting has no guidance (as
-    FlashPortrait's emotion CFG samples every setting).
+    FlashPortrait's emotion CFG samples every setting); ``offload="blocks"`` counts only the
+    weights block-level offloading keeps on the device.
     """
+    weights = resident_weights(model.denoiser, offload)
     stepper, windowing, guidance = setting.build()
     branches = 2 if guided or guidance is not None else 1
     frames = model.latent_shape[2]
@@ -169,7 +199,7 @@ def plan(
     video = math.prod(model.latent_shape) * model.latent_dtype.itemsize
     return MemoryPlan(
         setting=setting.name,
-        weights=sum(p.numel() * p.element_size() for p in model.denoiser.parameters()),
+        weights=weights,
         latents=3 * video + outputs,
         activations=features.latent + features.velocity + 2 * features.hidden + 2 * widest,
         cache_per_block=layout.per_block,
@@ -180,6 +210,7 @@ def plan(
         transient=layout.block_bytes,
         branches=branches,
         windows=windows,
+        offload=offload,
     )
 
 

@@ -84,6 +84,22 @@ _add(
         "alp_newton_k5", stepper="alp", stepper_args={"interval": 5, "order": 3, "form": "newton"}
     )
 )
+# Memory-lean ALP (docs/memory.md): the paper's K=5, n=3 with one forecast for the whole block
+# stack instead of one per block, or forecasting the velocity; same full passes as alp_k5.
+_add(
+    Setting(
+        "alp_k5_stack",
+        stepper="alp",
+        stepper_args={"interval": 5, "order": 3, "alpha": 1.5, "groups": 1},
+    )
+)
+_add(
+    Setting(
+        "alp_k5_output",
+        stepper="alp",
+        stepper_args={"interval": 5, "order": 3, "alpha": 1.5, "level": "output"},
+    )
+)
 _add(Setting("taylorseer_n5_o1", stepper="taylorseer", stepper_args={"interval": 5, "order": 1}))
 _add(Setting("teacache_0p2", stepper="teacache", stepper_args={"threshold": 0.2}))
 _add(Setting("fora_n3", stepper="fora", stepper_args={"interval": 3}))
