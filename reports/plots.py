@@ -1,4 +1,4 @@
-"""Report figures (matplotlib, Agg, no pyplot state): Pareto, identity drift, steps, scaling."""
+"""Report figures (matplotlib, Agg, no pyplot state): speed and memory frontiers, identity drift, steps, scaling."""
 
 from __future__ import annotations
 
@@ -47,9 +47,16 @@ def pareto_front(speedup: np.ndarray, quality: np.ndarray, higher_is_better: boo
     return np.array(sorted(front, key=lambda i: -speedup[i]), dtype=int)
 
 
-def pareto_figure(summary: pd.DataFrame) -> Figure | None:
-    """Speedup (wall) against each quality metric, with CIs, the Pareto front and the seed floor."""
-    speed = summary[summary["metric"] == "speedup_wall"].set_index("setting")
+def frontier_figure(
+    summary: pd.DataFrame,
+    cost: str,
+    cost_label: str,
+    cost_scale: float,
+    cost_higher_is_better: bool,
+    title: str,
+) -> Figure | None:
+    """Summary metric ``cost`` (x, divided by ``cost_scale``) against each quality metric, with CIs, the front and the seed floor."""
+    speed = summary[summary["metric"] == cost].set_index("setting")
     # The re-seeded baseline's value of each metric: how far re-seeding alone moves it.
     reseeded = summary[summary["setting"] == RESEEDED].set_index("label")["mean"]
     labels = [
@@ -67,28 +74,46 @@ def pareto_figure(summary: pd.DataFrame) -> Figure | None:
     for ax, label in zip(axes, labels, strict=False):
         quality = summary[summary["label"] == label].set_index("setting")
         settings = [s for s in quality.index if s in speed.index]
-        x = speed.loc[settings, "mean"].to_numpy(float)
+        x = speed.loc[settings, "mean"].to_numpy(float) / cost_scale
         y = quality.loc[settings, "mean"].to_numpy(float)
         higher = bool(quality["higher_is_better"].iloc[0])
         yerr = np.abs(quality.loc[settings, ["ci_low", "ci_high"]].to_numpy(float).T - y)
-        xerr = np.abs(speed.loc[settings, ["ci_low", "ci_high"]].to_numpy(float).T - x)
+        xerr = np.abs(speed.loc[settings, ["ci_low", "ci_high"]].to_numpy(float).T / cost_scale - x)
         ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", capsize=3, color="tab:blue")
         for xi, yi, name in zip(x, y, settings, strict=True):
             ax.annotate(name, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
-        front = pareto_front(x, y, higher)
+        front = pareto_front(x if cost_higher_is_better else -x, y, higher)
         ax.step(x[front], y[front], where="post" if higher else "pre", color="tab:red", alpha=0.6)
         if label in reseeded.index:
             ax.axhline(reseeded[label], color="tab:gray", linestyle="--", label="seed floor")
             ax.legend(fontsize=7, loc="best")
         ax.margins(0.15)  # room for the setting names at the extremes
         ax.ticklabel_format(axis="y", useOffset=False)
-        ax.set_xlabel("speedup vs baseline (wall) ↑")
+        ax.set_xlabel(f"{cost_label} {'↑' if cost_higher_is_better else '↓'}")
         ax.set_ylabel(f"{label} {'↑' if higher else '↓'}")
         ax.grid(alpha=0.3)
     for ax in axes[len(labels) :]:
         ax.set_visible(False)
-    figure.suptitle("Speed vs quality (red: Pareto front; dashed: the baseline re-seeded)")
+    figure.suptitle(title)
     return figure
+
+
+def pareto_figure(summary: pd.DataFrame) -> Figure | None:
+    """Speedup (wall) against each quality metric: the speed frontier."""
+    title = "Speed vs quality (red: Pareto front; dashed: the baseline re-seeded)"
+    return frontier_figure(summary, "speedup_wall", "speedup vs baseline (wall)", 1.0, True, title)
+
+
+def memory_figure(summary: pd.DataFrame) -> Figure | None:
+    """Peak stepper cache (MiB, both guidance branches) against each quality metric: the memory frontier.
+
+    Drawn when the run's settings keep caches of at least two different sizes.
+    """
+    cache = summary[summary["metric"] == "cache_bytes"]
+    if cache["mean"].round().nunique() < 2:
+        return None
+    title = "Stepper cache vs quality (red: Pareto front; dashed: the baseline re-seeded)"
+    return frontier_figure(summary, "cache_bytes", "peak stepper cache (MiB)", 2**20, False, title)
 
 
 def drift_figure(rows: pd.DataFrame, metric: str = "id_sim") -> Figure | None:
@@ -170,6 +195,7 @@ def scaling_figure(rows: pd.DataFrame) -> Figure | None:
 
 FIGURES = {
     "pareto": "Speed vs quality (Pareto front)",
+    "memory": "Stepper cache vs quality (memory frontier)",
     "drift": "Identity similarity vs frame index",
     "identity_drift": "Calibrated identity distance vs frame index",
     "flicker": "Background flicker (excess noise std) vs frame transition",
@@ -182,6 +208,7 @@ def report_figures(rows: pd.DataFrame, traces: pd.DataFrame, summary: pd.DataFra
     """Every report figure that the run has data for, as ``{name: (title, png bytes)}``."""
     built = {
         "pareto": pareto_figure(summary),
+        "memory": memory_figure(summary),
         "drift": drift_figure(rows),
         "identity_drift": drift_figure(rows, "id_dist"),
         "flicker": drift_figure(rows, "background_noise"),

@@ -23,6 +23,7 @@ BASE_WALL = {"self_a_8f": 8.0, "self_b_12f": 16.0}
 WALL_DIVISOR = {"baseline": 1.0, "alp_k5": 2.0, "teacache_fast": 4.0}
 NFE = {"baseline": 30, "alp_k5": 12, "teacache_fast": 10}
 PEAK_MIB = {"baseline": 100.0, "alp_k5": 50.0, "teacache_fast": 100.0}
+CACHE_MIB = {"baseline": 0.0, "alp_k5": 12.0, "teacache_fast": 1.0}
 # Per (case, seed) in the order (a,0), (a,1), (b,0), (b,1).
 PSNR_VS_BASELINE = {"alp_k5": [32.0, 34.0, 33.0, 35.0], "teacache_fast": [25.0, 27.0, 26.0, 28.0]}
 SSIM_VS_BASELINE = {"alp_k5": 0.95, "teacache_fast": 0.88}
@@ -90,6 +91,7 @@ def unit_rows(case: str, setting: str, seed: int, index: int, golden: Golden) ->
         _row(case, setting, seed, "wall_seconds", wall, "s", False, "timer", ""),
         _row(case, setting, seed, "nfe", NFE[setting], "passes", None, "timer", ""),
         _row(case, setting, seed, "peak_bytes", PEAK_MIB[setting] * 2**20, "bytes", None, "timer", ""),
+        _row(case, setting, seed, "cache_bytes", CACHE_MIB[setting] * 2**20, "bytes", None, "timer", ""),
         _row(case, setting, seed, "fps", CASES[case] / wall, "frames/s", True, "timer", ""),
         _row(case, setting, seed, "id_sim", ID_SIM[setting], "cosine", True, golden.id_backend, "reference_image"),
         _row(case, setting, seed, "fvd", FVD[setting], "", False, "i3d-kinetics400", "ground_truth"),

@@ -111,3 +111,20 @@ def test_pareto_front_keeps_only_undominated_points():
     assert list(pareto_front(speed, quality, True)) == [2, 1, 0]
     # Lower-is-better (FVD): every point trades speed for FVD, so all are on the front.
     assert list(pareto_front(speed, np.array([100, 110, 200, 150.0]), False)) == [2, 3, 1, 0]
+
+
+def test_memory_frontier_is_drawn_only_where_caches_differ(discriminating_run):
+    from reports.load import load_run
+    from reports.plots import memory_figure
+    from reports.tables import summary_table
+
+    summary = summary_table(load_run(discriminating_run), n_boot=200)
+    figure = memory_figure(summary)
+    assert figure is not None
+    # x is the cache in MiB: the golden run's alp_k5 keeps 12 MiB, the baseline none.
+    first = figure.axes[0]
+    xs = sorted(round(x, 6) for line in first.lines for x in line.get_xdata())
+    assert 0.0 in xs and 12.0 in xs
+    same = summary.copy()
+    same.loc[same["metric"] == "cache_bytes", "mean"] = 5.0
+    assert memory_figure(same) is None
