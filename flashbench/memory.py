@@ -17,8 +17,14 @@ on the meta device from its configuration. Per setting, in bytes (``docs/memory.
   (window, branch) pairs alive at once (``sample`` keeps every window's cache between steps,
   and a shifting grid's old windows until the step ends); this is what ``sample`` reports as
   ``peak_cache_bytes``.
-- ``transient``: at a full pass a stepper builds its per-block copies anew while the old ones
-  are still referenced, so one (window, branch)'s block copies exist twice for a moment.
+- ``total``: weights + latents + cache + activations + transient, except for a stepper that
+  updates its cache in place between blocks (the forecasters): there the larger of the
+  activations (the peak inside a block) and the activations without the block's
+  intermediates plus the transient (the peak at the update).
+- ``transient``: what a full pass holds beside the cache while it refreshes it: by default a
+  stepper builds its per-block copies anew while the old ones are still referenced (one
+  (window, branch)'s block copies exist twice for a moment); the forecasters update theirs in
+  place, one group at a time (``CacheLayout.transient``).
 """
 
 from __future__ import annotations
@@ -89,9 +95,15 @@ class MemoryPlan:
     windows: int
     offload: str = "none"
 
+    # The part of ``activations`` freed before the stepper's cache update (0: not known to be).
+    block_intermediates: int = 0
+
     @property
     def total(self) -> int:
-        return self.weights + self.latents + self.activations + self.cache + self.transient
+        # The transient exists between blocks, when a block's intermediates are gone: the peak
+        # is inside a block or at the cache update, whichever is larger.
+        at_update = self.activations - self.block_intermediates + self.transient
+        return self.weights + self.latents + self.cache + max(self.activations, at_update)
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "total": self.total}
@@ -207,10 +219,12 @@ def plan(
         cache_factors=layout.factors,
         cache_other=layout.other,
         cache=cache,
-        transient=layout.block_bytes,
+        transient=layout.transient_bytes,
         branches=branches,
         windows=windows,
         offload=offload,
+        # Only an in-place update (a declared transient) is known to run between blocks.
+        block_intermediates=2 * widest if layout.transient is not None else 0,
     )
 
 

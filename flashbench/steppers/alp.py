@@ -149,27 +149,54 @@ class Forecaster(Stepper):
         u: float,
     ) -> Tensor:
         sigma = sigma_batch(sigmas, step, x)
+        distances = self.distances(cache, u)
         if self.level == "layer":
             h, ctx = model.embed(x, sigma, cond)
             ends = self.group_ends(len(model.blocks))
-            factors = h.new_empty((self.order + 1, len(ends), *h.shape), dtype=self.dtype(h))
+            factors = self.storage(cache, (self.order + 1, len(ends), *h.shape), h)
             start = h
             for layer, block in enumerate(model.blocks):
                 h = block(h, ctx)
                 if layer in ends:
-                    torch.sub(h, start, out=factors[0, ends[layer]])
+                    # Each group's factors are updated as soon as its residual exists, so only
+                    # one group's new values are alive beside the old cache (no second copy).
+                    self.update_factors(factors[:, ends[layer]], h - start, distances)
                     start = h
             v = model.head(h, ctx)
         else:
             v = model(x, sigma, cond)
-            factors = v.new_empty((self.order + 1, 1, *v.shape), dtype=self.dtype(v))
-            factors[0, 0] = v
-        self.update_factors(factors, cache, u)
+            factors = self.storage(cache, (self.order + 1, 1, *v.shape), v)
+            self.update_factors(factors[:, 0], v, distances)
+        self.commit(cache, factors, distances, u)
         # A forecast from low-precision factors comes back in the features' own dtype.
         cache["dtype"] = v.dtype if self.level == "output" else h.dtype
         cache["weights"] = self.dynamic_weights(factors, x, cache)
         cache["last_step"] = step
         return v
+
+    def commit(self, cache: dict, factors: Tensor, distances: list[float], u: float) -> None:
+        """Record a full pass at coordinate ``u`` whose factors were updated with ``distances``."""
+        cache["factors"] = factors
+        cache["orders"] = len(distances)
+        cache["points"] = [u, *cache.get("points", [])][: max(self.order, 1)]
+
+    def storage(self, cache: dict, shape: tuple[int, ...], features: Tensor) -> Tensor:
+        """The cache's factor tensor, updated in place; allocated on the first full pass."""
+        factors = cache.get("factors")
+        if factors is None or tuple(factors.shape) != shape:
+            factors = features.new_empty(shape, dtype=self.dtype(features))
+        return factors
+
+    def distances(self, cache: dict, u: float) -> list[float]:
+        """The divisors of the differences of orders 1, 2, ... that the full points so far allow."""
+        points: list[float] = cache.get("points", [])  # newest first
+        distances = []
+        for i in range(1, min(self.order, len(points)) + 1):
+            distance = u - (points[0] if self.form == "taylor" else points[i - 1])
+            if distance == 0:
+                break
+            distances.append(distance)
+        return distances
 
     def dtype(self, features: Tensor) -> torch.dtype:
         """What the factors are kept in: ``cache_dtype``, else the features' own dtype."""
@@ -184,23 +211,19 @@ class Forecaster(Stepper):
             )
         return {(g + 1) * blocks // groups - 1: g for g in range(groups)}
 
-    def update_factors(self, new: Tensor, cache: dict, u: float) -> None:
-        """Fill ``new[1:]`` with differences of ``new[0]`` against the previous full point's factors."""
-        old: Tensor | None = cache.get("factors")
-        # Coordinates of the earlier full points, newest first.
-        points: list[float] = cache.get("points", [])
-        orders = 0
-        for i in range(1, min(self.order, len(points)) + 1):
-            distance = u - (points[0] if self.form == "taylor" else points[i - 1])
-            if distance == 0:
-                break
-            torch.sub(new[i - 1], old[i - 1], out=new[i])
-            new[i].div_(distance)
-            orders = i
-        new[orders + 1 :].zero_()
-        cache["factors"] = new
-        cache["orders"] = orders
-        cache["points"] = [u, *points][: max(self.order, 1)]
+    def update_factors(self, factors: Tensor, features: Tensor, distances: list[float]) -> None:
+        """Replace one group's ``factors[order + 1, ...]`` by ``features`` and its differences against the old values, in place.
+
+        F(0) <- f; F(i) <- (F(i-1)_new - F(i-1)_old) / d_i for i <= len(distances); higher orders 0.
+        """
+        value = features.to(factors.dtype)
+        for i, distance in enumerate(distances, start=1):
+            difference = torch.sub(value, factors[i - 1])
+            difference.div_(distance)
+            factors[i - 1].copy_(value)
+            value = difference
+        factors[len(distances)].copy_(value)
+        factors[len(distances) + 1 :].zero_()
 
     def cache_layout(self, features: Features) -> CacheLayout:
         if self.level == "layer":
@@ -208,9 +231,13 @@ class Forecaster(Stepper):
             blocks = len(self.group_ends(features.blocks))
         else:
             size, itemsize, blocks = features.velocity, features.velocity_itemsize, 1
+        features_size = size
         if self.cache_dtype is not None:
             size = size // itemsize * CACHE_DTYPES[self.cache_dtype].itemsize
-        return CacheLayout(size, blocks, self.order + 1)
+        # In place, one group at a time: its new features and two differences at once (at layer
+        # level the features are the group's residual, a tensor of their own).
+        transient = 2 * size + (features_size if self.level == "layer" else 0)
+        return CacheLayout(size, blocks, self.order + 1, transient=transient)
 
     def factor_itemsize(self, features: Features) -> int:
         """Bytes per element of the factors (and of ALP's weights, kept in the same dtype)."""

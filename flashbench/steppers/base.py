@@ -68,10 +68,17 @@ class CacheLayout:
     blocks: int = 0
     factors: int = 0
     other: int = 0
+    # Bytes alive beside the cache while a full pass refreshes it; None: the per-block copies
+    # once more (new copies built while the old ones are still referenced).
+    transient: int | None = None
 
     @property
     def block_bytes(self) -> int:
         return self.per_block * self.blocks * self.factors
+
+    @property
+    def transient_bytes(self) -> int:
+        return self.block_bytes if self.transient is None else self.transient
 
     @property
     def total(self) -> int:

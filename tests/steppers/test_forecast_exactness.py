@@ -121,8 +121,11 @@ def test_newton_form_equals_the_binomial_backward_difference_formula():
         backward.append(backward[-1][1:] - backward[-1][:-1])
         stepper = TaylorSeer(interval=h, order=n, warmup=1, form="newton", level="output")
     cache: dict = {}
+    factors = torch.zeros(n + 1, 1, 1, dtype=torch.float64)
     for i, u in enumerate([0, 3, 6, 9]):
-        stepper.update_factors(full[i].view(1, 1).repeat(n + 1, 1), cache, float(u))
+        distances = stepper.distances(cache, float(u))
+        stepper.update_factors(factors[:, 0], full[i].view(1), distances)
+        stepper.commit(cache, factors, distances, float(u))
     for k in (1, 2):
         binomial = sum(
             math.prod((k / h + i - 1 - j) for j in range(i))
