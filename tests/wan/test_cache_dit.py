@@ -5,11 +5,10 @@ import sys
 import pytest
 import torch
 from wan_models import (
-    HEIGHT,
-    NUM_FRAMES,
-    WIDTH,
     layers_per_call,
     noise,
+    pipeline_sigmas,
+    run_pipeline,
     t2v_pipeline,
     text_embeddings,
     tiny_transformer,
@@ -28,11 +27,6 @@ CFG = Guidance(scale=3.0, drop=(PROMPT,))
 EXAMPLES = CacheDiT.facts(STEPS).examples
 
 
-def sigmas_of(pipe) -> torch.Tensor:
-    pipe.scheduler.set_timesteps(STEPS)
-    return pipe.scheduler.sigmas.clone()
-
-
 @pytest.mark.parametrize("label", sorted(EXAMPLES))
 def test_stepper_equals_cache_dit_on_an_unmodified_wan_pipeline(label):
     # cache-dit's own way: the whole pipeline, its separate-CFG bookkeeping telling the
@@ -44,7 +38,7 @@ def test_stepper_equals_cache_dit_on_an_unmodified_wan_pipeline(label):
     ours = sample(
         WanDenoiser(transformer),
         x,
-        sigmas_of(pipe),
+        pipeline_sigmas(pipe, STEPS),
         wan_cond(text, negative),
         stepper=steppers.build("cache_dit", **params),
         guidance=CFG,
@@ -53,17 +47,7 @@ def test_stepper_equals_cache_dit_on_an_unmodified_wan_pipeline(label):
     configs["cache_config"].enable_separate_cfg = True
     cache_dit.enable_cache(pipe, **configs)
     try:
-        theirs = pipe(
-            prompt_embeds=text,
-            negative_prompt_embeds=negative,
-            height=HEIGHT,
-            width=WIDTH,
-            num_frames=NUM_FRAMES,
-            num_inference_steps=STEPS,
-            guidance_scale=3.0,
-            latents=x,
-            output_type="latent",
-        ).frames
+        theirs = run_pipeline(pipe, x, text, negative, STEPS)
     finally:
         cache_dit.disable_cache(pipe)
     assert ours.actions.get("partial", 0) > 0
@@ -74,7 +58,7 @@ def test_stepper_equals_cache_dit_on_an_unmodified_wan_pipeline(label):
 def test_skips_change_the_output_and_nfe_counts_only_full_passes(label):
     transformer = tiny_transformer()
     model = WanDenoiser(transformer)
-    x, sigmas = noise(0), sigmas_of(t2v_pipeline(transformer))
+    x, sigmas = noise(0), pipeline_sigmas(t2v_pipeline(transformer), STEPS)
     cond = wan_cond(text_embeddings(1), text_embeddings(2))
     euler = sample(model, x, sigmas, cond, guidance=CFG)
     calls = layers_per_call(transformer)
@@ -98,7 +82,7 @@ def test_skips_change_the_output_and_nfe_counts_only_full_passes(label):
 def test_taylorseer_calibrator_forecasts_where_plain_dbcache_reuses():
     model = WanDenoiser(tiny_transformer())
     x, cond = noise(0), wan_cond(text_embeddings(1), text_embeddings(2))
-    sigmas = sigmas_of(t2v_pipeline(model.transformer))
+    sigmas = pipeline_sigmas(t2v_pipeline(model.transformer), STEPS)
     runs = {
         label: sample(model, x, sigmas, cond, stepper=steppers.build("cache_dit", **params))
         for label, params in EXAMPLES.items()

@@ -10,6 +10,8 @@ from wan_models import (
     first_frame,
     i2v_pipeline,
     noise,
+    pipeline_sigmas,
+    run_pipeline,
     t2v_pipeline,
     text_embeddings,
     tiny_transformer,
@@ -34,26 +36,6 @@ SETTINGS = [
 ]
 
 
-def run_pipeline(pipe, x, text, negative, **kwargs):
-    return pipe(
-        prompt_embeds=text,
-        negative_prompt_embeds=negative,
-        height=HEIGHT,
-        width=WIDTH,
-        num_frames=NUM_FRAMES,
-        num_inference_steps=STEPS,
-        guidance_scale=3.0,
-        latents=x,
-        output_type="latent",
-        **kwargs,
-    ).frames
-
-
-def sigmas_of(pipe) -> torch.Tensor:
-    pipe.scheduler.set_timesteps(STEPS)
-    return pipe.scheduler.sigmas.clone()
-
-
 @pytest.mark.parametrize(("name", "params"), SETTINGS, ids=str)
 def test_stepper_hook_in_wan_pipeline_equals_sample(name, params):
     transformer = tiny_transformer()
@@ -65,22 +47,26 @@ def test_stepper_hook_in_wan_pipeline_equals_sample(name, params):
     expected = sample(
         WanDenoiser(transformer),
         x,
-        sigmas_of(pipe),
+        pipeline_sigmas(pipe, STEPS),
         wan_cond(text, negative),
         stepper=stepper,
         guidance=CFG,
     )
     passes.clear()
     apply_stepper_hook(transformer, StepperHookConfig(stepper))
-    hooked = run_pipeline(pipe, x, text, negative)
+    hooked = run_pipeline(pipe, x, text, negative, STEPS)
     assert torch.equal(hooked, expected.latents)
     assert len(passes) == expected.nfe
     # The pipeline reset the branch caches: a second call is the same, not a continuation.
-    assert torch.equal(run_pipeline(pipe, x, text, negative), hooked)
+    assert torch.equal(run_pipeline(pipe, x, text, negative, STEPS), hooked)
     remove_stepper_hook(transformer)
-    plain = run_pipeline(pipe, x, text, negative)
+    plain = run_pipeline(pipe, x, text, negative, STEPS)
     euler = sample(
-        WanDenoiser(transformer), x, sigmas_of(pipe), wan_cond(text, negative), guidance=CFG
+        WanDenoiser(transformer),
+        x,
+        pipeline_sigmas(pipe, STEPS),
+        wan_cond(text, negative),
+        guidance=CFG,
     )
     assert torch.equal(plain, euler.latents)
     if expected.nfe < 2 * STEPS:
@@ -109,11 +95,16 @@ def test_stepper_hook_in_image_to_video_pipeline_equals_sample():
     stepper = steppers.build("alp")
     cond = wan_cond(text, negative, image_embeds=image_embeds, condition=condition)
     expected = sample(
-        WanDenoiser(transformer), x, sigmas_of(pipe), cond, stepper=stepper, guidance=CFG
+        WanDenoiser(transformer),
+        x,
+        pipeline_sigmas(pipe, STEPS),
+        cond,
+        stepper=stepper,
+        guidance=CFG,
     )
     # The I2V pipeline's cache contexts carry no step count: the config gives it.
     apply_stepper_hook(transformer, StepperHookConfig(stepper, num_inference_steps=STEPS))
-    hooked = run_pipeline(pipe, x, text, negative, image=image)
+    hooked = run_pipeline(pipe, x, text, negative, STEPS, image=image)
     assert torch.equal(hooked, expected.latents)
 
 
@@ -126,4 +117,6 @@ def test_stepper_hook_refuses_what_it_cannot_run():
         apply_stepper_hook(transformer, StepperHookConfig(steppers.build("fora")))
     pipe = i2v_pipeline(transformer)
     with pytest.raises(ValueError, match="num_inference_steps"):
-        run_pipeline(pipe, noise(0), text_embeddings(1), text_embeddings(2), image=first_frame(3))
+        run_pipeline(
+            pipe, noise(0), text_embeddings(1), text_embeddings(2), STEPS, image=first_frame(3)
+        )

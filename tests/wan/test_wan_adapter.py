@@ -10,6 +10,8 @@ from wan_models import (
     first_frame,
     i2v_pipeline,
     noise,
+    pipeline_sigmas,
+    run_pipeline,
     t2v_pipeline,
     text_embeddings,
     tiny_transformer,
@@ -25,11 +27,6 @@ from flashbench.windowing import Full, Sliding
 
 STEPS = 4
 CFG = Guidance(scale=3.0, drop=(PROMPT,))
-
-
-def pipeline_sigmas(pipe) -> torch.Tensor:
-    pipe.scheduler.set_timesteps(STEPS)
-    return pipe.scheduler.sigmas.clone()
 
 
 @pytest.mark.parametrize("image_to_video", [False, True])
@@ -55,22 +52,12 @@ def test_euler_through_sample_equals_wan_pipeline(guidance_scale):
     transformer = tiny_transformer()
     pipe = t2v_pipeline(transformer)
     x, text, negative = noise(0), text_embeddings(1), text_embeddings(2)
-    expected = pipe(
-        prompt_embeds=text,
-        negative_prompt_embeds=negative,
-        height=HEIGHT,
-        width=WIDTH,
-        num_frames=NUM_FRAMES,
-        num_inference_steps=STEPS,
-        guidance_scale=guidance_scale,
-        latents=x,
-        output_type="latent",
-    ).frames
+    expected = run_pipeline(pipe, x, text, negative, STEPS, guidance_scale)
     guidance = CFG if guidance_scale > 1 else None
     ours = sample(
         WanDenoiser(transformer),
         x,
-        pipeline_sigmas(pipe),
+        pipeline_sigmas(pipe, STEPS),
         wan_cond(text, negative),
         guidance=guidance,
     )
@@ -91,18 +78,7 @@ def test_euler_through_sample_equals_wan_image_to_video_pipeline():
     transformer = tiny_transformer(image_to_video=True)
     pipe = i2v_pipeline(transformer)
     x, text, negative, image = noise(0), text_embeddings(1), text_embeddings(2), first_frame(3)
-    expected = pipe(
-        image=image,
-        prompt_embeds=text,
-        negative_prompt_embeds=negative,
-        height=HEIGHT,
-        width=WIDTH,
-        num_frames=NUM_FRAMES,
-        num_inference_steps=STEPS,
-        guidance_scale=3.0,
-        latents=x,
-        output_type="latent",
-    ).frames
+    expected = run_pipeline(pipe, x, text, negative, STEPS, image=image)
     # The pipeline's own conditioning: CLIP features and the mask + encoded first frame.
     with torch.no_grad():
         image_embeds = pipe.encode_image(image, "cpu")
@@ -120,7 +96,7 @@ def test_euler_through_sample_equals_wan_image_to_video_pipeline():
             x,
         )
     cond = wan_cond(text, negative, image_embeds=image_embeds, condition=condition)
-    ours = sample(WanDenoiser(transformer), x, pipeline_sigmas(pipe), cond, guidance=CFG)
+    ours = sample(WanDenoiser(transformer), x, pipeline_sigmas(pipe, STEPS), cond, guidance=CFG)
     assert torch.equal(ours.latents, expected)
 
 

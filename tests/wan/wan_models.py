@@ -138,3 +138,33 @@ def layers_per_call(transformer: WanTransformer3DModel) -> list[set]:
                 lambda *_, key=(index, name): calls[-1].add(key)
             )
     return calls
+
+
+def pipeline_sigmas(pipe: WanPipeline | WanImageToVideoPipeline, steps: int) -> Tensor:
+    """The sigmas the pipeline's scheduler walks for ``steps`` steps."""
+    pipe.scheduler.set_timesteps(steps)
+    return pipe.scheduler.sigmas.clone()
+
+
+def run_pipeline(
+    pipe: WanPipeline | WanImageToVideoPipeline,
+    x: Tensor,
+    text: Tensor,
+    negative: Tensor,
+    steps: int,
+    guidance_scale: float = 3.0,
+    **kwargs,
+) -> Tensor:
+    """The pipeline's final latents from noise ``x`` and prompt embeddings (no text encoder)."""
+    return pipe(
+        prompt_embeds=text,
+        negative_prompt_embeds=negative,
+        height=HEIGHT,
+        width=WIDTH,
+        num_frames=NUM_FRAMES,
+        num_inference_steps=steps,
+        guidance_scale=guidance_scale,
+        latents=x,
+        output_type="latent",
+        **kwargs,
+    ).frames
