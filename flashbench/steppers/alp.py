@@ -183,8 +183,14 @@ class Forecaster(Stepper):
     def storage(self, cache: dict, shape: tuple[int, ...], features: Tensor) -> Tensor:
         """The cache's factor tensor, updated in place; allocated on the first full pass."""
         factors = cache.get("factors")
-        if factors is None or tuple(factors.shape) != shape:
-            factors = features.new_empty(shape, dtype=self.dtype(features))
+        if factors is None:
+            return features.new_empty(shape, dtype=self.dtype(features))
+        if tuple(factors.shape) != shape:
+            # Differences against features of another shape would mean nothing.
+            raise ValueError(
+                f"{self.name}: the features changed shape between full passes of one window "
+                f"({tuple(factors.shape)} -> {shape}); a cache belongs to one window and branch"
+            )
         return factors
 
     def distances(self, cache: dict, u: float) -> list[float]:
