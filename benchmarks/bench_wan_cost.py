@@ -93,8 +93,10 @@ def scaled_bytes(cache: dict, tokens: int, width: int, latent: tuple[int, ...]) 
     """Bytes of ``cache``'s tensors with the tiny run's dims replaced by the real ones."""
     total = 0
     for tensor in cache_tensors(cache):
-        if tuple(tensor.shape) == TINY_LATENT:
-            shape = latent
+        lead = tensor.dim() - len(TINY_LATENT)
+        if lead >= 0 and tuple(tensor.shape[lead:]) == TINY_LATENT:
+            # A latent, or a stack of them (velocity-level forecast factors).
+            shape = (*tensor.shape[:lead], *latent)
         else:
             shape = tuple({TINY_TOKENS: tokens, TINY_WIDTH: width}.get(n, n) for n in tensor.shape)
         total += math.prod(shape) * tensor.element_size()
