@@ -51,18 +51,11 @@ class DiTConfig:
     variant: NfebVariant = "paper"
     # Latent frames per training clip; longer windows sharpen temporal attention.
     train_frames: int = 8
-    # Index of the expression feature (the eyes' opening) that gets a token of its own per frame.
-    eye_token: int | None = None
 
     def __post_init__(self) -> None:
         if self.variant not in NFEB_VARIANTS:
             raise ValueError(
                 f"variant={self.variant!r} is not an NFEB variant; use one of {NFEB_VARIANTS}"
-            )
-        if self.eye_token is not None and not 0 <= self.eye_token < self.expr_dim:
-            raise ValueError(
-                f"eye_token={self.eye_token} must index one of the {self.expr_dim} expression "
-                "features (the world's eye_open), or be None"
             )
         if self.dim % self.heads:
             raise ValueError(f"dim={self.dim} must be divisible by heads={self.heads}")
@@ -120,32 +113,17 @@ class PortraitEncoder(nn.Module):
     produce all part tokens.
     """
 
-    def __init__(
-        self, expr_dim: int, dim: int, part_tokens: int, eye_token: int | None = None
-    ) -> None:
+    def __init__(self, expr_dim: int, dim: int, part_tokens: int) -> None:
         super().__init__()
-        self.part_tokens, self.eye_token = part_tokens, eye_token
+        self.part_tokens = part_tokens
         self.mlp = nn.Sequential(
             nn.Linear(expr_dim, dim), nn.GELU(), nn.Linear(dim, part_tokens * dim)
         )
         self.norm = nn.LayerNorm(dim)
-        if eye_token is not None:
-            # The eye feature alone, so a blink is not one input among all the parts' in a
-            # shared MLP whose token LayerNorm then rescales it away.
-            self.eye = nn.Sequential(nn.Linear(1, dim), nn.GELU(), nn.Linear(dim, dim))
-            self.eye_norm = nn.LayerNorm(dim)
-
-    @property
-    def tokens_per_frame(self) -> int:
-        return self.part_tokens + (self.eye_token is not None)
 
     def forward(self, features: Tensor) -> Tensor:
         b, f, _ = features.shape
-        tokens = self.norm(self.mlp(features).reshape(b, f, self.part_tokens, -1))
-        if self.eye_token is None:
-            return tokens
-        eye = features[..., self.eye_token : self.eye_token + 1]
-        return torch.cat([tokens, self.eye_norm(self.eye(eye))[:, :, None]], dim=2)
+        return self.norm(self.mlp(features).reshape(b, f, self.part_tokens, -1))
 
 
 # ------------------------------------------------------ Normalized Facial Expression Block
@@ -278,7 +256,7 @@ class PortraitDiT(nn.Module):
             persistent=False,
         )
         self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
-        self.portrait = PortraitEncoder(config.expr_dim, d, config.part_tokens, config.eye_token)
+        self.portrait = PortraitEncoder(config.expr_dim, d, config.part_tokens)
         self.blocks = nn.ModuleList(PortraitBlock(config) for _ in range(config.depth))
         self.final_norm = nn.LayerNorm(d, elementwise_affine=False)
         self.final_modulation = nn.Linear(d, 2 * d)
@@ -337,8 +315,7 @@ class PortraitDiT(nn.Module):
                 )
             expr = (expr.to(x) - self.expr_mean) / self.expr_std
             tokens = self.portrait(expr.expand(b, -1, -1))  # [B, T*f, P, D]
-            per_frame = self.portrait.tokens_per_frame
-            ctx["expression_tokens"] = tokens.reshape(b, t, f * per_frame, cfg.dim)
+            ctx["expression_tokens"] = tokens.reshape(b, t, f * cfg.part_tokens, cfg.dim)
             if "expression_keep" in cond.static:
                 ctx["expression_keep"] = cond.static["expression_keep"].to(x)
         return h, ctx

@@ -30,7 +30,6 @@ from reference_model.lightning import (
     render_world_clips,
 )
 from reference_model.pipeline import encode_video, export_weights, extract_video
-from reference_model.world import EXPRESSION_NAMES
 
 if TYPE_CHECKING:
     from reference_model.world import MotionConfig
@@ -239,12 +238,6 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--init", type=Path, default=None, help="start from these exported weights")
     parser.add_argument(
-        "--eye-token",
-        action="store_true",
-        help="give the eyes' opening a portrait token of its own per frame (new weights; "
-        "the rest start from --init)",
-    )
-    parser.add_argument(
         "--blink-slot-frames",
         type=int,
         default=None,
@@ -321,7 +314,6 @@ def main(argv: list[str] | None = None) -> None:
         expr_dim=expression.shape[-1],
         variant=args.nfeb,
         train_frames=args.clip_frames,
-        eye_token=EXPRESSION_NAMES.index("eye_open") if args.eye_token else None,
     )
     if args.init is not None and not (args.out / "last.ckpt").exists():
         state = torch.load(args.init, map_location="cpu", weights_only=True)["state_dict"]

@@ -235,30 +235,3 @@ def test_temporal_attention_sharpens_only_beyond_the_training_window():
     torch.testing.assert_close(short(*within), long(*within))
     beyond = _inputs(short, frames=9)
     assert not torch.allclose(short(*beyond), long(*beyond), atol=1e-4)
-
-
-def test_eye_token_adds_one_token_per_frame_fed_by_the_eye_feature_alone():
-    torch.manual_seed(0)
-    plain = build_model("tiny")
-    eyed = build_model("tiny", eye_token=3)
-    features = torch.randn(2, 5, 7)
-    tokens = eyed.portrait(features)
-    assert tokens.shape == (2, 5, 3, 32) and plain.portrait(features).shape == (2, 5, 2, 32)
-    # The extra token sees only feature 3; the part tokens see every feature.
-    other = features.clone()
-    other[..., 0] += 1.0
-    torch.testing.assert_close(eyed.portrait(other)[:, :, 2], tokens[:, :, 2])
-    blink = features.clone()
-    blink[..., 3] -= 2.0
-    assert not torch.allclose(eyed.portrait(blink)[:, :, 2], tokens[:, :, 2])
-    # The plain model's weights load into it, and the eye token reaches the velocity.
-    missing = eyed.load_state_dict(plain.state_dict(), strict=False).missing_keys
-    assert missing and all(k.startswith("portrait.eye") for k in missing)
-    _randomise(eyed)
-    x, sigma, cond = _inputs(eyed)
-    with torch.no_grad():
-        v = eyed(x, sigma, cond)
-        cond.temporal["expression"][..., 3] += 2.0
-        assert v.shape == x.shape and not torch.allclose(eyed(x, sigma, cond), v)
-    with pytest.raises(ValueError, match="eye_token=7 must index one of the 7"):
-        build_model("tiny", eye_token=7)
