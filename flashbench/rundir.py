@@ -30,6 +30,7 @@ class RunLock:
     """
 
     def __init__(self, out: Path) -> None:
+        self.out = out
         path = out / LOCK_NAME
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -54,7 +55,12 @@ class RunLock:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.release()
+        # A killed run's video writer (an ffmpeg child) can outlive it and finish its temp file
+        # after the resume's start-up cleanup: clean once more before letting go.
+        try:
+            remove_stale_temp_files(self.out, dead_writers_only=True)
+        finally:
+            self.release()
 
 
 def _foreign_entries(out: Path) -> list[str]:
@@ -169,12 +175,27 @@ def _unwritable(out: Path, err: OSError) -> ValueError:
     )
 
 
-def remove_stale_temp_files(out: Path) -> list[Path]:
-    """Delete the temp files a killed run left behind (only ever called under the run's lock)."""
+def remove_stale_temp_files(out: Path, dead_writers_only: bool = False) -> list[Path]:
+    """Delete the temp files a killed run left behind (only ever called under the run's lock).
+
+    ``dead_writers_only``: keep the temps of processes still alive (other shards of this run).
+    """
     stale = [p for p in out.rglob(".tmp-*") if p.is_file() and TEMP_NAME.match(p.name)]
+    if dead_writers_only:
+        stale = [p for p in stale if not _alive(int(p.name.split("-")[1]))]
     for path in stale:
         path.unlink(missing_ok=True)
     return stale
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
 
 
 def write_plan(out: Path, units: list[Unit], measurer: Measurer, suite: Suite) -> None:

@@ -211,3 +211,19 @@ def test_a_case_that_cannot_be_prepared_fails_its_units_not_the_run(
     ]
     assert len(errors) == 6
     assert all(e.startswith("ValueError: case '") and "cannot be rendered" in e for e in errors)
+
+
+def test_a_temp_file_a_dead_writer_finishes_late_is_removed_when_the_run_lets_go(tmp_path):
+    # A killed run's ffmpeg child can outlive it and complete its temp video after the resume's
+    # start-up cleanup; the run cleans again on exit, sparing temps of writers still alive.
+    from flashbench.rundir import RunLock
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / "videos").mkdir()
+    with RunLock(tmp_path):
+        late = tmp_path / "videos" / f".tmp-{dead.pid}-ground_truth.mp4"
+        late.write_bytes(b"late")
+        live = tmp_path / "videos" / f".tmp-{os.getppid()}-baseline.mp4"
+        live.write_bytes(b"a shard still writing")
+    assert not late.exists() and live.exists()
