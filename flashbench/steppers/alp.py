@@ -237,13 +237,11 @@ class Forecaster(Stepper):
             blocks = len(self.group_ends(features.blocks))
         else:
             size, itemsize, blocks = features.velocity, features.velocity_itemsize, 1
-        features_size = size
-        if self.cache_dtype is not None:
-            size = size // itemsize * CACHE_DTYPES[self.cache_dtype].itemsize
+        stored = size // itemsize * self.factor_itemsize(features)
         # In place, one group at a time: its new features and two differences at once (at layer
         # level the features are the group's residual, a tensor of their own).
-        transient = 2 * size + (features_size if self.level == "layer" else 0)
-        return CacheLayout(size, blocks, self.order + 1, transient=transient)
+        transient = 2 * stored + (size if self.level == "layer" else 0)
+        return CacheLayout(stored, blocks, self.order + 1, transient=transient)
 
     def factor_itemsize(self, features: Features) -> int:
         """Bytes per element of the factors (and of ALP's weights, kept in the same dtype)."""
