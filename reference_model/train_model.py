@@ -84,7 +84,7 @@ def check_pool_motion(out: Path, motion: MotionConfig) -> None:
     wanted = dataclasses.asdict(motion)
     if record.exists():
         held = json.loads(record.read_text())
-    elif (out / "rendered.pt").exists():
+    elif (out / "rendered.pt").exists() or (out / "pool.pt").exists():
         held = dataclasses.asdict(MotionConfig())
     else:
         record.write_text(json.dumps(wanted, indent=1) + "\n")

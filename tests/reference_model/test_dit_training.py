@@ -201,3 +201,8 @@ def test_blink_slot_frames_renders_a_blink_richer_pool_and_a_resume_cannot_chang
     (old / "rendered.pt").touch()  # a pool rendered before the record existed: the default
     with pytest.raises(SystemExit, match="fresh --out"):
         check_pool_motion(old, rich)
+    encoded = tmp_path / "encoded"
+    encoded.mkdir()
+    (encoded / "pool.pt").touch()  # only the encoded pool is left: it too holds the default
+    with pytest.raises(SystemExit, match="fresh --out"):
+        check_pool_motion(encoded, rich)
