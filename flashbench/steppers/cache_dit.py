@@ -104,8 +104,12 @@ class CacheDiT(Stepper):
     ) -> tuple[Tensor, str]:
         transformer = require_diffusers_transformer(model, self.name)
         cache_dit = import_cache_dit()
+        configs = self.configs(len(sigmas) - 1)
         blocks = len(transformer.blocks)
-        fn, bn = self.args.get("Fn_compute_blocks", 8), self.args.get("Bn_compute_blocks", 0)
+        fn, bn = (
+            configs["cache_config"].Fn_compute_blocks,
+            configs["cache_config"].Bn_compute_blocks,
+        )
         if fn + bn > blocks:
             raise ValueError(
                 f"Fn_compute_blocks={fn} + Bn_compute_blocks={bn} exceeds the transformer's "
@@ -114,7 +118,7 @@ class CacheDiT(Stepper):
         # As WanDenoiser.embed and the pipelines: float32 sigma * num_train_timesteps.
         timestep = sigma_batch(sigmas, step, x).float() * model.train_timesteps
         hidden, text, image = model.transformer_inputs(x, cond)
-        cache_dit.enable_cache(transformer, **self.configs(len(sigmas) - 1))
+        cache_dit.enable_cache(transformer, **configs)
         try:
             # cache-dit 1.5.3 keeps a transformer-only run's contexts by name in its manager;
             # the branch's own context object goes in under that name for this call.
