@@ -11,6 +11,7 @@ import threading
 import torch
 
 from flashbench.denoiser import Cond
+from flashbench.memory import OFFLOADS
 from flashbench.registry import Registry
 from flashbench.sampling import sample
 from flashbench.schedule import flow_match_sigmas
@@ -154,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     memory.add_argument(
         "--offload",
-        choices=["none", "blocks"],
+        choices=OFFLOADS,
         default="none",
         help="blocks: count the weights diffusers' block-level group offloading keeps resident "
         "(the rest plus two blocks)",
