@@ -18,7 +18,7 @@ from torch import Tensor
 
 # Every temp file is named .tmp-<pid>-<name>. No finished file of a run starts with "." (case
 # ids and setting names start with a letter or digit), so resume deletes temps and nothing else.
-TEMP_NAME = re.compile(r"\.tmp-\d+-.")
+TEMP_NAME = re.compile(r"\.tmp-(?P<pid>\d+)-.")
 
 
 def temp_path(path: Path) -> Path:

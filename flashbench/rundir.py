@@ -182,7 +182,7 @@ def remove_stale_temp_files(out: Path, dead_writers_only: bool = False) -> list[
     """
     stale = [p for p in out.rglob(".tmp-*") if p.is_file() and TEMP_NAME.match(p.name)]
     if dead_writers_only:
-        stale = [p for p in stale if not _alive(int(p.name.split("-")[1]))]
+        stale = [p for p in stale if not _alive(int(TEMP_NAME.match(p.name)["pid"]))]
     for path in stale:
         path.unlink(missing_ok=True)
     return stale
