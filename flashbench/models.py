@@ -82,6 +82,8 @@ class ModelSpec:
     # The optional model methods metrics ask for (flashbench.measure FromModel / MODEL_READS)
     # that the model has; None: not declared, checked when the metrics are built.
     provides: tuple[str, ...] | None = None
+    # The parts of its conditioning an unconditional branch may keep (``guidance.keep``).
+    cond_parts: tuple[str, ...] = ()
 
     def resolution_error(self, resolution: int) -> str | None:
         """Why the model cannot run at ``resolution`` (with the fix), or None if it can."""

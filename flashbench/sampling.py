@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
@@ -25,13 +25,17 @@ class Guidance:
     ``interval = (low, high)`` guides only the steps whose sigma lies in it and runs the
     conditional pass alone elsewhere (Kynkaanniemi et al. 2024, arXiv 2404.07724); ``None``
     guides every step, as the paper does. ``rule`` combines the two branches
-    (``flashbench.guidance``: plain CFG, the paper's, by default; CFG-Zero*, APG).
+    (``flashbench.guidance``: plain CFG, the paper's, by default; CFG-Zero*, APG). ``keep``
+    names parts the unconditional branch keeps instead of dropping ``drop`` whole (e.g.
+    ``("pose",)``: guidance then amplifies expression but not head motion); it needs a model
+    trained with part dropout, whose ``cond_parts`` name them.
     """
 
     scale: float = 4.0
     drop: tuple[str, ...] = ("expression",)
     interval: tuple[float, float] | None = None
     rule: GuidanceRule = field(default_factory=CFG)
+    keep: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.scale, int | float) or self.scale != self.scale:
@@ -45,10 +49,34 @@ class Guidance:
                 f"guidance interval={self.interval!r} must be (low, high) with 0 <= low < high, "
                 "in sigma; e.g. (0.0, 0.7)"
             )
+        if not (isinstance(self.keep, tuple) and all(isinstance(p, str) for p in self.keep)):
+            raise ValueError(
+                f"guidance keep={self.keep!r} must be a tuple of part names, e.g. ('pose',)"
+            )
         if not callable(getattr(self.rule, "combine", None)):
             raise ValueError(
                 f"guidance rule={self.rule!r} has no combine(); use one of flashbench.guidance.RULES "
                 f"({', '.join(RULES)})"
+            )
+
+    def uncond(self, cond: Cond) -> Cond:
+        """The unconditional branch's conditioning: ``cond`` without ``drop``, or with only the ``keep`` parts of it."""
+        if not self.keep:
+            return cond.without(self.drop)
+        return replace(cond, static={**cond.static, "keep_parts": self.keep})
+
+    def check_model(self, model: object) -> None:
+        """Raise a ValueError unless ``model`` can keep the ``keep`` parts in its unconditional branch."""
+        parts = tuple(getattr(model, "cond_parts", ()))
+        missing = [p for p in self.keep if p not in parts]
+        if missing:
+            raise ValueError(
+                f"guidance keep={self.keep}: this model's unconditional branch cannot keep {missing} "
+                + (
+                    f"(it keeps some of {parts})"
+                    if parts
+                    else "(it was not trained with part dropout); drop keep to drop the whole condition"
+                )
             )
 
     def active(self, sigma: float) -> bool:
@@ -119,10 +147,10 @@ def sample(
     windowing = windowing if windowing is not None else Full()
     sigmas = stepper.plan(sigmas.to(noise.device))
     check_sigmas(sigmas)
+    if guidance is not None:
+        guidance.check_model(model)
     branches = (
-        {"cond": cond}
-        if guidance is None
-        else {"cond": cond, "uncond": cond.without(guidance.drop)}
+        {"cond": cond} if guidance is None else {"cond": cond, "uncond": guidance.uncond(cond)}
     )
     frames = noise.shape[2]
     caches: dict[tuple[Window, str], dict] = {}

@@ -196,14 +196,24 @@ class Suite:
         default=None,
         default_doc="plain CFG, the paper's",
     )
+    guidance_keep: tuple[str, ...] | None = toml_key(
+        "guidance.keep",
+        ListOf(Text()),
+        'parts of the dropped conditioning the unguided branch keeps (e.g. `["pose"]`; the '
+        "model must be trained with part dropout)",
+        default=None,
+        default_doc="none: the whole entry is dropped, as the paper does",
+    )
     metrics: Metrics = field(default_factory=Metrics)
 
     def guidance_of(self, setting: Setting) -> Guidance | None:
-        """The guidance a setting samples with: its scale, this suite's drop and rule; None unguided."""
+        """The guidance a setting samples with: its scale, this suite's drop, keep and rule; None unguided."""
         if setting.guidance_scale is None:
             return None
         rule = CFG() if self.guidance_rule is None else parse_rule(self.guidance_rule)
-        return Guidance(setting.guidance_scale, self.guidance_drop, rule=rule)
+        return Guidance(
+            setting.guidance_scale, self.guidance_drop, rule=rule, keep=self.guidance_keep or ()
+        )
 
     def setting(self, name: str) -> Setting:
         for s in self.settings:
@@ -326,7 +336,13 @@ def _parse_suite(text: str, path: str) -> Suite:
     )
     # An unknown drop key leaves the unguided branch conditioned: guidance silently does nothing.
     check_drop = "guidance_drop" in guidance or any(s.guidance_scale is not None for s in expanded)
-    _check_model(where, suite, args_key, suite.guidance_drop if check_drop else ())
+    _check_model(
+        where,
+        suite,
+        args_key,
+        suite.guidance_drop if check_drop else (),
+        (suite.guidance_keep or ()) if check_drop else (),
+    )
     names = [s.name for s in expanded]
     if baseline not in names:
         raise where.unknown("suite.baseline", baseline, names, "setting")
@@ -340,7 +356,11 @@ def _parse_suite(text: str, path: str) -> Suite:
 
 
 def _check_model(
-    where: Where, suite: Suite, args_key: dict[str, str], drop: tuple[str, ...]
+    where: Where,
+    suite: Suite,
+    args_key: dict[str, str],
+    drop: tuple[str, ...],
+    keep: tuple[str, ...],
 ) -> None:
     """Refuse model parameters the model cannot take, and what every unit would fail on."""
     params = model_params(suite.model)
@@ -365,11 +385,13 @@ def _check_model(
         except ValueError as err:
             raise where.error(args_key.get(s.name, "suite.model_args"), str(err)) from err
         if spec is not None:
-            _check_against_model(where, suite, spec, drop)
+            _check_against_model(where, suite, spec, drop, keep)
 
 
-def _check_against_model(where: Where, suite: Suite, spec: Any, drop: tuple[str, ...]) -> None:
-    """Refuse what every unit would fail on: a resolution, drop key or case list the model cannot serve."""
+def _check_against_model(
+    where: Where, suite: Suite, spec: Any, drop: tuple[str, ...], keep: tuple[str, ...]
+) -> None:
+    """Refuse what every unit would fail on: a resolution, drop key, kept part or case list the model cannot serve."""
     cases, metrics = suite.cases, suite.metrics
     problem = spec.resolution_error(cases.resolution)
     if problem is not None:
@@ -379,6 +401,15 @@ def _check_against_model(where: Where, suite: Suite, spec: Any, drop: tuple[str,
             raise where.unknown(
                 f"guidance.drop[{i}]", entry, list(spec.cond_keys), "conditioning entry"
             )
+    for i, part in enumerate(keep):
+        if part not in spec.cond_parts:
+            if not spec.cond_parts:
+                raise where.error(
+                    f"guidance.keep[{i}]",
+                    f"{part!r}: model {suite.model!r} cannot keep parts in the unguided branch "
+                    "(that needs weights trained with part dropout); remove keep to drop whole entries",
+                )
+            raise where.unknown(f"guidance.keep[{i}]", part, list(spec.cond_parts), "part")
     try:
         expanded = cases.expand(spec.splits, spec.fps)
     except ValueError as err:

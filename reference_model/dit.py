@@ -9,6 +9,8 @@ Conditioning (``flashbench.denoiser.Cond``):
 - ``temporal["expression"]`` ``[B, T * frames_per_latent, expr_dim]``: per-frame expression
   features of the driving video; absent means the null expression (the unconditional branch
   of emotion guidance), exactly as ``ip_scale = 0`` in the public code;
+- ``static["keep_parts"]`` (models trained with part dropout): the expression parts an
+  unconditional branch keeps, the others replaced by a learned null (``Guidance(keep=...)``);
 
 Every window the model sees holds the reference in its first latent frame (mask channel 1,
 reference latent concatenated there), as the public code conditions each sliding window on
@@ -19,9 +21,9 @@ covers it, so the anchor never shows through an overlap.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +53,16 @@ class DiTConfig:
     variant: NfebVariant = "paper"
     # Latent frames per training clip; longer windows sharpen temporal attention.
     train_frames: int = 8
+    # Named runs of the expression features (name, width), in order: the parts an unconditional
+    # branch may keep (``static["keep_parts"]``) while the others take the learned null.
+    parts: tuple[tuple[str, int], ...] = (("pose", 3), ("eyes", 1), ("brows", 1), ("mouth", 2))
+    # Trained with part dropout: a learned null per feature stands in for the dropped parts.
+    part_null: bool = False
+
+    @property
+    def cond_parts(self) -> tuple[str, ...]:
+        """The parts an unconditional branch may keep: all of them, once trained with part dropout."""
+        return tuple(name for name, _ in self.parts) if self.part_null else ()
 
     def __post_init__(self) -> None:
         if self.variant not in NFEB_VARIANTS:
@@ -59,6 +71,11 @@ class DiTConfig:
             )
         if self.dim % self.heads:
             raise ValueError(f"dim={self.dim} must be divisible by heads={self.heads}")
+        if sum(width for _, width in self.parts) != self.expr_dim:
+            raise ValueError(
+                f"parts={self.parts} cover {sum(w for _, w in self.parts)} features, but "
+                f"expr_dim={self.expr_dim}: give parts whose widths sum to expr_dim"
+            )
         for name in ("patch", "ref_patch"):
             if self.latent_size % getattr(self, name):
                 raise ValueError(
@@ -270,6 +287,44 @@ class PortraitDiT(nn.Module):
         self.register_buffer("latent_std", torch.ones(c))
         self.register_buffer("expr_mean", torch.zeros(config.expr_dim))
         self.register_buffer("expr_std", torch.ones(config.expr_dim))
+        if config.part_null:
+            # In the normalised feature space; learned where training drops parts (part dropout).
+            self.expression_null = nn.Parameter(torch.zeros(config.expr_dim))
+
+    @property
+    def cond_parts(self) -> tuple[str, ...]:
+        """The expression parts an unconditional branch may keep (``Guidance(keep=...)``)."""
+        return self.config.cond_parts
+
+    def given_features(self, static: Mapping[str, Any]) -> Tensor | None:
+        """Which expression features are given, ``[B or 1, expr_dim]`` bool, or None when all are.
+
+        ``static["keep_parts"]`` names the parts an unconditional branch keeps (sampling);
+        ``static["part_keep"]`` ``[B, len(parts)]`` is training's per-sample part dropout.
+        """
+        names = [name for name, _ in self.config.parts]
+        widths = torch.tensor([width for _, width in self.config.parts])
+        if "part_keep" in static:
+            per_part = static["part_keep"].bool()
+        elif "keep_parts" in static:
+            keep = tuple(static["keep_parts"])
+            unknown = [p for p in keep if p not in names]
+            if unknown:
+                raise ValueError(
+                    f"keep_parts={keep}: {unknown} are not parts of this model; use some of {names}"
+                )
+            per_part = torch.tensor([[name in keep for name in names]])
+        else:
+            return None
+        if not self.config.part_null:
+            raise ValueError(
+                "this model was trained without part dropout (config.part_null is False), so its "
+                "unconditional branch can only drop the whole expression; drop keep_parts, or use "
+                "weights trained with `train_model --part-drop`"
+            )
+        return per_part.to(self.expr_std.device).repeat_interleave(
+            widths.to(self.expr_std.device), dim=1
+        )
 
     def normalize_latent(self, z: Tensor) -> Tensor:
         """Autoencoder latents ``[B, C, T, H, W]`` -> the unit-scale diffusion space."""
@@ -314,6 +369,9 @@ class PortraitDiT(nn.Module):
                     f"[B, {t * f}, {cfg.expr_dim}] (T * frames_per_latent frames of expression features)"
                 )
             expr = (expr.to(x) - self.expr_mean) / self.expr_std
+            given = self.given_features(cond.static)
+            if given is not None:
+                expr = torch.where(given[:, None], expr, self.expression_null.to(expr))
             tokens = self.portrait(expr.expand(b, -1, -1))  # [B, T*f, P, D]
             ctx["expression_tokens"] = tokens.reshape(b, t, f * cfg.part_tokens, cfg.dim)
             if "expression_keep" in cond.static:
@@ -372,6 +430,7 @@ def full(**overrides) -> DiTConfig:
             heads=40,
             mlp_ratio=13824 / 5120,
             expr_dim=554,
+            parts=(("pose", 6), ("eyes", 6), ("emotion", 30), ("mouth", 512)),
             part_tokens=24,
             frames_per_latent=4,
         ),

@@ -76,10 +76,11 @@ def write_grid(rows: dict[str, Tensor], path: Path, clips: int = 3, frames: int 
 
 
 def guidance_of(scale: float, args: argparse.Namespace) -> Guidance | None:
-    """Emotion guidance at ``scale`` (0: none) by ``--guidance-rule``, in ``--guidance-interval`` if given."""
+    """Emotion guidance at ``scale`` (0: none) by ``--guidance-rule``, in ``--guidance-interval`` if given, keeping ``--guidance-keep``."""
     interval = tuple(args.guidance_interval) if args.guidance_interval else None
     rule = parse_rule(args.guidance_rule)
-    return Guidance(scale, interval=interval, rule=rule) if scale > 0 else None
+    keep = tuple(args.guidance_keep)
+    return Guidance(scale, interval=interval, rule=rule, keep=keep) if scale > 0 else None
 
 
 def print_regime(model, truth, baseline, autoencoder, extractor, scale, args) -> None:
@@ -145,6 +146,13 @@ def main(argv: list[str] | None = None) -> None:
         default="cfg",
         help="how branches combine: NAME[:KEY=VALUE,...] of flashbench.guidance.RULES, "
         "e.g. apg:eta=0,norm_threshold=2 or cfg_zero_star:zero_init_steps=1",
+    )
+    parser.add_argument(
+        "--guidance-keep",
+        nargs="+",
+        default=[],
+        metavar="PART",
+        help="expression parts the unguided branch keeps (e.g. pose; weights trained with --part-drop)",
     )
     parser.add_argument("--split", default="test")
     parser.add_argument("--seed", type=int, default=0)

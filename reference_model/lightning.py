@@ -37,6 +37,8 @@ class TrainConfig:
     decay_steps: int = 0  # cosine decay to 0 over this many steps after warmup; 0 = constant
     motion_loss_ratio: float = 0.25
     expression_drop: float = 0.1
+    # Share of clips with a random subset of expression parts replaced by the learned null.
+    part_drop: float = 0.0
     train_shift: float = 3.0
     ema_decay: float = 0.999
     expression_noise: float = 0.05  # in units of each feature's std: robustness to extractor error
@@ -52,6 +54,7 @@ def flow_matching_loss(
     motion_loss_ratio: float = 0.25,
     expression_drop: float = 0.1,
     train_shift: float = 3.0,
+    part_drop: float = 0.0,
     reference: Tensor | None = None,
     weight: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
@@ -71,9 +74,17 @@ def flow_matching_loss(
     s = sigma[:, None, None, None, None]
     x_t = (1 - s) * latents + s * noise
     target = noise - latents
-    keep = (torch.rand(b, generator=generator, device=device) >= expression_drop).float()
+    u = torch.rand(b, generator=generator, device=device)
+    keep = (u >= expression_drop).float()
     cond = make_cond(latents[:, :, 0] if reference is None else reference, expression)
-    cond = Cond(static={**cond.static, "expression_keep": keep}, temporal=cond.temporal)
+    static = {**cond.static, "expression_keep": keep}
+    if part_drop > 0:
+        # Each part of a part-dropped clip is kept with probability 1/2, so every subset that
+        # an unconditional branch may keep is trained.
+        partial = (u >= expression_drop) & (u < expression_drop + part_drop)
+        coin = torch.rand(b, len(model.config.parts), generator=generator, device=device) < 0.5
+        static["part_keep"] = coin | ~partial[:, None]
+    cond = Cond(static=static, temporal=cond.temporal)
     v = model(x_t, sigma, cond)
     error = (v - target).square()
     velocity = error.mean() if weight is None else (weight * error).mean() / weight.mean()
@@ -119,6 +130,7 @@ class PortraitModule(L.LightningModule):
             motion_loss_ratio=cfg.motion_loss_ratio,
             expression_drop=cfg.expression_drop,
             train_shift=cfg.train_shift,
+            part_drop=cfg.part_drop,
             reference=batch.get("reference"),
             weight=loss_weight(batch, cfg),
         )

@@ -308,8 +308,8 @@ def check_reference_args(weights: str | None = None, variant: str | None = None)
         )
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-        actual = blob["config"].get("variant", "paper")
-        latent_size = int(blob["config"].get("latent_size", 16))
+        config = DiTConfig(**blob["config"])
+        actual, latent_size = config.variant, config.latent_size
     except Exception as err:  # whatever torch.load raises on a foreign file becomes one clear line
         raise ValueError(
             f"weights file {str(path)!r} is not a reference_model checkpoint ({type(err).__name__}: {err}); "
@@ -327,6 +327,7 @@ def check_reference_args(weights: str | None = None, variant: str | None = None)
         model.cond_keys,
         resolution=model.pixels_per_latent * latent_size,
         provides=model.provides,
+        cond_parts=config.cond_parts,
     )
 
 

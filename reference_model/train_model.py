@@ -212,6 +212,13 @@ def main(argv: list[str] | None = None) -> None:
         default=0.1,
         help="share of clips trained without expression: the unconditional branch of emotion CFG",
     )
+    parser.add_argument(
+        "--part-drop",
+        type=float,
+        default=0.0,
+        help="share of clips with a random subset of expression parts replaced by a learned null, "
+        "so that guidance may keep some parts (Guidance(keep=...)) in its unconditional branch",
+    )
     parser.add_argument("--checkpoint-minutes", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
@@ -259,6 +266,11 @@ def main(argv: list[str] | None = None) -> None:
     if not 0.0 <= args.expression_drop < 1.0:
         parser.error(
             f"--expression-drop {args.expression_drop} is a share of clips: give one in [0, 1)"
+        )
+    if not (args.part_drop >= 0.0 and args.expression_drop + args.part_drop < 1.0):
+        parser.error(
+            f"--part-drop {args.part_drop} is a share of clips beside --expression-drop "
+            f"{args.expression_drop}: give one >= 0 with both summing below 1"
         )
     if args.accelerator == "gpu" and not torch.cuda.is_available():
         parser.error("--accelerator gpu: no CUDA device is visible; use --accelerator cpu")
@@ -310,8 +322,10 @@ def main(argv: list[str] | None = None) -> None:
             "eye_weight": args.eye_weight,
             "decay_steps": args.decay_steps,
             "expression_drop": args.expression_drop,
+            "part_drop": args.part_drop,
         },
         expr_dim=expression.shape[-1],
+        part_null=args.part_drop > 0,
         variant=args.nfeb,
         train_frames=args.clip_frames,
     )

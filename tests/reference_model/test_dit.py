@@ -190,6 +190,60 @@ def test_missing_expression_equals_dropped_expression():
     assert (model(x, sigma, cond) - null).abs().max() > 1e-4
 
 
+@given(
+    keep=st.lists(
+        st.sampled_from(["pose", "eyes", "brows", "mouth"]), unique=True, min_size=1, max_size=4
+    ),
+    seed=st.integers(0, 2**16),
+)
+def test_kept_parts_alone_move_a_part_dropped_branch(keep, seed):
+    model = _randomise(build_model("tiny", part_null=True), seed).eval()
+    x, sigma, cond = _inputs(model, seed=seed)
+    uncond = Guidance(2.0, keep=tuple(keep)).uncond(cond)
+    v = model(x, sigma, uncond)
+    widths = dict(model.config.parts)
+    start = 0
+    for name, width in model.config.parts:
+        expr = cond.temporal["expression"].clone()
+        expr[..., start : start + widths[name]] += 3.0
+        start += width
+        moved = Cond(static=uncond.static, temporal={"expression": expr})
+        changed = (model(x, sigma, moved) - v).abs().max() > 1e-5
+        assert bool(changed) == (name in keep), name
+    if set(keep) == set(widths):
+        torch.testing.assert_close(v, model(x, sigma, cond))
+
+
+def test_part_dropout_per_sample_equals_keeping_those_parts():
+    model = _randomise(build_model("tiny", part_null=True)).eval()
+    x, sigma, cond = _inputs(model)
+    keep = torch.tensor([[True, False, False, True], [False, True, True, False]])
+    v = model(x, sigma, Cond(static={**cond.static, "part_keep": keep}, temporal=cond.temporal))
+    for i, parts in enumerate([("pose", "mouth"), ("eyes", "brows")]):
+        one = Cond(static={**cond.static, "keep_parts": parts}, temporal=cond.temporal)
+        torch.testing.assert_close(v[i : i + 1], model(x, sigma, one)[i : i + 1])
+
+
+def test_keeping_parts_needs_a_part_dropout_model_and_known_parts():
+    x, sigma, cond = _inputs(build_model("tiny"))
+    plain = build_model("tiny")
+    assert plain.cond_parts == ()
+    with pytest.raises(ValueError, match="trained without part dropout"):
+        plain(x, sigma, Guidance(2.0, keep=("pose",)).uncond(cond))
+    with pytest.raises(ValueError, match=r"cannot keep \['pose'\].*not trained with part dropout"):
+        sample(plain, x, flow_match_sigmas(2), cond, guidance=Guidance(2.0, keep=("pose",)))
+    dropout = build_model("tiny", part_null=True)
+    assert dropout.cond_parts == ("pose", "eyes", "brows", "mouth")
+    with pytest.raises(ValueError, match=r"\['eye'\] are not parts of this model"):
+        dropout(x, sigma, Guidance(2.0, keep=("eye",)).uncond(cond))
+    with pytest.raises(ValueError, match=r"cannot keep \['eye'\] \(it keeps some of"):
+        sample(dropout, x, flow_match_sigmas(2), cond, guidance=Guidance(2.0, keep=("eye",)))
+    with pytest.raises(ValueError, match="must be a tuple of part names"):
+        Guidance(2.0, keep="pose")
+    with pytest.raises(ValueError, match="widths sum to expr_dim"):
+        build_model("tiny", expr_dim=5)
+
+
 def test_guided_sampling_runs_two_branches_and_differs_from_unguided():
     model = _randomise(build_model("tiny")).eval()
     x, _, cond = _inputs(model, batch=1)

@@ -42,6 +42,25 @@ def test_training_step_and_clip_stream_shapes():
     assert module.model.blocks[0].qkv.weight.grad is not None
 
 
+def test_part_dropout_trains_the_null_on_the_clips_it_drops_parts_of():
+    model = build_model("tiny", part_null=True)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # zero-initialised gates and head would pass no gradient back
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    latents, expression = torch.randn(8, 4, 2, 8, 8, generator=g), torch.randn(8, 2, 7, generator=g)
+    loss, _ = flow_matching_loss(
+        model, latents, expression, torch.Generator().manual_seed(1), part_drop=0.9
+    )
+    loss.backward()
+    assert model.expression_null.grad.abs().sum() > 0
+    # Without part dropout the null is never used, so it gets no gradient.
+    model.zero_grad()
+    loss, _ = flow_matching_loss(model, latents, expression, torch.Generator().manual_seed(1))
+    loss.backward()
+    assert model.expression_null.grad is None or model.expression_null.grad.abs().sum() == 0
+
+
 def test_predict_step_samples_under_a_registered_setting():
     module = PortraitModule("tiny")
     batch = {"reference_latent": torch.randn(1, 4, 8, 8), "expression": torch.randn(1, 8, 7)}
@@ -165,6 +184,8 @@ def test_train_model_rejects_bad_shares_and_weights_before_any_work(tmp_path, ca
         ("--region-weight", "-1"),
         ("--eye-weight", "-2"),
         ("--expression-drop", "1"),
+        ("--part-drop", "-0.1"),
+        ("--part-drop", "0.95"),  # beside the default expression drop 0.1, the shares pass 1
     ]
     if not torch.cuda.is_available():
         bad.append(("--accelerator", "gpu"))

@@ -95,6 +95,53 @@ def test_variant_checkpoint_loads_and_runs_beside_the_shipped_model(add_checkpoi
     assert "model_args" in written and "dit_tiny.pt" in written
 
 
+KEEP_SUITE = """
+[suite]
+name = "keep"
+version = "1"
+model = "reference"
+model_args = {model_args}
+steps = 2
+
+[cases]
+identities = 1
+lengths = [4]
+resolution = 64
+
+[guidance]
+scale = 2.0
+keep = {keep}
+
+[metrics]
+names = ["psnr"]
+references = ["ground_truth"]
+
+[[settings]]
+use = "baseline"
+"""
+
+
+def test_guidance_keep_is_checked_against_the_weights_and_runs(tmp_path):
+    from reference_model.dit import PortraitDiT, tiny
+    from reference_model.pipeline import export_weights
+
+    torch.manual_seed(0)
+    path = tmp_path / "dit_tiny.pt"
+    export_weights(PortraitDiT(tiny(latent_size=16, part_null=True)), path, step=0)
+    args = f'{{ weights = "{path}" }}'
+    with pytest.raises(
+        ValueError, match=r"guidance\.keep\[1\]: unknown part 'eye'; did you mean 'eyes'"
+    ):
+        parse_suite(KEEP_SUITE.format(model_args=args, keep='["pose", "eye"]'), "k.toml")
+    with pytest.raises(ValueError, match=r"guidance\.keep\[0\]: 'pose': .*part dropout"):
+        parse_suite(KEEP_SUITE.format(model_args="{}", keep='["pose"]'), "k.toml")
+    suite = parse_suite(KEEP_SUITE.format(model_args=args, keep='["pose"]'), "k.toml")
+    assert suite.guidance_of(suite.settings[0]).keep == ("pose",)
+    summary = run_suite(suite, tmp_path / "run", threads=1, progress=False)
+    assert (summary.done, summary.failed) == (1, 0)
+    assert 'keep = ["pose"]' in (tmp_path / "run" / "suite.toml").read_text()
+
+
 def test_shipped_nfeb_ablation_names_the_five_variants(monkeypatch):
     from flashbench import models
 
