@@ -10,7 +10,7 @@ Conditioning (``flashbench.denoiser.Cond``):
   features of the driving video; absent means the null expression (the unconditional branch
   of emotion guidance), exactly as ``ip_scale = 0`` in the public code;
 - ``static["keep_parts"]`` (models trained with part dropout): the expression parts an
-  unconditional branch keeps, the others replaced by a learned null (``Guidance(keep=...)``);
+  unconditional branch keeps, the others dropped (``Guidance(keep=...)``);
 
 Every window the model sees holds the reference in its first latent frame (mask channel 1,
 reference latent concatenated there), as the public code conditions each sliding window on
@@ -54,15 +54,15 @@ class DiTConfig:
     # Latent frames per training clip; longer windows sharpen temporal attention.
     train_frames: int = 8
     # Named runs of the expression features (name, width), in order: the parts an unconditional
-    # branch may keep (``static["keep_parts"]``) while the others take the learned null.
+    # branch may keep (``static["keep_parts"]``) while the others are dropped.
     parts: tuple[tuple[str, int], ...] = (("pose", 3), ("eyes", 1), ("brows", 1), ("mouth", 2))
-    # Trained with part dropout: a learned null per feature stands in for the dropped parts.
-    part_null: bool = False
+    # Trained with part dropout: the portrait encoder is told which parts are dropped.
+    part_dropout: bool = False
 
     @property
     def cond_parts(self) -> tuple[str, ...]:
         """The parts an unconditional branch may keep: all of them, once trained with part dropout."""
-        return tuple(name for name, _ in self.parts) if self.part_null else ()
+        return tuple(name for name, _ in self.parts) if self.part_dropout else ()
 
     def __post_init__(self) -> None:
         if self.variant not in NFEB_VARIANTS:
@@ -127,20 +127,31 @@ class PortraitEncoder(nn.Module):
 
     The paper's encoder makes 24 tokens per frame (4 part tokens from Linear+LayerNorm, 16 mouth
     and 4 emotion tokens from Perceiver resamplers); at this scale one MLP and a LayerNorm
-    produce all part tokens.
+    produce all part tokens. With ``parts`` (part dropout), a dropped part's features are zero
+    (the training mean) and a per-part indicator, embedded beside the first layer, says so: a
+    dropped part then differs from a part that happens to sit at the mean.
     """
 
-    def __init__(self, expr_dim: int, dim: int, part_tokens: int) -> None:
+    def __init__(self, expr_dim: int, dim: int, part_tokens: int, parts: int = 0) -> None:
         super().__init__()
         self.part_tokens = part_tokens
         self.mlp = nn.Sequential(
             nn.Linear(expr_dim, dim), nn.GELU(), nn.Linear(dim, part_tokens * dim)
         )
         self.norm = nn.LayerNorm(dim)
+        if parts:
+            # Zero-initialised: with every part given, the encoder is the plain one.
+            self.dropped = nn.Linear(parts, dim, bias=False)
+            nn.init.zeros_(self.dropped.weight)
 
-    def forward(self, features: Tensor) -> Tensor:
+    def forward(self, features: Tensor, dropped: Tensor | None = None) -> Tensor:
+        """``features`` ``[B, F, E]``; ``dropped`` ``[B or 1, parts]`` (1 where a part is dropped)."""
         b, f, _ = features.shape
-        return self.norm(self.mlp(features).reshape(b, f, self.part_tokens, -1))
+        h = self.mlp[0](features)
+        if dropped is not None:
+            h = h + self.dropped(dropped)[:, None]
+        out = self.mlp[2](self.mlp[1](h))
+        return self.norm(out.reshape(b, f, self.part_tokens, -1))
 
 
 # ------------------------------------------------------ Normalized Facial Expression Block
@@ -273,7 +284,9 @@ class PortraitDiT(nn.Module):
             persistent=False,
         )
         self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
-        self.portrait = PortraitEncoder(config.expr_dim, d, config.part_tokens)
+        self.portrait = PortraitEncoder(
+            config.expr_dim, d, config.part_tokens, len(config.parts) if config.part_dropout else 0
+        )
         self.blocks = nn.ModuleList(PortraitBlock(config) for _ in range(config.depth))
         self.final_norm = nn.LayerNorm(d, elementwise_affine=False)
         self.final_modulation = nn.Linear(d, 2 * d)
@@ -287,23 +300,19 @@ class PortraitDiT(nn.Module):
         self.register_buffer("latent_std", torch.ones(c))
         self.register_buffer("expr_mean", torch.zeros(config.expr_dim))
         self.register_buffer("expr_std", torch.ones(config.expr_dim))
-        if config.part_null:
-            # In the normalised feature space; learned where training drops parts (part dropout).
-            self.expression_null = nn.Parameter(torch.zeros(config.expr_dim))
 
     @property
     def cond_parts(self) -> tuple[str, ...]:
         """The expression parts an unconditional branch may keep (``Guidance(keep=...)``)."""
         return self.config.cond_parts
 
-    def given_features(self, static: Mapping[str, Any]) -> Tensor | None:
-        """Which expression features are given, ``[B or 1, expr_dim]`` bool, or None when all are.
+    def given_parts(self, static: Mapping[str, Any]) -> Tensor | None:
+        """Which expression parts are given, ``[B or 1, len(parts)]`` bool, or None when all are.
 
         ``static["keep_parts"]`` names the parts an unconditional branch keeps (sampling);
         ``static["part_keep"]`` ``[B, len(parts)]`` is training's per-sample part dropout.
         """
         names = [name for name, _ in self.config.parts]
-        widths = torch.tensor([width for _, width in self.config.parts])
         if "part_keep" in static:
             per_part = static["part_keep"].bool()
         elif "keep_parts" in static:
@@ -316,15 +325,13 @@ class PortraitDiT(nn.Module):
             per_part = torch.tensor([[name in keep for name in names]])
         else:
             return None
-        if not self.config.part_null:
+        if not self.config.part_dropout:
             raise ValueError(
-                "this model was trained without part dropout (config.part_null is False), so its "
+                "this model was trained without part dropout (config.part_dropout is False), so its "
                 "unconditional branch can only drop the whole expression; drop keep_parts, or use "
                 "weights trained with `train_model --part-drop`"
             )
-        return per_part.to(self.expr_std.device).repeat_interleave(
-            widths.to(self.expr_std.device), dim=1
-        )
+        return per_part.to(self.expr_std.device)
 
     def normalize_latent(self, z: Tensor) -> Tensor:
         """Autoencoder latents ``[B, C, T, H, W]`` -> the unit-scale diffusion space."""
@@ -369,10 +376,13 @@ class PortraitDiT(nn.Module):
                     f"[B, {t * f}, {cfg.expr_dim}] (T * frames_per_latent frames of expression features)"
                 )
             expr = (expr.to(x) - self.expr_mean) / self.expr_std
-            given = self.given_features(cond.static)
+            given = self.given_parts(cond.static)
+            dropped = None
             if given is not None:
-                expr = torch.where(given[:, None], expr, self.expression_null.to(expr))
-            tokens = self.portrait(expr.expand(b, -1, -1))  # [B, T*f, P, D]
+                widths = torch.tensor([w for _, w in cfg.parts], device=given.device)
+                expr = expr * given.repeat_interleave(widths, dim=1)[:, None].to(expr)
+                dropped = (~given).to(expr)
+            tokens = self.portrait(expr.expand(b, -1, -1), dropped)  # [B, T*f, P, D]
             ctx["expression_tokens"] = tokens.reshape(b, t, f * cfg.part_tokens, cfg.dim)
             if "expression_keep" in cond.static:
                 ctx["expression_keep"] = cond.static["expression_keep"].to(x)

@@ -37,7 +37,7 @@ class TrainConfig:
     decay_steps: int = 0  # cosine decay to 0 over this many steps after warmup; 0 = constant
     motion_loss_ratio: float = 0.25
     expression_drop: float = 0.1
-    # Share of clips with a random subset of expression parts replaced by the learned null.
+    # Share of clips with a random subset of expression parts dropped (part dropout).
     part_drop: float = 0.0
     train_shift: float = 3.0
     ema_decay: float = 0.999

@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
         "--part-drop",
         type=float,
         default=0.0,
-        help="share of clips with a random subset of expression parts replaced by a learned null, "
+        help="share of clips with a random subset of expression parts dropped (the encoder told which), "
         "so that guidance may keep some parts (Guidance(keep=...)) in its unconditional branch",
     )
     parser.add_argument("--checkpoint-minutes", type=float, default=3.0)
@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> None:
             "part_drop": args.part_drop,
         },
         expr_dim=expression.shape[-1],
-        part_null=args.part_drop > 0,
+        part_dropout=args.part_drop > 0,
         variant=args.nfeb,
         train_frames=args.clip_frames,
     )

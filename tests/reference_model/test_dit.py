@@ -197,7 +197,7 @@ def test_missing_expression_equals_dropped_expression():
     seed=st.integers(0, 2**16),
 )
 def test_kept_parts_alone_move_a_part_dropped_branch(keep, seed):
-    model = _randomise(build_model("tiny", part_null=True), seed).eval()
+    model = _randomise(build_model("tiny", part_dropout=True), seed).eval()
     x, sigma, cond = _inputs(model, seed=seed)
     uncond = Guidance(2.0, keep=tuple(keep)).uncond(cond)
     v = model(x, sigma, uncond)
@@ -215,7 +215,7 @@ def test_kept_parts_alone_move_a_part_dropped_branch(keep, seed):
 
 
 def test_part_dropout_per_sample_equals_keeping_those_parts():
-    model = _randomise(build_model("tiny", part_null=True)).eval()
+    model = _randomise(build_model("tiny", part_dropout=True)).eval()
     x, sigma, cond = _inputs(model)
     keep = torch.tensor([[True, False, False, True], [False, True, True, False]])
     v = model(x, sigma, Cond(static={**cond.static, "part_keep": keep}, temporal=cond.temporal))
@@ -232,7 +232,7 @@ def test_keeping_parts_needs_a_part_dropout_model_and_known_parts():
         plain(x, sigma, Guidance(2.0, keep=("pose",)).uncond(cond))
     with pytest.raises(ValueError, match=r"cannot keep \['pose'\].*not trained with part dropout"):
         sample(plain, x, flow_match_sigmas(2), cond, guidance=Guidance(2.0, keep=("pose",)))
-    dropout = build_model("tiny", part_null=True)
+    dropout = build_model("tiny", part_dropout=True)
     assert dropout.cond_parts == ("pose", "eyes", "brows", "mouth")
     with pytest.raises(ValueError, match=r"\['eye'\] are not parts of this model"):
         dropout(x, sigma, Guidance(2.0, keep=("eye",)).uncond(cond))

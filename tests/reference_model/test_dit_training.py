@@ -42,8 +42,8 @@ def test_training_step_and_clip_stream_shapes():
     assert module.model.blocks[0].qkv.weight.grad is not None
 
 
-def test_part_dropout_trains_the_null_on_the_clips_it_drops_parts_of():
-    model = build_model("tiny", part_null=True)
+def test_part_dropout_trains_the_dropped_part_embedding_only_on_clips_it_drops_parts_of():
+    model = build_model("tiny", part_dropout=True)
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():  # zero-initialised gates and head would pass no gradient back
         for p in model.parameters():
@@ -53,12 +53,15 @@ def test_part_dropout_trains_the_null_on_the_clips_it_drops_parts_of():
         model, latents, expression, torch.Generator().manual_seed(1), part_drop=0.9
     )
     loss.backward()
-    assert model.expression_null.grad.abs().sum() > 0
-    # Without part dropout the null is never used, so it gets no gradient.
+    assert model.portrait.dropped.weight.grad.abs().sum() > 0
+    # Without part dropout no part is marked dropped, so the embedding gets no gradient.
     model.zero_grad()
     loss, _ = flow_matching_loss(model, latents, expression, torch.Generator().manual_seed(1))
     loss.backward()
-    assert model.expression_null.grad is None or model.expression_null.grad.abs().sum() == 0
+    assert (
+        model.portrait.dropped.weight.grad is None
+        or model.portrait.dropped.weight.grad.abs().sum() == 0
+    )
 
 
 def test_predict_step_samples_under_a_registered_setting():

@@ -127,7 +127,7 @@ def test_guidance_keep_is_checked_against_the_weights_and_runs(tmp_path):
 
     torch.manual_seed(0)
     path = tmp_path / "dit_tiny.pt"
-    export_weights(PortraitDiT(tiny(latent_size=16, part_null=True)), path, step=0)
+    export_weights(PortraitDiT(tiny(latent_size=16, part_dropout=True)), path, step=0)
     args = f'{{ weights = "{path}" }}'
     with pytest.raises(
         ValueError, match=r"guidance\.keep\[1\]: unknown part 'eye'; did you mean 'eyes'"
