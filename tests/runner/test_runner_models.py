@@ -95,30 +95,10 @@ def test_variant_checkpoint_loads_and_runs_beside_the_shipped_model(add_checkpoi
     assert "model_args" in written and "dit_tiny.pt" in written
 
 
-KEEP_SUITE = """
-[suite]
-name = "keep"
-version = "1"
-model = "reference"
-model_args = {model_args}
-steps = 2
-
-[cases]
-identities = 1
-lengths = [4]
-resolution = 64
-
-[guidance]
-scale = 2.0
-keep = {keep}
-
-[metrics]
-names = ["psnr"]
-references = ["ground_truth"]
-
-[[settings]]
-use = "baseline"
-"""
+def _keep_suite(model_args: str, keep: str) -> str:
+    return (
+        SHIPPED_SUITE.format(model_args=model_args) + f"\n[guidance]\nscale = 2.0\nkeep = {keep}\n"
+    )
 
 
 def test_guidance_keep_is_checked_against_the_weights_and_runs(tmp_path):
@@ -132,10 +112,10 @@ def test_guidance_keep_is_checked_against_the_weights_and_runs(tmp_path):
     with pytest.raises(
         ValueError, match=r"guidance\.keep\[1\]: unknown part 'eye'; did you mean 'eyes'"
     ):
-        parse_suite(KEEP_SUITE.format(model_args=args, keep='["pose", "eye"]'), "k.toml")
+        parse_suite(_keep_suite(args, '["pose", "eye"]'), "k.toml")
     with pytest.raises(ValueError, match=r"guidance\.keep\[0\]: 'pose': .*part dropout"):
-        parse_suite(KEEP_SUITE.format(model_args="{}", keep='["pose"]'), "k.toml")
-    suite = parse_suite(KEEP_SUITE.format(model_args=args, keep='["pose"]'), "k.toml")
+        parse_suite(_keep_suite("{}", '["pose"]'), "k.toml")
+    suite = parse_suite(_keep_suite(args, '["pose"]'), "k.toml")
     assert suite.guidance_of(suite.settings[0]).keep == ("pose",)
     summary = run_suite(suite, tmp_path / "run", threads=1, progress=False)
     assert (summary.done, summary.failed) == (1, 0)
