@@ -62,7 +62,9 @@ def flow_matching_loss(
 
     ``latents`` ``[B, C, T, H, W]`` are normalised clips; ``reference`` ``[B, C, H, W]`` is the
     reference latent (default: the clip's frame 0). ``weight`` ``[B, 1, T, H, W]`` weights the
-    velocity error per latent pixel, as the paper weights face and lip regions.
+    velocity error per latent pixel, as the paper weights face and lip regions. A share
+    ``expression_drop`` of clips drops the whole expression; a further share ``part_drop`` drops
+    a random subset of its parts (models built with ``part_dropout``).
     """
     b = latents.shape[0]
     device = latents.device
