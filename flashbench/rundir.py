@@ -9,6 +9,8 @@ import os
 import shutil
 from pathlib import Path
 
+import psutil
+
 from flashbench.files import TEMP_NAME, atomic_json, atomic_write
 from flashbench.manifest import build_manifest, model_manifest
 from flashbench.measure import Measurer
@@ -180,22 +182,15 @@ def remove_stale_temp_files(out: Path, dead_writers_only: bool = False) -> list[
 
     ``dead_writers_only``: keep the temps of processes still alive (other shards of this run).
     """
-    stale = [p for p in out.rglob(".tmp-*") if p.is_file() and TEMP_NAME.match(p.name)]
-    if dead_writers_only:
-        stale = [p for p in stale if not _alive(int(TEMP_NAME.match(p.name)["pid"]))]
+    named = ((p, TEMP_NAME.match(p.name)) for p in out.rglob(".tmp-*") if p.is_file())
+    stale = [
+        p
+        for p, match in named
+        if match and not (dead_writers_only and psutil.pid_exists(int(match["pid"])))
+    ]
     for path in stale:
         path.unlink(missing_ok=True)
     return stale
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by someone else
-        return True
-    return True
 
 
 def write_plan(out: Path, units: list[Unit], measurer: Measurer, suite: Suite) -> None:
