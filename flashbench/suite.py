@@ -335,14 +335,8 @@ def _parse_suite(text: str, path: str) -> Suite:
         metrics=metrics,
     )
     # An unknown drop key leaves the unguided branch conditioned: guidance silently does nothing.
-    check_drop = "guidance_drop" in guidance or any(s.guidance_scale is not None for s in expanded)
-    _check_model(
-        where,
-        suite,
-        args_key,
-        suite.guidance_drop if check_drop else (),
-        (suite.guidance_keep or ()) if check_drop else (),
-    )
+    guided = "guidance_drop" in guidance or any(s.guidance_scale is not None for s in expanded)
+    _check_model(where, suite, args_key, guided)
     names = [s.name for s in expanded]
     if baseline not in names:
         raise where.unknown("suite.baseline", baseline, names, "setting")
@@ -355,14 +349,8 @@ def _parse_suite(text: str, path: str) -> Suite:
     return suite
 
 
-def _check_model(
-    where: Where,
-    suite: Suite,
-    args_key: dict[str, str],
-    drop: tuple[str, ...],
-    keep: tuple[str, ...],
-) -> None:
-    """Refuse model parameters the model cannot take, and what every unit would fail on."""
+def _check_model(where: Where, suite: Suite, args_key: dict[str, str], guided: bool) -> None:
+    """Refuse model parameters the model cannot take, and what every unit would fail on (``guided``: its guidance too)."""
     params = model_params(suite.model)
     own_args = [("suite.model_args", suite.model_args)] + [
         (args_key[name], args) for name, args in suite.setting_model_args.items()
@@ -385,14 +373,14 @@ def _check_model(
         except ValueError as err:
             raise where.error(args_key.get(s.name, "suite.model_args"), str(err)) from err
         if spec is not None:
-            _check_against_model(where, suite, spec, drop, keep)
+            _check_against_model(where, suite, spec, guided)
 
 
-def _check_against_model(
-    where: Where, suite: Suite, spec: Any, drop: tuple[str, ...], keep: tuple[str, ...]
-) -> None:
+def _check_against_model(where: Where, suite: Suite, spec: Any, guided: bool) -> None:
     """Refuse what every unit would fail on: a resolution, drop key, kept part or case list the model cannot serve."""
     cases, metrics = suite.cases, suite.metrics
+    drop = suite.guidance_drop if guided else ()
+    keep = (suite.guidance_keep or ()) if guided else ()
     problem = spec.resolution_error(cases.resolution)
     if problem is not None:
         raise where.error("cases.resolution", problem)
