@@ -300,6 +300,9 @@ class PortraitDiT(nn.Module):
         self.register_buffer("latent_std", torch.ones(c))
         self.register_buffer("expr_mean", torch.zeros(config.expr_dim))
         self.register_buffer("expr_std", torch.ones(config.expr_dim))
+        self.register_buffer(
+            "part_widths", torch.tensor([w for _, w in config.parts]), persistent=False
+        )
 
     @property
     def cond_parts(self) -> tuple[str, ...]:
@@ -379,8 +382,7 @@ class PortraitDiT(nn.Module):
             given = self.given_parts(cond.static)
             dropped = None
             if given is not None:
-                widths = torch.tensor([w for _, w in cfg.parts], device=given.device)
-                expr = expr * given.repeat_interleave(widths, dim=1)[:, None].to(expr)
+                expr = expr * given.repeat_interleave(self.part_widths, dim=1)[:, None].to(expr)
                 dropped = (~given).to(expr)
             tokens = self.portrait(expr.expand(b, -1, -1), dropped)  # [B, T*f, P, D]
             ctx["expression_tokens"] = tokens.reshape(b, t, f * cfg.part_tokens, cfg.dim)
