@@ -228,6 +228,9 @@ class ClipStream(IterableDataset):
     The reference is the crop's first frame, or, for a ``reference_gap`` share of the crops, any
     frame of the same pool clip: sliding windows and long full windows ask the model for
     expressions and poses far from the reference's, which first-frame references never show.
+    For a ``reference_expression`` share, it is one of the clip's ``reference_latents``
+    ``[N, C, R, h, w]`` instead: the same face showing an unrelated expression, so that the
+    crop's eyes, brows and mouth can only come from its expression features.
     ``regions`` and ``eye_regions`` ``[N, 1, T, h, w]`` (face-part masks at latent resolution)
     are cropped alongside.
     """
@@ -242,12 +245,19 @@ class ClipStream(IterableDataset):
         regions: Tensor | None = None,
         reference_gap: float = 0.0,
         eye_regions: Tensor | None = None,
+        reference_latents: Tensor | None = None,
+        reference_expression: float = 0.0,
     ) -> None:
         super().__init__()
+        if reference_expression > 0 and reference_latents is None:
+            raise ValueError(
+                f"reference_expression={reference_expression} needs the pool's reference_latents"
+            )
         self.latents, self.expression, self.regions = latents, expression, regions
         self.eye_regions = eye_regions
         self.clip_frames, self.batch_size, self.seed = clip_frames, batch_size, seed
         self.reference_gap = reference_gap
+        self.reference_latents, self.reference_expression = reference_latents, reference_expression
 
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
         generator = torch.Generator().manual_seed(self.seed)
@@ -263,6 +273,14 @@ class ClipStream(IterableDataset):
             anywhere = torch.randint(0, length, (self.batch_size,), generator=generator)
             gap = torch.rand(self.batch_size, generator=generator) < self.reference_gap
             ref = self.latents[idx, :, torch.where(gap, anywhere, start)]
+            if self.reference_expression > 0:
+                which = torch.randint(
+                    0, self.reference_latents.shape[2], (self.batch_size,), generator=generator
+                )
+                other = torch.rand(self.batch_size, generator=generator) < self.reference_expression
+                ref = torch.where(
+                    other[:, None, None, None], self.reference_latents[idx, :, which], ref
+                )
             batch = {"latents": lat.float(), "expression": expr.float(), "reference": ref.float()}
             for key, masks in (("regions", self.regions), ("eye_regions", self.eye_regions)):
                 if masks is not None:
@@ -280,6 +298,7 @@ class WorldDataModule(L.LightningDataModule):
         batch_size: int = 16,
         seed: int = 0,
         reference_gap: float = 0.0,
+        reference_expression: float = 0.0,
     ) -> None:
         super().__init__()
         self.build_pool, self.clip_frames, self.batch_size, self.seed = (
@@ -288,7 +307,7 @@ class WorldDataModule(L.LightningDataModule):
             batch_size,
             seed,
         )
-        self.reference_gap = reference_gap
+        self.reference_gap, self.reference_expression = reference_gap, reference_expression
         self.pool: dict[str, Tensor] | None = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -306,6 +325,8 @@ class WorldDataModule(L.LightningDataModule):
             regions=pool.get("regions"),
             reference_gap=self.reference_gap,
             eye_regions=pool.get("eye_regions"),
+            reference_latents=pool.get("reference_latents"),
+            reference_expression=self.reference_expression,
         )
         return DataLoader(stream, batch_size=None, num_workers=0)
 
@@ -345,22 +366,32 @@ def render_world_clips(
     size: int = 64,
     chunk: int = 64,
     motion_config: MotionConfig | None = None,
+    references: int = 4,
 ) -> dict[str, Tensor]:
     """``clips`` self-reenactment clips of ``split`` identities, driven by ``motion_config``'s motion.
 
     ``videos`` uint8 ``[N, 3, T, size, size]``, ``motion`` ``[N, T, 7]``, and ``regions`` and
     ``eye_regions`` uint8 ``[N, 1, T, size, size]``: the masks of ``world.expression_regions``
-    for every expression part, and for the eyes alone.
+    for every expression part, and for the eyes alone. ``reference_videos`` uint8
+    ``[N, 3, references, size, size]``: each clip's face at the head pose of random frames of
+    the clip, with eyes, brows and mouth drawn uniformly (``world.random_expression``),
+    from a generator of their own, so the clips are the same whatever ``references`` is.
     """
     from reference_model.world import (
+        EXPRESSION_NAMES,
+        FACE_PARAMS,
         expression_regions,
         identity_params,
+        random_expression,
+        render,
         render_video,
         sample_ids,
     )
 
     generator = torch.Generator().manual_seed(seed)
-    videos, motions, regions, eye_regions = [], [], [], []
+    other = torch.Generator().manual_seed(seed + 1_000_003)
+    face = [EXPRESSION_NAMES.index(name) for name in FACE_PARAMS]
+    videos, motions, regions, eye_regions, refs = [], [], [], [], []
     for start in range(0, clips, chunk):
         n = min(chunk, clips - start)
         identity = identity_params(sample_ids(split, n, generator))
@@ -372,11 +403,18 @@ def render_world_clips(
         for masks, params in ((regions, {}), (eye_regions, {"params": ("eye_open",)})):
             mask = expression_regions(*per_frame, size, **params)
             masks.append(mask.view(n, frames, 1, size, size).transpose(1, 2).to(torch.uint8))
+        at = torch.randint(0, frames, (n, references), generator=other)
+        expression = motion[torch.arange(n)[:, None], at].reshape(n * references, -1)
+        expression[:, face] = random_expression(n * references, other)[:, face]
+        frame = render(identity.repeat_interleave(references, dim=0), expression, size)
+        frame = frame.view(n, references, 3, size, size).transpose(1, 2)
+        refs.append((frame * 255).round().to(torch.uint8))
     return {
         "videos": torch.cat(videos),
         "motion": torch.cat(motions),
         "regions": torch.cat(regions),
         "eye_regions": torch.cat(eye_regions),
+        "reference_videos": torch.cat(refs),
     }
 
 
@@ -389,7 +427,7 @@ def encode_world_clips(
     """The training pool of ``render_world_clips``' output: ``latents`` ``[N, C, T, h, w]``,
     ``expression`` features ``[N, T, E]`` and, when rendered, ``regions`` and ``eye_regions``
     ``[N, 1, T, h, w]`` (the share of each latent pixel's footprint that expression, or the eyes
-    alone, move).
+    alone, move) and ``reference_latents`` ``[N, C, R, h, w]``.
 
     ``extract=None`` uses the world's true expression/pose parameters as features: the
     expression extractor is trained to regress exactly these, so this trains the DiT as if
@@ -403,6 +441,11 @@ def encode_world_clips(
             latents.append(encode(video))
             features.append(motion[start : start + chunk] if extract is None else extract(video))
     pool = {"latents": torch.cat(latents), "expression": torch.cat(features)}
+    if "reference_videos" in rendered:
+        with torch.no_grad():
+            pool["reference_latents"] = torch.cat(
+                [encode(refs.float() / 255) for refs in rendered["reference_videos"].split(chunk)]
+            )
     size = pool["latents"].shape[-1]
     for key in ("regions", "eye_regions"):
         if key in rendered:

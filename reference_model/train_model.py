@@ -195,6 +195,13 @@ def main(argv: list[str] | None = None) -> None:
         help="share of clips whose reference is another frame of the pool clip, not the first",
     )
     parser.add_argument(
+        "--reference-expression",
+        type=float,
+        default=0.0,
+        help="share of clips whose reference shows the same face with an unrelated expression "
+        "(eyes, brows, mouth drawn at random), so that expression can only come from the features",
+    )
+    parser.add_argument(
         "--region-weight",
         type=float,
         default=4.0,
@@ -263,6 +270,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(
             f"--reference-gap {args.reference_gap} is a share of clips: give one in [0, 1]"
         )
+    if not 0.0 <= args.reference_expression <= 1.0:
+        parser.error(
+            f"--reference-expression {args.reference_expression} is a share of clips: give one in [0, 1]"
+        )
     if not 0.0 <= args.expression_drop < 1.0:
         parser.error(
             f"--expression-drop {args.expression_drop} is a share of clips: give one in [0, 1)"
@@ -314,6 +325,12 @@ def main(argv: list[str] | None = None) -> None:
                 f"{flag} {weight} needs {key} masks, but {args.out}/pool.pt was rendered without "
                 f"them; use a fresh --out, or pass {flag} 0"
             )
+    if args.reference_expression > 0 and "reference_latents" not in pool:
+        raise SystemExit(
+            f"--reference-expression {args.reference_expression} needs reference renders, but "
+            f"{args.out}/pool.pt was rendered without them; use a fresh --out, or pass "
+            "--reference-expression 0"
+        )
     module = PortraitModule(
         args.config,
         {
@@ -340,6 +357,10 @@ def main(argv: list[str] | None = None) -> None:
         net.expr_mean.copy_(expression.mean(dim=(0, 1)))
         net.expr_std.copy_(expression.std(dim=(0, 1)).clamp_min(1e-4))
     pool["latents"] = module.model.normalize_latent(latents)
+    if args.reference_expression > 0:
+        pool["reference_latents"] = module.model.normalize_latent(pool["reference_latents"])
+    else:
+        pool.pop("reference_latents", None)
     if args.region_weight == 0:
         pool.pop("regions", None)
     if args.eye_weight == 0:
@@ -359,6 +380,7 @@ def main(argv: list[str] | None = None) -> None:
         args.batch_size,
         args.seed + resumed_step,
         args.reference_gap,
+        args.reference_expression,
     )
 
     trainer = L.Trainer(

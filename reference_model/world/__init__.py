@@ -26,6 +26,7 @@ from reference_model.world.motion import (
 from reference_model.world.renderer import (
     EXPRESSION_NAMES,
     EXPRESSION_RANGES,
+    FACE_PARAMS,
     NUM_EXPRESSION_PARAMS,
     expression_bounds,
     expression_regions,
@@ -38,6 +39,7 @@ from reference_model.world.renderer import (
 __all__ = [
     "EXPRESSION_NAMES",
     "EXPRESSION_RANGES",
+    "FACE_PARAMS",
     "ID_ATTRIBUTES",
     "NUM_EXPRESSION_PARAMS",
     "NUM_ID_ATTRIBUTES",

@@ -455,12 +455,16 @@ def render_video(identity: Tensor, expression: Tensor, size: int = 64) -> Tensor
     return frames.view(b, t, 3, size, size).transpose(1, 2)
 
 
+# The expression parameters that move the face, head pose aside.
+FACE_PARAMS = ("eye_open", "brow_raise", "mouth_open", "smile")
+
+
 def expression_regions(
     identity: Tensor,
     expression: Tensor,
     size: int = 64,
     threshold: float = 0.05,
-    params: tuple[str, ...] = ("eye_open", "brow_raise", "mouth_open", "smile"),
+    params: tuple[str, ...] = FACE_PARAMS,
 ) -> Tensor:
     """Masks ``[N, 1, size, size]`` of the face parts that ``params`` move (by default eyes, brows and mouth) at each frame's pose.
 

@@ -110,6 +110,45 @@ def test_clip_stream_reference_is_the_first_frame_or_any_frame_of_the_same_clip(
     assert not torch.equal(batch["reference"], batch["latents"][:, :, 0])
 
 
+def test_clip_stream_takes_a_reference_expression_share_of_references_from_the_clips_own_renders():
+    g = torch.Generator().manual_seed(0)
+    latents, expression = torch.randn(3, 4, 10, 8, 8, generator=g), torch.randn(3, 10, 7)
+    renders = torch.randn(3, 4, 2, 8, 8, generator=g)
+    plain = next(iter(ClipStream(latents, expression, 4, 16, seed=0, reference_gap=0.5)))
+    unused = ClipStream(latents, expression, 4, 16, 0, reference_gap=0.5, reference_latents=renders)
+    for key, value in next(iter(unused)).items():
+        torch.testing.assert_close(value, plain[key])  # a share of 0 leaves the stream as it was
+    stream = ClipStream(
+        latents, expression, 4, 16, 0, reference_latents=renders, reference_expression=1.0
+    )
+    batch = next(iter(stream))
+    frames = latents.transpose(1, 2).reshape(30, -1)
+    for crop, ref in zip(batch["latents"], batch["reference"], strict=True):
+        clip = int((frames == crop[:, 0].reshape(1, -1)).all(dim=1).nonzero()[0]) // 10
+        assert any(torch.equal(ref, renders[clip, :, r]) for r in range(2))
+    with pytest.raises(ValueError, match="reference_latents"):
+        ClipStream(latents, expression, 4, 16, 0, reference_expression=0.5)
+
+
+def test_world_pool_references_show_the_clip_face_with_other_expressions_and_leave_clips_alone():
+    from reference_model.lightning import encode_world_clips, render_world_clips
+
+    rendered = render_world_clips(2, 3, seed=0, references=3)
+    alone = render_world_clips(2, 3, seed=0, references=1)
+    assert torch.equal(rendered["videos"], alone["videos"])
+    assert rendered["reference_videos"].shape == (2, 3, 3, 64, 64)
+    for clip in range(2):
+        for r in range(3):
+            ref = rendered["reference_videos"][clip, :, r, None].float()
+            per_frame = (ref - rendered["videos"][clip].float()).abs().amax(dim=(0, 2, 3))
+            assert per_frame.min() > 20  # no frame of the clip
+    other = rendered["reference_videos"][0].float().mean(dim=(1, 2, 3))
+    same = rendered["reference_videos"][1].float().mean(dim=(1, 2, 3))
+    assert (other[:, None] - same[None]).abs().min() > 1  # each clip's own face (colours)
+    pool = encode_world_clips(rendered, lambda v: F.avg_pool3d(v, (1, 4, 4)))
+    assert pool["reference_latents"].shape == (2, 3, 3, 16, 16)
+
+
 def test_clip_stream_crops_regions_with_the_latents():
     latents = torch.arange(2 * 10, dtype=torch.float32).view(2, 1, 10, 1, 1).expand(2, 4, 10, 8, 8)
     regions = latents[:, :1] / 100
@@ -184,6 +223,7 @@ def test_train_model_rejects_bad_shares_and_weights_before_any_work(tmp_path, ca
 
     bad = [
         ("--reference-gap", "1.5"),
+        ("--reference-expression", "-0.5"),
         ("--region-weight", "-1"),
         ("--eye-weight", "-2"),
         ("--expression-drop", "1"),
