@@ -23,7 +23,7 @@ from torch import Tensor
 from flashbench.guidance import parse_rule
 from flashbench.sampling import Guidance
 from metrics.expression import track_correlation
-from reference_model.lightning import driving_motion
+from reference_model.lightning import driving_motion, with_random_face
 from reference_model.pipeline import (
     animate,
     decode_video,
@@ -154,6 +154,12 @@ def main(argv: list[str] | None = None) -> None:
         metavar="PART",
         help="expression parts the unguided branch keeps (e.g. pose; weights trained with --part-drop)",
     )
+    parser.add_argument(
+        "--other-reference",
+        action="store_true",
+        help="also animate, per guidance scale, from a reference of the same face showing another "
+        "expression (eyes, brows, mouth at random): how much of the reference's expression is copied",
+    )
     parser.add_argument("--split", default="test")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--grid", type=Path, default=None)
@@ -172,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     from reference_model.autoencoder import load_autoencoder
     from reference_model.expression import PARTS, load_expression_extractor
     from reference_model.identity import load_identity_encoder
-    from reference_model.world import identity_params, render_video, sample_ids
+    from reference_model.world import identity_params, render, render_video, sample_ids
 
     wd = args.world_weights
     autoencoder, extractor, id_encoder = (
@@ -210,6 +216,24 @@ def main(argv: list[str] | None = None) -> None:
             )
             seconds = (time.perf_counter() - tic) / args.cases
             print(f"sampling, cfg {scale:g}: {seconds:.2f} s per {args.frames}-frame clip")
+        if args.other_reference:
+            face = with_random_face(motion[:, 0], torch.Generator().manual_seed(args.seed + 54321))
+            other_reference = render(identity_params(ids), face)
+            answers["reference showing another expression"] = other_reference[:, :, None].expand_as(
+                truth
+            )
+            for scale in args.guidance:
+                answers[f"model (cfg {scale:g}), reference showing another expression"] = animate(
+                    model,
+                    other_reference,
+                    truth,
+                    autoencoder,
+                    extractor,
+                    setting=args.setting,
+                    steps=args.steps,
+                    seed=args.seed,
+                    guidance=guidance_of(scale, args),
+                )
         expr_truth = extract_video(extractor, truth)
         truth_id = identity_similarity(id_encoder, truth, truth[:, :, 0])
         parts = " | ".join(PARTS)

@@ -358,6 +358,16 @@ def driving_motion(
     )
 
 
+def with_random_face(expression: Tensor, generator: torch.Generator) -> Tensor:
+    """``expression`` ``[N, 7]`` with eyes, brows and mouth drawn uniformly over their ranges; the head pose kept."""
+    from reference_model.world import EXPRESSION_NAMES, FACE_PARAMS, random_expression
+
+    face = [EXPRESSION_NAMES.index(name) for name in FACE_PARAMS]
+    out = expression.clone()
+    out[:, face] = random_expression(len(expression), generator)[:, face]
+    return out
+
+
 def render_world_clips(
     clips: int,
     frames: int,
@@ -378,11 +388,8 @@ def render_world_clips(
     from a generator of their own, so the clips are the same whatever ``references`` is.
     """
     from reference_model.world import (
-        EXPRESSION_NAMES,
-        FACE_PARAMS,
         expression_regions,
         identity_params,
-        random_expression,
         render,
         render_video,
         sample_ids,
@@ -390,7 +397,6 @@ def render_world_clips(
 
     generator = torch.Generator().manual_seed(seed)
     other = torch.Generator().manual_seed(seed + 1_000_003)
-    face = [EXPRESSION_NAMES.index(name) for name in FACE_PARAMS]
     videos, motions, regions, eye_regions, refs = [], [], [], [], []
     for start in range(0, clips, chunk):
         n = min(chunk, clips - start)
@@ -405,8 +411,11 @@ def render_world_clips(
             masks.append(mask.view(n, frames, 1, size, size).transpose(1, 2).to(torch.uint8))
         at = torch.randint(0, frames, (n, references), generator=other)
         expression = motion[torch.arange(n)[:, None], at].reshape(n * references, -1)
-        expression[:, face] = random_expression(n * references, other)[:, face]
-        frame = render(identity.repeat_interleave(references, dim=0), expression, size)
+        frame = render(
+            identity.repeat_interleave(references, dim=0),
+            with_random_face(expression, other),
+            size,
+        )
         frame = frame.view(n, references, 3, size, size).transpose(1, 2)
         refs.append((frame * 255).round().to(torch.uint8))
     return {

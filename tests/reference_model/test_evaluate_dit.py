@@ -1,0 +1,31 @@
+"""The DiT's evaluation script runs end to end on the shipped weights and prints its table."""
+
+from __future__ import annotations
+
+from reference_model.evaluate_dit import main
+
+
+def _rows(text: str) -> dict[str, list[float]]:
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and cells[0] != "answer":
+            rows[cells[0]] = [float(c) for c in cells[1:]]
+    return rows
+
+
+def test_other_reference_rows_keep_the_pose_and_change_the_face(capsys):
+    main(["--cases", "2", "--frames", "6", "--steps", "2", "--guidance", "0", "--other-reference"])
+    rows = _rows(capsys.readouterr().out)
+    assert set(rows) == {
+        "reference repeated",
+        "other identity, same motion",
+        "autoencoder round trip of the truth",
+        "model (cfg 0)",
+        "reference showing another expression",
+        "model (cfg 0), reference showing another expression",
+    }
+    # Columns: PSNR, PSNR 1.., expression error, pose, eyes, brows, mouth, ...
+    repeated, other = rows["reference repeated"], rows["reference showing another expression"]
+    assert abs(other[3] - repeated[3]) < 0.01  # the same head pose as the truth's first frame
+    assert other[2] > 2 * repeated[2]  # but eyes, brows and mouth drawn elsewhere
