@@ -27,6 +27,18 @@ def check_same_protocol(runs: Sequence[Run]) -> str:
     return next(iter(protocols.values()))
 
 
+def check_same_model(runs: Sequence[Run]) -> None:
+    """Refuse runs whose model or model weights differ: a protocol fixes the samplers' task, not the network."""
+    first = runs[0]
+    for run in runs[1:]:
+        ours, theirs = first.manifest.get("model"), run.manifest.get("model")
+        if ours != theirs:
+            raise ValueError(
+                f"runs {first.name!r} and {run.name!r} sampled different models or weights "
+                f"({ours} vs {theirs}, manifest model); rank runs of one model's weights"
+            )
+
+
 def check_same_backends(runs: Sequence[Run], summaries: Sequence[pd.DataFrame]) -> None:
     """Refuse runs whose metrics were computed by different backends or weights."""
     seen: dict[str, tuple[str, str]] = {}
@@ -62,6 +74,7 @@ def leaderboard_table(
 ) -> pd.DataFrame:
     """One row per (run, setting): speedups and metric means; rank among settings meeting floors."""
     protocol = check_same_protocol(runs)
+    check_same_model(runs)
     summaries = [summary_table(run, n_boot=n_boot, seed=seed) for run in runs]
     check_same_backends(runs, summaries)
     entries = []

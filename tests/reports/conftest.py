@@ -62,6 +62,8 @@ class Golden:
     temporal: bool = False
     # Per-frame id_dist@reference_image and background_noise@ground_truth rows (drift, flicker).
     discriminating: bool = False
+    # sha256 of the model's weights file, as the manifest's "model" records it.
+    model_sha256: str = "a" * 64
 
 
 def _row(case, setting, seed, metric, value, unit, hib, backend, reference, frame=None):
@@ -184,6 +186,7 @@ def write_golden_run(root: Path, golden: Golden = Golden()) -> Path:
         "threads": 2,
         "seeds": list(SEEDS),
         "metric_backends": {"id_sim": {"backend": golden.id_backend, "weights": {}}},
+        "model": {"name": "reference", "weights": {"dit_small.pt": golden.model_sha256}},
         "format_version": 1,
         "created": "2026-11-24T18:00:00Z",
     }

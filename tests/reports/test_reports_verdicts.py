@@ -192,6 +192,8 @@ def test_leaderboard_refuses_mixed_protocols_and_backends(golden_run, make_run, 
         leaderboard([golden_run, make_run("adhoc", protocol=None)])
     with pytest.raises(ValueError, match="world-identity-encoder"):
         leaderboard([golden_run, make_run("arcface", id_backend="arcface-w600k_mbf")])
+    with pytest.raises(ValueError, match=r"different models or weights.*dit_small\.pt"):
+        leaderboard([golden_run, make_run("retrained", model_sha256="b" * 64)])
     assert _cli("leaderboard", golden_run, make_run("other2", protocol="x")) == 2
     assert "mix protocols" in capsys.readouterr().err
 
