@@ -201,11 +201,11 @@ def main(argv: list[str] | None = None) -> None:
                 autoencoder, encode_video(autoencoder, truth)
             ),
         }
-        for scale in args.guidance:
-            tic = time.perf_counter()
-            answers[f"model (cfg {scale:g})"] = animate(
+
+        def animate_from(reference: Tensor, scale: float) -> Tensor:
+            return animate(
                 model,
-                truth[:, :, 0],
+                reference,
                 truth,
                 autoencoder,
                 extractor,
@@ -214,6 +214,10 @@ def main(argv: list[str] | None = None) -> None:
                 seed=args.seed,
                 guidance=guidance_of(scale, args),
             )
+
+        for scale in args.guidance:
+            tic = time.perf_counter()
+            answers[f"model (cfg {scale:g})"] = animate_from(truth[:, :, 0], scale)
             seconds = (time.perf_counter() - tic) / args.cases
             print(f"sampling, cfg {scale:g}: {seconds:.2f} s per {args.frames}-frame clip")
         if args.other_reference:
@@ -223,17 +227,8 @@ def main(argv: list[str] | None = None) -> None:
                 truth
             )
             for scale in args.guidance:
-                answers[f"model (cfg {scale:g}), reference showing another expression"] = animate(
-                    model,
-                    other_reference,
-                    truth,
-                    autoencoder,
-                    extractor,
-                    setting=args.setting,
-                    steps=args.steps,
-                    seed=args.seed,
-                    guidance=guidance_of(scale, args),
-                )
+                name = f"model (cfg {scale:g}), reference showing another expression"
+                answers[name] = animate_from(other_reference, scale)
         expr_truth = extract_video(extractor, truth)
         truth_id = identity_similarity(id_encoder, truth, truth[:, :, 0])
         parts = " | ".join(PARTS)
