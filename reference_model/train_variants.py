@@ -8,7 +8,9 @@ rendered once and hard-linked into each variant's run directory; every variant t
 to measure the rate, then to the step the rate reaches by ``DEADLINE_S`` with a cosine decay
 ending there. Exports and CSV logs land in ``$OUT``. This is how stage 5 of
 ``MODEL_CARD_DIT.md`` was trained (``3000 16 520 300`` on an H200, then a resume of each run
-directory for 2,600 more steps with the decay restarted to end there).
+directory for 2,600 more steps with the decay restarted to end there). ``VARIANTS=references``
+trains the next set instead: stage 5's recipe with shares 0, 0.5 and 0.8 of references showing
+other expressions (``train_model --reference-expression``).
 """
 
 import os
@@ -24,11 +26,28 @@ import torch
 
 ROOT = Path("/tmp/train")
 POOL_FRAMES = 48
-VARIANTS = {  # name: (clip frames, expression drop)
-    "a_f16_d10": (16, 0.10),
-    "b_f16_d30": (16, 0.30),
-    "c_f24_d30": (24, 0.30),
+VARIANT_SETS = {  # set: {variant: its train_model options beyond the shared ones}
+    "stage5": {
+        "a_f16_d10": {"--clip-frames": 16, "--expression-drop": 0.10},
+        "b_f16_d30": {"--clip-frames": 16, "--expression-drop": 0.30},
+        "c_f24_d30": {"--clip-frames": 24, "--expression-drop": 0.30},
+    },
+    # Stage 5's recipe against references showing other expressions (MODEL_CARD_DIT, session 8),
+    # with a control that trains as long on the same pool without them.
+    "references": {
+        f"re{round(share * 100):02d}": {
+            "--clip-frames": 24,
+            "--expression-drop": 0.30,
+            "--reference-expression": share,
+        }
+        for share in (0.0, 0.5, 0.8)
+    },
 }
+if os.environ.get("VARIANTS", "stage5") not in VARIANT_SETS:
+    raise SystemExit(
+        f"VARIANTS={os.environ['VARIANTS']!r} is not a variant set; use one of {sorted(VARIANT_SETS)}"
+    )
+VARIANTS = VARIANT_SETS[os.environ.get("VARIANTS", "stage5")]
 
 
 @dataclass(frozen=True)
@@ -80,17 +99,15 @@ def render_pool(plan: Plan) -> None:
 
 
 def train(plan: Plan, name: str, max_steps: int, decay: int) -> subprocess.Popen:
-    frames, drop = VARIANTS[name]
     options = {
         "--config": "small",
         "--out": ROOT / name,
         "--clips": plan.clips,
         "--pool-frames": POOL_FRAMES,
-        "--clip-frames": frames,
+        **VARIANTS[name],
         "--batch-size": 32,
         "--lr": 3e-4,
         "--decay-steps": decay,
-        "--expression-drop": drop,
         "--init": "reference_model/weights/dit_small.pt",
         "--max-steps": max_steps,
         "--minutes": 60,
