@@ -43,11 +43,10 @@ VARIANT_SETS = {  # set: {variant: its train_model options beyond the shared one
         for share in (0.0, 0.5, 0.8)
     },
 }
-if os.environ.get("VARIANTS", "stage5") not in VARIANT_SETS:
-    raise SystemExit(
-        f"VARIANTS={os.environ['VARIANTS']!r} is not a variant set; use one of {sorted(VARIANT_SETS)}"
-    )
-VARIANTS = VARIANT_SETS[os.environ.get("VARIANTS", "stage5")]
+_SET = os.environ.get("VARIANTS", "stage5")
+if _SET not in VARIANT_SETS:
+    raise SystemExit(f"VARIANTS={_SET!r} is not a variant set; use one of {sorted(VARIANT_SETS)}")
+VARIANTS = VARIANT_SETS[_SET]
 
 
 @dataclass(frozen=True)
