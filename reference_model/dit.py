@@ -401,6 +401,25 @@ class PortraitDiT(nn.Module):
         return run_layers(self, x, sigma, cond)
 
 
+def is_expression_branch(key: str) -> bool:
+    """Whether a state-dict key belongs to the expression branch: the portrait encoder or an NFEB's expression key/value."""
+    return key.startswith("portrait.") or ".nfeb.kv_expr." in key
+
+
+def reset_expression_branch(model: PortraitDiT, seed: int) -> None:
+    """Re-initialise the expression branch as a fresh model seeded with ``seed`` would hold it; the rest stays.
+
+    The paper trains its portrait encoder and NFEB projections anew on a pretrained Wan backbone
+    (Sec. 3.2); the NFEB ablation does the same from the shipped backbone, so that no variant
+    starts from weights trained under another variant's formula.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        fresh = PortraitDiT(model.config)
+    branch = {k: v for k, v in fresh.state_dict().items() if is_expression_branch(k)}
+    model.load_state_dict(branch, strict=False)
+
+
 def make_cond(
     reference_latent: Tensor, expression: Tensor | None, frames_per_latent: int = 1
 ) -> Cond:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
-from reference_model.dit import CONFIGS, NFEB_VARIANTS
+from reference_model.dit import CONFIGS, NFEB_VARIANTS, reset_expression_branch
 from reference_model.lightning import (
     PortraitModule,
     WorldDataModule,
@@ -252,6 +252,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--init", type=Path, default=None, help="start from these exported weights")
     parser.add_argument(
+        "--reset-expression-branch",
+        action="store_true",
+        help="re-initialise --init's portrait encoder and NFEB expression projections (seeded by "
+        "--seed): a pretrained backbone with a new expression branch, as the NFEB ablation trains",
+    )
+    parser.add_argument(
         "--blink-slot-frames",
         type=int,
         default=None,
@@ -282,6 +288,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(
             f"--part-drop {args.part_drop} is a share of clips beside --expression-drop "
             f"{args.expression_drop}: give one >= 0 with both summing below 1"
+        )
+    if args.reset_expression_branch and args.init is None:
+        parser.error(
+            "--reset-expression-branch re-initialises the expression branch of --init's weights: give --init"
         )
     if args.accelerator == "gpu" and not torch.cuda.is_available():
         parser.error("--accelerator gpu: no CUDA device is visible; use --accelerator cpu")
@@ -351,6 +361,8 @@ def main(argv: list[str] | None = None) -> None:
         state = {k: v for k, v in state.items() if k not in NORMALISATION_BUFFERS}
         for net in (module.model, module.ema):
             net.load_state_dict(state, strict=False)
+            if args.reset_expression_branch:
+                reset_expression_branch(net, args.seed)
     for net in (module.model, module.ema):
         net.latent_mean.copy_(latents.mean(dim=(0, 2, 3, 4)))
         net.latent_std.copy_(latents.std(dim=(0, 2, 3, 4)))

@@ -15,8 +15,10 @@ from reference_model.dit import (
     NFEB_VARIANTS,
     NormalizedExpressionBlock,
     build_model,
+    is_expression_branch,
     make_cond,
     nfeb_combine,
+    reset_expression_branch,
 )
 
 
@@ -288,3 +290,24 @@ def test_temporal_attention_sharpens_only_beyond_the_training_window():
     torch.testing.assert_close(short(*within), long(*within))
     beyond = _inputs(short, frames=9)
     assert not torch.allclose(short(*beyond), long(*beyond), atol=1e-4)
+
+
+def test_reset_expression_branch_renews_only_the_portrait_encoder_and_nfeb_expression_projections():
+    torch.manual_seed(1)
+    model = build_model("tiny")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    reset_expression_branch(model, seed=3)
+    assert torch.equal(torch.get_rng_state(), rng)  # the caller's stream goes on undisturbed
+    torch.manual_seed(3)
+    fresh = build_model("tiny").state_dict()
+    branch = [k for k in before if is_expression_branch(k)]
+    assert any(k.startswith("portrait.") for k in branch)
+    assert sum(".nfeb.kv_expr." in k for k in branch) == 2 * len(model.blocks)
+    for key, value in model.state_dict().items():
+        if key in branch:
+            assert torch.equal(value, fresh[key]), key
+            if value.ndim == 2:  # random matrices; a LayerNorm's ones stay ones
+                assert not torch.equal(value, before[key]), key
+        else:
+            assert torch.equal(value, before[key]), key

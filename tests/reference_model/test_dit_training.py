@@ -236,6 +236,9 @@ def test_train_model_rejects_bad_shares_and_weights_before_any_work(tmp_path, ca
         with pytest.raises(SystemExit):
             main(["--out", str(tmp_path / "run"), flag, value])
         assert flag in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a backbone's expression branch needs the backbone
+        main(["--out", str(tmp_path / "run"), "--reset-expression-branch"])
+    assert "--init" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
 
