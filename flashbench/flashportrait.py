@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from flashbench.denoiser import Cond
 from flashbench.nfeb import NFEB_VARIANTS, nfeb_combine
-from flashbench.wan import WanBlock, WanDenoiser
+from flashbench.wan import CONDITION, WanBlock, WanDenoiser
 
 PORTRAIT = "portrait_tokens"
 # PD-FGC's per-frame features, in the order the released encoder splits them.
@@ -361,7 +361,18 @@ def wan_i2v_14b_720p(**overrides: Any) -> FlashPortraitConfig:
     return replace(FlashPortraitConfig(), **overrides)
 
 
-CONFIGS = {"wan2.1-i2v-14b-720p": wan_i2v_14b_720p}
+def tiny(**overrides: Any) -> FlashPortraitConfig:
+    """A test-sized model: 2 layers of width 16 on 4 latent channels, portrait tokens of width 12."""
+    encoder = EncoderConfig(
+        width=12, resampler_dim=8, resampler_depth=2, resampler_heads=2, resampler_head_dim=4
+    )
+    sizes = {"dim": 16, "layers": 2, "heads": 2, "ffn_dim": 32, "in_channels": 12}
+    sizes |= {"out_channels": 4, "text_dim": 12, "image_dim": 8, "freq_dim": 16}
+    sizes |= {"text_tokens": 5, "rope_max_seq_len": 32, "encoder": encoder}
+    return replace(FlashPortraitConfig(**sizes), **overrides)
+
+
+CONFIGS = {"wan2.1-i2v-14b-720p": wan_i2v_14b_720p, "tiny": tiny}
 
 
 def build_flashportrait(
@@ -392,13 +403,49 @@ class NFEBBlock(WanBlock):
             return super().__call__(h, ctx)
 
 
-class FlashPortraitDenoiser(WanDenoiser):
-    """``WanDenoiser`` over a transformer with NFEB installed; ``cond.temporal["portrait_tokens"]`` ``[B, T, P, width]`` per latent frame.
+def window_portrait_tokens(frames: Tensor) -> Tensor:
+    """A window's per-video-frame tokens ``[B, 4L, P, W]`` (three pad frames, then its frames) -> ``[B, L, 4P + 1, W]``.
 
-    The portrait tokens are made once per video (``PortraitEncoder`` then
-    ``latent_frame_tokens``), so windows and steps slice them rather than re-encode.
+    The released long-video pipeline encodes each window as a video of its own: the window's
+    first latent frame sees only the video frame at its start. Cond keeps the case's tokens
+    per video frame behind three pad frames (``frames_per_latent = 4``), so that a window of
+    latent frames [s, s + L) cuts video frames 4s - 3 .. 4(s + L - 1); the three before 4s are
+    dropped here.
+    """
+    pad = FRAMES_PER_LATENT - 1
+    return latent_frame_tokens(frames[:, pad:].flatten(1, 2), frames.shape[1] - pad)
+
+
+def portrait_cond(
+    static: Mapping[str, Tensor], tokens: Tensor | None, condition: Tensor | None = None
+) -> Cond:
+    """A FlashPortrait case's ``Cond`` from per-video-frame portrait ``tokens`` ``[B, 4k + 1, P, W]`` (``PortraitEncoder`` output, unflattened).
+
+    ``condition`` ``[B, 4 + C, T, H, W]`` (the I2V pipeline's mask and encoded reference for the
+    whole video) becomes static: each window takes its first latent frames, so every window
+    starts from the reference, as the released pipeline conditions each window.
+    """
+    static = dict(static)
+    if condition is not None:
+        static[CONDITION] = condition.transpose(1, 2)
+    temporal = {}
+    if tokens is not None:
+        if (tokens.shape[1] - 1) % FRAMES_PER_LATENT:
+            raise ValueError(
+                f"portrait tokens cover {tokens.shape[1]} video frames; Wan's VAE needs 4k + 1: "
+                "trim the driving video to 4k + 1 frames"
+            )
+        temporal[PORTRAIT] = F.pad(tokens, (0, 0, 0, 0, FRAMES_PER_LATENT - 1, 0))
+    return Cond(static=static, temporal=temporal, frames_per_latent=FRAMES_PER_LATENT)
+
+
+class FlashPortraitDenoiser(WanDenoiser):
+    """``WanDenoiser`` over a transformer with NFEB installed; conditioning as ``portrait_cond`` builds it.
+
+    ``cond.temporal["portrait_tokens"]`` holds the portrait encoder's tokens per video frame,
+    made once per video; each window groups its own per latent frame (``window_portrait_tokens``).
     Dropping them (``Guidance(drop=("portrait_tokens",))``) is the released emotion CFG's
-    unconditional pass.
+    unconditional pass. A ``condition`` in ``cond.static`` is cut to the window's length.
     """
 
     def __init__(self, transformer: nn.Module, train_timesteps: int = 1000) -> None:
@@ -410,7 +457,14 @@ class FlashPortraitDenoiser(WanDenoiser):
             )
         self.blocks = [NFEBBlock(block) for block in transformer.blocks]
 
+    def transformer_inputs(self, x: Tensor, cond: Cond) -> tuple[Tensor, Tensor, Tensor | None]:
+        if CONDITION in cond.static:
+            window = cond.static[CONDITION][:, : x.shape[2]]
+            cond = replace(cond, temporal={**cond.temporal, CONDITION: window})
+        return super().transformer_inputs(x, cond)
+
     def embed(self, x: Tensor, sigma: Tensor, cond: Cond) -> tuple[Tensor, dict[str, Any]]:
         h, ctx = super().embed(x, sigma, cond)
-        ctx["portrait"] = cond.temporal.get(PORTRAIT)
+        frames = cond.temporal.get(PORTRAIT)
+        ctx["portrait"] = None if frames is None else window_portrait_tokens(frames)
         return h, ctx

@@ -1,34 +1,72 @@
 """The ``flashportrait`` model of suites: FlashPortrait's released files on diffusers' Wan2.1-I2V (nothing downloads).
 
-Folder (``weights=``, else ``$FLASHBENCH_FLASHPORTRAIT``, else ``~/.cache/flashbench/flashportrait``)
-holds the release's ``transformer.pt``, ``portrait_encoder.pt`` and ``pd_fpg.pth`` (the PD-FGC
-expression extractor), as FlashPortrait's README lays them out under
-``checkpoints/FlashPortrait/``. The transformer is built on the meta device and takes the
-released tensors as they are, so the 14B model is never allocated twice.
+Folder (``weights=``, else ``$FLASHBENCH_FLASHPORTRAIT``, else ``~/.cache/flashbench/flashportrait``;
+docs/wan.md):
+
+- FlashPortrait's release, as its README lays it out under ``checkpoints/FlashPortrait/``:
+  ``transformer.pt``, ``portrait_encoder.pt``, ``pd_fpg.pth`` (the PD-FGC expression
+  extractor), ``face_det.onnx`` and ``face_landmark.onnx`` (the driving video's face tracker);
+- from the Wan2.1-I2V-14B-720P diffusers snapshot: ``vae/``, ``image_encoder/`` (CLIP) and
+  ``image_processor/``;
+- ``prompts.safetensors``: umT5 embeddings of the prompts and the negative prompt (no text
+  encoder runs here; as the ``wan`` model's);
+- ``flashbench-manifest.json``: the sha256 of every file (``flashbench.wan_model.write_manifest``).
+
+Cases come from the synthetic world, rendered at the case's resolution: the reference image,
+the driving video (tracked, aligned and read by PD-FGC) and, in self-reenactment, the truth.
+The transformer is built on the meta device and takes the released tensors as they are, so
+the 14B model is never allocated twice.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from torch import Tensor
 
+from flashbench.cases import CaseSpec
 from flashbench.flashportrait import (
     CONFIGS,
+    FRAMES_PER_LATENT,
     NFEB_VARIANTS,
+    PORTRAIT,
     FlashPortraitDenoiser,
     build_flashportrait,
+    portrait_cond,
 )
 from flashbench.flashportrait_weights import load_portrait_encoder, load_transformer
+from flashbench.models import WORLD_SPLITS, CaseInputs, ModelSpec
+from flashbench.wan import IMAGE, NEGATIVE_PROMPT, PROMPT
+from flashbench.wan_model import DTYPES, PROMPTS, check_dtype, decode_latents, verify_folder
 
 ENV = "FLASHBENCH_FLASHPORTRAIT"
 DEFAULT_FOLDER = Path("~/.cache/flashbench/flashportrait")
-RELEASED_FILES = ("transformer.pt", "portrait_encoder.pt", "pd_fpg.pth")
+RELEASED_FILES = (
+    "transformer.pt",
+    "portrait_encoder.pt",
+    "pd_fpg.pth",
+    "face_det.onnx",
+    "face_landmark.onnx",
+)
+WAN_I2V_FILES = (
+    "vae/config.json",
+    "image_encoder/config.json",
+    "image_processor/preprocessor_config.json",
+    PROMPTS,
+)
+COND_KEYS = (PROMPT, NEGATIVE_PROMPT, IMAGE, PORTRAIT)
+# Wan's VAE is 8x in space and the transformer's patches 2x2.
+RESOLUTION_STEP = 16
+# The world's own instruments (identity, expression, pose) read frames at its native size.
+WORLD_SIZE = 64
 
 
 def released_folder(weights: str | None = None) -> Path:
-    """The folder of the released files; ValueError naming every missing file and where to put it."""
+    """The model folder; ValueError naming every missing released file and where to put it."""
     folder = Path(weights or os.environ.get(ENV) or DEFAULT_FOLDER).expanduser()
     missing = [name for name in RELEASED_FILES if not (folder / name).is_file()]
     if missing:
@@ -36,22 +74,70 @@ def released_folder(weights: str | None = None) -> Path:
             f"FlashPortrait's released files {', '.join(missing)} are missing from {folder}; "
             "download FlashPortrait's checkpoints yourself (its README: "
             f"checkpoints/FlashPortrait/{{{','.join(RELEASED_FILES)}}}) and put them in {folder}, "
-            f"or give model_args weights=PATH or ${ENV}; nothing is downloaded here"
+            f"or give model_args weights=PATH or ${ENV}; nothing is downloaded here (docs/wan.md)"
         )
     return folder
 
 
-class FlashPortraitModel:
-    """The released FlashPortrait as a layered denoiser (``denoiser``) and its portrait encoder.
+def model_files(weights: str | None = None, hashes: bool = False) -> tuple[Path, dict[str, str]]:
+    """The folder and its manifest's ``{file: sha256}``, once every file the model reads is in place."""
+    folder = released_folder(weights)
+    return folder, verify_folder(folder, RELEASED_FILES + WAN_I2V_FILES, hashes, "flashportrait")
 
-    Case preparation (umT5 prompt, CLIP image tokens, the Wan VAE and PD-FGC on the driving
-    video) is not built yet: ``prepare`` says so rather than guess.
-    """
+
+def check_flashportrait_args(
+    weights: str | None = None,
+    variant: str = "code",
+    config: str = "wan2.1-i2v-14b-720p",
+    dtype: str = "bfloat16",
+    device: str = "cpu",
+) -> ModelSpec:
+    """The ``flashportrait`` model's spec, or a ValueError if the folder or options cannot build it (hashes are checked at load)."""
+    if variant not in NFEB_VARIANTS:
+        raise ValueError(f"variant={variant!r} is not an NFEB variant; use one of {NFEB_VARIANTS}")
+    if config not in CONFIGS:
+        raise ValueError(f"config={config!r} is unknown; use one of {sorted(CONFIGS)}")
+    check_dtype(dtype)
+    model_files(weights)
+    return ModelSpec(
+        WORLD_SPLITS,
+        FlashPortraitModel.fps,
+        COND_KEYS,
+        resolution_step=RESOLUTION_STEP,
+        provides=("identity_encoder", "expression_extractor", "pose_extractor"),
+    )
+
+
+def video_frames(frames: int) -> int:
+    """The frames FlashPortrait generates for a case of ``frames``: 4k + 1, rounded down as the released pipeline rounds."""
+    return (frames - 1) // FRAMES_PER_LATENT * FRAMES_PER_LATENT + 1
+
+
+class FlashPortraitModel:
+    """The released FlashPortrait as a layered denoiser (``denoiser``) that prepares world cases as its pipeline does."""
 
     name = "flashportrait"
     fps = 25
+    splits = WORLD_SPLITS
+    cond_keys = COND_KEYS
 
-    def __init__(self, folder: Path, variant: str, config: str, device: str) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        files: dict[str, str],
+        variant: str,
+        config: str,
+        dtype: str,
+        device: str,
+    ) -> None:
+        from diffusers import AutoencoderKLWan, WanImageToVideoPipeline
+        from safetensors.torch import load_file
+        from transformers import CLIPImageProcessor, CLIPVisionModel
+
+        from flashbench.face_landmarks import FaceLandmarker
+        from flashbench.pdfgc import load_pdfgc
+
+        self.folder, self.files, self.device = folder, files, torch.device(device)
         transformer, self.portrait_encoder = build_flashportrait(
             CONFIGS[config](), variant, device="meta"
         )
@@ -60,25 +146,118 @@ class FlashPortraitModel:
         load_portrait_encoder(
             self.portrait_encoder, torch.load(folder / "portrait_encoder.pt", **load)
         )
-        self.denoiser = FlashPortraitDenoiser(transformer)
-        self.folder = folder
-
-    def prepare(self, case: object) -> None:
-        raise ValueError(
-            "model 'flashportrait' cannot prepare suite cases yet (umT5, CLIP, Wan VAE and PD-FGC "
-            "inputs are not wired); use its .denoiser with your own Cond (flashbench.flashportrait)"
+        self.denoiser = FlashPortraitDenoiser(transformer.to(DTYPES[dtype]))
+        local = {"local_files_only": True}
+        # The VAE and CLIP run once per case and stay in float32, as the pipelines keep them.
+        self.pipeline = WanImageToVideoPipeline(
+            tokenizer=None,
+            text_encoder=None,
+            scheduler=None,
+            vae=AutoencoderKLWan.from_pretrained(folder / "vae", **local).to(device).eval(),
+            image_encoder=CLIPVisionModel.from_pretrained(folder / "image_encoder", **local)
+            .to(device)
+            .eval(),
+            image_processor=CLIPImageProcessor.from_pretrained(folder / "image_processor", **local),
         )
+        prompts = load_file(folder / PROMPTS)
+        self.prompts, self.negative = prompts["prompt_embeds"], prompts["negative_prompt_embeds"]
+        self.landmarker = FaceLandmarker(folder / "face_det.onnx", folder / "face_landmark.onnx")
+        self.pdfgc = load_pdfgc(folder / "pd_fpg.pth", device)
+
+    @torch.no_grad()
+    def prepare(self, case: CaseSpec) -> CaseInputs:
+        """Reference, driving video and truth from the world; prompt, CLIP tokens, I2V condition and portrait tokens from them."""
+        from flashbench.pdfgc import driving_features
+        from reference_model.world import driving_sequence, identity_params, render_video
+
+        if case.resolution % RESOLUTION_STEP:
+            raise ValueError(
+                f"resolution={case.resolution} must be a multiple of {RESOLUTION_STEP} for "
+                "FlashPortrait (8x VAE, 2x2 patches)"
+            )
+        frames, size = video_frames(case.frames), case.resolution
+        motion = driving_sequence(case.driving_seed, frames)[None]
+        truth = render_video(identity_params([case.identity]), motion, size)[0].transpose(0, 1)
+        driving = truth
+        if case.driving_identity != case.identity:
+            driving = render_video(identity_params([case.driving_identity]), motion, size)
+            driving = driving[0].transpose(0, 1)
+        reference = truth[0]
+        features = driving_features(self.pdfgc, driving, self.landmarker(driving))
+        encoder = self.portrait_encoder
+        tokens = encoder(features[None].to(self.device, next(encoder.parameters()).dtype))
+        index = case.identity % len(self.prompts)
+        static = {
+            PROMPT: self.prompts[index : index + 1].to(self.device),
+            NEGATIVE_PROMPT: self.negative.to(self.device),
+            IMAGE: self.pipeline.encode_image(to_uint8(reference), self.device),
+        }
+        vae, space = self.pipeline.vae, self.pipeline.vae_scale_factor_spatial
+        latent_frames = (frames - 1) // FRAMES_PER_LATENT + 1
+        shape = (1, vae.config.z_dim, latent_frames, size // space, size // space)
+        _, condition = self.pipeline.prepare_latents(
+            reference[None].to(self.device) * 2 - 1,
+            1,
+            vae.config.z_dim,
+            size,
+            size,
+            frames,
+            torch.float32,
+            self.device,
+            latents=torch.zeros(shape),
+        )
+        cond = portrait_cond(static, tokens.unflatten(1, (frames, -1)), condition)
+        return CaseInputs(cond, shape, reference, truth, driving)
+
+    def decode(self, latents: Tensor) -> Tensor:
+        return decode_latents(self.pipeline.vae, latents)
+
+    def identity_encoder(self) -> Callable[[Tensor], Tensor]:
+        from reference_model.identity import load_identity_encoder
+
+        return at_world_size(load_identity_encoder())
+
+    def expression_extractor(self) -> Callable[[Tensor], Tensor]:
+        """The world's extractor (eyes, brows, mouth), on frames brought to its 64 pixels."""
+        from reference_model.expression import load_expression_extractor
+
+        extractor = load_expression_extractor()
+        return at_world_size(lambda frames: extractor(frames)[:, 3:])
+
+    def pose_extractor(self) -> Callable[[Tensor], Tensor]:
+        from reference_model.expression import load_expression_extractor
+
+        extractor = load_expression_extractor()
+        return at_world_size(lambda frames: extractor(frames)[:, :3])
+
+    def weights(self) -> dict[str, str]:
+        return dict(self.files)
+
+
+def to_uint8(image: Tensor) -> Tensor:
+    """``[3, H, W]`` in [0, 1] -> uint8 ``[H, W, 3]``, what CLIP's image processor takes unrescaled."""
+    return (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu()
+
+
+def at_world_size(extract: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    """``extract`` on frames area-resized to the world's 64 pixels."""
+
+    def run(frames: Tensor) -> Tensor:
+        if frames.shape[-1] != WORLD_SIZE:
+            frames = F.interpolate(frames, size=(WORLD_SIZE, WORLD_SIZE), mode="area")
+        return extract(frames)
+
+    return run
 
 
 def load_flashportrait(
     weights: str | None = None,
     variant: str = "code",
     config: str = "wan2.1-i2v-14b-720p",
+    dtype: str = "bfloat16",
     device: str = "cpu",
 ) -> FlashPortraitModel:
     """The ``flashportrait`` model (registry entry ``"flashbench.flashportrait_model:load_flashportrait"``)."""
-    if variant not in NFEB_VARIANTS:
-        raise ValueError(f"variant={variant!r} is not an NFEB variant; use one of {NFEB_VARIANTS}")
-    if config not in CONFIGS:
-        raise ValueError(f"config={config!r} is unknown; use one of {sorted(CONFIGS)}")
-    return FlashPortraitModel(released_folder(weights), variant, config, device)
+    check_flashportrait_args(weights, variant, config, dtype, device)
+    folder, files = model_files(weights, hashes=True)
+    return FlashPortraitModel(folder, files, variant, config, dtype, device)

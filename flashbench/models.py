@@ -256,7 +256,7 @@ models.register(
 models.register(
     "flashportrait",
     "flashbench.flashportrait_model:load_flashportrait",
-    doc="FlashPortrait's released files on diffusers' Wan2.1-I2V with NFEB (weights=, variant=, device=)",
+    doc="FlashPortrait's released files on diffusers' Wan2.1-I2V with NFEB (weights=, variant=, config=, dtype=, device=; docs/wan.md)",
 )
 # What can be checked of a model's parameters before it is built (sizes, files, variants), by
 # model name: a function or a lazily imported ``"module:object"``; each returns the model's spec.
@@ -264,6 +264,7 @@ _ARG_CHECKS: dict[str, Callable[..., ModelSpec] | str] = {
     "toy": check_toy_args,
     "reference": "reference_model.pipeline:check_reference_args",
     "wan": "flashbench.wan_model:check_wan_args",
+    "flashportrait": "flashbench.flashportrait_model:check_flashportrait_args",
 }
 # The trainer of each trainable model: ``flashbench train`` forwards its options to it.
 trainers = Registry("trainer")

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from flashbench.cases import CaseSpec
 from flashbench.models import WORLD_SPLITS, CaseInputs, ModelSpec
@@ -27,6 +27,8 @@ MANIFEST = "flashbench-manifest.json"
 PROMPTS = "prompts.safetensors"
 # Wan's VAE: 4x in time (frames = 4k + 1), 8x in space; the transformer's patches are 2x2.
 TIME_STRIDE, SPACE_STRIDE, RESOLUTION_STEP = 4, 8, 16
+# What the ``wan`` model reads besides the weights the configs name (docs/wan.md).
+WAN_FILES = ("transformer/config.json", "vae/config.json", PROMPTS)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -63,34 +65,39 @@ def write_manifest(folder: str | Path) -> Path:
     return target
 
 
-def verify_folder(folder: Path, hashes: bool = True) -> dict[str, str]:
-    """The manifest's ``{file: sha256}`` once every listed file exists (and, with ``hashes``, matches); ValueError naming the first that does not."""
+def verify_folder(
+    folder: Path, required: tuple[str, ...] = WAN_FILES, hashes: bool = True, model: str = "wan"
+) -> dict[str, str]:
+    """The manifest's ``{file: sha256}`` once every listed file exists (and, with ``hashes``, matches); ValueError naming the first that does not.
+
+    ``required``: the files model ``model`` reads, which the manifest must list.
+    """
     manifest = folder / MANIFEST
     if not manifest.is_file():
         raise ValueError(
-            f"{manifest} is missing: it lists the sha256 of every file the Wan model reads; once the "
-            "folder holds files you trust, write it with "
+            f"{manifest} is missing: it lists the sha256 of every file model {model!r} reads; once "
+            "the folder holds files you trust, write it with "
             f"`python -c \"from flashbench.wan_model import write_manifest; write_manifest('{folder}')\"`"
         )
     files: Mapping[str, str] = json.loads(manifest.read_text())["files"]
-    for required in ("transformer/config.json", "vae/config.json", PROMPTS):
-        if required not in files:
+    for name in required:
+        if name not in files:
             raise ValueError(
-                f"{manifest} does not list {required}; the Wan model needs transformer/, vae/ and "
-                f"{PROMPTS} (docs/wan.md); rewrite the manifest once the file is in place"
+                f"{manifest} does not list {name}; model {model!r} reads {', '.join(required)}; "
+                "rewrite the manifest once the file is in place"
             )
     for name, expected in files.items():
         path = folder / name
         if not path.is_file():
             raise ValueError(
-                f"Wan model file {name} is missing from {folder}; put it at {path} (the manifest "
-                f"{manifest} lists it with sha256 {expected})"
+                f"model {model!r}'s file {name} is missing from {folder}; put it at {path} (the "
+                f"manifest {manifest} lists it with sha256 {expected})"
             )
         found = sha256(path) if hashes else expected
         if found != expected:
             raise ValueError(
-                f"Wan model file {path} has sha256 {found}, but {manifest} expects {expected}; the "
-                "file is corrupt or not the one recorded: copy it again"
+                f"model {model!r}'s file {path} has sha256 {found}, but {manifest} expects "
+                f"{expected}; the file is corrupt or not the one recorded: copy it again"
             )
     return dict(files)
 
@@ -98,6 +105,17 @@ def verify_folder(folder: Path, hashes: bool = True) -> dict[str, str]:
 def check_dtype(dtype: str) -> None:
     if dtype not in DTYPES:
         raise ValueError(f"dtype={dtype!r} must be one of {', '.join(DTYPES)} (GPUs: bfloat16)")
+
+
+@torch.no_grad()
+def decode_latents(vae: nn.Module, latents: Tensor) -> Tensor:
+    """Frames ``[T, 3, H, W]`` in [0, 1] of the first video, de-normalised as Wan's pipelines do before their VAE."""
+    config, device = vae.config, vae.device
+    mean = torch.tensor(config.latents_mean).view(1, -1, 1, 1, 1).to(device)
+    inverse_std = 1.0 / torch.tensor(config.latents_std).view(1, -1, 1, 1, 1).to(device)
+    latents = latents[:1].float().to(device) / inverse_std + mean
+    video = vae.decode(latents, return_dict=False)[0]
+    return ((video[0].transpose(0, 1).float().cpu() + 1) / 2).clamp(0, 1)
 
 
 def check_wan_args(
@@ -159,15 +177,8 @@ class WanModel:
         grey = torch.full((3, case.resolution, case.resolution), 0.5)
         return CaseInputs(cond, shape, grey, ground_truth=None)
 
-    @torch.no_grad()
     def decode(self, latents: Tensor) -> Tensor:
-        """Frames ``[T, 3, H, W]`` in [0, 1], de-normalised as ``WanPipeline`` does before its VAE."""
-        config = self.vae.config
-        mean = torch.tensor(config.latents_mean).view(1, -1, 1, 1, 1).to(self.device)
-        inverse_std = 1.0 / torch.tensor(config.latents_std).view(1, -1, 1, 1, 1).to(self.device)
-        latents = latents.float().to(self.device) / inverse_std + mean
-        video = self.vae.decode(latents, return_dict=False)[0]
-        return ((video[0].transpose(0, 1).float().cpu() + 1) / 2).clamp(0, 1)
+        return decode_latents(self.vae, latents)
 
     def identity_encoder(self) -> Callable[[Tensor], Tensor] | None:
         return None

@@ -5,42 +5,27 @@ import torch
 import wan_models  # noqa: F401  (skips without diffusers)
 from diffusers.models.transformers.transformer_wan import WanAttention, WanAttnProcessor
 
-from flashbench.denoiser import Cond
 from flashbench.flashportrait import (
+    CONFIGS,
     FEATURE_DIM,
     NFEB_VARIANTS,
     PORTRAIT,
-    EncoderConfig,
-    FlashPortraitConfig,
     FlashPortraitDenoiser,
     NFEBProcessor,
     PortraitEncoder,
     build_flashportrait,
     latent_frame_tokens,
     nfeb_combine,
+    portrait_cond,
     wan_i2v_14b_720p,
+    window_portrait_tokens,
 )
 from flashbench.flashportrait_weights import load_portrait_encoder, load_transformer
 from reference_model import dit
 
 DIM, HEADS, WIDTH = 16, 2, 12
-TINY_ENCODER = EncoderConfig(
-    width=WIDTH, resampler_dim=8, resampler_depth=2, resampler_heads=2, resampler_head_dim=4
-)
-TINY = FlashPortraitConfig(
-    dim=DIM,
-    layers=2,
-    heads=HEADS,
-    ffn_dim=32,
-    in_channels=12,
-    out_channels=4,
-    text_dim=12,
-    image_dim=8,
-    freq_dim=16,
-    text_tokens=5,
-    rope_max_seq_len=32,
-    encoder=TINY_ENCODER,
-)
+TINY = CONFIGS["tiny"]()
+TINY_ENCODER = TINY.encoder
 
 
 def randn(seed: int, *shape: int) -> torch.Tensor:
@@ -259,39 +244,70 @@ def test_full_configuration_builds_on_meta_without_allocating():
 # ---- denoiser ----------------------------------------------------------------------------
 
 
-def test_denoiser_follows_portrait_tokens_and_dropping_them_is_the_null_expression():
-    transformer, _ = build_flashportrait(TINY, "paper")
+def tiny_denoiser(variant: str = "paper") -> FlashPortraitDenoiser:
+    transformer, _ = build_flashportrait(TINY, variant)
     with torch.no_grad():
         for block in transformer.blocks:
             block.attn2.processor.emo_k_proj.weight.normal_()
             block.attn2.processor.emo_v_proj.weight.normal_()
-    model = FlashPortraitDenoiser(transformer)
+    return FlashPortraitDenoiser(transformer)
+
+
+STATIC = {"prompt_embeds": randn(1, 1, 5, 12), "image_embeds": randn(2, 1, 7, 8)}
+
+
+def test_denoiser_follows_portrait_tokens_and_dropping_them_is_the_null_expression():
+    model = tiny_denoiser()
     x = randn(0, 1, 4, 3, 4, 4)
-    static = {"prompt_embeds": randn(1, 1, 5, 12), "image_embeds": randn(2, 1, 7, 8)}
-    condition = randn(3, 1, 3, 8, 4, 4)
-    portrait = randn(4, 1, 3, 9, WIDTH)
+    condition = randn(3, 1, 8, 3, 4, 4)
+    portrait = randn(4, 1, 9, 2, WIDTH)  # 9 video frames -> 3 latent frames
     sigma = torch.tensor([0.7])
 
-    def velocity(temporal):
+    def velocity(tokens):
         with torch.no_grad():
-            return model(x, sigma, Cond(static, {"condition": condition, **temporal}))
+            return model(x, sigma, portrait_cond(STATIC, tokens, condition))
 
-    with_portrait = velocity({PORTRAIT: portrait})
-    other_portrait = velocity({PORTRAIT: portrait.flip(1)})
-    dropped = velocity({})
+    with_portrait = velocity(portrait)
+    other_portrait = velocity(portrait.flip(1))
+    dropped = velocity(None)
     assert not torch.allclose(with_portrait, other_portrait)
     assert not torch.allclose(with_portrait, dropped)
+    cond = portrait_cond(STATIC, portrait, condition)
+    assert torch.equal(velocity(portrait), model(x, sigma, cond))
+    with torch.no_grad():
+        assert torch.equal(model(x, sigma, cond.without((PORTRAIT,))), dropped)
     # A zero value projection makes the portrait branch zero: "add" is then plain Wan.
     add, _ = build_flashportrait(TINY, "add")
-    add.load_state_dict(transformer.state_dict())
+    add.load_state_dict(model.transformer.state_dict())
     with torch.no_grad():
         for block in add.blocks:
             block.attn2.processor.emo_v_proj.weight.zero_()
-        plain = FlashPortraitDenoiser(add)(x, sigma, Cond(static, {"condition": condition}))
-        zeroed = FlashPortraitDenoiser(add)(
-            x, sigma, Cond(static, {"condition": condition, PORTRAIT: portrait})
-        )
+        plain = FlashPortraitDenoiser(add)(x, sigma, portrait_cond(STATIC, None, condition))
+        zeroed = FlashPortraitDenoiser(add)(x, sigma, portrait_cond(STATIC, portrait, condition))
     torch.testing.assert_close(zeroed, plain)
+
+
+@pytest.mark.parametrize("start", [0, 1, 3])
+def test_a_window_is_the_released_pipelines_window_a_video_of_its_own_from_the_reference(start):
+    """Latent frames [s, s + 3) of a 6-latent-frame case see video frames 4s .. 4(s + 2) and the reference first."""
+    model = tiny_denoiser()
+    tokens = randn(5, 1, 21, 2, WIDTH)  # 21 video frames -> 6 latent frames
+    condition = randn(6, 1, 8, 6, 4, 4)
+    x, sigma = randn(7, 1, 4, 3, 4, 4), torch.tensor([0.4])
+    window = portrait_cond(STATIC, tokens, condition).window(start, start + 3)
+    own = portrait_cond(STATIC, tokens[:, 4 * start : 4 * (start + 2) + 1], condition[:, :, :3])
+    with torch.no_grad():
+        assert torch.equal(model(x, sigma, window), model(x, sigma, own))
+    # The same tokens grouped over the whole video are another input for later windows.
+    whole = window_portrait_tokens(portrait_cond(STATIC, tokens).temporal[PORTRAIT])
+    grouped = window_portrait_tokens(window.temporal[PORTRAIT])
+    assert torch.equal(grouped[:, 1:], whole[:, start + 1 : start + 3])
+    assert torch.equal(grouped[:, 0], whole[:, 0]) == (start == 0)
+
+
+def test_portrait_cond_refuses_token_frames_that_are_not_4k_plus_1():
+    with pytest.raises(ValueError, match="4k \\+ 1"):
+        portrait_cond(STATIC, randn(0, 1, 8, 2, WIDTH))
 
 
 # ---- registered model --------------------------------------------------------------------
@@ -305,6 +321,7 @@ def test_flashportrait_model_without_released_files_names_them_and_where_to_put_
         models.build("flashportrait", weights=str(tmp_path))
     message = str(error.value)
     assert message.startswith(
-        "FlashPortrait's released files transformer.pt, pd_fpg.pth are missing"
+        "FlashPortrait's released files transformer.pt, pd_fpg.pth, face_det.onnx, "
+        "face_landmark.onnx are missing"
     )
     assert str(tmp_path) in message and "nothing is downloaded" in message
