@@ -41,7 +41,7 @@ from flashbench.flashportrait import (
 from flashbench.flashportrait_weights import load_portrait_encoder, load_transformer
 from flashbench.models import WORLD_SPLITS, CaseInputs, ModelSpec
 from flashbench.wan import IMAGE, NEGATIVE_PROMPT, PROMPT
-from flashbench.wan_model import DTYPES, PROMPTS, check_dtype, decode_latents, verify_folder
+from flashbench.wan_model import PROMPTS, decode_latents, verify_folder
 
 ENV = "FLASHBENCH_FLASHPORTRAIT"
 DEFAULT_FOLDER = Path("~/.cache/flashbench/flashportrait")
@@ -89,7 +89,6 @@ def check_flashportrait_args(
     weights: str | None = None,
     variant: str = "code",
     config: str = "wan2.1-i2v-14b-720p",
-    dtype: str = "bfloat16",
     device: str = "cpu",
 ) -> ModelSpec:
     """The ``flashportrait`` model's spec, or a ValueError if the folder or options cannot build it (hashes are checked at load)."""
@@ -97,7 +96,6 @@ def check_flashportrait_args(
         raise ValueError(f"variant={variant!r} is not an NFEB variant; use one of {NFEB_VARIANTS}")
     if config not in CONFIGS:
         raise ValueError(f"config={config!r} is unknown; use one of {sorted(CONFIGS)}")
-    check_dtype(dtype)
     model_files(weights)
     return ModelSpec(
         WORLD_SPLITS,
@@ -127,7 +125,6 @@ class FlashPortraitModel:
         files: dict[str, str],
         variant: str,
         config: str,
-        dtype: str,
         device: str,
     ) -> None:
         from diffusers import AutoencoderKLWan, WanImageToVideoPipeline
@@ -138,15 +135,18 @@ class FlashPortraitModel:
         from flashbench.pdfgc import load_pdfgc
 
         self.folder, self.files, self.device = folder, files, torch.device(device)
-        transformer, self.portrait_encoder = build_flashportrait(
-            CONFIGS[config](), variant, device="meta"
-        )
+        from accelerate import init_empty_weights
+
+        # Parameters empty, for the released tensors to fill; buffers real: the rotary tables
+        # are computed, not released.
+        with init_empty_weights(include_buffers=False):
+            transformer, self.portrait_encoder = build_flashportrait(CONFIGS[config](), variant)
         load = {"map_location": device, "weights_only": True, "mmap": True}
         load_transformer(transformer, torch.load(folder / "transformer.pt", **load))
         load_portrait_encoder(
             self.portrait_encoder, torch.load(folder / "portrait_encoder.pt", **load)
         )
-        self.denoiser = FlashPortraitDenoiser(transformer.to(DTYPES[dtype]))
+        self.denoiser = FlashPortraitDenoiser(transformer.to(device))
         local = {"local_files_only": True}
         # The VAE and CLIP run once per case and stay in float32, as the pipelines keep them.
         self.pipeline = WanImageToVideoPipeline(
@@ -254,10 +254,9 @@ def load_flashportrait(
     weights: str | None = None,
     variant: str = "code",
     config: str = "wan2.1-i2v-14b-720p",
-    dtype: str = "bfloat16",
     device: str = "cpu",
 ) -> FlashPortraitModel:
     """The ``flashportrait`` model (registry entry ``"flashbench.flashportrait_model:load_flashportrait"``)."""
-    check_flashportrait_args(weights, variant, config, dtype, device)
+    check_flashportrait_args(weights, variant, config, device)
     folder, files = model_files(weights, hashes=True)
-    return FlashPortraitModel(folder, files, variant, config, dtype, device)
+    return FlashPortraitModel(folder, files, variant, config, device)
