@@ -91,7 +91,10 @@ def test_a_world_case_prepares_as_the_released_pipeline_and_samples_to_frames(mo
     # 24 tokens per video frame behind three pad frames: 4 per latent frame.
     assert cond.frames_per_latent == 4
     assert cond.temporal[PORTRAIT].shape == (1, 12, 24, TINY.encoder.width)
-    assert not cond.temporal[PORTRAIT][:, :3].any() and cond.temporal[PORTRAIT][:, 3:].abs().gt(0).all()
+    assert (
+        not cond.temporal[PORTRAIT][:, :3].any()
+        and cond.temporal[PORTRAIT][:, 3:].abs().gt(0).all()
+    )
     # The I2V condition: the first latent frame's mask is set, the others' clear.
     condition = cond.static[CONDITION]
     assert condition.shape == (1, 3, 4 + 4, RESOLUTION // 8, RESOLUTION // 8)
