@@ -17,7 +17,7 @@ the second starts from the first frame's box, then crops each frame around the p
 smoothed landmarks while fresh detections compete as candidates, overlapping candidates resolving
 to the larger. Where the released code would silently drop a frame without a face (shifting
 later landmarks onto earlier frames) we raise instead. Nothing is downloaded; onnxruntime and
-OpenCV come with ``flashbench[real]``.
+OpenCV come with ``flashbench[flashportrait]``.
 """
 
 from __future__ import annotations

@@ -14,6 +14,10 @@ docs/wan.md):
 
 Cases come from the synthetic world, rendered at the case's resolution: the reference image,
 the driving video (tracked, aligned and read by PD-FGC) and, in self-reenactment, the truth.
+With ``cases=PATH`` they come from real files instead, one folder per case as FlashPortrait's
+``examples/case-N`` (``reference.png``, ``driven_video.mp4``): a case's ``identity`` picks the
+reference (folder ``identity % N`` by sorted name), its ``driving_identity`` the driving video;
+there is no truth, and the world's instruments are not offered.
 The transformer is built on the meta device and takes the released tensors as they are, so
 the 14B model is never allocated twice.
 """
@@ -59,6 +63,8 @@ WAN_I2V_FILES = (
     PROMPTS,
 )
 COND_KEYS = (PROMPT, NEGATIVE_PROMPT, IMAGE, PORTRAIT)
+# A folder of real cases holds one folder per case, as FlashPortrait's examples/case-N.
+REFERENCE, DRIVING = "reference.png", "driven_video.mp4"
 # Wan's VAE is 8x in space and the transformer's patches 2x2.
 RESOLUTION_STEP = 16
 # The world's own instruments (identity, expression, pose) read frames at its native size.
@@ -85,11 +91,35 @@ def model_files(weights: str | None = None, hashes: bool = False) -> tuple[Path,
     return folder, verify_folder(folder, RELEASED_FILES + WAN_I2V_FILES, hashes, "flashportrait")
 
 
+def case_folders(cases: str) -> list[Path]:
+    """The case folders under ``cases``, sorted by name, each holding reference.png and driven_video.mp4."""
+    root = Path(cases).expanduser()
+    layout = (
+        f"a folder of case folders, each holding {REFERENCE} and {DRIVING} (FlashPortrait's "
+        "examples/case-N layout)"
+    )
+    if not root.is_dir():
+        raise ValueError(f"cases={cases!r} is not a folder; give {layout}")
+    folders = sorted(path for path in root.iterdir() if path.is_dir())
+    if not folders:
+        raise ValueError(f"cases={cases!r} holds no case folder; give {layout}")
+    missing = [
+        f"{path.name}/{name}"
+        for path in folders
+        for name in (REFERENCE, DRIVING)
+        if not (path / name).is_file()
+    ]
+    if missing:
+        raise ValueError(f"cases={cases!r} lacks {', '.join(missing)}; give {layout}")
+    return folders
+
+
 def check_flashportrait_args(
     weights: str | None = None,
     variant: str = "code",
     config: str = "wan2.1-i2v-14b-720p",
     device: str = "cpu",
+    cases: str | None = None,
 ) -> ModelSpec:
     """The ``flashportrait`` model's spec, or a ValueError if the folder or options cannot build it (hashes are checked at load)."""
     if variant not in NFEB_VARIANTS:
@@ -97,12 +127,12 @@ def check_flashportrait_args(
     if config not in CONFIGS:
         raise ValueError(f"config={config!r} is unknown; use one of {sorted(CONFIGS)}")
     model_files(weights)
+    if cases is not None:
+        case_folders(cases)
+    # The world's instruments read world faces only; real cases have none.
+    provides = () if cases else ("identity_encoder", "expression_extractor", "pose_extractor")
     return ModelSpec(
-        WORLD_SPLITS,
-        FlashPortraitModel.fps,
-        COND_KEYS,
-        resolution_step=RESOLUTION_STEP,
-        provides=("identity_encoder", "expression_extractor", "pose_extractor"),
+        WORLD_SPLITS, FlashPortraitModel.fps, COND_KEYS, RESOLUTION_STEP, provides=provides
     )
 
 
@@ -126,6 +156,7 @@ class FlashPortraitModel:
         variant: str,
         config: str,
         device: str,
+        cases: str | None = None,
     ) -> None:
         from diffusers import AutoencoderKLWan, WanImageToVideoPipeline
         from safetensors.torch import load_file
@@ -163,12 +194,12 @@ class FlashPortraitModel:
         self.prompts, self.negative = prompts["prompt_embeds"], prompts["negative_prompt_embeds"]
         self.landmarker = FaceLandmarker(folder / "face_det.onnx", folder / "face_landmark.onnx")
         self.pdfgc = load_pdfgc(folder / "pd_fpg.pth", device)
+        self.cases = None if cases is None else case_folders(cases)
 
     @torch.no_grad()
     def prepare(self, case: CaseSpec) -> CaseInputs:
-        """Reference, driving video and truth from the world; prompt, CLIP tokens, I2V condition and portrait tokens from them."""
+        """Reference, driving video (and truth) of a case; the prompt, CLIP tokens, I2V condition and portrait tokens from them."""
         from flashbench.pdfgc import driving_features
-        from reference_model.world import driving_sequence, identity_params, render_video
 
         if case.resolution % RESOLUTION_STEP:
             raise ValueError(
@@ -176,14 +207,13 @@ class FlashPortraitModel:
                 "FlashPortrait (8x VAE, 2x2 patches)"
             )
         frames, size = video_frames(case.frames), case.resolution
-        motion = driving_sequence(case.driving_seed, frames)[None]
-        truth = render_video(identity_params([case.identity]), motion, size)[0].transpose(0, 1)
-        driving = truth
-        if case.driving_identity != case.identity:
-            driving = render_video(identity_params([case.driving_identity]), motion, size)
-            driving = driving[0].transpose(0, 1)
-        reference = truth[0]
-        features = driving_features(self.pdfgc, driving, self.landmarker(driving))
+        if self.cases is None:
+            reference, native, truth = world_case(case, frames)
+        else:
+            (reference, native), truth = real_case(self.cases, case, frames), None
+        # The released pipeline tracks and reads the driving video at its own size.
+        features = driving_features(self.pdfgc, native, self.landmarker(native))
+        driving = resize(native, size)
         encoder = self.portrait_encoder
         tokens = encoder(features[None].to(self.device, next(encoder.parameters()).dtype))
         index = case.identity % len(self.prompts)
@@ -212,19 +242,25 @@ class FlashPortraitModel:
     def decode(self, latents: Tensor) -> Tensor:
         return decode_latents(self.pipeline.vae, latents)
 
-    def identity_encoder(self) -> Callable[[Tensor], Tensor]:
+    def identity_encoder(self) -> Callable[[Tensor], Tensor] | None:
+        if self.cases is not None:
+            return None
         from reference_model.identity import load_identity_encoder
 
         return at_world_size(load_identity_encoder())
 
-    def expression_extractor(self) -> Callable[[Tensor], Tensor]:
+    def expression_extractor(self) -> Callable[[Tensor], Tensor] | None:
         """The world's extractor (eyes, brows, mouth), on frames brought to its 64 pixels."""
+        if self.cases is not None:
+            return None
         from reference_model.expression import load_expression_extractor
 
         extractor = load_expression_extractor()
         return at_world_size(lambda frames: extractor(frames)[:, 3:])
 
-    def pose_extractor(self) -> Callable[[Tensor], Tensor]:
+    def pose_extractor(self) -> Callable[[Tensor], Tensor] | None:
+        if self.cases is not None:
+            return None
         from reference_model.expression import load_expression_extractor
 
         extractor = load_expression_extractor()
@@ -232,6 +268,46 @@ class FlashPortraitModel:
 
     def weights(self) -> dict[str, str]:
         return dict(self.files)
+
+
+def world_case(case: CaseSpec, frames: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The reference image, driving video and truth of a world case, rendered at its resolution."""
+    from reference_model.world import driving_sequence, identity_params, render_video
+
+    motion = driving_sequence(case.driving_seed, frames)[None]
+    size = case.resolution
+    truth = render_video(identity_params([case.identity]), motion, size)[0].transpose(0, 1)
+    driving = truth
+    if case.driving_identity != case.identity:
+        driving = render_video(identity_params([case.driving_identity]), motion, size)
+        driving = driving[0].transpose(0, 1)
+    return truth[0], driving, truth
+
+
+def real_case(folders: list[Path], case: CaseSpec, frames: int) -> tuple[Tensor, Tensor]:
+    """Case ``identity``'s reference image at the case's size, and ``frames`` of case ``driving_identity``'s video."""
+    import imageio.v3 as iio
+
+    from flashbench.files import read_video
+
+    image_path = folders[case.identity % len(folders)] / REFERENCE
+    video_path = folders[case.driving_identity % len(folders)] / DRIVING
+    image = torch.from_numpy(iio.imread(image_path, mode="RGB").copy()).permute(2, 0, 1)
+    reference = resize(image[None].float() / 255, case.resolution)[0]
+    driving = read_video(video_path)
+    if len(driving) < frames:
+        raise ValueError(
+            f"{video_path} has {len(driving)} frames; case {case.id} needs {frames}: use a "
+            f"length of at most {len(driving)} frames"
+        )
+    return reference, driving[:frames]
+
+
+def resize(frames: Tensor, size: int) -> Tensor:
+    """``[T, 3, H, W]`` in [0, 1] -> ``size`` x ``size`` (antialiased bicubic; the release resizes with PIL's Lanczos)."""
+    if frames.shape[-2:] == (size, size):
+        return frames
+    return F.interpolate(frames, (size, size), mode="bicubic", antialias=True).clamp(0, 1)
 
 
 def to_uint8(image: Tensor) -> Tensor:
@@ -255,8 +331,9 @@ def load_flashportrait(
     variant: str = "code",
     config: str = "wan2.1-i2v-14b-720p",
     device: str = "cpu",
+    cases: str | None = None,
 ) -> FlashPortraitModel:
     """The ``flashportrait`` model (registry entry ``"flashbench.flashportrait_model:load_flashportrait"``)."""
-    check_flashportrait_args(weights, variant, config, device)
+    check_flashportrait_args(weights, variant, config, device, cases)
     folder, files = model_files(weights, hashes=True)
-    return FlashPortraitModel(folder, files, variant, config, device)
+    return FlashPortraitModel(folder, files, variant, config, device, cases)

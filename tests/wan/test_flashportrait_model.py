@@ -143,6 +143,59 @@ def test_bad_model_args_are_refused_with_the_choices(folder, args, message):
         check_flashportrait_args(str(folder), **args)
 
 
+@pytest.fixture(scope="module")
+def real_cases(tmp_path_factory):
+    """Two case folders as FlashPortrait's examples/case-N: a portrait and a 12-frame driving video."""
+    import imageio.v3 as iio
+
+    from flashbench.files import write_video
+
+    root = tmp_path_factory.mktemp("cases")
+    generator = torch.Generator().manual_seed(0)
+    for name in ("case-1", "case-2"):
+        (root / name).mkdir()
+        image = torch.rand(200, 180, 3, generator=generator)
+        iio.imwrite(root / name / "reference.png", (image * 255).to(torch.uint8).numpy())
+        write_video(root / name / "driven_video.mp4", torch.rand(12, 3, 160, 192), fps=25)
+    return root
+
+
+def test_real_cases_read_the_reference_and_the_drivers_video_and_have_no_truth(folder, real_cases):
+    import imageio.v3 as iio
+
+    from flashbench.files import read_video
+
+    model = models.build("flashportrait", weights=str(folder), cases=str(real_cases), **ARGS)
+    inputs = model.prepare(case(0, 1, frames=11))
+    assert inputs.ground_truth is None
+    assert inputs.latent_shape == (1, 4, 3, RESOLUTION // 8, RESOLUTION // 8)
+    image = torch.from_numpy(iio.imread(real_cases / "case-1" / "reference.png")).float() / 255
+    assert inputs.reference_image.shape == (3, RESOLUTION, RESOLUTION)
+    # Resized, the reference keeps its mean colour; the driver's video is case-2's, cut to 9 frames.
+    torch.testing.assert_close(
+        inputs.reference_image.mean((1, 2)), image.mean((0, 1)), atol=0.01, rtol=0
+    )
+    video = read_video(real_cases / "case-2" / "driven_video.mp4")
+    assert inputs.driving.shape == (9, 3, RESOLUTION, RESOLUTION)
+    torch.testing.assert_close(
+        inputs.driving.mean((1, 2, 3)), video[:9].mean((1, 2, 3)), atol=0.01, rtol=0
+    )
+    assert model.expression_extractor() is None and model.identity_encoder() is None
+    with pytest.raises(ValueError, match="has 12 frames; case c needs 13"):
+        model.prepare(case(0, 1, frames=13))
+
+
+def test_a_case_folder_without_its_video_is_refused_by_name(folder, real_cases, tmp_path):
+    import shutil
+
+    from flashbench.flashportrait_model import check_flashportrait_args
+
+    shutil.copytree(real_cases, tmp_path / "cases")
+    (tmp_path / "cases" / "case-2" / "driven_video.mp4").unlink()
+    with pytest.raises(ValueError, match=r"lacks case-2/driven_video\.mp4"):
+        check_flashportrait_args(str(folder), cases=str(tmp_path / "cases"))
+
+
 SUITE = """
 [suite]
 name = "flashportrait_tiny"
