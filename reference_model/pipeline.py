@@ -260,7 +260,12 @@ def _short(value: Any) -> str:
 
 
 def _train_command(path: Path, variant: str | None) -> str:
-    """The command that writes the checkpoint ``path`` (train_model exports ``<out>/dit_<config>.pt``)."""
+    """The command that writes the checkpoint ``path`` (train_model exports ``<out>/dit_<config>.pt``).
+
+    ``OUT/VARIANT/dit_small.pt`` is the NFEB ablation's layout: its driver trains all five alike.
+    """
+    if variant is not None and path.parent.name == variant and path.name == "dit_small.pt":
+        return f"python -m reference_model.train_nfeb {path.parent.parent}"
     config = path.stem.removeprefix("dit_") if path.stem.startswith("dit_") else "small"
     return (
         f"python -m reference_model.train_model --config {config} --nfeb {variant or 'VARIANT'} "

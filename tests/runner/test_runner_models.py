@@ -57,10 +57,7 @@ def test_missing_variant_checkpoint_is_a_validate_time_error_naming_file_and_com
     message = str(info.value)
     assert message.startswith("nfeb.toml: settings[1].model_args: weights file")
     assert str(missing) in message
-    assert (
-        f"python -m reference_model.train_model --config small --nfeb center --out {missing.parent}"
-        in message
-    )
+    assert f"python -m reference_model.train_nfeb {missing.parent.parent}" in message
 
 
 def test_checkpoint_of_another_variant_is_refused(add_checkpoint):
