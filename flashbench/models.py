@@ -244,6 +244,11 @@ models.register(
     "toy", ToyModel, doc="untrained toy denoiser on a world of coloured discs (tests, smoke runs)"
 )
 models.register(
+    "gmm",
+    "flashbench.gmm:GaussianMixtureModel",
+    doc="exact flow-matching velocity of per-pixel Gaussian mixtures: the ODE testbed with known solutions (components=)",
+)
+models.register(
     "reference",
     "reference_model.pipeline:load_reference",
     doc="FlashPortrait reference model trained on the synthetic portrait world (weights=, variant=)",
@@ -262,6 +267,7 @@ models.register(
 # model name: a function or a lazily imported ``"module:object"``; each returns the model's spec.
 _ARG_CHECKS: dict[str, Callable[..., ModelSpec] | str] = {
     "toy": check_toy_args,
+    "gmm": "flashbench.gmm:check_gmm_args",
     "reference": "reference_model.pipeline:check_reference_args",
     "wan": "flashbench.wan_model:check_wan_args",
     "flashportrait": "flashbench.flashportrait_model:check_flashportrait_args",
