@@ -19,6 +19,7 @@ from reports.leaderboard import leaderboard_table
 from reports.load import incomplete_units, load_run
 from reports.markdown import markdown_table, render_markdown
 from reports.plots import report_figures
+from reports.results import results
 from reports.sections import ReportInputs, report_sections
 from reports.seed_floor import floor_table
 from reports.tables import aggregate_rows, summary_table, timing_warnings
@@ -174,6 +175,12 @@ def _report_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _results_command(args: argparse.Namespace) -> int:
+    page = results(args.runs, args.out, n_boot=args.bootstrap)
+    print(f"wrote {page}")
+    return 0
+
+
 def _leaderboard_command(args: argparse.Namespace) -> int:
     table = leaderboard(args.runs, args.floor, args.out, n_boot=args.bootstrap)
     print(markdown_table(_rounded(table)))
@@ -198,13 +205,21 @@ def _gate_command(args: argparse.Namespace) -> int:
 
 
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``report``, ``leaderboard``, ``compare``, ``gate``; each sets ``func(args) -> int``."""
+    """Register ``report``, ``results``, ``leaderboard``, ``compare``, ``gate``; each sets ``func(args) -> int``."""
     sub = subparsers.add_parser("report", help="render report.md / report.html for a run")
     sub.add_argument("run", help="run directory")
     sub.add_argument("--out", default=None, help="output folder (default RUN/report)")
     sub.add_argument("--no-videos", action="store_true", help="skip the video grids")
     sub.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
     sub.set_defaults(func=_guarded(_report_command))
+
+    sub = subparsers.add_parser(
+        "results", help="the results page: the paper's claims decided by runs of the suites"
+    )
+    sub.add_argument("runs", nargs="+", help="run directories, one per suite")
+    sub.add_argument("--out", default="docs/results", help="folder of results.md and its figures")
+    sub.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
+    sub.set_defaults(func=_guarded(_results_command))
 
     sub = subparsers.add_parser("leaderboard", help="rank settings across runs of one protocol")
     sub.add_argument("runs", nargs="+", help="run directories of the same protocol")

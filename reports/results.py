@@ -1,0 +1,93 @@
+"""The results page: the paper's claims decided by runs of the shipped suites, then each run's tables and figures.
+
+``flashbench results RUN [RUN ...] --out docs/results`` writes ``results.md`` and ``figures/``.
+Each run is one suite; the page names the command that re-makes it. The narrative (what the
+verdicts mean) is written beside the generated page, not by it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from reports.claims import Evidence, claims_table
+from reports.load import Run, load_run
+from reports.markdown import render_markdown
+from reports.plots import report_figures
+from reports.sections import Figure, Section, manifest_table
+from reports.seed_floor import floor_table
+from reports.tables import aggregate_rows, quality_table, speed_table, summary_table
+
+
+def _evidence(runs: Sequence[Run], n_boot: int, seed: int) -> dict[str, Evidence]:
+    found: dict[str, Evidence] = {}
+    for run in runs:
+        if run.suite in found:
+            raise ValueError(
+                f"two runs of suite {run.suite!r} ({found[run.suite].run.path} and {run.path}); "
+                "give one run per suite"
+            )
+        summary = summary_table(run, n_boot=n_boot, seed=seed)
+        floors = floor_table(aggregate_rows(run.rows), run.baseline, n_boot=n_boot, seed=seed)
+        found[run.suite] = Evidence(run, summary, floors)
+    return found
+
+
+def _suite_sections(evidence: Evidence) -> list[Section]:
+    run, summary = evidence.run, evidence.summary
+    version = run.manifest.get("suite_version", "?")
+    figures = report_figures(run.rows, run.traces, summary)
+    return [
+        Section(
+            f"`{run.suite}` (v{version})",
+            note=f"Re-make with `flashbench run {run.suite} --out {run.path.name}`; baseline "
+            f"`{run.baseline}`. Means with bootstrap 95% CIs over cases x seeds.",
+            tables=(manifest_table(run),),
+        ),
+        Section("Speed", level=3, tables=(speed_table(summary, run.baseline),)),
+        Section("Quality", level=3, tables=(quality_table(summary, run.baseline),)),
+        *(
+            Section(
+                caption,
+                level=3,
+                figures=(Figure(name, caption, png, f"figures/{run.suite}_{name}.png"),),
+            )
+            for name, (caption, png) in figures.items()
+        ),
+    ]
+
+
+def results_sections(runs: Sequence[Run], *, n_boot: int = 2000, seed: int = 0) -> list[Section]:
+    """The page: the claims table over every run, then one section per run in the order given."""
+    evidence = _evidence(runs, n_boot, seed)
+    claims = claims_table(evidence)
+    counts = claims["verdict"].value_counts()
+    tally = ", ".join(f"{count} {verdict}" for verdict, count in counts.items())
+    sections = [
+        Section("FlashBench results: FlashPortrait's claims on the reference testbed", level=1),
+        Section(
+            "The paper's claims",
+            note=f"{len(claims)} claims ({tally}); each is decided on its suite's run with "
+            "95% CIs (`reports/data/claims.toml` states the test).",
+            tables=(claims,),
+        ),
+    ]
+    for run in runs:
+        sections += _suite_sections(evidence[run.suite])
+    return sections
+
+
+def results(
+    runs: Sequence[str | Path], out: str | Path, *, n_boot: int = 2000, seed: int = 0
+) -> Path:
+    """Write ``out/results.md`` and its figures from the run directories; return the page's path."""
+    if not runs:
+        raise ValueError("give at least one run directory (one per suite)")
+    folder = Path(out)
+    page = folder / "results.md"
+    sections = results_sections([load_run(r) for r in runs], n_boot=n_boot, seed=seed)
+    for figure in (f for section in sections for f in section.figures):
+        (folder / figure.path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / figure.path).write_bytes(figure.png)
+    page.write_text(render_markdown(sections), encoding="utf-8")
+    return page
