@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from flashbench.cases import CaseSpec
 from flashbench.denoiser import Cond, run_layers
-from flashbench.models import WORLD_SPLITS, CaseInputs, ModelSpec
+from flashbench.models import WORLD_SPLITS, CaseInputs, ModelSpec, WithoutInstruments
 from flashbench.toy import sigma_features
 
 MIXTURE = "mixture"
@@ -117,7 +117,7 @@ def check_gmm_args(components: int = 8) -> ModelSpec:
     return ModelSpec(WORLD_SPLITS, GaussianMixtureModel.fps, GaussianMixtureModel.cond_keys)
 
 
-class GaussianMixtureModel:
+class GaussianMixtureModel(WithoutInstruments):
     """Cases of per-pixel palette mixtures (a case's identity seeds its palette) under the exact velocity."""
 
     name = "gmm"
@@ -143,17 +143,10 @@ class GaussianMixtureModel:
     def decode(self, latents: Tensor) -> Tensor:
         return ((latents[0].transpose(0, 1).float() + 1) / 2).clamp(0, 1)
 
-    def identity_encoder(self) -> Callable[[Tensor], Tensor] | None:
-        return None
-
-    def expression_extractor(self) -> Callable[[Tensor], Tensor] | None:
-        return None
-
-    def pose_extractor(self) -> Callable[[Tensor], Tensor] | None:
-        return None
-
     def weights(self) -> dict[str, str]:
-        return {f"gmm(components={self.components})": hashlib.sha256(b"closed form").hexdigest()}
+        # No weights: the formula's version and the components stand for them.
+        recipe = f"flashbench.gmm v1, components={self.components}"
+        return {"gmm": hashlib.sha256(recipe.encode()).hexdigest()}
 
 
 def gaussian_solution(x1: Tensor, sigma: float, mean: Tensor, std: float) -> Tensor:

@@ -69,6 +69,19 @@ class PortraitModel(Protocol):
     def weights(self) -> dict[str, str]: ...
 
 
+class WithoutInstruments:
+    """For models whose cases show no world face: the metrics that need its instruments are refused by name."""
+
+    def identity_encoder(self) -> Callable[[Tensor], Tensor] | None:
+        return None
+
+    def expression_extractor(self) -> Callable[[Tensor], Tensor] | None:
+        return None
+
+    def pose_extractor(self) -> Callable[[Tensor], Tensor] | None:
+        return None
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """What a suite is checked against before its model is built (``check_model_args``)."""

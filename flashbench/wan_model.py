@@ -11,14 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from flashbench.cases import CaseSpec
-from flashbench.models import WORLD_SPLITS, CaseInputs, ModelSpec
+from flashbench.models import WORLD_SPLITS, CaseInputs, ModelSpec, WithoutInstruments
 from flashbench.wan import COND_KEYS, WanDenoiser, wan_cond
 
 ENV = "FLASHBENCH_WAN"
@@ -131,7 +131,7 @@ def check_wan_args(
     return ModelSpec(WORLD_SPLITS, WanModel.fps, COND_KEYS, resolution_step=RESOLUTION_STEP)
 
 
-class WanModel:
+class WanModel(WithoutInstruments):
     """Wan text-to-video from a verified folder: case ``identity`` picks a prompt of ``prompts.safetensors``."""
 
     name = "wan"
@@ -179,15 +179,6 @@ class WanModel:
 
     def decode(self, latents: Tensor) -> Tensor:
         return decode_latents(self.vae, latents)
-
-    def identity_encoder(self) -> Callable[[Tensor], Tensor] | None:
-        return None
-
-    def expression_extractor(self) -> Callable[[Tensor], Tensor] | None:
-        return None
-
-    def pose_extractor(self) -> Callable[[Tensor], Tensor] | None:
-        return None
 
     def weights(self) -> dict[str, str]:
         return dict(self.files)
