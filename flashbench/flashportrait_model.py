@@ -24,6 +24,7 @@ the 14B model is never allocated twice.
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -67,8 +68,9 @@ COND_KEYS = (PROMPT, NEGATIVE_PROMPT, IMAGE, PORTRAIT)
 REFERENCE, DRIVING = "reference.png", "driven_video.mp4"
 # Wan's VAE is 8x in space and the transformer's patches 2x2.
 RESOLUTION_STEP = 16
-# The world's own instruments (identity, expression, pose) read frames at its native size.
-WORLD_SIZE = 64
+# The synthetic world's cases and instruments, named and imported lazily as models are, so
+# that flashbench never imports reference_model.
+WORLD = "reference_model.world_cases"
 
 
 def released_folder(weights: str | None = None) -> Path:
@@ -195,6 +197,7 @@ class FlashPortraitModel:
         self.landmarker = FaceLandmarker(folder / "face_det.onnx", folder / "face_landmark.onnx")
         self.pdfgc = load_pdfgc(folder / "pd_fpg.pth", device)
         self.cases = None if cases is None else case_folders(cases)
+        self._instruments: dict[str, Callable[[Tensor], Tensor]] | None = None
 
     @torch.no_grad()
     def prepare(self, case: CaseSpec) -> CaseInputs:
@@ -208,7 +211,7 @@ class FlashPortraitModel:
             )
         frames, size = video_frames(case.frames), case.resolution
         if self.cases is None:
-            reference, native, truth = world_case(case, frames)
+            reference, native, truth = importlib.import_module(WORLD).render_case(case, frames)
         else:
             (reference, native), truth = real_case(self.cases, case, frames), None
         # The released pipeline tracks and reads the driving video at its own size.
@@ -242,46 +245,26 @@ class FlashPortraitModel:
     def decode(self, latents: Tensor) -> Tensor:
         return decode_latents(self.pipeline.vae, latents)
 
-    def identity_encoder(self) -> Callable[[Tensor], Tensor] | None:
+    def instrument(self, name: str) -> Callable[[Tensor], Tensor] | None:
+        """The world's instrument ``name`` (on frames of any size); real cases have none."""
         if self.cases is not None:
             return None
-        from reference_model.identity import load_identity_encoder
+        if self._instruments is None:
+            self._instruments = importlib.import_module(WORLD).instruments()
+        return self._instruments[name]
 
-        return at_world_size(load_identity_encoder())
+    def identity_encoder(self) -> Callable[[Tensor], Tensor] | None:
+        return self.instrument("identity_encoder")
 
     def expression_extractor(self) -> Callable[[Tensor], Tensor] | None:
-        """The world's extractor (eyes, brows, mouth), on frames brought to its 64 pixels."""
-        if self.cases is not None:
-            return None
-        from reference_model.expression import load_expression_extractor
-
-        extractor = load_expression_extractor()
-        return at_world_size(lambda frames: extractor(frames)[:, 3:])
+        """The world's extractor (eyes, brows, mouth)."""
+        return self.instrument("expression_extractor")
 
     def pose_extractor(self) -> Callable[[Tensor], Tensor] | None:
-        if self.cases is not None:
-            return None
-        from reference_model.expression import load_expression_extractor
-
-        extractor = load_expression_extractor()
-        return at_world_size(lambda frames: extractor(frames)[:, :3])
+        return self.instrument("pose_extractor")
 
     def weights(self) -> dict[str, str]:
         return dict(self.files)
-
-
-def world_case(case: CaseSpec, frames: int) -> tuple[Tensor, Tensor, Tensor]:
-    """The reference image, driving video and truth of a world case, rendered at its resolution."""
-    from reference_model.world import driving_sequence, identity_params, render_video
-
-    motion = driving_sequence(case.driving_seed, frames)[None]
-    size = case.resolution
-    truth = render_video(identity_params([case.identity]), motion, size)[0].transpose(0, 1)
-    driving = truth
-    if case.driving_identity != case.identity:
-        driving = render_video(identity_params([case.driving_identity]), motion, size)
-        driving = driving[0].transpose(0, 1)
-    return truth[0], driving, truth
 
 
 def real_case(folders: list[Path], case: CaseSpec, frames: int) -> tuple[Tensor, Tensor]:
@@ -313,17 +296,6 @@ def resize(frames: Tensor, size: int) -> Tensor:
 def to_uint8(image: Tensor) -> Tensor:
     """``[3, H, W]`` in [0, 1] -> uint8 ``[H, W, 3]``, what CLIP's image processor takes unrescaled."""
     return (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu()
-
-
-def at_world_size(extract: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
-    """``extract`` on frames area-resized to the world's 64 pixels."""
-
-    def run(frames: Tensor) -> Tensor:
-        if frames.shape[-1] != WORLD_SIZE:
-            frames = F.interpolate(frames, size=(WORLD_SIZE, WORLD_SIZE), mode="area")
-        return extract(frames)
-
-    return run
 
 
 def load_flashportrait(

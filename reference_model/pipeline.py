@@ -181,29 +181,23 @@ class ReferencePortraitModel:
     def prepare(self, case):
         """Reference frame, driving video, ground truth and conditioning of one suite case."""
         from reference_model.dit import make_cond
-        from reference_model.world import driving_sequence, identity_params, render_video
+        from reference_model.world_cases import render_case
 
         size = self.pixels_per_latent * self.denoiser.config.latent_size
         if case.resolution != size:
             raise ValueError(
                 f"resolution={case.resolution}: the reference model runs at {size}; set resolution = {size}"
             )
-        motion = driving_sequence(case.driving_seed, case.frames)[None]
-        truth = render_video(identity_params([case.identity]), motion, size)
-        driving = truth
-        if case.driving_identity != case.identity:
-            driving = render_video(identity_params([case.driving_identity]), motion, size)
+        reference, driving, truth = render_case(case)
         with torch.no_grad():
             reference_latent = self.denoiser.normalize_latent(
-                encode_video(self.autoencoder, truth[:, :, :1])
+                encode_video(self.autoencoder, reference[None, :, None])
             )[:, :, 0]
-            expression = extract_video(self.extractor, driving)
+            expression = extract_video(self.extractor, driving.transpose(0, 1)[None])
         cond = make_cond(reference_latent, expression)
         cfg = self.denoiser.config
         shape = (1, cfg.latent_channels, case.frames, cfg.latent_size, cfg.latent_size)
-        return CaseInputs(
-            cond, shape, truth[0, :, 0], truth[0].transpose(0, 1), driving[0].transpose(0, 1)
-        )
+        return CaseInputs(cond, shape, reference, truth, driving)
 
     def decode(self, latents: Tensor) -> Tensor:
         """Frames ``[T, 3, H, W]`` of the first video of normalised latents ``[B, C, T, h, w]``."""
