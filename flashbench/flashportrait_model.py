@@ -160,6 +160,7 @@ class FlashPortraitModel:
         device: str,
         cases: str | None = None,
     ) -> None:
+        from accelerate import init_empty_weights
         from diffusers import AutoencoderKLWan, WanImageToVideoPipeline
         from safetensors.torch import load_file
         from transformers import CLIPImageProcessor, CLIPVisionModel
@@ -168,8 +169,6 @@ class FlashPortraitModel:
         from flashbench.pdfgc import load_pdfgc
 
         self.folder, self.files, self.device = folder, files, torch.device(device)
-        from accelerate import init_empty_weights
-
         # Parameters empty, for the released tensors to fill; buffers real: the rotary tables
         # are computed, not released.
         with init_empty_weights(include_buffers=False):
