@@ -9,7 +9,7 @@ drives its portrait encoder with them, released as ``pd_fpg.pth``. Per frame the
 
 Facts read from the public code (Francis-Rings/FlashPortrait at c72d9de, ``wan/models/pdf.py``
 and ``infer.py``): module names and widths, the template, the landmark indices, the cubic warp,
-the RGB [-1, 1] input and the concatenation order. ``cv2`` and ``scikit-image`` (the ``real``
+the RGB [-1, 1] input and the concatenation order. ``cv2`` and ``scikit-image`` (the ``flashportrait``
 extra) are imported only where a crop is made.
 """
 
