@@ -274,7 +274,7 @@ models.register(
 models.register(
     "flashportrait",
     "flashbench.flashportrait_model:load_flashportrait",
-    doc="FlashPortrait's released files on diffusers' Wan2.1-I2V with NFEB (weights=, variant=, config=, dtype=, device=; docs/wan.md)",
+    doc="FlashPortrait's released files on diffusers' Wan2.1-I2V with NFEB (weights=, variant=, config=, device=, cases=; docs/wan.md)",
 )
 # What can be checked of a model's parameters before it is built (sizes, files, variants), by
 # model name: a function or a lazily imported ``"module:object"``; each returns the model's spec.
