@@ -63,8 +63,13 @@ def results_sections(runs: Sequence[Run], *, n_boot: int = 2000, seed: int = 0) 
     claims = claims_table(evidence)
     counts = claims["verdict"].value_counts()
     tally = ", ".join(f"{count} {verdict}" for verdict, count in counts.items())
+    remake = " ".join(run.path.name for run in runs)
     sections = [
-        Section("FlashBench results: FlashPortrait's claims on the reference testbed", level=1),
+        Section(
+            "FlashBench results: FlashPortrait's claims on the reference testbed",
+            level=1,
+            note=f"Made by `flashbench results {remake}` from the run directories below.",
+        ),
         Section(
             "The paper's claims",
             note=f"{len(claims)} claims ({tally}); each is decided on its suite's run with "
