@@ -144,8 +144,11 @@ def _check(claim: Claim, evidence: Evidence) -> tuple[str, str] | None:
 
 
 def _dominates(claim: Claim, evidence: Evidence) -> tuple[str, str] | None:
-    """No more full passes than ``versus`` and a better metric (its direction from the rows)."""
-    cost = [_mean_ci(evidence, s, "speedup_nfe") for s in (claim.setting, claim.versus)]
+    """No more full passes than ``versus`` and a better metric (its direction from the rows).
+
+    Cheaper and worse, or dearer and better, is a trade-off, not dominance either way: undecided.
+    """
+    cost = [_mean_ci(evidence, s, "nfe") for s in (claim.setting, claim.versus)]
     quality = _paired(evidence, claim)
     if None in cost or quality is None:
         return None
@@ -156,12 +159,14 @@ def _dominates(claim: Claim, evidence: Evidence) -> tuple[str, str] | None:
     higher = bool(rows[rows["metric"] == metric]["higher_is_better"].iloc[0])
     gain_low, gain_high = (low, high) if higher else (-high, -low)
     ours = (
-        f"{mine:.2g}x vs {theirs:.2g}x fewer passes; {claim.metric} {diff:+.3g} "
+        f"{mine:.3g} vs {theirs:.3g} full passes; {claim.metric} {diff:+.3g} "
         f"[{low:+.3g}, {high:+.3g}]"
     )
-    if mine < theirs or gain_high < 0:
+    if gain_high < 0 and mine >= theirs:
         return ours, FAILS
-    return ours, REPRODUCES if gain_low > 0 else UNDECIDED
+    if gain_low > 0 and mine <= theirs:
+        return ours, REPRODUCES
+    return ours, UNDECIDED
 
 
 def claims_table(evidence: dict[str, Evidence], claims: list[Claim] | None = None) -> pd.DataFrame:

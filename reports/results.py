@@ -1,6 +1,7 @@
 """The results page: the paper's claims decided by runs of the shipped suites, then each run's tables and figures.
 
-``flashbench results RUN [RUN ...] --out docs/results`` writes ``results.md`` and ``figures/``.
+``flashbench results RUN [RUN ...] --out docs/results`` writes ``results.md`` (and a
+self-contained ``results.html``) with ``figures/``.
 Each run is one suite; the page names the command that re-makes it. The narrative (what the
 verdicts mean) is written beside the generated page, not by it.
 """
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reports.claims import Evidence, claims_table
+from reports.html import render_html
 from reports.load import Run, load_run
 from reports.markdown import render_markdown
 from reports.plots import report_figures
@@ -85,7 +87,7 @@ def results_sections(runs: Sequence[Run], *, n_boot: int = 2000, seed: int = 0) 
 def results(
     runs: Sequence[str | Path], out: str | Path, *, n_boot: int = 2000, seed: int = 0
 ) -> Path:
-    """Write ``out/results.md`` and its figures from the run directories; return the page's path."""
+    """Write ``out/results.md``, ``out/results.html`` and the figures from the run directories; return the Markdown page's path."""
     if not runs:
         raise ValueError("give at least one run directory (one per suite)")
     folder = Path(out)
@@ -95,4 +97,5 @@ def results(
         (folder / figure.path).parent.mkdir(parents=True, exist_ok=True)
         (folder / figure.path).write_bytes(figure.png)
     page.write_text(render_markdown(sections), encoding="utf-8")
+    (folder / "results.html").write_text(render_html(sections), encoding="utf-8")
     return page
