@@ -409,8 +409,8 @@ def is_expression_branch(key: str) -> bool:
 def reset_expression_branch(model: PortraitDiT, seed: int) -> None:
     """Re-initialise the expression branch as a fresh model seeded with ``seed`` would hold it; the rest stays.
 
-    The paper trains its portrait encoder and NFEB projections anew on a pretrained Wan backbone
-    (Sec. 3.2); the NFEB ablation does the same from the shipped backbone, so that no variant
+    The paper trains its portrait encoder and NFEB projections anew on a pretrained Wan
+    backbone; the NFEB ablation does the same from the shipped backbone, so that no variant
     starts from weights trained under another variant's formula.
     """
     with torch.random.fork_rng(devices=[]):

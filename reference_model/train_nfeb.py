@@ -1,6 +1,6 @@
 """Train the NFEB ablation's five checkpoints on the CPU: ``python -m reference_model.train_nfeb [OUT] [PARALLEL]``.
 
-FlashPortrait (arXiv 2512.16900, Sec. 4.3) fine-tunes each NFEB variant from one pretrained
+FlashPortrait (arXiv 2512.16900) fine-tunes each NFEB variant from one pretrained
 backbone. Here every variant starts from the shipped DiT with its expression branch (portrait
 encoder, NFEB expression projections) re-initialised from one seed (``train_model
 --reset-expression-branch``), trains on one pool with the same crops, steps and seed, and
