@@ -17,8 +17,8 @@ import pandas as pd
 
 from reports.compare import paired_diff_ci
 from reports.load import Run
-from reports.seed_floor import BEYOND, WITHIN
-from reports.tables import aggregate_rows
+from reports.seed_floor import BEYOND, WITHIN, floor_table
+from reports.tables import aggregate_rows, direction_of, summary_table
 
 CLAIMS_FILE = Path(__file__).parent / "data" / "claims.toml"
 REPRODUCES, FAILS, UNDECIDED, UNMEASURED = (
@@ -54,11 +54,18 @@ def load_claims(path: Path = CLAIMS_FILE) -> list[Claim]:
 
 @dataclass(frozen=True)
 class Evidence:
-    """What a suite's run says: its summary (reports.tables), seed floors and per-unit rows."""
+    """What a suite's run says: its summary (reports.tables), one value per unit, and seed floors."""
 
     run: Run
     summary: pd.DataFrame
+    units: pd.DataFrame  # reports.tables.aggregate_rows of the run
     floors: pd.DataFrame
+
+    @classmethod
+    def of(cls, run: Run, *, n_boot: int = 2000, seed: int = 0) -> Evidence:
+        units = aggregate_rows(run.rows)
+        floors = floor_table(units, run.baseline, n_boot=n_boot, seed=seed)
+        return cls(run, summary_table(run, n_boot=n_boot, seed=seed), units, floors)
 
 
 def _mean_ci(evidence: Evidence, setting: str, label: str) -> tuple[float, float, float] | None:
@@ -78,7 +85,7 @@ def _mean_ci(evidence: Evidence, setting: str, label: str) -> tuple[float, float
 
 def _paired(evidence: Evidence, claim: Claim) -> tuple[float, float, float, float] | None:
     """setting - versus on the units both measured: diff, low, high, and the versus mean."""
-    rows = aggregate_rows(evidence.run.rows)
+    rows = evidence.units
     metric, _, reference = claim.metric.partition("@")
     chosen = rows[(rows["metric"] == metric) & (rows["reference"] == reference)]
     found = paired_diff_ci(
@@ -154,9 +161,9 @@ def _dominates(claim: Claim, evidence: Evidence) -> tuple[str, str] | None:
         return None
     mine, theirs = (c[0] for c in cost)
     diff, low, high, _ = quality
-    rows = evidence.run.rows
+    rows = evidence.units
     metric = claim.metric.partition("@")[0]
-    higher = bool(rows[rows["metric"] == metric]["higher_is_better"].iloc[0])
+    higher = direction_of(rows[rows["metric"] == metric]["higher_is_better"].iloc[0])
     gain_low, gain_high = (low, high) if higher else (-high, -low)
     ours = (
         f"{mine:.3g} vs {theirs:.3g} full passes; {claim.metric} {diff:+.3g} "

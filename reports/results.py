@@ -17,8 +17,7 @@ from reports.load import Run, load_run
 from reports.markdown import render_markdown
 from reports.plots import report_figures
 from reports.sections import Figure, Section, manifest_table
-from reports.seed_floor import floor_table
-from reports.tables import aggregate_rows, quality_table, speed_table, summary_table
+from reports.tables import quality_table, speed_table
 
 
 def _evidence(runs: Sequence[Run], n_boot: int, seed: int) -> dict[str, Evidence]:
@@ -29,9 +28,7 @@ def _evidence(runs: Sequence[Run], n_boot: int, seed: int) -> dict[str, Evidence
                 f"two runs of suite {run.suite!r} ({found[run.suite].run.path} and {run.path}); "
                 "give one run per suite"
             )
-        summary = summary_table(run, n_boot=n_boot, seed=seed)
-        floors = floor_table(aggregate_rows(run.rows), run.baseline, n_boot=n_boot, seed=seed)
-        found[run.suite] = Evidence(run, summary, floors)
+        found[run.suite] = Evidence.of(run, n_boot=n_boot, seed=seed)
     return found
 
 

@@ -19,15 +19,12 @@ from reports.claims import (
 )
 from reports.load import load_run
 from reports.results import results
-from reports.seed_floor import BEYOND, WITHIN, floor_table
-from reports.tables import aggregate_rows, summary_table
+from reports.seed_floor import BEYOND, WITHIN
 
 
 def evidence_of(path) -> dict[str, Evidence]:
     run = load_run(path)
-    summary = summary_table(run, n_boot=200)
-    floors = floor_table(aggregate_rows(run.rows), run.baseline, n_boot=200)
-    return {run.suite: Evidence(run, summary, floors)}
+    return {run.suite: Evidence.of(run, n_boot=200)}
 
 
 def verdict(claim: Claim, evidence: dict[str, Evidence]) -> str:
