@@ -9,7 +9,7 @@ Gaussians (a case's palette). With x_sigma = (1 - sigma) x0 + sigma eps, each co
 
 so the velocity E[eps - x0 | x] is their difference averaged over the posterior of k (the
 mixture's responsibilities): exact, with no network and no training (Lipman et al. 2023,
-arXiv 2210.02747, Sec. 4.1 for the conditional paths). The case's mixture weights are its
+arXiv 2210.02747, for the conditional paths). The case's mixture weights are its
 condition; dropping them (``Guidance(drop=("mixture",))``) leaves uniform weights, so emotion-
 CFG-like guidance has an exact field too. The denoiser is one block (adding the velocity to a
 stream that starts at zero) and an identity head: layer-level caches act on the whole velocity
