@@ -52,6 +52,13 @@ class ExportEMA(Callback):
         export_weights(module.ema, self.path, trainer.global_step)
 
 
+def reached_max_steps(export: Path, max_steps: int) -> bool:
+    """Whether ``export`` holds weights trained to ``max_steps`` (False with no step cap)."""
+    if max_steps < 0 or not export.is_file():
+        return False
+    return torch.load(export, map_location="cpu", weights_only=True)["step"] >= max_steps
+
+
 def pca_encoder(videos: torch.Tensor, channels: int = 4, patch: int = 4) -> Callable:
     """A linear stand-in autoencoder: the top principal components of ``patch`` x ``patch`` RGB patches.
 
@@ -304,6 +311,12 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"{flag} {value} must be >= 0 (0 turns weighting off)")
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO)
+    export = args.out / f"dit_{args.config}.pt"
+    if reached_max_steps(export, args.max_steps):
+        # Re-running a finished run must leave its export as it is: a resume from an earlier
+        # checkpoint would retrain the tail on another crop stream and replace the weights.
+        log.info("%s is already trained to --max-steps %d; nothing to do", export, args.max_steps)
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(args.seed)
     on_gpu = args.accelerator == "gpu" or (args.accelerator == "auto" and torch.cuda.is_available())
@@ -418,7 +431,9 @@ def main(argv: list[str] | None = None) -> None:
         enable_model_summary=False,
     )
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None)
-    export_weights(module.ema, args.out / f"dit_{args.config}.pt", trainer.global_step)
+    # Checkpoints are timed, so the last one can lag the end: save it, so a resume starts here.
+    trainer.save_checkpoint(last)
+    export_weights(module.ema, export, trainer.global_step)
 
 
 if __name__ == "__main__":

@@ -81,6 +81,23 @@ def test_exported_weights_round_trip(tmp_path):
         torch.testing.assert_close(a, b, msg=k)
 
 
+def test_rerunning_a_finished_run_leaves_its_export_alone(tmp_path):
+    from reference_model.train_model import main, reached_max_steps
+
+    out = tmp_path / "run"
+    export = out / "dit_tiny.pt"
+    assert not reached_max_steps(export, 10)
+    export_weights(build_model("tiny"), export, step=9)
+    assert not reached_max_steps(export, 10)
+    assert not reached_max_steps(export, -1)  # no step cap: the time budget decides
+    export_weights(build_model("tiny"), export, step=10)
+    assert reached_max_steps(export, 10)
+    before = export.read_bytes()
+    main(["--out", str(out), "--config", "tiny", "--max-steps", "10", "--clips", "2"])
+    assert export.read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == ["dit_tiny.pt"]  # nothing rendered or trained
+
+
 def test_shipped_checkpoint_loads_and_samples_deterministically_per_seed():
     assert DEFAULT_WEIGHTS.exists(), f"{DEFAULT_WEIGHTS} must ship with the repository"
     model = load_reference_model()
