@@ -39,7 +39,7 @@ def _suite_sections(evidence: Evidence) -> list[Section]:
     return [
         Section(
             f"`{run.suite}` (v{version})",
-            note=f"Re-make with `flashbench run {run.suite} --out {run.path.name}`; baseline "
+            note=f"Re-make with `flashbench run {run.suite} --out {run.path}`; baseline "
             f"`{run.baseline}`. Means with bootstrap 95% CIs over cases x seeds.",
             tables=(manifest_table(run),),
         ),
@@ -56,18 +56,20 @@ def _suite_sections(evidence: Evidence) -> list[Section]:
     ]
 
 
-def results_sections(runs: Sequence[Run], *, n_boot: int = 2000, seed: int = 0) -> list[Section]:
-    """The page: the claims table over every run, then one section per run in the order given."""
+def results_sections(
+    runs: Sequence[Run], out: Path, *, n_boot: int = 2000, seed: int = 0
+) -> list[Section]:
+    """The page written to ``out``: the claims table over every run, then one section per run in the order given."""
     evidence = _evidence(runs, n_boot, seed)
     claims = claims_table(evidence)
     counts = claims["verdict"].value_counts()
     tally = ", ".join(f"{count} {verdict}" for verdict, count in counts.items())
-    remake = " ".join(run.path.name for run in runs)
+    remake = " ".join(str(run.path) for run in runs)
     sections = [
         Section(
             "FlashBench results: FlashPortrait's claims on the reference testbed",
             level=1,
-            note=f"Made by `flashbench results {remake}` from the run directories below.",
+            note=f"Made by `flashbench results {remake} --out {out}` from the run directories below.",
         ),
         Section(
             "The paper's claims",
@@ -89,7 +91,7 @@ def results(
         raise ValueError("give at least one run directory (one per suite)")
     folder = Path(out)
     page = folder / "results.md"
-    sections = results_sections([load_run(r) for r in runs], n_boot=n_boot, seed=seed)
+    sections = results_sections([load_run(r) for r in runs], folder, n_boot=n_boot, seed=seed)
     for figure in (f for section in sections for f in section.figures):
         (folder / figure.path).parent.mkdir(parents=True, exist_ok=True)
         (folder / figure.path).write_bytes(figure.png)

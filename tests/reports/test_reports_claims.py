@@ -138,7 +138,10 @@ def test_results_page_holds_the_claims_and_each_runs_tables_and_figures(
     text = page.read_text()
     assert text.startswith("# FlashBench results")
     assert "| suite | claim | paper | ours | verdict |" in text
-    assert "`golden` (v1)" in text and "flashbench run golden" in text
+    assert "`golden` (v1)" in text
+    # the commands that re-make the run and the page, with the paths given
+    assert f"flashbench run golden --out {discriminating_run}" in text
+    assert f"flashbench results {discriminating_run} --out {tmp_path / 'results'}" in text
     figures = sorted(p.name for p in (tmp_path / "results" / "figures").iterdir())
     assert figures and all(name.startswith("golden_") for name in figures)
     assert all(f"figures/{name}" in text for name in figures)
