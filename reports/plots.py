@@ -10,7 +10,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from reports.load import RESEEDED
-from reports.tables import quality_labels
+from reports.tables import ARROWS, SPEED_METRICS, quality_labels
 
 # Pareto panels: quality against the ground truth, the baseline (with its seed floor) and the
 # reference image (identity), and the temporal figures; per-part expression rows are tabled.
@@ -177,6 +177,41 @@ def steps_figure(traces: pd.DataFrame) -> Figure | None:
     return figure
 
 
+def length_figure(rows: pd.DataFrame) -> Figure | None:
+    """Each quality metric over the whole video against video length, one line per setting.
+
+    Drawn when the run has videos of at least two lengths (the long-video suite's drift in
+    identity and expression as the video grows).
+    """
+    videos = rows[rows["frame"].isna() & ~rows["metric"].isin(SPEED_METRICS)]
+    if videos["frames"].nunique() < 2:
+        return None
+    videos = videos.assign(
+        label=videos["metric"] + videos["reference"].map(lambda r: f"@{r}" if r else "")
+    )
+    labels = sorted(set(videos["label"]))
+    columns = min(3, len(labels))
+    lines = -(-len(labels) // columns)
+    figure = _figure(4.2 * columns, 3.2 * lines)
+    axes = figure.subplots(lines, columns, squeeze=False).ravel()
+    for ax, label in zip(axes, labels, strict=False):
+        data = videos[videos["label"] == label]
+        for setting, group in data.groupby("setting"):
+            stats = group.groupby("frames")["value"].agg(["mean", "std", "count"])
+            half = 1.96 * stats["std"].fillna(0.0) / np.sqrt(stats["count"])
+            ax.errorbar(stats.index, stats["mean"], yerr=half, marker="o", capsize=3, label=setting)
+        higher = data["higher_is_better"].iloc[0]
+        arrow = "" if pd.isna(higher) else f" {ARROWS[bool(higher)]}"
+        ax.set_xlabel("video length (frames)")
+        ax.set_ylabel(f"{label}{arrow}")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    for ax in axes[len(labels) :]:
+        ax.set_visible(False)
+    figure.suptitle("Quality vs video length (mean and 95% normal band over cases and seeds)")
+    return figure
+
+
 def scaling_figure(rows: pd.DataFrame) -> Figure | None:
     """Peak memory and wall time against video length (frames), one line per setting."""
     speed = rows[rows["metric"].isin(["peak_bytes", "wall_seconds"]) & rows["frame"].isna()]
@@ -210,6 +245,7 @@ FIGURES = {
     "flicker": "Background flicker (excess noise std) vs frame transition",
     "steps": "Computed vs predicted steps per stepper",
     "scaling": "Memory and time vs video length",
+    "length": "Quality vs video length",
 }
 
 
@@ -224,6 +260,7 @@ def report_figures(rows: pd.DataFrame, traces: pd.DataFrame, summary: pd.DataFra
         "flicker": drift_figure(rows, "background_noise"),
         "steps": steps_figure(traces),
         "scaling": scaling_figure(rows),
+        "length": length_figure(rows),
     }
     return {
         name: (FIGURES[name], figure_png(fig)) for name, fig in built.items() if fig is not None

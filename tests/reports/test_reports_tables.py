@@ -128,3 +128,27 @@ def test_memory_frontier_is_drawn_only_where_caches_differ(discriminating_run):
     same = summary.copy()
     same.loc[same["metric"] == "cache_bytes", "mean"] = 5.0
     assert memory_figure(same) is None
+
+
+def test_length_figure_plots_each_settings_mean_per_length_only_when_lengths_differ():
+    import pandas as pd
+
+    from reports.plots import length_figure
+
+    def row(setting, frames, value, metric="aed", reference="driving"):
+        return {
+            "setting": setting, "frames": frames, "metric": metric, "reference": reference,
+            "value": value, "higher_is_better": False, "frame": pd.NA,
+        }  # fmt: skip
+
+    rows = pd.DataFrame(
+        [row("full", 16, v) for v in (0.1, 0.3)]
+        + [row("full", 160, 0.5), row("sliding", 16, 0.2), row("sliding", 160, 0.4)]
+        + [row("full", 16, 9.0, metric="wall_seconds", reference="")]  # speed: not drawn
+    )
+    figure = length_figure(rows)
+    (ax,) = [a for a in figure.axes if a.get_visible()]
+    assert ax.get_ylabel() == "aed@driving ↓"
+    drawn = {bars.get_label(): list(bars.lines[0].get_ydata()) for bars in ax.containers}
+    assert drawn == {"full": pytest.approx([0.2, 0.5]), "sliding": pytest.approx([0.2, 0.4])}
+    assert length_figure(rows[rows["frames"] == 16]) is None
