@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from reports.load import RESEEDED
 from reports.tables import ARROWS, SPEED_METRICS, quality_labels
@@ -190,6 +191,9 @@ def length_figure(rows: pd.DataFrame) -> Figure | None:
         label=videos["metric"] + videos["reference"].map(lambda r: f"@{r}" if r else "")
     )
     labels = sorted(set(videos["label"]))
+    # One colour per setting in every panel: some panels lack a setting (the baseline has no
+    # seams and no @baseline figure), and the one legend must hold for all of them.
+    colours = {setting: f"C{i % 10}" for i, setting in enumerate(sorted(set(videos["setting"])))}
     columns = min(3, len(labels))
     lines = -(-len(labels) // columns)
     figure = _figure(4.2 * columns, 3.2 * lines)
@@ -199,13 +203,17 @@ def length_figure(rows: pd.DataFrame) -> Figure | None:
         for setting, group in data.groupby("setting"):
             stats = group.groupby("frames")["value"].agg(["mean", "std", "count"])
             half = 1.96 * stats["std"].fillna(0.0) / np.sqrt(stats["count"])
-            ax.errorbar(stats.index, stats["mean"], yerr=half, marker="o", capsize=3, label=setting)
+            ax.errorbar(
+                stats.index, stats["mean"], yerr=half, marker="o", capsize=3, label=setting,
+                color=colours[setting],
+            )  # fmt: skip
         higher = data["higher_is_better"].iloc[0]
         arrow = "" if pd.isna(higher) else f" {ARROWS[bool(higher)]}"
         ax.set_xlabel("video length (frames)")
         ax.set_ylabel(f"{label}{arrow}")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    handles = [Line2D([], [], color=c, marker="o", label=s) for s, c in colours.items()]
+    axes[0].legend(handles=handles, fontsize=7)
     for ax in axes[len(labels) :]:
         ax.set_visible(False)
     figure.suptitle("Quality vs video length (mean and 95% normal band over cases and seeds)")

@@ -151,4 +151,11 @@ def test_length_figure_plots_each_settings_mean_per_length_only_when_lengths_dif
     assert ax.get_ylabel() == "aed@driving ↓"
     drawn = {bars.get_label(): list(bars.lines[0].get_ydata()) for bars in ax.containers}
     assert drawn == {"full": pytest.approx([0.2, 0.5]), "sliding": pytest.approx([0.2, 0.4])}
+    # a panel without the baseline (seams) keeps each setting's colour from the other panels
+    seams = pd.DataFrame([row("sliding", n, 0.8, metric="seam", reference="") for n in (16, 160)])
+    aed, seam = [a for a in length_figure(pd.concat([rows, seams])).axes if a.get_visible()]
+    colour = {b.get_label(): b.lines[0].get_color() for a in (aed, seam) for b in a.containers}
+    assert [b.lines[0].get_color() for b in seam.containers] == [colour["sliding"]]
+    assert [b.lines[0].get_color() for b in aed.containers] == [colour["full"], colour["sliding"]]
+    assert colour["full"] != colour["sliding"]
     assert length_figure(rows[rows["frames"] == 16]) is None
