@@ -1,8 +1,9 @@
 """Train the portrait DiT on the synthetic world: ``python -m reference_model.train_model --config small --minutes 60 --out runs/dit``.
 
 Resumable: rerunning with the same ``--out`` continues from ``last.ckpt`` (``--minutes`` is the
-total budget, counted across resumes). Every checkpoint also exports the EMA weights to
-``OUT/dit_<config>.pt``, loadable with ``load_reference_model(path)``.
+total budget, counted across resumes); a run whose export already reached ``--max-steps`` is
+left as it is. Every checkpoint also exports the EMA weights to ``OUT/dit_<config>.pt``,
+loadable with ``load_reference_model(path)``.
 """
 
 from __future__ import annotations
