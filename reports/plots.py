@@ -10,7 +10,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from reports.load import RESEEDED
+from reports.load import RESEEDED, metric_label
 from reports.tables import ARROWS, SPEED_METRICS, quality_labels
 
 # Pareto panels: quality against the ground truth, the baseline (with its seed floor) and the
@@ -24,6 +24,24 @@ def _figure(width: float, height: float) -> Figure:
     figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     return figure
+
+
+def _panels(count: int, width: float, height: float) -> tuple[Figure, list]:
+    """A figure of ``count`` panels, three to a row, each ``width`` x ``height``; spare cells hidden."""
+    columns = min(3, count)
+    lines = -(-count // columns)
+    figure = _figure(width * columns, height * lines)
+    axes = figure.subplots(lines, columns, squeeze=False).ravel()
+    for ax in axes[count:]:
+        ax.set_visible(False)
+    return figure, list(axes[:count])
+
+
+def _mean_and_band(values: pd.DataFrame, by: str) -> tuple[pd.Series, pd.Series]:
+    """Mean of ``values["value"]`` per ``by`` and its 95% normal-approximation half-width."""
+    # Normal approximation: a bootstrap per point costs too much on long videos.
+    stats = values.groupby(by)["value"].agg(["mean", "std", "count"])
+    return stats["mean"], 1.96 * stats["std"].fillna(0.0) / np.sqrt(stats["count"])
 
 
 def figure_png(figure: Figure) -> bytes:
@@ -68,11 +86,8 @@ def frontier_figure(
     ]
     if speed.empty or not labels:
         return None
-    columns = min(3, len(labels))
-    lines = -(-len(labels) // columns)
-    figure = _figure(4.2 * columns, 3.4 * lines)
-    axes = figure.subplots(lines, columns, squeeze=False).ravel()
-    for ax, label in zip(axes, labels, strict=False):
+    figure, axes = _panels(len(labels), 4.2, 3.4)
+    for ax, label in zip(axes, labels, strict=True):
         quality = summary[summary["label"] == label].set_index("setting")
         settings = [s for s in quality.index if s in speed.index]
         x = speed.loc[settings, "mean"].to_numpy(float) / cost_scale
@@ -93,8 +108,6 @@ def frontier_figure(
         ax.set_xlabel(f"{cost_label} {'↑' if cost_higher_is_better else '↓'}")
         ax.set_ylabel(f"{label} {'↑' if higher else '↓'}")
         ax.grid(alpha=0.3)
-    for ax in axes[len(labels) :]:
-        ax.set_visible(False)
     figure.suptitle(title)
     return figure
 
@@ -135,12 +148,10 @@ def drift_figure(rows: pd.DataFrame, metric: str = "id_sim") -> Figure | None:
     axes = figure.subplots(1, len(references), squeeze=False).ravel()
     for ax, reference in zip(axes, references, strict=True):
         for setting, group in frames[frames["reference"] == reference].groupby("setting"):
-            stats = group.groupby("frame")["value"].agg(["mean", "std", "count"])
-            index = stats.index.to_numpy(int)
-            # Normal-approximation band: a bootstrap per frame costs too much on long videos.
-            half = 1.96 * stats["std"].fillna(0.0) / np.sqrt(stats["count"])
-            ax.plot(index, stats["mean"], label=setting)
-            ax.fill_between(index, stats["mean"] - half, stats["mean"] + half, alpha=0.2)
+            mean, half = _mean_and_band(group, "frame")
+            index = mean.index.to_numpy(int)
+            ax.plot(index, mean, label=setting)
+            ax.fill_between(index, mean - half, mean + half, alpha=0.2)
         ax.set_xlabel("frame index")
         ax.set_ylabel(f"{metric} vs {reference or 'reference'}")
         ax.grid(alpha=0.3)
@@ -188,23 +199,21 @@ def length_figure(rows: pd.DataFrame) -> Figure | None:
     if videos["frames"].nunique() < 2:
         return None
     videos = videos.assign(
-        label=videos["metric"] + videos["reference"].map(lambda r: f"@{r}" if r else "")
+        label=[
+            metric_label(m, r) for m, r in zip(videos["metric"], videos["reference"], strict=True)
+        ]
     )
     labels = sorted(set(videos["label"]))
     # One colour per setting in every panel: some panels lack a setting (the baseline has no
     # seams and no @baseline figure), and the one legend must hold for all of them.
     colours = {setting: f"C{i % 10}" for i, setting in enumerate(sorted(set(videos["setting"])))}
-    columns = min(3, len(labels))
-    lines = -(-len(labels) // columns)
-    figure = _figure(4.2 * columns, 3.2 * lines)
-    axes = figure.subplots(lines, columns, squeeze=False).ravel()
-    for ax, label in zip(axes, labels, strict=False):
+    figure, axes = _panels(len(labels), 4.2, 3.2)
+    for ax, label in zip(axes, labels, strict=True):
         data = videos[videos["label"] == label]
         for setting, group in data.groupby("setting"):
-            stats = group.groupby("frames")["value"].agg(["mean", "std", "count"])
-            half = 1.96 * stats["std"].fillna(0.0) / np.sqrt(stats["count"])
+            mean, half = _mean_and_band(group, "frames")
             ax.errorbar(
-                stats.index, stats["mean"], yerr=half, marker="o", capsize=3, label=setting,
+                mean.index, mean, yerr=half, marker="o", capsize=3, label=setting,
                 color=colours[setting],
             )  # fmt: skip
         higher = data["higher_is_better"].iloc[0]
@@ -214,8 +223,6 @@ def length_figure(rows: pd.DataFrame) -> Figure | None:
         ax.grid(alpha=0.3)
     handles = [Line2D([], [], color=c, marker="o", label=s) for s, c in colours.items()]
     axes[0].legend(handles=handles, fontsize=7)
-    for ax in axes[len(labels) :]:
-        ax.set_visible(False)
     figure.suptitle("Quality vs video length (mean and 95% normal band over cases and seeds)")
     return figure
 
