@@ -20,7 +20,7 @@ import torch
 from flashbench.sampling import sample
 from flashbench.schedule import flow_match_sigmas
 from flashbench.settings import settings
-from flashbench.suite import load_suite
+from flashbench.suite.document import load_suite
 from metrics import ExpressionFollowing, IdentityDistance, TemporalStability
 from reference_model.calibration import load_identity_calibration
 from reference_model.expression import load_expression_extractor

@@ -16,7 +16,7 @@ import argparse
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from flashbench.memory import PlannedModel, plan, planned_model
+from flashbench.planning.memory import PlannedModel, plan, planned_model
 from flashbench.sampling import Guidance, sample
 from flashbench.schedule import flow_match_sigmas
 from flashbench.settings import settings

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import torch
 
-from flashbench.calibration import calibrate_magcache, calibrate_teacache, save_calibration
 from flashbench.denoiser import Cond
+from flashbench.models.toy import ToyDenoiser
+from flashbench.planning.calibration import calibrate_magcache, calibrate_teacache
 from flashbench.sampling import Sample, sample
 from flashbench.schedule import flow_match_sigmas
 from flashbench.settings import steppers
-from flashbench.toy import ToyDenoiser
+from flashbench.steppers.calibration import save_calibration
 
 CONFIGS: list[tuple[str, str, dict]] = [
     ("euler", "euler", {}),
@@ -70,7 +71,7 @@ def main() -> None:
     parser.add_argument(
         "--model",
         default=None,
-        help="a name from flashbench.models (e.g. reference) instead of the bare toy",
+        help="a name from flashbench.models.registry (e.g. reference) instead of the bare toy",
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -81,8 +82,8 @@ def main() -> None:
         shape, cond = (1, 4, args.frames, args.size, args.size), Cond()
         description = f"toy denoiser dim={args.dim} depth={args.depth}"
     else:
-        from flashbench.cases import CaseSpec
-        from flashbench.models import models
+        from flashbench.models.base import CaseSpec
+        from flashbench.models.registry import models
 
         portrait = models.build(args.model)
         identity = portrait.splits["test"][0]

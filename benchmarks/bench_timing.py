@@ -19,8 +19,8 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-from flashbench.runner import run_suite
-from flashbench.suite import parse_suite
+from flashbench.run.runner import run_suite
+from flashbench.suite.document import parse_suite
 
 # Settings whose speedups span 1x (windows of the same work) to 5x (fewer passes).
 SUITE = """

@@ -33,10 +33,10 @@ import torch
 from diffusers import WanTransformer3DModel
 from torch.utils.flop_counter import FlopCounterMode
 
+from flashbench.models.wan.denoiser import WanDenoiser, wan_cond
 from flashbench.schedule import flow_match_sigmas
 from flashbench.settings import settings
 from flashbench.steppers.base import cache_tensors
-from flashbench.wan import WanDenoiser, wan_cond
 
 # Wan2.1's released transformer configs (diffusers' Wan-AI/Wan2.1-T2V-*-Diffusers).
 WAN = {"patch_size": (1, 2, 2), "in_channels": 16, "out_channels": 16, "text_dim": 4096}

@@ -13,7 +13,7 @@ import sys
 CHILD = """
 import json, resource, sys, time, torch
 from flashbench import Cond, flow_match_sigmas, sample
-from flashbench.toy import ToyDenoiser
+from flashbench.models.toy import ToyDenoiser
 from flashbench.windowing import Full, Sliding
 torch.set_num_threads(2)
 frames, kind = int(sys.argv[1]), sys.argv[2]

@@ -7,7 +7,7 @@ Run: python benchmarks/plan_wan_memory.py > table.md
 
 from __future__ import annotations
 
-from flashbench.memory import plan, planned_model
+from flashbench.planning.memory import plan, planned_model
 from flashbench.settings import Setting
 
 SETTINGS = (

@@ -32,8 +32,7 @@ class Registry:
             )
         target = self._entries[name]
         if isinstance(target, str):
-            module, _, attr = target.partition(":")
-            target = getattr(importlib.import_module(module), attr)
+            target = load_object(target)
             self._entries[name] = target
         return target
 
@@ -67,6 +66,12 @@ class Registry:
             return factory(**kwargs)
         except TypeError as err:
             raise ValueError(f"bad parameters for {self.kind} {name!r}: {err}") from err
+
+
+def load_object(target: str) -> Any:
+    """The object a ``"module:object"`` name points to, importing its module."""
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 def parameters(factory: Callable[..., Any]) -> list[str] | None:

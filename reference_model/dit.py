@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from flashbench.denoiser import Cond, check_latent, run_layers
-from flashbench.nfeb import NFEB_VARIANTS, nfeb_combine
+from flashbench.models.flashportrait.nfeb import NFEB_VARIANTS, nfeb_combine
 
 NfebVariant = Literal["paper", "code", "add", "pure_norm", "center"]
 

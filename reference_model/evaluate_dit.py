@@ -85,7 +85,7 @@ def guidance_of(scale: float, args: argparse.Namespace) -> Guidance | None:
 
 def print_regime(model, truth, baseline, autoencoder, extractor, scale, args) -> None:
     """How hard acceleration is at this guidance: the seed floor, the fewer-step penalty and the velocity profile."""
-    from flashbench.regime import velocity_profile
+    from flashbench.planning.regime import velocity_profile
     from flashbench.schedule import flow_match_sigmas
     from reference_model.dit import make_cond
 

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from flashbench.models import CaseInputs, ModelSpec, PortraitModel
+from flashbench.models.base import CaseInputs, ModelSpec, PortraitModel
 from flashbench.sampling import Guidance
 from reference_model.dit import CONFIGS, NFEB_VARIANTS, DiTConfig, PortraitDiT
 from reference_model.lightning import generate
@@ -150,7 +150,7 @@ class ReferencePortraitModel:
     fps = 25
     cond_keys = ("reference_latent", "expression")  # make_cond's entries
     pixels_per_latent = 4  # the autoencoder's downsampling
-    # What it offers the metrics beyond the PortraitModel protocol (flashbench.models.ModelSpec).
+    # What it offers the metrics beyond the PortraitModel protocol (flashbench.models.registry.ModelSpec).
     provides = (
         "identity_encoder",
         "identity_calibration",

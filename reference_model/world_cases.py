@@ -11,7 +11,7 @@ from collections.abc import Callable
 import torch.nn.functional as F
 from torch import Tensor
 
-from flashbench.cases import CaseSpec
+from flashbench.models.base import CaseSpec
 from reference_model.world import driving_sequence, identity_params, render_video
 
 # The world's instruments (identity, expression, pose) read frames at the size they were trained on.

@@ -11,11 +11,11 @@ from typing import Any
 
 import pandas as pd
 
-from flashbench.rows import COLUMNS, FORMAT_VERSION, KEY, TRACE_KEYS, Row
+from flashbench.run.rows import COLUMNS, FORMAT_VERSION, KEY, TRACE_KEYS, Row
 
 log = logging.getLogger(__name__)
 
-# The rows table's columns: those every row has (flashbench.rows.Row), nullable ones last (the
+# The rows table's columns: those every row has (flashbench.run.rows.Row), nullable ones last (the
 # order report tables keep); pooled rows' extra "samples" is left out.
 ROW_COLUMNS = [
     *(c.name for c in COLUMNS if c.required and not c.nullable),

@@ -3,7 +3,7 @@
 Three readings, reported and never tuned: the seed floor (the baseline against itself
 re-sampled from another noise seed), the penalty of fewer Euler steps at that floor, and the
 velocity profile along the baseline's path (``regime/<unit>.json``, written by the runner with
-``flashbench.regime.VelocityRecorder``): TeaCache's observation, the relative L1 change of the
+``flashbench.planning.regime.VelocityRecorder``): TeaCache's observation, the relative L1 change of the
 velocity from one step to the next (Liu et al. 2024, arXiv 2411.19108), and MagCache's, the ratio
 of successive magnitudes (Ma et al. 2025, arXiv 2506.09045). MagCache's published ratios for
 Wan2.1 (``reports/data/magcache_wan21_ratios.json``, measured on the block stack's residual,

@@ -148,7 +148,7 @@ class Stepper:
 
     def cache_layout(self, features: Features) -> CacheLayout:
         """What ``cache_bytes`` will report for one (window, branch) once the cache is filled;
-        ``flashbench.memory`` plans with it and ``tests/flashbench/test_memory.py`` checks it."""
+        ``flashbench.planning.memory`` plans with it and ``tests/flashbench/planning/test_memory.py`` checks it."""
         return CacheLayout()
 
 

@@ -195,7 +195,7 @@ def require_diffusers_transformer(model: Denoiser, stepper: str) -> nn.Module:
     ):
         raise ValueError(
             f"stepper {stepper!r} runs a diffusers cache and needs a diffusers transformer "
-            f"(the 'wan' model, flashbench.wan.WanDenoiser), got {type(model).__name__}; for this "
+            f"(the 'wan' model, flashbench.models.wan.denoiser.WanDenoiser), got {type(model).__name__}; for this "
             "model use FlashBench's own first_block_cache, taylorseer or magcache"
         )
     return transformer

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flashbench.steppers.alp import Forecaster
 from flashbench.steppers.base import Facts
+from flashbench.steppers.forecast import Forecaster
 
 
 @dataclass(frozen=True)
@@ -14,7 +14,7 @@ class TaylorSeer(Forecaster):
 
     ``interval`` N (a full pass every N steps), ``order`` O, ``warmup`` first full steps (3, as
     diffusers' ``disable_cache_before_step``). ALP with its dynamic functions off (s = w = 1).
-    Spacing, Newton form and output level as in ``flashbench.steppers.alp.Forecaster``.
+    Spacing, Newton form and output level as in ``flashbench.steppers.forecast.Forecaster``.
     """
 
     interval: int = 5

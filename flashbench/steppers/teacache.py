@@ -7,14 +7,14 @@ from typing import Literal
 
 from torch import Tensor
 
-from flashbench.calibration import (
+from flashbench.denoiser import Cond, Denoiser
+from flashbench.steppers.base import CacheLayout, Facts, Features, Stepper, sigma_batch
+from flashbench.steppers.calibration import (
     Calibration,
     check_loaded,
     open_cached_layers,
     resolve_calibration,
 )
-from flashbench.denoiser import Cond, Denoiser
-from flashbench.steppers.base import CacheLayout, Facts, Features, Stepper, sigma_batch
 from flashbench.steppers.layered import (
     change_indicator,
     check_choice,

@@ -5,9 +5,9 @@ from hypothesis import strategies as st
 
 from flashbench.denoiser import Cond
 from flashbench.guidance import APG, CFG, RULES, CFGZeroStar, parse_rule
+from flashbench.models.toy import ToyDenoiser
 from flashbench.sampling import Guidance, sample
 from flashbench.schedule import flow_match_sigmas
-from flashbench.toy import ToyDenoiser
 from flashbench.windowing import Sliding
 
 MODEL = ToyDenoiser(channels=3, dim=16, depth=2, temporal=True, motion_dim=2).eval()

@@ -7,10 +7,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flashbench.denoiser import Cond
+from flashbench.models.toy import ToyDenoiser
 from flashbench.sampling import Guidance, sample
 from flashbench.schedule import flow_match_sigmas
 from flashbench.settings import settings, steppers
-from flashbench.toy import ToyDenoiser
 from flashbench.windowing import Full, Sliding
 
 MODEL = ToyDenoiser(channels=3, dim=16, depth=2, temporal=True, motion_dim=2).eval()

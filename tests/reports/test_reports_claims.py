@@ -6,7 +6,7 @@ import tomllib
 
 import pytest
 
-from flashbench.suite import find_suite, load_suite
+from flashbench.suite.document import find_suite, load_suite
 from reports.claims import (
     FAILS,
     REPRODUCES,

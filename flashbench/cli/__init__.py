@@ -1,0 +1,1 @@
+"""The ``flashbench`` commands: the only place that wires ``flashbench`` and ``reports`` together."""

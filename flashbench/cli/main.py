@@ -1,0 +1,244 @@
+"""The ``flashbench`` command line."""
+
+from __future__ import annotations
+
+import _thread
+import argparse
+import signal
+import sys
+import threading
+
+import torch
+
+from flashbench.denoiser import Cond
+from flashbench.models.toy import ToyDenoiser
+from flashbench.planning.memory import OFFLOADS
+from flashbench.registry import Registry
+from flashbench.sampling import sample
+from flashbench.schedule import flow_match_sigmas
+from flashbench.settings import settings, steppers, windowings
+
+
+def registries() -> dict[str, Registry]:
+    return {"settings": settings, "steppers": steppers, "windowings": windowings}
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from flashbench.cli.run import listings
+
+    kinds = {kind: [(name, reg.doc(name)) for name in reg] for kind, reg in registries().items()}
+    kinds.update(listings())
+    chosen = [args.kind] if args.kind else list(kinds)
+    for kind in chosen:
+        if kind not in kinds:
+            raise ValueError(f"unknown kind {kind!r}; choose from {', '.join(kinds)}")
+        print(f"{kind}:")
+        for name, doc in kinds[kind]:
+            print(f"  {name:<24} {doc}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Sample a toy layered denoiser under several settings and print NFE and wall time."""
+    torch.set_num_threads(args.threads)
+    model = ToyDenoiser(channels=4, dim=64, depth=6, temporal=True).eval()
+    noise = torch.randn(1, 4, args.frames, 8, 8, generator=torch.Generator().manual_seed(args.seed))
+    sigmas = flow_match_sigmas(args.steps)
+    rows = []
+    reference = None
+    for name in args.settings or ["baseline", "sliding", "sliding_uniform"]:
+        stepper, windowing, guidance = settings.get(name).build()
+        result = sample(
+            model, noise, sigmas, Cond(), stepper=stepper, windowing=windowing, guidance=guidance
+        )
+        reference = result.latents if reference is None else reference
+        err = (result.latents - reference).pow(2).mean().sqrt().item()
+        rows.append((name, settings.get(name).describe(), result.nfe, result.seconds, err))
+    print(
+        f"{'setting':<18} {'windowing x stepper':<44} {'NFE':>5} {'wall s':>8} {'RMSE vs first':>14}"
+    )
+    for name, desc, nfe, seconds, err in rows:
+        print(f"{name:<18} {desc:<44} {nfe:>5} {seconds:>8.3f} {err:>14.4f}")
+    return 0
+
+
+UNITS = {"GiB": 2**30, "MiB": 2**20, "KiB": 2**10}
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"480x832"`` -> (480, 832): a frame's height and width in pixels."""
+    height, sep, width = text.lower().partition("x")
+    if not (sep and height.isdigit() and width.isdigit() and int(height) > 0 and int(width) > 0):
+        raise ValueError(f"--size {text!r} must be HEIGHTxWIDTH in pixels, e.g. 480x832")
+    return int(height), int(width)
+
+
+def cmd_memory(args: argparse.Namespace) -> int:
+    """Plan the memory of sampling one video under each setting (computed, not measured)."""
+    import json
+
+    from flashbench.planning.memory import plan, planned_model
+
+    height, width = parse_size(args.size)
+    if args.frames < 1:
+        raise ValueError(f"--frames {args.frames} must be a positive number of video frames")
+    chosen = [settings.get(name) for name in args.setting or ["baseline"]]
+    model = planned_model(args.model, args.frames, height, width, args.dtype)
+    plans = [plan(model, setting, args.steps, args.guided, args.offload) for setting in chosen]
+    if args.json:
+        print(json.dumps([p.as_dict() for p in plans], indent=2))
+        return 0
+    unit = UNITS[args.unit]
+    resident = "" if args.offload == "none" else ", weights resident under block offloading"
+    print(
+        f"{args.model}, {args.frames} frames at {height}x{width} (latent {model.latent_shape}), "
+        f"{args.steps} steps; {args.unit}, computed from the model's shapes, not measured"
+        + resident
+    )
+    columns = ("weights", "latents", "activations", "per block", "blocks x factors", "cache",
+               "transient", "branches", "windows", "total")  # fmt: skip
+    print(f"{'setting':<18}" + "".join(f"{c:>17}" for c in columns))
+    for p in plans:
+        sizes = (p.weights, p.latents, p.activations, p.cache_per_block)
+        cells = [f"{b / unit:.3f}" for b in sizes]
+        cells += [f"{p.cache_blocks} x {p.cache_factors}"]
+        cells += [f"{b / unit:.3f}" for b in (p.cache, p.transient)]
+        cells += [str(p.branches), str(p.windows), f"{p.total / unit:.3f}"]
+        print(f"{p.setting:<18}" + "".join(f"{c:>17}" for c in cells))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train the reference model; the options are those of ``python -m reference_model.train_model``."""
+    from flashbench.models.registry import trainers
+
+    trainers.get("reference")(args.train_options)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flashbench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    ls = sub.add_parser("ls", help="list settings, steppers, windowings, metrics, suites, models")
+    ls.add_argument(
+        "kind", nargs="?", help="settings | steppers | windowings | metrics | suites | models"
+    )
+    ls.set_defaults(func=cmd_ls)
+    demo = sub.add_parser("demo", help="sample a toy denoiser under several settings")
+    demo.add_argument("--settings", nargs="+", action="extend")
+    demo.add_argument("--frames", type=int, default=24)
+    demo.add_argument("--steps", type=int, default=30)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    demo.set_defaults(func=cmd_demo)
+    memory = sub.add_parser(
+        "memory",
+        help="plan the memory of sampling a video under settings, from the model's shapes",
+        description="Weights, activations of one window, stepper caches (per block and factor), "
+        "guidance branches, windows and the total, computed without allocating (docs/memory.md).",
+    )
+    memory.add_argument("--model", required=True, help="toy | reference | wan2.1-1.3b | wan2.1-14b")
+    memory.add_argument("--frames", type=int, required=True, help="video frames (Wan: 4k + 1)")
+    memory.add_argument("--size", required=True, help="HEIGHTxWIDTH in pixels, e.g. 480x832")
+    memory.add_argument(
+        "--setting",
+        nargs="+",
+        action="extend",
+        help="settings (flashbench ls settings; repeat or list several; default baseline)",
+    )
+    memory.add_argument("--steps", type=int, default=30, help="schedule steps (default 30)")
+    memory.add_argument(
+        "--guided", action="store_true", help="two guidance branches for every setting (CFG)"
+    )
+    memory.add_argument(
+        "--dtype", default="bfloat16", help="Wan weights' dtype (default bfloat16); others as built"
+    )
+    memory.add_argument(
+        "--offload",
+        choices=OFFLOADS,
+        default="none",
+        help="blocks: count the weights diffusers' block-level group offloading keeps resident "
+        "(the rest plus two blocks)",
+    )
+    memory.add_argument("--unit", choices=list(UNITS), default="GiB")
+    memory.add_argument("--json", action="store_true", help="print the plans as JSON, in bytes")
+    memory.set_defaults(func=cmd_memory)
+    train = sub.add_parser(
+        "train",
+        help="train the reference FlashPortrait model (progress bar, checkpoints, resume)",
+        description="Options after `train` go to `python -m reference_model.train_model`, e.g. "
+        "`flashbench train --config small --minutes 60 --out runs/dit`; "
+        "`python -m reference_model.train_model --help` lists them.",
+    )
+    train.set_defaults(func=cmd_train)
+    # Subcommands of the runner, the calibrators and the reports live beside their code.
+    from flashbench.cli import calibrate
+    from flashbench.cli import run as run_commands
+    from reports import cli as reports_cli
+
+    run_commands.add_subcommands(sub)
+    calibrate.add_subcommands(sub)
+    reports_cli.add_subcommands(sub)
+    return parser
+
+
+class Interrupts:
+    """Records Ctrl-C (SIGINT) while a command runs, so it ends the command with 130 even if
+    some library caught the KeyboardInterrupt (in a finaliser, a writer's cleanup)."""
+
+    def __init__(self) -> None:
+        self.received = False
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.received = True
+        raise KeyboardInterrupt
+
+    def _unraisable(self, unraisable: sys.UnraisableHookArgs) -> None:
+        # Ctrl-C that landed in a finaliser is printed as "Exception ignored" with a traceback and
+        # dropped; raise it again, so it lands in the command's own code and ends the command.
+        if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
+            # From another thread a moment later: raised here, it would land in this hook again.
+            threading.Timer(0.05, _thread.interrupt_main, args=(signal.SIGINT,)).start()
+            return
+        self._previous_hook(unraisable)
+
+    def __enter__(self) -> Interrupts:
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        self._previous_hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+        sys.unraisablehook = self._previous_hook
+
+
+def main(argv: list[str] | None = None) -> int:
+    # `train` forwards its options untouched, so they are split off before parsing.
+    argv = list(sys.argv[1:] if argv is None else argv)
+    train_options = argv[1:] if argv[:1] == ["train"] else []
+    args = build_parser().parse_args(argv[:1] if train_options else argv)
+    args.train_options = train_options
+    status, error = 0, None
+    with Interrupts() as interrupts:
+        try:
+            status = args.func(args)
+        except KeyboardInterrupt:
+            interrupts.received = True
+        except ValueError as err:
+            error = str(err)
+        except OSError as err:
+            where = f" ({err.filename})" if err.filename else ""
+            error = f"{err.strerror or err}{where}; check the path, its permissions and free space"
+    if interrupts.received:
+        # A run's finished units are on disk; the rest is redone by --resume.
+        hint = "; rerun with --resume to finish" if args.command == "run" else ""
+        print(f"interrupted{hint}", file=sys.stderr)
+        return 130
+    if error is not None:
+        print(f"flashbench {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,186 @@
+"""``flashbench run | validate | weights``: the runner's subcommands (wired into flashbench.cli.main)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from flashbench.models.registry import check_model_args, models
+from flashbench.suite.document import load_suite, shipped_suites
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run a suite into a run directory (resumable; sharded over --devices processes)."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    suite = load_suite(args.suite)
+    out = Path(args.out) if args.out else Path("runs") / suite.name
+    if args.devices == 1:
+        from flashbench.run.runner import run_suite
+
+        summary = run_suite(
+            suite,
+            out,
+            resume=args.resume,
+            limit=args.limit,
+            threads=args.threads,
+            progress=not args.no_progress,
+            device=args.device,
+        )
+    else:
+        from flashbench.run.distributed import run_distributed
+
+        summary = run_distributed(
+            suite,
+            out,
+            devices=args.devices,
+            resume=args.resume,
+            limit=args.limit,
+            threads=args.threads,
+            accelerator=args.accelerator,
+        )
+    print(
+        f"{summary.out}: {summary.done} units done, {summary.skipped} already finished, {summary.failed} failed"
+    )
+    if summary.pooled_failed:
+        print(
+            f"{len(summary.pooled_failed)} pooled metric computation(s) failed: "
+            f"{', '.join(summary.pooled_failed)}"
+        )
+    if not summary.ok:
+        print(
+            f"failures are recorded in {summary.out / 'errors'}; rerun with --resume to retry them"
+        )
+    print(f"next: flashbench report {summary.out}")
+    return 0 if summary.ok else 1
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Validate suites: schema, names of settings/steppers/metrics, sweeps that build."""
+    status = 0
+    for name in args.suites or shipped_suites():
+        try:
+            suite = load_suite(name)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            status = 2
+            continue
+        # load_suite has checked the cases against the model; None: a model without a spec.
+        spec = check_model_args(suite.model, suite.model_args)
+        units = "?"
+        if spec is not None:
+            cases = suite.cases.expand(spec.splits, spec.fps)
+            units = str(len(cases) * len(suite.settings) * len(suite.seeds))
+        print(
+            f"ok  {suite.name:<16} v{suite.version}  model={suite.model}  {len(suite.settings)} settings x {len(suite.seeds)} seeds, {units} units"
+        )
+    return status
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    """List each metric backend's weight file: where it is expected, sha256, present or missing, how to obtain it.
+
+    Exits 1 when a file is missing or corrupt, 0 when every file is present (and verified)."""
+    try:
+        from metrics.weights import weight_status
+    except ImportError as err:
+        print(
+            f"metrics.weights is not available ({err}); install flashbench with its metrics package",
+            file=sys.stderr,
+        )
+        return 2
+    missing = corrupt = 0
+    for status in weight_status(verify=not args.no_verify):
+        state = "present" if status.present else "MISSING"
+        if status.verified is False:
+            state = "CORRUPT (sha256 mismatch)"
+        missing += not status.present
+        corrupt += status.verified is False
+        print(f"{status.name}  [{state}]  used by {status.used_by}")
+        print(f"  path:   {status.path}")
+        print(
+            f"  sha256: expected {status.expected_sha256 or 'unregistered'}"
+            + (f", actual {status.actual_sha256}" if status.actual_sha256 else "")
+        )
+        if not status.present or status.verified is False:
+            print(f"  obtain: {status.obtain}")
+        print(f"  licence: {status.licence}")
+    print(f"{missing} missing, {corrupt} corrupt; in-domain backends (world-*) need no download")
+    # Scripts check the exit code: 1 while a backend's file is missing or corrupt.
+    return 1 if missing or corrupt else 0
+
+
+def listings() -> dict[str, list[tuple[str, str]]]:
+    """Names and one-line descriptions of metrics, suites and models (for ``flashbench ls``)."""
+    from flashbench.suite.catalog import METRICS, SPEED
+
+    arrows = {True: "higher is better", False: "lower is better", None: "descriptive"}
+    metrics = [
+        (
+            m.name,
+            f"[{m.unit or 'unitless'}; {arrows[m.higher_is_better]}; vs {', '.join(r or 'nothing' for r in m.references)}; backends {', '.join(m.backends)}] {m.doc}",
+        )
+        for m in METRICS.values()
+    ]
+    metrics.append(
+        (
+            "speed",
+            "expands to "
+            + ", ".join(f"{k} [{u}]" for k, (u, _) in SPEED.items())
+            + " (backend timer)",
+        )
+    )
+    suites = []
+    for name in shipped_suites():
+        try:
+            suites.append((name, load_suite(name).description))
+        except ValueError as err:
+            suites.append((name, f"INVALID: {err}"))
+    return {"metrics": metrics, "suites": suites, "models": [(n, models.doc(n)) for n in models]}
+
+
+def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``run``, ``validate`` and ``weights`` to the ``flashbench`` command."""
+    run = subparsers.add_parser(
+        "run", help="run a suite into a run directory", description=cmd_run.__doc__
+    )
+    run.add_argument(
+        "suite", help=f"shipped suite name ({', '.join(shipped_suites())}) or a .toml path"
+    )
+    run.add_argument("--out", help="run directory (default runs/<suite name>)")
+    run.add_argument(
+        "--resume", action="store_true", help="continue a run directory: finished units are skipped"
+    )
+    run.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        help="processes (or GPUs) to shard cases over via Lightning DDP",
+    )
+    run.add_argument(
+        "--accelerator", default="cpu", choices=["cpu", "gpu"], help="device kind for --devices > 1"
+    )
+    run.add_argument("--limit", type=int, help="run only the first N cases (smoke tests)")
+    run.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads per process (default 1; see docs/run-directory.md)",
+    )
+    run.add_argument(
+        "--device", default="cpu", help="torch device of a 1-process run, e.g. cuda:0 (default cpu)"
+    )
+    run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    run.set_defaults(func=cmd_run)
+    validate = subparsers.add_parser(
+        "validate", help="validate suite files", description=cmd_validate.__doc__
+    )
+    validate.add_argument(
+        "suites", nargs="*", help="suite names or paths (default: every shipped suite)"
+    )
+    validate.set_defaults(func=cmd_validate)
+    weights = subparsers.add_parser(
+        "weights", help="list metric backends' weight files", description=cmd_weights.__doc__
+    )
+    weights.add_argument("--no-verify", action="store_true", help="skip hashing files (faster)")
+    weights.set_defaults(func=cmd_weights)

@@ -1,0 +1,1 @@
+"""Models: the portrait-model protocol, ``CaseSpec``, the registry, and one module or folder per family."""

@@ -1,0 +1,1 @@
+"""Planning from a model alone: the memory planner, the sampling regime and calibration fitting."""

@@ -1,0 +1,1 @@
+"""A suite run: suite -> plan -> sample -> measure -> pool -> rows in a run directory."""

@@ -1,0 +1,128 @@
+"""Scale-out: cases shard across processes, GPUs or nodes through Lightning's ``Trainer.predict`` (DDP).
+
+Each rank runs whole cases (so a case's baseline is sampled once, on one rank) and writes
+its units' files itself; files are per unit and atomic, so the run directory is the same
+whatever the number of ranks. Unit counts are summed across ranks with torchmetrics.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+from torchmetrics.aggregation import SumMetric
+
+from flashbench.run.directory import open_run_dir, write_plan
+from flashbench.run.measure import Measurer
+from flashbench.run.pooled import check_pooled, pooled_failures, write_pooled_rows
+from flashbench.run.runner import DEFAULT_THREADS, CaseRunner, RunSummary, check_threads
+from flashbench.run.units import case_units, suite_models
+from flashbench.suite.document import Suite, load_suite
+
+log = logging.getLogger(__name__)
+
+
+class SuiteShards(L.LightningModule):
+    """A LightningModule whose ``predict_step`` runs one case of a suite into a run directory."""
+
+    def __init__(self, suite_path: str, out: str, limit: int | None, threads: int) -> None:
+        super().__init__()
+        self.suite_path, self.out, self.limit, self.threads = suite_path, out, limit, threads
+        self.done, self.skipped, self.failed = SumMetric(), SumMetric(), SumMetric()
+
+    def setup(self, stage: str) -> None:
+        torch.set_num_threads(self.threads)
+        self.suite = load_suite(self.suite_path)
+        setting_models = suite_models(self.suite)
+        self.plan = case_units(self.suite, setting_models[self.suite.baseline], self.limit)
+        # Lightning gives each rank its device (cuda:<local rank> on GPUs, cpu otherwise).
+        self.runner = CaseRunner(
+            self.suite,
+            setting_models,
+            Path(self.out),
+            progress=False,
+            device=self.trainer.strategy.root_device,
+        )
+
+    def predict_dataloader(self) -> DataLoader:
+        # Round-robin over cases by rank: deterministic, and no padding duplicates a case.
+        rank, world = self.trainer.global_rank, self.trainer.world_size
+        mine = list(range(len(self.plan)))[rank::world]
+        return DataLoader(mine, batch_size=None, shuffle=False)
+
+    def predict_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        case, units = self.plan[int(batch)]
+        done, skipped, failed = self.runner.run_case(case, units)
+        self.done.update(done)
+        self.skipped.update(skipped)
+        self.failed.update(failed)
+
+    def on_predict_end(self) -> None:
+        # compute() all-reduces across ranks: every rank sees the totals of the whole run.
+        self.totals = tuple(int(m.compute()) for m in (self.done, self.skipped, self.failed))
+        # Pooled rows (FVD, FID) need every rank's videos: rank 0 alone writes them, after the barrier.
+        self.trainer.strategy.barrier("units written")
+        if self.trainer.global_rank == 0:
+            units = [u for _, mine in self.plan for u in mine]
+            write_pooled_rows(self.suite, self.runner.measurer, Path(self.out), units)
+        self.trainer.strategy.barrier("pooled rows written")
+
+
+def run_distributed(
+    suite: Suite,
+    out: str | Path,
+    *,
+    devices: int = 2,
+    resume: bool = False,
+    limit: int | None = None,
+    threads: int | None = None,
+    accelerator: str = "cpu",
+) -> RunSummary:
+    """Run ``suite`` into ``out`` with ``devices`` DDP processes (gloo on CPU, NCCL on GPUs)."""
+    if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
+        raise ValueError(f"--devices {devices!r} must be an integer >= 1 (processes or GPUs)")
+    out = Path(out)
+    threads = check_threads(DEFAULT_THREADS if threads is None else threads)
+    torch.set_num_threads(threads)
+    # The manifest is written once, before any rank starts, so ranks never race on it.
+    setting_models = suite_models(suite)
+    model = setting_models[suite.baseline]
+    measurer = Measurer(suite.metrics.names, dict(suite.metrics.backends), model)
+    plan = case_units(suite, model, limit)
+    if devices > len(plan):
+        raise ValueError(
+            f"--devices {devices} is more than the {len(plan)} case(s) of this run (cases shard over "
+            f"devices, whole cases per process); use --devices {len(plan)} or fewer"
+        )
+    check_pooled(suite, measurer, [case for case, _ in plan])
+    units = [u for _, mine in plan for u in mine]
+    names = [u.name for u in units]
+    with open_run_dir(
+        out, suite, setting_models, measurer, resume=resume, threads=threads, devices=devices
+    ):
+        write_plan(out, units, measurer, suite)
+        module = SuiteShards(suite.path, str(out), limit, threads)
+        strategy = "ddp_spawn" if accelerator == "cpu" else "ddp"
+        trainer = L.Trainer(
+            accelerator=accelerator,
+            devices=devices,
+            strategy=strategy,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            use_distributed_sampler=False,
+        )
+        before = {n for n in names if (out / "rows" / f"{n}.json").is_file()}
+        trainer.predict(module, return_predictions=False)
+    pooled = pooled_failures(suite, out)
+    totals = getattr(module, "totals", None)
+    if totals is None:
+        # ddp_spawn runs the module in child processes: count this run's files here instead.
+        after = {n for n in names if (out / "rows" / f"{n}.json").is_file()}
+        failed = sum((out / "errors" / f"{n}.json").is_file() for n in names if n not in after)
+        return RunSummary(out, len(after - before), len(before), failed, pooled)
+    return RunSummary(out, *totals, pooled)

@@ -1,0 +1,134 @@
+"""manifest.json of a run directory: the suite, model weights, metric backends, versions and the machine."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from flashbench.models.base import PortraitModel
+from flashbench.run.measure import Measurer
+from flashbench.run.rows import FORMAT_VERSION
+from flashbench.suite.document import Suite
+from flashbench.suite.settings import setting_dict
+
+
+def _versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for package in (
+        "flashbench",
+        "torch",
+        "torchvision",
+        "lightning",
+        "torchmetrics",
+        "numpy",
+        "imageio",
+        "imageio-ffmpeg",
+        "tqdm",
+    ):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package] = None
+    return out
+
+
+def _git_hash() -> str | None:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def _device_info() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda_available": torch.cuda.is_available(),
+    }
+    if torch.cuda.is_available():
+        info["cuda_device"] = torch.cuda.get_device_name(0)
+        info["cuda_version"] = torch.version.cuda
+    return info
+
+
+def thread_settings(threads: int) -> dict[str, Any]:
+    """What decides how many cores a run's sampling uses (wall times depend on it)."""
+    return {
+        "torch_threads": threads,
+        "interop_threads": torch.get_num_interop_threads(),
+        **{name: os.environ.get(name) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")},
+    }
+
+
+def metric_backends(suite: Suite, measurer: Measurer) -> dict[str, dict[str, Any]]:
+    """{metric: {backend, weights: {file: sha256}}} for the manifest."""
+    out = measurer.manifest()
+    if "speed" in suite.metrics.names:
+        out["speed"] = {"backend": "timer", "weights": {}}
+    return out
+
+
+def model_manifest(suite: Suite, setting_models: dict[str, PortraitModel]) -> dict[str, Any]:
+    """{"name", "weights"} of the baseline's model, plus "settings": {setting: weights} for settings with their own."""
+    base = setting_models[suite.baseline]
+    out: dict[str, Any] = {"name": suite.model, "weights": base.weights()}
+    own = {name: model.weights() for name, model in setting_models.items() if model is not base}
+    if own:
+        out["settings"] = own
+    return out
+
+
+def build_manifest(
+    suite: Suite,
+    setting_models: dict[str, PortraitModel],
+    measurer: Measurer,
+    threads: int,
+    devices: int,
+) -> dict[str, Any]:
+    return {
+        "format_version": FORMAT_VERSION,
+        "suite": suite.name,
+        "suite_version": suite.version,
+        "suite_sha256": suite.sha256,
+        "suite_path": suite.path,
+        "protocol": suite.protocol,
+        "baseline": suite.baseline,
+        "model": model_manifest(suite, setting_models),
+        "steps": suite.steps,
+        "shift": suite.shift,
+        "seeds": list(suite.seeds),
+        "case_seeds": {
+            "identity_seed": suite.cases.identity_seed,
+            "driving_seeds": list(suite.cases.driving_seeds),
+        },
+        "settings": [setting_dict(s) for s in suite.settings],
+        "metric_backends": metric_backends(suite, measurer),
+        "versions": _versions(),
+        "git_hash": _git_hash(),
+        "device": _device_info(),
+        "threads": threads,
+        "thread_settings": thread_settings(threads),
+        # Other jobs' load when the run started: a busy machine makes wall times unreliable.
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "timing_repeats": suite.metrics.timing_repeats,
+        "devices": devices,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }

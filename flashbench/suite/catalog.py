@@ -1,0 +1,283 @@
+"""What a suite can measure, and the rows of one unit, computed with the ``metrics`` package's torchmetrics Metrics.
+
+``METRICS`` is the registry: each entry names the Metric class to build (imported lazily),
+the constructor arguments of each backend (``FromModel`` ones are asked of the suite's
+model), what ``update`` reads and which figures of ``compute()`` become rows. Adding a
+metric is one file in ``metrics/`` and one entry here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+SPEED_GROUP = ("wall_seconds", "wall_seconds_iqr", "nfe", "peak_bytes", "cache_bytes", "fps")
+SPEED: dict[str, tuple[str, bool | None]] = {
+    "wall_seconds": ("s", False),
+    "wall_seconds_iqr": ("s", None),
+    "nfe": ("passes", None),
+    "peak_bytes": ("bytes", None),
+    "cache_bytes": ("bytes", None),
+    "fps": ("frames/s", True),
+}
+# Identical frames have infinite PSNR; rows are strict JSON, so PSNR is capped (MSE floor 1e-10).
+PSNR_CAP_DB = 100.0
+# Each unit's metrics are that unit's own: under DDP, compute() must not gather other ranks' states.
+LOCAL = False
+# Pooled metrics need two cases (a covariance needs two samples); fewer videos than feature
+# dimensions still give a well-defined, if biased, distance.
+MIN_POOLED_VIDEOS = 2
+
+
+@dataclass(frozen=True)
+class FromModel:
+    """A constructor argument the suite's model provides: ``getattr(model, method)()``."""
+
+    method: str
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One row of a metric: ``compute()[key]`` (and ``[per_frame]`` for per-frame rows) under ``name``."""
+
+    name: str
+    key: str
+    unit: str
+    higher_is_better: bool | None
+    per_frame: str | None = None
+    # NaN means "nothing to measure here" (a correlation with a still driving track): no row.
+    # Otherwise a non-finite value is an error.
+    optional: bool = False
+
+
+# What update() can read, in the layout metrics take. "target" is the row's reference (the
+# ground truth, the baseline, ...) as a video; "background" asks the model for the case's
+# static-background mask; "boundaries" are window seams with interior transitions to compare.
+READS = ("generated", "target", "target_image", "background", "boundaries")
+# Reads that the model provides, and the method that provides them.
+MODEL_READS = {"background": "background_mask"}
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A metric as rows see it: what builds it, what it reads, what it compares against and its rows."""
+
+    name: str
+    unit: str
+    higher_is_better: bool | None
+    references: tuple[str, ...]
+    # backend name -> constructor arguments; the first backend is the default.
+    backend_args: Mapping[str, Mapping[str, Any]]
+    doc: str
+    build: str  # "module:Class", imported when a suite asks for the metric
+    reads: tuple[str, ...] = ("generated", "target")
+    # The method whose dict result holds the figures (``compute`` or one like it).
+    compute: str = "compute"
+    figures: tuple[Figure, ...] = ()
+    # Distribution-level: one row per setting over all its videos (cases x seeds), not one per unit.
+    pooled: bool = False
+
+    def __post_init__(self) -> None:
+        unknown = [r for r in self.reads if r not in READS]
+        if unknown:
+            raise ValueError(f"metric {self.name!r} reads {unknown}; known reads: {list(READS)}")
+        if not self.figures:
+            figure = Figure(self.name, "mean", self.unit, self.higher_is_better, "per_frame")
+            object.__setattr__(self, "figures", (figure,))
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        return tuple(self.backend_args)
+
+    def model_methods(self, backend: str) -> list[str]:
+        """The model methods this metric needs with ``backend``."""
+        needed = [v.method for v in self.backend_args[backend].values() if isinstance(v, FromModel)]
+        return needed + [MODEL_READS[r] for r in self.reads if r in MODEL_READS]
+
+
+def _local(**kwargs: Any) -> dict[str, Any]:
+    return {**kwargs, "sync_on_compute": LOCAL}
+
+
+_FRAMES = ("ground_truth", "baseline", "reference_image")
+# The parts of the world's face features (metrics.expression.WORLD_PARTS), one row pair each.
+PARTS = ("pose", "eyes", "brows", "mouth", "smile")
+METRICS: dict[str, MetricSpec] = {
+    spec.name: spec
+    for spec in (
+        MetricSpec(
+            "psnr",
+            "dB",
+            True,
+            _FRAMES,
+            {"psnr": _local(cap_db=PSNR_CAP_DB)},
+            f"peak signal-to-noise ratio per frame, capped at {PSNR_CAP_DB:g} dB",
+            "metrics.fidelity:PSNR",
+            compute="compute_per_frame",
+        ),
+        MetricSpec(
+            "ssim",
+            "",
+            True,
+            _FRAMES,
+            {"torchmetrics-ssim": _local()},
+            "structural similarity (Wang et al. 2004)",
+            "metrics.fidelity:SSIM",
+            compute="compute_per_frame",
+        ),
+        MetricSpec(
+            "lpips",
+            "",
+            False,
+            ("ground_truth", "baseline"),
+            {f"lpips-{net}": _local(net=net) for net in ("alex", "vgg", "squeeze")},
+            "LPIPS (Zhang et al. 2018, arXiv 1801.03924); needs backbone weights",
+            "metrics.fidelity:LPIPS",
+            compute="compute_per_frame",
+        ),
+        MetricSpec(
+            "mae",
+            "",
+            False,
+            ("ground_truth", "baseline"),
+            {"pixel-l1": _local()},
+            "mean absolute pixel error in [0, 1]",
+            "metrics.fidelity:MeanAbsoluteError",
+            compute="compute_per_frame",
+        ),
+        MetricSpec(
+            "id_sim",
+            "cosine",
+            True,
+            ("reference_image",),
+            {
+                "world-identity-encoder": _local(encoder=FromModel("identity_encoder")),
+                "arcface-w600k_mbf": _local(encoder="arcface"),
+            },
+            "identity cosine of each frame to the reference image",
+            "metrics.identity:IdentitySimilarity",
+            reads=("target_image", "generated"),
+        ),
+        MetricSpec(
+            "aed",
+            "",
+            False,
+            ("driving",),
+            {"world-expression-extractor": _local(extractor=FromModel("expression_extractor"))},
+            "average expression distance to the driving video",
+            "metrics.expression:ExpressionError",
+            figures=(Figure("aed", "mean", "", False),),
+        ),
+        MetricSpec(
+            "apd",
+            "",
+            False,
+            ("driving",),
+            {"world-pose-extractor": _local(extractor=FromModel("pose_extractor"))},
+            "average pose distance to the driving video",
+            "metrics.expression:PoseError",
+            figures=(Figure("apd", "mean", "", False),),
+        ),
+        MetricSpec(
+            "seam",
+            "",
+            False,
+            ("",),
+            {"temporal-l1": _local()},
+            "temporal change at window seams / elsewhere (1 = seamless)",
+            "metrics.seams:SeamDiscontinuity",
+            reads=("generated", "boundaries"),
+            figures=(Figure("seam", "ratio", "", False),),
+        ),
+        MetricSpec(
+            "temporal",
+            "",
+            None,
+            ("ground_truth",),
+            {"temporal-l2": _local()},
+            "frame-to-frame change over the ground truth's (1 = as stable, 0 = frozen, above 1 = flicker); "
+            "temporal_noise and background_noise: the excess per-frame noise std on the whole frame and "
+            "on the static background (the model's background mask)",
+            "metrics.temporal:TemporalStability",
+            reads=("generated", "target", "background"),
+            figures=(
+                Figure("temporal", "ratio", "", None, "per_frame_ratio"),
+                Figure("temporal_noise", "noise_std", "", False),
+                Figure(
+                    "background_noise",
+                    "background_noise_std",
+                    "",
+                    False,
+                    "per_frame_background_noise_std",
+                ),
+            ),
+        ),
+        MetricSpec(
+            "id_dist",
+            "calibrated",
+            False,
+            ("reference_image",),
+            {
+                "world-identity-encoder": _local(
+                    encoder=FromModel("identity_encoder"),
+                    calibration=FromModel("identity_calibration"),
+                ),
+                "arcface-w600k_mbf": _local(encoder="arcface"),
+            },
+            "identity distance of each frame to the reference image, calibrated: 0 = the reference's "
+            "own frames, 1 = the median other identity",
+            "metrics.identity_distance:IdentityDistance",
+            reads=("target_image", "generated"),
+        ),
+        MetricSpec(
+            "expression",
+            "",
+            None,
+            ("driving",),
+            {"world-face-features": _local(extractor=FromModel("face_features_extractor"))},
+            "following the driving video per part (pose, eyes, brows, mouth, smile): "
+            "expression_error_<part> (AED per part, APD for pose), expression_correlation_<part> "
+            "(temporal Pearson correlation), and the driving blinks followed, missed and spurious",
+            "metrics.expression:ExpressionFollowing",
+            figures=(
+                *(Figure(f"expression_error_{part}", f"error_{part}", "", False) for part in PARTS),
+                *(
+                    Figure(
+                        f"expression_correlation_{part}",
+                        f"correlation_{part}",
+                        "pearson",
+                        True,
+                        optional=True,
+                    )
+                    for part in PARTS
+                ),
+                Figure("blinks", "blinks", "count", None),
+                Figure("blinks_followed", "blinks_followed", "count", True),
+                Figure("blinks_missed", "blinks_missed", "count", False),
+                Figure("blinks_spurious", "blinks_spurious", "count", False),
+            ),
+        ),
+        MetricSpec(
+            "fvd",
+            "",
+            False,
+            ("ground_truth", "baseline"),
+            {"i3d": _local(feature="i3d")},
+            "Frechet video distance (StyleGAN-V fvd_16f, I3D); one row per setting, pooled over cases and seeds",
+            "metrics.fvd:FrechetVideoDistance",
+            pooled=True,
+        ),
+        MetricSpec(
+            "fid",
+            "",
+            False,
+            ("ground_truth", "baseline"),
+            {"inception": _local(feature="inception")},
+            "Frechet Inception distance over every frame; one row per setting, pooled over cases and seeds",
+            "metrics.fid:FrechetInceptionDistance",
+            pooled=True,
+        ),
+    )
+}
+

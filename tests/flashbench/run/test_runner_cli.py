@@ -1,0 +1,172 @@
+"""`flashbench validate | weights | run` through the flashbench command."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from flashbench.cli import run as runner_cli
+from flashbench.cli.main import main
+
+
+def test_validate_reports_ok_for_a_valid_suite_and_the_key_for_a_broken_one(
+    tiny_text, write_suite, capsys
+):
+    good = write_suite(tiny_text)
+    assert main(["validate", str(good)]) == 0
+    assert "ok  tiny" in capsys.readouterr().out
+    bad = write_suite(
+        tiny_text.replace('windowing = "sliding"', 'windowing = "slidng"'), name="bad"
+    )
+    assert main(["validate", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "bad.toml: settings[1].windowing: unknown windowing 'slidng'; did you mean 'sliding'" in err
+    )
+
+
+def test_weights_lists_every_backend_file_with_its_state(capsys):
+    status = main(["weights", "--no-verify"])
+    out = capsys.readouterr().out
+    assert "arcface-w600k_mbf" in out and "path:" in out and "sha256:" in out
+    assert "present" in out or "MISSING" in out
+    assert status == (1 if "MISSING" in out else 0)
+
+
+def _status(name, present, verified):
+    from metrics.weights import WeightStatus
+
+    return WeightStatus(
+        name, "a metric", f"/w/{name}", present, "ab" * 32, None, verified, "pip install x", "MIT"
+    )
+
+
+@pytest.mark.parametrize(
+    ("present", "verified", "code", "summary"),
+    [
+        (True, True, 0, "0 missing, 0 corrupt"),
+        (False, None, 1, "1 missing, 0 corrupt"),
+        (True, False, 1, "0 missing, 1 corrupt"),
+    ],
+)
+def test_weights_exits_1_while_a_file_is_missing_or_corrupt(
+    monkeypatch, capsys, present, verified, code, summary
+):
+    import metrics.weights
+
+    statuses = [_status("good", True, True), _status("other", present, verified)]
+    monkeypatch.setattr(metrics.weights, "weight_status", lambda verify: statuses)
+    assert main(["weights"]) == code
+    assert summary in capsys.readouterr().out
+
+
+def test_run_into_a_foreign_directory_is_refused_with_one_line(
+    tiny_text, write_suite, tmp_path, capsys
+):
+    path = write_suite(tiny_text)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "manifest.json").write_text('{"suite": "x", "suite_sha256": "0"}')
+    assert (
+        main(["run", str(path), "--out", str(tmp_path / "other"), "--resume", "--no-progress"]) == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert (
+        err.startswith("flashbench run: error: run directory")
+        and "never mixed" in err
+        and "\n" not in err
+    )
+
+
+# ---- Ctrl-C: exit 130, one line, never swallowed ---------------------------------------------
+
+INTERRUPTED = "interrupted; rerun with --resume to finish"
+
+
+def _interrupt_self():
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(5)  # the handler raises KeyboardInterrupt long before this ends
+
+
+@pytest.mark.parametrize("swallowed", [False, True])
+def test_ctrl_c_exits_130_with_one_line_even_when_a_library_swallows_it(
+    monkeypatch, capsys, tiny_text, write_suite, swallowed
+):
+    def run(args):
+        try:
+            _interrupt_self()
+        except KeyboardInterrupt:
+            if not swallowed:
+                raise
+        return 0  # what a run that swallowed the interrupt would report
+
+    monkeypatch.setattr(runner_cli, "cmd_run", run)
+    # Whatever handler the process had is back once the command ends (a background job
+    # starts with SIGINT ignored, an interactive one with Python's default handler).
+    before = signal.getsignal(signal.SIGINT)
+    assert main(["run", str(write_suite(tiny_text))]) == 130
+    captured = capsys.readouterr()
+    assert captured.err == INTERRUPTED + "\n"
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_ctrl_c_inside_a_finaliser_ends_the_command_without_a_traceback(
+    monkeypatch, capsys, tiny_text, write_suite
+):
+    class InterruptedWhileFreed:
+        def __del__(self):
+            raise KeyboardInterrupt  # what Ctrl-C during a library's finaliser looks like
+
+    carried_on = []
+
+    def run(args):
+        InterruptedWhileFreed()  # freed at once: the interrupt lands in __del__
+        for _ in range(200):  # the interrupt is raised again in the command's own code
+            time.sleep(0.01)
+        carried_on.append(True)
+        return 0
+
+    monkeypatch.setattr(runner_cli, "cmd_run", run)
+    hook = sys.unraisablehook
+    assert main(["run", str(write_suite(tiny_text))]) == 130
+    assert capsys.readouterr().err == INTERRUPTED + "\n" and not carried_on
+    assert sys.unraisablehook is hook
+
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_real_run_exits_130_without_a_traceback_and_resume_finishes(
+    tiny_text, write_suite, tmp_path
+):
+    from flashbench.run.runner import run_suite
+    from flashbench.suite.document import parse_suite
+
+    path, out = (
+        write_suite(tiny_text.replace("lengths = [6]", "lengths = [6, 8]")),
+        tmp_path / "run",
+    )
+    command = [sys.executable, "-m", "flashbench.cli.main", "run", str(path), "--out", str(out)]
+    process = subprocess.Popen(
+        [*command, "--no-progress"],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not [
+        p for p in (out / "rows").glob("*.json") if not p.name.startswith(".")
+    ]:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == INTERRUPTED
+    summary = run_suite(parse_suite(path.read_text(), str(path)), out, resume=True, progress=False)
+    assert summary.ok and summary.done + summary.skipped == 12
