@@ -22,7 +22,17 @@ _EXPORTS = {
     "flow_match_sigmas": "flashbench.schedule",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Cond",
+    "Denoiser",
+    "Guidance",
+    "LayeredDenoiser",
+    "Sample",
+    "StepRecord",
+    "flow_match_sigmas",
+    "run_layers",
+    "sample",
+]
 
 if TYPE_CHECKING:
     from flashbench.denoiser import Cond, Denoiser, LayeredDenoiser, run_layers

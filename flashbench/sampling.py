@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -121,6 +122,64 @@ class Sample:
     peak_bytes: int | None = None
 
 
+@dataclass
+class _WindowState:
+    """What sampling keeps between steps: stepper caches per (window, branch), and per window
+    the stepper's history and the guidance rule's state."""
+
+    caches: dict[tuple[Window, str], dict] = field(default_factory=dict)
+    histories: dict[Window, dict] = field(default_factory=dict)
+    guidance: dict[Window, dict] = field(default_factory=dict)
+
+    def keep_only(self, windows: list[Window]) -> None:
+        """Free the state of windows not in ``windows``: a shifting grid makes it stale, and
+        memory stays bounded by the current grid."""
+        for key in [k for k in self.caches if k[0] not in windows]:
+            del self.caches[key]
+        for states in (self.histories, self.guidance):
+            for window in [w for w in states if w not in windows]:
+                del states[window]
+
+
+def _window_velocity(
+    model: Denoiser,
+    x_window: Tensor,
+    sigmas: Tensor,
+    step: int,
+    window: Window,
+    branches: dict[str, Cond],
+    stepper: Stepper,
+    guidance: Guidance | None,
+    state: _WindowState,
+    trace: list[StepRecord],
+) -> Tensor:
+    """One window's velocity at ``step``: each guidance branch through the stepper, then combined."""
+    start, stop = window
+    sigma = float(sigmas[step])
+    guided = guidance is not None and guidance.active(sigma)
+    velocities = {}
+    for branch, branch_cond in branches.items():
+        if branch == "uncond" and not guided:
+            continue
+        tic = time.perf_counter()
+        cache = state.caches.setdefault((window, branch), {})
+        velocities[branch], action = stepper.velocity(
+            model, x_window, sigmas, step, branch_cond.window(start, stop), cache
+        )
+        trace.append(StepRecord(step, sigma, window, branch, action, time.perf_counter() - tic))
+    if not guided:
+        return velocities["cond"]
+    return guidance.rule.combine(
+        velocities["cond"],
+        velocities["uncond"],
+        x=x_window,
+        sigma=sigma,
+        step=step,
+        scale=guidance.scale,
+        state=state.guidance.setdefault(window, {}),
+    )
+
+
 @torch.no_grad()
 def sample(
     model: Denoiser,
@@ -153,9 +212,7 @@ def sample(
         {"cond": cond} if guidance is None else {"cond": cond, "uncond": guidance.uncond(cond)}
     )
     frames = noise.shape[2]
-    caches: dict[tuple[Window, str], dict] = {}
-    histories: dict[Window, dict] = {}
-    guide_states: dict[Window, dict] = {}
+    state = _WindowState()
     trace: list[StepRecord] = []
     peak_cache = 0
     start_time = time.perf_counter()
@@ -163,53 +220,19 @@ def sample(
     for step in range(len(sigmas) - 1):
         windows = windowing.windows(frames, step)
         outputs, guided = [], {}
-        guided_step = guidance is not None and guidance.active(float(sigmas[step]))
         for window in windows:
-            start, stop = window
-            x_window = x[:, :, start:stop]
-            velocities = {}
-            for branch, branch_cond in branches.items():
-                if branch == "uncond" and not guided_step:
-                    continue
-                tic = time.perf_counter()
-                cache = caches.setdefault((window, branch), {})
-                velocities[branch], action = stepper.velocity(
-                    model, x_window, sigmas, step, branch_cond.window(start, stop), cache
-                )
-                trace.append(
-                    StepRecord(
-                        step, float(sigmas[step]), window, branch, action, time.perf_counter() - tic
-                    )
-                )
-            v = velocities["cond"]
-            if guided_step:
-                v = guidance.rule.combine(
-                    v,
-                    velocities["uncond"],
-                    x=x_window,
-                    sigma=float(sigmas[step]),
-                    step=step,
-                    scale=guidance.scale,
-                    state=guide_states.setdefault(window, {}),
-                )
-            guided[window] = v
-            outputs.append(
-                stepper.advance(x_window, v, sigmas, step, histories.setdefault(window, {}))
+            x_window = x[:, :, window[0] : window[1]]
+            v = _window_velocity(
+                model, x_window, sigmas, step, window, branches, stepper, guidance, state, trace
             )
+            guided[window] = v
+            history = state.histories.setdefault(window, {})
+            outputs.append(stepper.advance(x_window, v, sigmas, step, history))
         x = blend(outputs, windows, windowing.weights(frames, step), like=x)
         if callback is not None:
             callback(StepEnd(step, float(sigmas[step]), x, guided))
-        peak_cache = max(peak_cache, sum(stepper.cache_bytes(c) for c in caches.values()))
-        # A shifting window grid makes old windows' caches stale: free them so memory stays
-        # bounded by the current grid.
-        for key in [k for k in caches if k[0] not in windows]:
-            del caches[key]
-        for window in [w for w in histories if w not in windows]:
-            del histories[window]
-        for window in [w for w in guide_states if w not in windows]:
-            del guide_states[window]
+        peak_cache = max(peak_cache, sum(stepper.cache_bytes(c) for c in state.caches.values()))
+        state.keep_only(windows)
     seconds = time.perf_counter() - start_time
-    actions: dict[str, int] = {}
-    for record in trace:
-        actions[record.action] = actions.get(record.action, 0) + 1
+    actions = dict(Counter(record.action for record in trace))
     return Sample(x, actions.get("compute", 0), tuple(trace), seconds, peak_cache, actions)

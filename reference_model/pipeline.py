@@ -12,14 +12,10 @@ from torch import Tensor
 
 from flashbench.models.base import CaseInputs, ModelSpec, PortraitModel
 from flashbench.sampling import Guidance
+from metrics.weights import file_sha256
 from reference_model.dit import CONFIGS, NFEB_VARIANTS, DiTConfig, PortraitDiT
 from reference_model.lightning import generate
-from reference_model.shipped_weights import (
-    read_json,
-    read_manifest,
-    restore_hint,
-    sha256_of,
-)
+from reference_model.shipped_weights import read_json, read_manifest, restore_hint
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "dit_small.pt"
@@ -55,7 +51,7 @@ def export_weights(model: PortraitDiT, path: str | Path, step: int) -> str:
     partial = path.with_name(path.name + ".partial")
     torch.save({"config": model.config.__dict__.copy(), "state_dict": state, "step": step}, partial)
     partial.replace(path)
-    return sha256_of(path)
+    return file_sha256(path)
 
 
 def verify_shipped_dit(path: Path) -> None:
@@ -69,7 +65,7 @@ def verify_shipped_dit(path: Path) -> None:
     expected = entry.get("sha256") if isinstance(entry, dict) else None
     if not isinstance(expected, str):
         raise ValueError(f"{manifest} records no sha256 of {path.name}; {restore_hint(manifest)}")
-    actual = sha256_of(path)
+    actual = file_sha256(path)
     if actual != expected:
         raise ValueError(
             f"weights file {path} has sha256 {actual[:16]}..., but {manifest.name} expects "
@@ -174,7 +170,7 @@ class ReferencePortraitModel:
         # change to either changes results as much as the DiT's own weights do.
         world = read_manifest()
         self._hashes = {
-            dit.name: sha256_of(dit),
+            dit.name: file_sha256(dit),
             **{name: world[name]["sha256"] for name in WORLD_NETWORKS},
         }
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import asdict
@@ -12,17 +11,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from metrics.weights import file_sha256
+
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MANIFEST = "weights.json"
-
-
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of the file at ``path``."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def restore_hint(path: Path) -> str:
@@ -73,7 +65,7 @@ def load_verified(name: str, weights_dir: Path | str | None = None) -> dict[str,
     entry = read_manifest(weights_dir).get(file_name)
     if entry is None:
         raise ValueError(f"weights file {path} has no entry in {weights_dir / MANIFEST}; {fix}")
-    actual = sha256_of(path)
+    actual = file_sha256(path)
     if actual != entry["sha256"]:
         raise ValueError(
             f"weights file {path} has sha256 {actual} but {MANIFEST} expects {entry['sha256']} "
@@ -109,7 +101,7 @@ def record(
     """Add or replace the manifest entry of ``path`` (sha256, size, retrain command, details)."""
     manifest = read_manifest(weights_dir)
     entry = {
-        "sha256": sha256_of(path),
+        "sha256": file_sha256(path),
         "bytes": path.stat().st_size,
         "retrain": retrain_command(name),
         **details,

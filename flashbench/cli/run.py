@@ -113,7 +113,8 @@ def cmd_weights(args: argparse.Namespace) -> int:
 
 def listings() -> dict[str, list[tuple[str, str]]]:
     """Names and one-line descriptions of metrics, suites and models (for ``flashbench ls``)."""
-    from flashbench.suite.catalog import METRICS, SPEED
+    from flashbench.run.rows import SPEED
+    from flashbench.suite.catalog import METRICS
 
     arrows = {True: "higher is better", False: "lower is better", None: "descriptive"}
     metrics = [

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import psutil
 
+from flashbench.errors import one_line
 from flashbench.models.base import PortraitModel
 from flashbench.run.files import TEMP_NAME, atomic_json, atomic_write
 from flashbench.run.manifest import build_manifest, model_manifest
 from flashbench.run.measure import Measurer
-from flashbench.run.units import Unit, measured_settings, pooled_name
+from flashbench.run.plan import Plan, pooled_name
 from flashbench.suite.document import Suite
 from flashbench.suite.schema import dumps_toml
 
@@ -194,18 +195,17 @@ def remove_stale_temp_files(out: Path, dead_writers_only: bool = False) -> list[
     return stale
 
 
-def write_plan(out: Path, units: list[Unit], measurer: Measurer, suite: Suite) -> None:
+def write_plan(out: Path, plan: Plan, measurer: Measurer) -> None:
     """plan.json: the units this run is to finish, so readers (gate, compare) can tell a partial run."""
-    pooled = [pooled_name(s) for s in measured_settings(suite)] if measurer.pooled else []
-    atomic_json(out / "plan.json", {"units": [u.name for u in units], "pooled": pooled})
+    pooled = [pooled_name(s) for s in plan.settings] if measurer.pooled else []
+    atomic_json(out / "plan.json", {"units": [u.name for u in plan.units], "pooled": pooled})
 
 
 def record_error(
     out: Path, name: str, case: str, setting: str, seed: int, err: BaseException
 ) -> None:
     """errors/<name>.json with a one-line message (the first line of the exception)."""
-    text = str(err).strip().splitlines()
-    message = f"{type(err).__name__}: {text[0] if text else ''}"
+    message = one_line(err)
     log.error("%s failed: %s", name, message)
     atomic_json(
         out / "errors" / f"{name}.json",

@@ -17,9 +17,9 @@ from torchmetrics.aggregation import SumMetric
 
 from flashbench.run.directory import open_run_dir, write_plan
 from flashbench.run.measure import Measurer
+from flashbench.run.plan import plan_run, suite_models
 from flashbench.run.pooled import check_pooled, pooled_failures, write_pooled_rows
 from flashbench.run.runner import DEFAULT_THREADS, CaseRunner, RunSummary, check_threads
-from flashbench.run.units import case_units, suite_models
 from flashbench.suite.document import Suite, load_suite
 
 log = logging.getLogger(__name__)
@@ -37,10 +37,10 @@ class SuiteShards(L.LightningModule):
         torch.set_num_threads(self.threads)
         self.suite = load_suite(self.suite_path)
         setting_models = suite_models(self.suite)
-        self.plan = case_units(self.suite, setting_models[self.suite.baseline], self.limit)
+        self.plan = plan_run(self.suite, setting_models[self.suite.baseline], self.limit)
         # Lightning gives each rank its device (cuda:<local rank> on GPUs, cpu otherwise).
         self.runner = CaseRunner(
-            self.suite,
+            self.plan,
             setting_models,
             Path(self.out),
             progress=False,
@@ -50,12 +50,12 @@ class SuiteShards(L.LightningModule):
     def predict_dataloader(self) -> DataLoader:
         # Round-robin over cases by rank: deterministic, and no padding duplicates a case.
         rank, world = self.trainer.global_rank, self.trainer.world_size
-        mine = list(range(len(self.plan)))[rank::world]
+        mine = list(range(len(self.plan.cases)))[rank::world]
         return DataLoader(mine, batch_size=None, shuffle=False)
 
     def predict_step(self, batch: torch.Tensor, batch_idx: int) -> None:
-        case, units = self.plan[int(batch)]
-        done, skipped, failed = self.runner.run_case(case, units)
+        case, units = self.plan.cases[int(batch)]
+        done, skipped, failed = self.runner.run_case(case, list(units))
         self.done.update(done)
         self.skipped.update(skipped)
         self.failed.update(failed)
@@ -66,8 +66,7 @@ class SuiteShards(L.LightningModule):
         # Pooled rows (FVD, FID) need every rank's videos: rank 0 alone writes them, after the barrier.
         self.trainer.strategy.barrier("units written")
         if self.trainer.global_rank == 0:
-            units = [u for _, mine in self.plan for u in mine]
-            write_pooled_rows(self.suite, self.runner.measurer, Path(self.out), units)
+            write_pooled_rows(self.plan, self.runner.measurer, Path(self.out))
         self.trainer.strategy.barrier("pooled rows written")
 
 
@@ -90,20 +89,19 @@ def run_distributed(
     # The manifest is written once, before any rank starts, so ranks never race on it.
     setting_models = suite_models(suite)
     model = setting_models[suite.baseline]
-    measurer = Measurer(suite.metrics.names, dict(suite.metrics.backends), model)
-    plan = case_units(suite, model, limit)
-    if devices > len(plan):
+    plan = plan_run(suite, model, limit)
+    measurer = Measurer(plan.measures.names, dict(plan.measures.backends), model)
+    if devices > len(plan.cases):
         raise ValueError(
-            f"--devices {devices} is more than the {len(plan)} case(s) of this run (cases shard over "
-            f"devices, whole cases per process); use --devices {len(plan)} or fewer"
+            f"--devices {devices} is more than the {len(plan.cases)} case(s) of this run (cases shard over "
+            f"devices, whole cases per process); use --devices {len(plan.cases)} or fewer"
         )
-    check_pooled(suite, measurer, [case for case, _ in plan])
-    units = [u for _, mine in plan for u in mine]
-    names = [u.name for u in units]
+    check_pooled(plan, measurer)
+    names = [u.name for u in plan.units]
     with open_run_dir(
         out, suite, setting_models, measurer, resume=resume, threads=threads, devices=devices
     ):
-        write_plan(out, units, measurer, suite)
+        write_plan(out, plan, measurer)
         module = SuiteShards(suite.path, str(out), limit, threads)
         strategy = "ddp_spawn" if accelerator == "cpu" else "ddp"
         trainer = L.Trainer(
@@ -118,7 +116,7 @@ def run_distributed(
         )
         before = {n for n in names if (out / "rows" / f"{n}.json").is_file()}
         trainer.predict(module, return_predictions=False)
-    pooled = pooled_failures(suite, out)
+    pooled = pooled_failures(plan, out)
     totals = getattr(module, "totals", None)
     if totals is None:
         # ddp_spawn runs the module in child processes: count this run's files here instead.

@@ -1,4 +1,4 @@
-"""The rows of one unit: a suite's metrics, built once from the catalog, measured on one video.
+"""The measure stage: a unit's video turned into rows, by the suite's metrics built once from the catalog.
 
 Metrics are the ``metrics`` package's torchmetrics Metrics, built as the catalog
 (``flashbench/suite/catalog.py``) says, with their weights checked before any unit runs.
@@ -13,6 +13,11 @@ from typing import Any
 from torch import Tensor
 
 from flashbench.registry import load_object
+from flashbench.run.plan import Measures, Unit
+from flashbench.run.rows import SPEED, Row
+from flashbench.run.timing import Timing
+from flashbench.sampling import Sample
+from flashbench.settings import Setting
 from flashbench.suite.catalog import METRICS, FromModel, MetricSpec
 
 
@@ -131,3 +136,100 @@ class Measurer:
         for features in real:
             metric.update(FeatureSums.of(features), real=True)
         return float(metric.compute())
+
+
+class NonFiniteMetric(ValueError):
+    """A metric's aggregate is NaN or Inf (e.g. no frame had a face)."""
+
+
+def _row(
+    unit: Unit,
+    metric: str,
+    value: float,
+    unit_name: str,
+    higher: bool | None,
+    backend: str,
+    reference: str,
+    frame: int | None,
+) -> Row:
+    """A row of ``unit``: its case and setting fill the identifying fields."""
+    return Row(
+        case=unit.case.id,
+        setting=unit.setting.name,
+        seed=unit.seed,
+        metric=metric,
+        value=float(value),
+        unit=unit_name,
+        higher_is_better=higher,
+        backend=backend,
+        reference=reference,
+        frame=frame,
+        frames=unit.case.frames,
+        stepper=unit.setting.stepper,
+        windowing=unit.setting.windowing,
+    )
+
+
+def seam_boundaries(setting: Setting, latent_frames: int, video_frames: int) -> list[int]:
+    """Video frames where a window of the setting starts or ends (at the first step), for the seam metric."""
+    _, windowing, _ = setting.build()
+    per_latent = max(1, video_frames // max(1, latent_frames))
+    edges = {e for start, stop in windowing.windows(latent_frames, 0) for e in (start, stop)}
+    return sorted(e * per_latent for e in edges if 0 < e < latent_frames)
+
+
+def unit_rows(
+    measures: Measures,
+    measurer: Measurer,
+    unit: Unit,
+    result: Sample,
+    video: Tensor,
+    targets: dict[str, Tensor],
+) -> list[Row]:
+    """Tidy rows of one unit: each metric against each of its references (and per frame where asked)."""
+    rows: list[Row] = []
+    boundaries = seam_boundaries(unit.setting, result.latents.shape[2], video.shape[0])
+    for name in measurer.names:
+        spec = METRICS[name]
+        backend = measurer.backends[name]
+        for reference in spec.references:
+            if reference and (reference not in measures.references or reference not in targets):
+                continue
+            measured = measurer.values(name, video, targets.get(reference), boundaries, unit.case)
+            for figure in spec.figures:
+                if figure.name not in measured:
+                    continue
+                value, frames = measured[figure.name]
+                if not math.isfinite(value):
+                    raise NonFiniteMetric(
+                        f"metric {figure.name!r} vs {reference or 'nothing'} is not finite ({value}) for setting {unit.setting.name!r}"
+                    )
+                kind = (figure.unit, figure.higher_is_better, backend, reference)
+                rows.append(_row(unit, figure.name, value, *kind, None))
+                if name in measures.per_frame and frames is not None:
+                    # A frame without a value (e.g. no face found) has no row; the aggregate skips it too.
+                    rows.extend(
+                        _row(unit, figure.name, v, *kind, i)
+                        for i, v in enumerate(frames)
+                        if math.isfinite(v)
+                    )
+    return rows
+
+
+def speed_rows(unit: Unit, result: Sample, timing: Timing | None) -> list[Row]:
+    """The unit's speed rows: wall time from ``timing`` (median and IQR of the timed passes), or
+    from the one pass that made ``result`` when there is none; NFE, memory and frames per second."""
+    seconds = timing.median if timing is not None else result.seconds
+    figures = {
+        "wall_seconds": seconds,
+        "wall_seconds_iqr": timing.iqr if timing is not None else 0.0,
+        "nfe": result.nfe,
+        "peak_bytes": result.peak_bytes or 0,
+        "cache_bytes": result.peak_cache_bytes,
+        "fps": unit.case.frames / max(seconds, 1e-9),
+    }
+    rows = []
+    for metric, value in figures.items():
+        unit_name, higher = SPEED[metric]
+        rows.append(_row(unit, metric, value, unit_name, higher, "timer", "", None))
+    return rows

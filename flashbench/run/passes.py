@@ -1,7 +1,7 @@
 """One sampling pass of a setting on a case: on the run's device, its peak memory measured, its latents checked.
 
 A pass is built once and can be called again (the timing rounds do), always from the same
-noise (``units.initial_noise``, drawn on the CPU, so runs match across devices).
+noise (``plan.initial_noise``, drawn on the CPU, so runs match across devices).
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ from tqdm.auto import tqdm
 
 from flashbench.denoiser import Cond
 from flashbench.models.base import CaseInputs, PortraitModel
+from flashbench.run.plan import Sampling
 from flashbench.sampling import Sample, StepEnd, sample
-from flashbench.schedule import flow_match_sigmas
 from flashbench.settings import Setting
-from flashbench.suite.document import Suite
 from metrics.speed import measure
 
 
@@ -52,7 +51,7 @@ class NonFiniteLatents(ValueError):
 
 
 def prepare_pass(
-    suite: Suite,
+    sampling: Sampling,
     model: PortraitModel,
     setting: Setting,
     inputs: CaseInputs,
@@ -66,7 +65,7 @@ def prepare_pass(
     ``record``, if given, sees every step as ``sample``'s callback does (the regime profile).
     """
     stepper, windowing, _ = setting.build()
-    guidance = suite.guidance_of(setting)
+    guidance = sampling.guidance[setting.name]
     if guidance is not None:
         # Dropping nothing makes both branches equal: guidance would silently cost 2x for nothing.
         present = {*inputs.cond.static, *inputs.cond.temporal}
@@ -77,7 +76,7 @@ def prepare_pass(
                 f"use some of {sorted(present)}"
             )
     noise, cond = noise.to(device), cond_to(inputs.cond, device)
-    sigmas = flow_match_sigmas(suite.steps, suite.shift)
+    sigmas = sampling.sigmas()
     progress = None if bar is None else _step_progress(bar, len(stepper.plan(sigmas)) - 1)
     callbacks = [c for c in (progress, record) if c is not None]
 
@@ -101,7 +100,7 @@ def prepare_pass(
 
 
 def measured_pass(
-    suite: Suite,
+    sampling: Sampling,
     model: PortraitModel,
     setting: Setting,
     inputs: CaseInputs,
@@ -111,7 +110,7 @@ def measured_pass(
     record: Callable[[StepEnd], None] | None = None,
 ) -> Sample:
     """One pass of ``setting`` that makes a unit's video: its peak memory measured, its latents on the CPU and finite."""
-    run = prepare_pass(suite, model, setting, inputs, noise, device, bar, record)
+    run = prepare_pass(sampling, model, setting, inputs, noise, device, bar, record)
     with measure(device) as memory:
         result = run()
     result = replace(result, latents=result.latents.cpu(), peak_bytes=memory.peak_bytes)

@@ -11,27 +11,26 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from flashbench.models.base import CaseSpec
 from flashbench.models.video import read_video
 from flashbench.run.directory import record_error
 from flashbench.run.files import atomic_json, atomic_with
-from flashbench.run.measure import Measurer
+from flashbench.run.measure import Measurer, NonFiniteMetric
+from flashbench.run.plan import RESEEDED, Plan, Unit, pooled_name
 from flashbench.run.rows import POOLED_CASE, POOLED_SEED, Row
-from flashbench.run.units import NonFiniteMetric, Unit, measured_settings, pooled_name
 from flashbench.settings import Setting
 from flashbench.suite.catalog import METRICS, MIN_POOLED_VIDEOS
-from flashbench.suite.document import Suite
 
 log = logging.getLogger(__name__)
 
 
-def check_pooled(suite: Suite, measurer: Measurer, cases: list[CaseSpec]) -> None:
+def check_pooled(plan: Plan, measurer: Measurer) -> None:
     """Refuse, before any unit runs, pooled metrics that the suite's videos cannot feed."""
+    cases = [case for case, _ in plan.cases]
     for name in measurer.pooled:
         # The ground-truth side has one video per case, and a covariance needs two samples.
         if len(cases) < MIN_POOLED_VIDEOS:
             raise ValueError(
-                f"{suite.path}: metrics.names: {name!r} pools each setting's videos over cases, but this run "
+                f"{plan.source}: metrics.names: {name!r} pools each setting's videos over cases, but this run "
                 f"has {len(cases)} case(s); use at least {MIN_POOLED_VIDEOS} (more identities, driving seeds "
                 f"or a larger --limit) or drop {name!r}"
             )
@@ -39,7 +38,7 @@ def check_pooled(suite: Suite, measurer: Measurer, cases: list[CaseSpec]) -> Non
         short = [c for c in cases if c.frames < need]
         if short:
             raise ValueError(
-                f"{suite.path}: cases.lengths: {name!r} needs videos of at least {need} frames, but case "
+                f"{plan.source}: cases.lengths: {name!r} needs videos of at least {need} frames, but case "
                 f"{short[0].id!r} has {short[0].frames}; use longer lengths or drop {name!r}"
             )
 
@@ -56,7 +55,7 @@ def video_features(measurer: Measurer, name: str, backend: str, video: Path, cac
 
 
 def pooled_rows(
-    suite: Suite, measurer: Measurer, out: Path, setting: Setting, units: list[Unit]
+    plan: Plan, measurer: Measurer, out: Path, setting: Setting, units: list[Unit]
 ) -> list[Row]:
     """Rows of one setting's pooled metrics: its saved videos against the cases' ground truth and the baseline's videos.
 
@@ -66,13 +65,14 @@ def pooled_rows(
     videos = out / "videos"
     generated = [videos / u.case.id / f"{setting.name}__seed{u.seed}.mp4" for u in units]
     references: dict[str, list[Path]] = {}
-    if "ground_truth" in suite.metrics.references:
+    if "ground_truth" in plan.measures.references:
         truths = [videos / case / "ground_truth.mp4" for case in sorted({u.case.id for u in units})]
         if all(p.is_file() for p in truths):
             references["ground_truth"] = truths
-    if "baseline" in suite.metrics.references and setting.name != suite.baseline:
+    baseline = plan.baseline.name
+    if "baseline" in plan.measures.references and setting.name != baseline:
         references["baseline"] = [
-            videos / u.case.id / f"{suite.baseline}__seed{u.seed}.mp4" for u in units
+            videos / u.case.id / f"{baseline}__seed{u.seed}.mp4" for u in units
         ]
     manifest = measurer.manifest()
     cache = out / "cache" / "features"
@@ -113,7 +113,7 @@ def pooled_rows(
     return rows
 
 
-def write_pooled_rows(suite: Suite, measurer: Measurer, out: Path, units: list[Unit]) -> int:
+def write_pooled_rows(plan: Plan, measurer: Measurer, out: Path) -> int:
     """Write rows/pooled__<setting>.json for each setting whose units (and the baseline's) all finished.
 
     A pooled file records the units it pools; it is rewritten when that list changes (units
@@ -122,14 +122,15 @@ def write_pooled_rows(suite: Suite, measurer: Measurer, out: Path, units: list[U
     """
     if not measurer.pooled:
         return 0
+    units, baseline = plan.units, plan.baseline.name
     finished = {u.name for u in units if (out / "rows" / f"{u.name}.json").is_file()}
-    uses_baseline = "baseline" in suite.metrics.references
+    uses_baseline = "baseline" in plan.measures.references
     written = 0
-    for setting in measured_settings(suite):
+    for setting in plan.settings:
         # The re-seeded baseline pools the videos that the baseline's units saved.
-        source = suite.baseline if setting.name == "reseeded" else setting.name
+        source = baseline if setting.name == RESEEDED else setting.name
         mine = sorted((u for u in units if u.setting.name == source), key=lambda u: u.name)
-        needed = mine + [u for u in units if uses_baseline and u.setting.name == suite.baseline]
+        needed = mine + [u for u in units if uses_baseline and u.setting.name == baseline]
         name = pooled_name(setting)
         path = out / "rows" / f"{name}.json"
         inputs = [u.name for u in mine]
@@ -143,7 +144,7 @@ def write_pooled_rows(suite: Suite, measurer: Measurer, out: Path, units: list[U
         if path.is_file() and json.loads(path.read_text()).get("units") == inputs:
             continue
         try:
-            rows = pooled_rows(suite, measurer, out, setting, mine)
+            rows = pooled_rows(plan, measurer, out, setting, mine)
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as err:  # recorded like a failed unit; the other settings go on
@@ -155,10 +156,10 @@ def write_pooled_rows(suite: Suite, measurer: Measurer, out: Path, units: list[U
     return written
 
 
-def pooled_failures(suite: Suite, out: Path) -> tuple[str, ...]:
+def pooled_failures(plan: Plan, out: Path) -> tuple[str, ...]:
     """Pooled computations (FVD, FID) whose last attempt failed: their errors/ file is removed on success."""
     return tuple(
         name
-        for name in map(pooled_name, measured_settings(suite))
+        for name in map(pooled_name, plan.settings)
         if (out / "errors" / f"{name}.json").is_file()
     )

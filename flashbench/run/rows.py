@@ -19,6 +19,15 @@ from typing import Any
 FORMAT_VERSION = 1
 # The keys of a traces/<unit>.json record: one per step, window and guidance branch.
 TRACE_KEYS = ("step", "sigma", "window", "branch", "action", "seconds")
+# The rows of the ``speed`` metric: name -> (unit, higher is better; None: no direction).
+SPEED: dict[str, tuple[str, bool | None]] = {
+    "wall_seconds": ("s", False),
+    "wall_seconds_iqr": ("s", None),
+    "nfe": ("passes", None),
+    "peak_bytes": ("bytes", None),
+    "cache_bytes": ("bytes", None),
+    "fps": ("frames/s", True),
+}
 # Measurements of the machine, not of the result: they differ between reruns.
 TIMING_METRICS = ("wall_seconds", "wall_seconds_iqr", "fps", "peak_bytes")
 # Pooled rows (FVD, FID) stand for every case and sampling seed of their setting.

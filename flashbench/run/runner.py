@@ -1,11 +1,13 @@
 """Run a suite into a run directory (docs/run-directory.md): sample each case's units, time them together, write their files.
 
+The run is a pipeline over the suite's ``plan`` (made once): ``passes`` samples, ``measure``
+turns a video into rows (of the type in ``rows``), ``timing`` times a case's units in
+interleaved rounds, ``pooled`` adds FVD and FID per setting, and ``directory`` holds the run
+directory, its lock, plan and errors (``manifest`` records the suite and the machine).
+
 A unit's rows file is written last, with ``os.replace``, so a unit is either finished (its rows
 file exists) or redone on resume: a run killed at any point and resumed ends with exactly the
-rows of an uninterrupted run. Once a setting's units have finished, its pooled rows (FVD, FID)
-follow. The pieces: ``rundir`` (the directory, its lock, plan and errors; ``manifest``),
-``units`` (what is sampled, its noise and its rows, of the type in ``rows``), ``passes`` (one
-sampling pass), ``timing`` (interleaved timing rounds), ``pooled`` (FVD, FID).
+rows of an uninterrupted run. Once a setting's units have finished, its pooled rows follow.
 """
 
 from __future__ import annotations
@@ -15,32 +17,30 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from flashbench.errors import one_line
 from flashbench.models.base import CaseInputs, CaseSpec, PortraitModel
 from flashbench.planning.regime import VelocityRecorder
 from flashbench.run.directory import open_run_dir, record_error, write_plan
 from flashbench.run.files import atomic_json, atomic_with, write_image, write_video
-from flashbench.run.measure import Measurer
+from flashbench.run.measure import Measurer, speed_rows, unit_rows
 from flashbench.run.passes import measured_pass, prepare_pass
-from flashbench.run.pooled import check_pooled, pooled_failures, write_pooled_rows
-from flashbench.run.rows import Row
-from flashbench.run.timing import Timing, time_interleaved
-from flashbench.run.units import (
+from flashbench.run.plan import (
+    Plan,
     Unit,
-    baseline_key,
-    case_units,
     initial_noise,
+    plan_run,
     reseeded_noise_seed,
-    reseeded_setting,
-    speed_rows,
     suite_models,
-    trace_records,
-    unit_rows,
 )
+from flashbench.run.pooled import check_pooled, pooled_failures, write_pooled_rows
+from flashbench.run.rows import TRACE_KEYS, Row
+from flashbench.run.timing import Timing, time_interleaved
 from flashbench.sampling import Sample
 from flashbench.suite.document import Suite
 
@@ -77,7 +77,7 @@ class Sampled:
 
 
 class CaseRunner:
-    """Runs the units of a suite into a run directory; one instance per process.
+    """Runs the units of a plan into a run directory; one instance per process.
 
     ``setting_models`` maps each setting to its model (``build_models``); the baseline
     setting's model prepares the cases' shared files and serves the world-* metrics.
@@ -85,22 +85,22 @@ class CaseRunner:
 
     def __init__(
         self,
-        suite: Suite,
+        plan: Plan,
         setting_models: dict[str, PortraitModel],
         out: Path,
         progress: bool | None = None,
         measurer: Measurer | None = None,
         device: torch.device | str = "cpu",
     ) -> None:
-        self.suite, self.out, self.progress = suite, Path(out), progress
+        self.plan, self.out, self.progress = plan, Path(out), progress
         self.setting_models = setting_models
-        self.model = setting_models[suite.baseline]
+        self.model = setting_models[plan.baseline.name]
         self.device = device
         for model in setting_models.values():
             if isinstance(model.denoiser, torch.nn.Module):
                 model.denoiser.to(device)
         self.measurer = measurer or Measurer(
-            suite.metrics.names, dict(suite.metrics.backends), self.model
+            plan.measures.names, dict(plan.measures.backends), self.model
         )
 
     def _baseline(
@@ -110,13 +110,13 @@ class CaseRunner:
 
         ``kind`` "reseeded" is the baseline from the other noise seed (the seed floor), cached apart.
         """
-        path = self.out / "cache" / kind / f"{baseline_key(self.suite, self.model, case, seed)}.pt"
+        path = self.out / "cache" / kind / f"{self.plan.baseline_key(self.model, case, seed)}.pt"
         if path.is_file():
             return torch.load(path, weights_only=True)
         result = measured_pass(
-            self.suite,
+            self.plan.sampling,
             self.model,
-            self.suite.setting(self.suite.baseline),
+            self.plan.baseline,
             inputs,
             noise,
             None,
@@ -142,13 +142,16 @@ class CaseRunner:
         ``targets`` and against the baseline's ``video`` as reference "baseline"; ``result`` is
         the baseline's sample, whose latent shape (hence seam boundaries) the re-seed shares.
         """
-        generator = torch.Generator().manual_seed(reseeded_noise_seed(unit.case, unit.seed))
-        noise = torch.randn(inputs.latent_shape, generator=generator)
+        noise = initial_noise(unit, inputs, reseeded_noise_seed(unit.case, unit.seed))
         latents = self._baseline(unit.case, unit.seed, inputs, noise, "reseeded")
-        reseeded = Unit(unit.case, reseeded_setting(self.suite), unit.seed)
         output = self.model.decode(latents)
         rows = unit_rows(
-            self.suite, self.measurer, reseeded, result, output, {**targets, "baseline": video}
+            self.plan.measures,
+            self.measurer,
+            self.plan.reseeded(unit),
+            result,
+            output,
+            {**targets, "baseline": video},
         )
         write_video(
             self.out / "videos" / unit.case.id / f"reseeded__seed{unit.seed}.mp4",
@@ -169,21 +172,21 @@ class CaseRunner:
         conditioning is normalised with each checkpoint's own statistics). The rows file is
         written by ``finish_unit``, after the case's timing rounds.
         """
-        suite, out = self.suite, self.out
+        plan, out = self.plan, self.out
         model = self.setting_models[unit.setting.name]
         try:
             inputs = inputs_of(model)
             noise = initial_noise(unit, inputs)
-            is_baseline = unit.setting.name == suite.baseline
+            is_baseline = unit.setting.name == plan.baseline.name
             # The baseline's path says how hard acceleration is on this model (the regime).
             recorder = VelocityRecorder() if is_baseline else None
             result = measured_pass(
-                suite, model, unit.setting, inputs, noise, bar, self.device, recorder
+                plan.sampling, model, unit.setting, inputs, noise, bar, self.device, recorder
             )
             if recorder is not None:
                 atomic_json(out / "regime" / f"{unit.name}.json", recorder.records())
             if is_baseline:
-                key = baseline_key(suite, model, unit.case, unit.seed)
+                key = plan.baseline_key(model, unit.case, unit.seed)
                 self._cache(out / "cache" / "baseline" / f"{key}.pt", result.latents)
             video = model.decode(result.latents)
             targets: dict[str, Tensor] = {"reference_image": inputs.reference_image}
@@ -191,25 +194,25 @@ class CaseRunner:
                 targets["ground_truth"] = inputs.ground_truth
             if inputs.driving is not None:
                 targets["driving"] = inputs.driving
-            if not is_baseline and "baseline" in suite.metrics.references:
+            if not is_baseline and "baseline" in plan.measures.references:
                 base_inputs = inputs_of(self.model)
                 targets["baseline"] = self.model.decode(
                     self._baseline(
                         unit.case, unit.seed, base_inputs, initial_noise(unit, base_inputs)
                     )
                 )
-            rows = unit_rows(suite, self.measurer, unit, result, video, targets)
-            if is_baseline and "reseeded" in suite.metrics.references:
+            rows = unit_rows(plan.measures, self.measurer, unit, result, video, targets)
+            if is_baseline and "reseeded" in plan.measures.references:
                 rows += self.reseeded_rows(unit, inputs, result, video, targets)
             write_video(
                 out / "videos" / unit.case.id / f"{unit.setting.name}__seed{unit.seed}.mp4",
                 video,
                 model.fps,
             )
-            if suite.save_latents:
+            if plan.save_latents:
                 self._cache(out / "latents" / f"{unit.name}.pt", result.latents)
             atomic_json(out / "traces" / f"{unit.name}.json", trace_records(result))
-            run = prepare_pass(suite, model, unit.setting, inputs, noise, self.device)
+            run = prepare_pass(plan.sampling, model, unit.setting, inputs, noise, self.device)
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as err:  # one unit's failure is recorded and the run goes on
@@ -220,7 +223,7 @@ class CaseRunner:
     def finish_unit(self, sampled: Sampled, timing: Timing | None) -> None:
         """Write the unit's rows file (last: from now on the unit is finished)."""
         unit, rows = sampled.unit, list(sampled.rows)
-        if "speed" in self.suite.metrics.names:
+        if self.plan.measures.speed:
             rows += speed_rows(unit, sampled.result, timing)
         payload = {"unit": unit.name, "rows": [r.to_json() for r in rows]}
         atomic_json(self.out / "rows" / f"{unit.name}.json", payload)
@@ -228,10 +231,10 @@ class CaseRunner:
 
     def time_units(self, sampled: list[Sampled]) -> list[Timing | None]:
         """Interleaved timing rounds over a case's sampled units (when the suite measures speed)."""
-        if "speed" not in self.suite.metrics.names or not sampled:
+        if not self.plan.measures.speed or not sampled:
             return [None] * len(sampled)
         return time_interleaved(
-            [s.run for s in sampled], self.suite.metrics.timing_repeats, self.device
+            [s.run for s in sampled], self.plan.measures.timing_repeats, self.device
         )
 
     def _record_error(self, unit: Unit, err: BaseException) -> None:
@@ -269,7 +272,11 @@ class CaseRunner:
             return 0, skipped, len(todo)
         sampled: list[Sampled] = []
         steps = tqdm(
-            total=self.suite.steps, desc="steps", leave=False, disable=self._disabled(), position=1
+            total=self.plan.sampling.steps,
+            desc="steps",
+            leave=False,
+            disable=self._disabled(),
+            position=1,
         )
         with steps:
             for unit in todo:
@@ -299,6 +306,20 @@ class CaseRunner:
         return None if self.progress is None else not self.progress
 
 
+def trace_records(result: Sample) -> list[dict[str, Any]]:
+    """The sampler trace as traces/<unit>.json holds it: one record per step, window and branch."""
+    return [
+        dict(
+            zip(
+                TRACE_KEYS,
+                (r.step, r.sigma, list(r.window), r.branch, r.action, r.seconds),
+                strict=True,
+            )
+        )
+        for r in result.trace
+    ]
+
+
 def check_threads(threads: int) -> int:
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(
@@ -313,7 +334,7 @@ def check_device(device: str | torch.device) -> torch.device:
         parsed = torch.device(device)
     except (RuntimeError, TypeError, ValueError) as err:
         raise ValueError(
-            f"--device {str(device)!r} is not a torch device ({_first_line(err)}); use cpu or cuda[:N]"
+            f"--device {str(device)!r} is not a torch device ({one_line(err)}); use cpu or cuda[:N]"
         ) from err
     if parsed.type == "cpu":
         return parsed
@@ -335,11 +356,6 @@ def check_device(device: str | torch.device) -> torch.device:
     return parsed
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
-
-
 def run_suite(
     suite: Suite,
     out: str | Path,
@@ -357,26 +373,25 @@ def run_suite(
     torch.set_num_threads(threads)
     setting_models = suite_models(suite)
     model = setting_models[suite.baseline]
-    measurer = Measurer(suite.metrics.names, dict(suite.metrics.backends), model)
-    plan = case_units(suite, model, limit)
-    units = [u for _, case_units_ in plan for u in case_units_]
-    check_pooled(suite, measurer, [case for case, _ in plan])
+    plan = plan_run(suite, model, limit)
+    measurer = Measurer(plan.measures.names, dict(plan.measures.backends), model)
+    check_pooled(plan, measurer)
     with open_run_dir(out, suite, setting_models, measurer, resume=resume, threads=threads):
-        write_plan(out, units, measurer, suite)
-        runner = CaseRunner(suite, setting_models, out, progress, measurer, device)
+        write_plan(out, plan, measurer)
+        runner = CaseRunner(plan, setting_models, out, progress, measurer, device)
         done = skipped = failed = 0
         start = time.perf_counter()
         with tqdm(
-            total=len(units),
+            total=len(plan.units),
             desc=f"{suite.name} units",
             disable=runner._disabled(),
             position=0,
         ) as bar:
-            for case, mine in plan:
-                d, s, f = runner.run_case(case, mine, bar)
+            for case, mine in plan.cases:
+                d, s, f = runner.run_case(case, list(mine), bar)
                 done, skipped, failed = done + d, skipped + s, failed + f
-        write_pooled_rows(suite, measurer, out, units)
-    summary = RunSummary(out, done, skipped, failed, pooled_failures(suite, out))
+        write_pooled_rows(plan, measurer, out)
+    summary = RunSummary(out, done, skipped, failed, pooled_failures(plan, out))
     log.info(
         "%s: %d units done, %d skipped, %d failed, %d pooled computations failed in %.1f s",
         out,

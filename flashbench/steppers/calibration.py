@@ -128,4 +128,3 @@ def open_cached_layers(stepper: Any, model: Denoiser, cache: dict) -> LayeredDen
         check_calibration(stepper.loaded, model, f"calibration={stepper.calibration!r}")
         cache["checked"] = True
     return model
-

@@ -12,15 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-SPEED_GROUP = ("wall_seconds", "wall_seconds_iqr", "nfe", "peak_bytes", "cache_bytes", "fps")
-SPEED: dict[str, tuple[str, bool | None]] = {
-    "wall_seconds": ("s", False),
-    "wall_seconds_iqr": ("s", None),
-    "nfe": ("passes", None),
-    "peak_bytes": ("bytes", None),
-    "cache_bytes": ("bytes", None),
-    "fps": ("frames/s", True),
-}
 # Identical frames have infinite PSNR; rows are strict JSON, so PSNR is capped (MSE floor 1e-10).
 PSNR_CAP_DB = 100.0
 # Each unit's metrics are that unit's own: under DDP, compute() must not gather other ranks' states.
@@ -280,4 +271,3 @@ METRICS: dict[str, MetricSpec] = {
         ),
     )
 }
-

@@ -3,9 +3,9 @@
 A suite names its cases (identities, driving seeds, self- or cross-reenactment, lengths,
 resolution), its settings (windowing x stepper x parameters, with sweeps), guidance, metrics
 and their backends, sampling seeds and the baseline setting. Every key is declared once, as a
-field of a record (``suite_schema.toml_key``): ``[suite]`` and ``[guidance]`` are ``Suite``'s
-own, ``[cases]`` is ``cases.Cases``, ``[metrics]`` ``suite_metrics.Metrics``, ``[[settings]]``
-``suite_settings.SettingEntry``. Parsing, the resolved suite.toml and the key table of
+field of a record (``schema.toml_key``): ``[suite]`` and ``[guidance]`` are ``Suite``'s
+own, ``[cases]`` is ``cases.Cases``, ``[metrics]`` ``metrics.Metrics``, ``[[settings]]``
+``settings.SettingEntry`` (all in ``flashbench/suite/``). Parsing, the resolved suite.toml and the key table of
 docs/suites.md come from those fields. ``load_suite`` parses and validates; every malformed
 suite raises ``ValueError``, never another exception.
 """

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from flashbench.errors import one_line
 from flashbench.settings import Setting, settings, steppers, windowings
 from flashbench.suite.schema import (
     Number,
@@ -168,7 +169,7 @@ def expand_setting(
             setting.build()
         except Exception as err:  # a stepper's own check, whatever it raises, becomes a keyed error
             raise where.error(
-                key, f"setting {setting_name!r} does not build: {_one_line(err)}"
+                key, f"setting {setting_name!r} does not build: {one_line(err)}"
             ) from err
         out.append(setting)
     return out
@@ -194,8 +195,3 @@ def check_setting_names(where: Where, expanded: list[Setting]) -> None:
 
 def _tag(value: Any) -> str:
     return str(value).replace(".", "p").replace("-", "m")
-
-
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}"

@@ -6,16 +6,11 @@ import shutil
 import pytest
 import torch
 
+from metrics.weights import file_sha256
 from reference_model.autoencoder import Autoencoder, load_autoencoder, psnr
 from reference_model.expression import ExpressionExtractor, load_expression_extractor, r2_per_part
 from reference_model.identity import load_identity_encoder, roc_auc, verification_auc
-from reference_model.shipped_weights import (
-    WEIGHTS_DIR,
-    checkpoint_of,
-    read_manifest,
-    record,
-    sha256_of,
-)
+from reference_model.shipped_weights import WEIGHTS_DIR, checkpoint_of, read_manifest, record
 from reference_model.world import identity_params, random_expression, render, split_ids
 
 
@@ -31,7 +26,7 @@ def test_manifest_lists_every_shipped_file_with_its_sha256():
     for name in ("autoencoder.pt", "expression.pt", "identity.pt"):
         entry = manifest[name]
         path = WEIGHTS_DIR / name
-        assert entry["sha256"] == sha256_of(path)
+        assert entry["sha256"] == file_sha256(path)
         assert entry["bytes"] == path.stat().st_size < 2_500_000
         assert entry["retrain"].startswith("python -m reference_model.train_world ")
 

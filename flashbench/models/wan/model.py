@@ -8,7 +8,6 @@ embeddings of the cases in ``prompts.safetensors`` (no text encoder runs here), 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -19,6 +18,7 @@ from torch import Tensor, nn
 
 from flashbench.models.base import WORLD_SPLITS, CaseInputs, CaseSpec, ModelSpec, WithoutInstruments
 from flashbench.models.wan.denoiser import COND_KEYS, WanDenoiser, wan_cond
+from metrics.weights import file_sha256
 
 ENV = "FLASHBENCH_WAN"
 DEFAULT_FOLDER = Path("~/.cache/flashbench/wan")
@@ -43,19 +43,11 @@ def wan_folder(weights: str | None = None) -> Path:
     return folder
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for chunk in iter(lambda: file.read(1 << 24), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def write_manifest(folder: str | Path) -> Path:
     """Record the sha256 of every file under ``folder`` (once, on files you trust) in its manifest."""
     folder = Path(folder)
     files = {
-        path.relative_to(folder).as_posix(): sha256(path)
+        path.relative_to(folder).as_posix(): file_sha256(path)
         for path in sorted(folder.rglob("*"))
         if path.is_file() and path.name != MANIFEST and ".cache" not in path.parts
     }
@@ -92,7 +84,7 @@ def verify_folder(
                 f"model {model!r}'s file {name} is missing from {folder}; put it at {path} (the "
                 f"manifest {manifest} lists it with sha256 {expected})"
             )
-        found = sha256(path) if hashes else expected
+        found = file_sha256(path) if hashes else expected
         if found != expected:
             raise ValueError(
                 f"model {model!r}'s file {path} has sha256 {found}, but {manifest} expects "

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from flashbench.cli.main import main
-from flashbench.run import directory as rundir
+from flashbench.run import directory
 from flashbench.run.directory import LOCK_NAME
 from flashbench.run.rows import read_rows
 from flashbench.run.runner import run_suite
@@ -115,7 +115,7 @@ def test_a_kill_between_manifest_and_suite_toml_is_finished_by_resume(
 ):
     suite = parse_suite(suite_path.read_text(), str(suite_path))
     out = tmp_path / "run"
-    write = rundir.atomic_write
+    write = directory.atomic_write
 
     def killed_at_suite_toml(path, data):
         if path.name == "suite.toml":
@@ -275,7 +275,7 @@ def test_rows_of_a_resumed_run_equal_an_uninterrupted_one_after_a_refused_resume
     suite = parse_suite(suite_path.read_text(), str(suite_path))
     out, reference = tmp_path / "run", tmp_path / "reference"
     run_suite(suite, out, limit=1, progress=False)
-    with rundir.RunLock(out), pytest.raises(ValueError, match="is being written by process"):
+    with directory.RunLock(out), pytest.raises(ValueError, match="is being written by process"):
         run_suite(suite, out, resume=True, progress=False)
     run_suite(suite, out, resume=True, progress=False)
     run_suite(suite, reference, progress=False)

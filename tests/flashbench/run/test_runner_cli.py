@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from flashbench.cli import run as runner_cli
+from flashbench.cli import run as run_commands
 from flashbench.cli.main import main
 
 
@@ -103,7 +103,7 @@ def test_ctrl_c_exits_130_with_one_line_even_when_a_library_swallows_it(
                 raise
         return 0  # what a run that swallowed the interrupt would report
 
-    monkeypatch.setattr(runner_cli, "cmd_run", run)
+    monkeypatch.setattr(run_commands, "cmd_run", run)
     # Whatever handler the process had is back once the command ends (a background job
     # starts with SIGINT ignored, an interactive one with Python's default handler).
     before = signal.getsignal(signal.SIGINT)
@@ -129,7 +129,7 @@ def test_ctrl_c_inside_a_finaliser_ends_the_command_without_a_traceback(
         carried_on.append(True)
         return 0
 
-    monkeypatch.setattr(runner_cli, "cmd_run", run)
+    monkeypatch.setattr(run_commands, "cmd_run", run)
     hook = sys.unraisablehook
     assert main(["run", str(write_suite(tiny_text))]) == 130
     assert capsys.readouterr().err == INTERRUPTED + "\n" and not carried_on
