@@ -223,94 +223,118 @@ class _Windows:
         return canvas.take(index).view(m, 3, h, w), x, y, index
 
 
-def _render_chunk(identity: Tensor, expression: Tensor, canvas: Tensor, scratch: Tensor) -> None:
-    """Draw frames into ``canvas`` ``[N, 3, size, size]``; ``scratch`` is a buffer of its shape."""
-    identity = identity.float()
-    low, high = expression_bounds()
-    expression = torch.minimum(torch.maximum(expression.float(), low), high)
-    n, size = identity.shape[0], canvas.shape[-1]
-    soft = 1.2 / size  # about 0.6 pixel in the [-1, 1] frame
-    margin = _CUTOFF * soft
+class _Frames:
+    """One chunk of frames to draw: identities, clamped expressions, colours and the head's frame.
 
-    def p(name: str) -> Tensor:
-        return identity[:, _A[name], None, None]
+    The drawing steps below read it and composite their layer into the canvas, back to front.
+    """
 
-    def e(name: str) -> Tensor:
-        return expression[:, EXPRESSION_NAMES.index(name), None, None]
+    def __init__(self, identity: Tensor, expression: Tensor, size: int) -> None:
+        self.identity = identity.float()
+        low, high = expression_bounds()
+        self.expression = torch.minimum(torch.maximum(expression.float(), low), high)
+        self.n, self.size = self.identity.shape[0], size
+        self.soft = 1.2 / size  # about 0.6 pixel in the [-1, 1] frame
+        self.margin = _CUTOFF * self.soft
+        self.colours = _colours(self.identity)
+        grid = (torch.arange(size, dtype=torch.float32) + 0.5) * (2.0 / size) - 1.0
+        self.gy = grid.view(1, size, 1)
+        self.yaw, self.pitch, roll = self.e("yaw"), self.e("pitch"), self.e("roll")
+        self.sin_yaw, self.cos_yaw = torch.sin(self.yaw), torch.cos(self.yaw)
+        self.sin_pitch, self.cos_pitch = torch.sin(self.pitch), torch.cos(self.pitch)
+        self.windows = _Windows(grid, 0.06, torch.cos(roll), torch.sin(roll))
+        self.every = torch.arange(self.n)
+        self.x, self.y = self.windows.head_coords(grid.view(1, 1, size), self.gy, self.every)
+        self.face_a = _lerp(self.p("face_width"), 0.36, 0.48)
+        self.face_b = _lerp(self.p("face_height"), 0.48, 0.60)
 
-    colours = _colours(identity)
-    grid = (torch.arange(size, dtype=torch.float32) + 0.5) * (2.0 / size) - 1.0
-    gy = grid.view(1, size, 1)
+    def p(self, name: str) -> Tensor:
+        """Identity attribute ``name`` per frame, ``[N, 1, 1]``."""
+        return self.identity[:, _A[name], None, None]
 
-    yaw, pitch, roll = e("yaw"), e("pitch"), e("roll")
-    sin_yaw, cos_yaw = torch.sin(yaw), torch.cos(yaw)
-    sin_pitch, cos_pitch = torch.sin(pitch), torch.cos(pitch)
-    head_y = 0.06
-    windows = _Windows(grid, head_y, torch.cos(roll), torch.sin(roll))
-    every = torch.arange(n)
-    x, y = windows.head_coords(grid.view(1, 1, size), gy, every)
-
-    face_a = _lerp(p("face_width"), 0.36, 0.48)
-    face_b = _lerp(p("face_height"), 0.48, 0.60)
-
-    # Background: a vertical gradient of the background colour.
-    shade = (1.05 - 0.2 * (gy + 1.0) * 0.5).expand(n, size, size)
-    torch.mul(colours["background"][:, :, None, None], shade[:, None], out=canvas)
-
-    # Hair behind the head moves against the turn, showing more of the back of the head.
-    hair_shift_x = -0.10 * sin_yaw
-    hair_shift_y = -0.06 * sin_pitch
-    hair_x = x - hair_shift_x
-    back = _ellipse_sd(hair_x, y - (hair_shift_y - 0.06), face_a + 0.08, face_b + 0.06)
-    hair_len = _lerp(p("hair_length"), 0.0, 0.75)
-    curtain = hair_x.abs_().sub_(face_a + 0.07)
-    torch.maximum(curtain, (y - 0.35 * hair_len).abs_().sub_(0.35 * hair_len), out=curtain)
-    _over(canvas, colours["hair"], _cov(torch.minimum(back, curtain, out=back), soft))
-
-    # Neck, then the face; the skin is shaded by the turn so that yaw and pitch read as light.
-    neck = x.abs().sub_(0.5 * face_a)
-    torch.maximum(neck, (y - (face_b + 0.25)).abs_().sub_(0.35), out=neck)
-    skin_dark = colours["skin"] * 0.8
-    _over(canvas, skin_dark, _cov(neck, soft))
-    face_sd = _ellipse_sd(
-        x, y, face_a * (0.92 + 0.08 * cos_yaw), face_b * (0.95 + 0.05 * cos_pitch)
-    )
-    # 1 - 0.22 (x / a - 0.6 sin yaw) sin yaw - 0.15 (y / b) sin pitch, as two passes.
-    light = torch.addcmul(1.0 + 0.132 * sin_yaw.square(), x, -0.22 * sin_yaw / face_a)
-    light.addcmul_(y, -0.15 * sin_pitch / face_b)
-    face_alpha = _cov(face_sd.clone(), soft)
-    torch.mul(colours["skin"][:, :, None, None], light[:, None], out=scratch)
-    canvas.lerp_(scratch, face_alpha[:, None])
+    def e(self, name: str) -> Tensor:
+        """Expression/pose parameter ``name`` per frame, ``[N, 1, 1]``."""
+        return self.expression[:, EXPRESSION_NAMES.index(name), None, None]
 
     def place(
-        x0: Tensor | float, y0: Tensor | float, depth: float
+        self, x0: Tensor | float, y0: Tensor | float, depth: float
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Image-local centre and foreshortening of a feature at (x0, y0) and depth on the face."""
         x0 = torch.as_tensor(x0, dtype=torch.float32)
         y0 = torch.as_tensor(y0, dtype=torch.float32)
-        cx = x0 * cos_yaw + depth * sin_yaw
-        cy = y0 * cos_pitch + depth * sin_pitch
+        cx = x0 * self.cos_yaw + depth * self.sin_yaw
+        cy = y0 * self.cos_pitch + depth * self.sin_pitch
         fx = torch.cos(
-            torch.clamp(yaw + torch.asin(torch.clamp(x0 / 0.55, -1.0, 1.0) * 0.9), -1.45, 1.45)
+            torch.clamp(self.yaw + torch.asin(torch.clamp(x0 / 0.55, -1.0, 1.0) * 0.9), -1.45, 1.45)
         )
         fy = torch.cos(
-            torch.clamp(pitch + torch.asin(torch.clamp(y0 / 0.65, -1.0, 1.0) * 0.9), -1.45, 1.45)
+            torch.clamp(
+                self.pitch + torch.asin(torch.clamp(y0 / 0.65, -1.0, 1.0) * 0.9), -1.45, 1.45
+            )
         )
         return cx, cy, fx, fy
 
-    # Eyes: sclera, iris and pupil inside an opening whose height follows eye_open.
-    spacing = _lerp(p("eye_spacing"), 0.13, 0.21)
-    eye_w = _lerp(p("eye_size"), 0.075, 0.105)
+
+def _draw_background(canvas: Tensor, f: _Frames) -> None:
+    """A vertical gradient of the background colour."""
+    shade = (1.05 - 0.2 * (f.gy + 1.0) * 0.5).expand(f.n, f.size, f.size)
+    torch.mul(f.colours["background"][:, :, None, None], shade[:, None], out=canvas)
+
+
+def _draw_hair(canvas: Tensor, f: _Frames) -> None:
+    """Hair behind the head moves against the turn, showing more of the back of the head."""
+    hair_shift_x = -0.10 * f.sin_yaw
+    hair_shift_y = -0.06 * f.sin_pitch
+    hair_x = f.x - hair_shift_x
+    back = _ellipse_sd(hair_x, f.y - (hair_shift_y - 0.06), f.face_a + 0.08, f.face_b + 0.06)
+    hair_len = _lerp(f.p("hair_length"), 0.0, 0.75)
+    curtain = hair_x.abs_().sub_(f.face_a + 0.07)
+    torch.maximum(curtain, (f.y - 0.35 * hair_len).abs_().sub_(0.35 * hair_len), out=curtain)
+    _over(canvas, f.colours["hair"], _cov(torch.minimum(back, curtain, out=back), f.soft))
+
+
+def _draw_neck_and_face(canvas: Tensor, scratch: Tensor, f: _Frames) -> Tensor:
+    """Neck, then the face, its skin shaded by the turn so that yaw and pitch read as light.
+
+    Returns the face's signed distance (the fringe is drawn within the face outline).
+    """
+    x, y, face_a, face_b = f.x, f.y, f.face_a, f.face_b
+    neck = x.abs().sub_(0.5 * face_a)
+    torch.maximum(neck, (y - (face_b + 0.25)).abs_().sub_(0.35), out=neck)
+    skin_dark = f.colours["skin"] * 0.8
+    _over(canvas, skin_dark, _cov(neck, f.soft))
+    face_sd = _ellipse_sd(
+        x, y, face_a * (0.92 + 0.08 * f.cos_yaw), face_b * (0.95 + 0.05 * f.cos_pitch)
+    )
+    # 1 - 0.22 (x / a - 0.6 sin yaw) sin yaw - 0.15 (y / b) sin pitch, as two passes.
+    light = torch.addcmul(1.0 + 0.132 * f.sin_yaw.square(), x, -0.22 * f.sin_yaw / face_a)
+    light.addcmul_(y, -0.15 * f.sin_pitch / face_b)
+    face_alpha = _cov(face_sd.clone(), f.soft)
+    torch.mul(f.colours["skin"][:, :, None, None], light[:, None], out=scratch)
+    canvas.lerp_(scratch, face_alpha[:, None])
+    return face_sd
+
+
+def _draw_eyes_and_brows(
+    canvas: Tensor, f: _Frames
+) -> tuple[Tensor, list[tuple[Tensor, Tensor, Tensor, Tensor]]]:
+    """Eyes (sclera, iris and pupil inside an opening whose height follows eye_open) and brows.
+
+    Returns the eye width and each eye's centre and foreshortening (the glasses sit on them).
+    """
+    soft, margin, windows = f.soft, f.margin, f.windows
+    spacing = _lerp(f.p("eye_spacing"), 0.13, 0.21)
+    eye_w = _lerp(f.p("eye_size"), 0.075, 0.105)
     eye_y = -0.06
-    openness = e("eye_open")
-    brow_raise = e("brow_raise")
-    smile = e("smile")
-    white = torch.tensor([[0.96, 0.96, 0.94]]).expand(n, 3)
-    dark = torch.tensor([[0.06, 0.05, 0.05]]).expand(n, 3)
-    thick = _lerp(p("brow_thickness"), 0.014, 0.03)
+    openness = f.e("eye_open")
+    brow_raise = f.e("brow_raise")
+    smile = f.e("smile")
+    white = torch.tensor([[0.96, 0.96, 0.94]]).expand(f.n, 3)
+    dark = torch.tensor([[0.06, 0.05, 0.05]]).expand(f.n, 3)
+    thick = _lerp(f.p("brow_thickness"), 0.014, 0.03)
     eye_centres = []
     for side in (-1.0, 1.0):
-        cx, cy, fx, fy = place(side * spacing, eye_y, 0.40)
+        cx, cy, fx, fy = f.place(side * spacing, eye_y, 0.40)
         eye_centres.append((cx, cy, fx, fy))
         half_h = eye_w * 0.55 * fy * (0.04 + 0.96 * openness)
         half_w = eye_w * fx
@@ -324,7 +348,7 @@ def _render_chunk(identity: Tensor, expression: Tensor, canvas: Tensor, scratch:
         eye_reach = torch.maximum(half_h, half_h * 0.6 + 0.012) + margin
         patch, x_eye, y_eye, index = windows.take(
             canvas,
-            every,
+            f.every,
             (
                 cx - brow_w - margin,
                 cx + brow_w + margin,
@@ -342,37 +366,45 @@ def _render_chunk(identity: Tensor, expression: Tensor, canvas: Tensor, scratch:
         iris_r = eye_w * 0.5
         iris_d = (ex / fx).square_().add_(ey.square()).add_(1e-8).sqrt_()
         iris = _cov(iris_d - iris_r, soft)
-        _over(patch, colours["eye"], torch.minimum(iris, inside, out=iris))
+        _over(patch, f.colours["eye"], torch.minimum(iris, inside, out=iris))
         pupil = _cov(iris_d.sub_(iris_r * 0.45), soft)
         _over(patch, dark, torch.minimum(pupil, inside, out=pupil))
 
         # Brows: lifted by brow_raise; the inner ends tilt down with a frown (negative smile).
         by = torch.addcmul(y_eye - brow_y, tilt, ex)
         brow = _thin_ellipse_sd(ex, by, brow_w, brow_h)
-        _over(patch, colours["brow"], _cov(brow, soft))
+        _over(patch, f.colours["brow"], _cov(brow, soft))
         canvas.put_(index, patch)
+    return eye_w, eye_centres
 
-    # Nose: a shaded wedge that sits farthest forward, so it moves most with the turn.
-    # Its approximate distance grows slowly above its narrow top, leaving a faint streak up
-    # the frame, so it is drawn everywhere rather than in a window.
-    nose_len = _lerp(p("nose_length"), 0.08, 0.15)
-    nose_w = _lerp(p("nose_width"), 0.035, 0.07)
-    ncx, ncy, nfx, nfy = place(0.0, 0.07, 0.55)
-    nx, ny = x - ncx, y - ncy
+
+def _draw_nose(canvas: Tensor, f: _Frames) -> None:
+    """A shaded wedge that sits farthest forward, so it moves most with the turn.
+
+    Its approximate distance grows slowly above its narrow top, leaving a faint streak up the
+    frame, so it is drawn everywhere rather than in a window.
+    """
+    nose_len = _lerp(f.p("nose_length"), 0.08, 0.15)
+    nose_w = _lerp(f.p("nose_width"), 0.035, 0.07)
+    ncx, ncy, nfx, nfy = f.place(0.0, 0.07, 0.55)
+    nx, ny = f.x - ncx, f.y - ncy
     # The half width 0.6 + 0.4 (ny / nose_len + 1) / 2, in nose widths, widens downwards.
     nose_a = (ny * (0.2 / nose_len)).add_(0.8).clamp_(min=0.3).mul_(nose_w * nfx)
     nose = _ellipse_sd(nx, ny, nose_a, nose_len * nfy)
-    _over(canvas, colours["skin"] * 0.72, _cov(nose, soft).mul_(0.85))
+    _over(canvas, f.colours["skin"] * 0.72, _cov(nose, f.soft).mul_(0.85))
 
-    # Mouth: a lip band around a centre line bent by smile; mouth_open opens a dark gap.
-    mouth_w = _lerp(p("mouth_width"), 0.10, 0.17)
-    mcx, mcy, mfx, mfy = place(0.0, 0.28, 0.45)
+
+def _draw_mouth(canvas: Tensor, f: _Frames) -> None:
+    """A lip band around a centre line bent by smile; mouth_open opens a dark gap."""
+    smile, margin = f.e("smile"), f.margin
+    mouth_w = _lerp(f.p("mouth_width"), 0.10, 0.17)
+    mcx, mcy, mfx, mfy = f.place(0.0, 0.28, 0.45)
     half_w = mouth_w * mfx * (1.0 + 0.12 * smile.clamp(min=0.0))
     # The centre line stays within 0.04 |smile| of mcy; the gap and lips extend it.
-    reach = 0.04 * smile.abs() + (0.10 * e("mouth_open") + 0.022) * mfy + margin
-    patch, x_mouth, y_mouth, index = windows.take(
+    reach = 0.04 * smile.abs() + (0.10 * f.e("mouth_open") + 0.022) * mfy + margin
+    patch, x_mouth, y_mouth, index = f.windows.take(
         canvas,
-        every,
+        f.every,
         (mcx - half_w - margin, mcx + half_w + margin, mcy - reach, mcy + reach),
     )
     mx, my = x_mouth - mcx, y_mouth - mcy
@@ -380,67 +412,90 @@ def _render_chunk(identity: Tensor, expression: Tensor, canvas: Tensor, scratch:
     bow = t_square.neg().add_(1.0)
     # The lip centre line is 0.02 smile - 0.06 smile t^2.
     off = torch.addcmul(my - 0.02 * smile, t_square, 0.06 * smile).abs_()
-    gap = bow * (0.10 * e("mouth_open") * mfy)
+    gap = bow * (0.10 * f.e("mouth_open") * mfy)
     lip_edge = bow.mul_(0.7 * 0.022 * mfy).add_(gap).add_(0.3 * 0.022 * mfy)
     mx_abs = mx.abs_()
     lips = mx_abs - half_w
     torch.maximum(lips, lip_edge.neg_().add_(off), out=lips)
-    _over(patch, colours["lip"], _cov(lips, soft))
+    _over(patch, f.colours["lip"], _cov(lips, f.soft))
     inner = mx_abs.sub_(half_w * 0.85)
     torch.maximum(inner, off.sub_(gap), out=inner)
-    _over(patch, torch.tensor([[0.25, 0.05, 0.07]]).expand(n, 3), _cov(inner, soft))
+    _over(patch, torch.tensor([[0.25, 0.05, 0.07]]).expand(f.n, 3), _cov(inner, f.soft))
     canvas.put_(index, patch)
 
-    # Fringe: hair over the forehead, within the head outline, down to a wavy line.
-    depth = _lerp(p("fringe"), 0.05, 0.45) * face_b
+
+def _draw_fringe(canvas: Tensor, f: _Frames, face_sd: Tensor) -> None:
+    """Hair over the forehead, within the head outline (``face_sd``, consumed), down to a wavy line."""
+    x, face_a, face_b = f.x, f.face_a, f.face_b
+    depth = _lerp(f.p("fringe"), 0.05, 0.45) * face_b
     # line = -face_b + depth + 0.03 sin(18 x + 20 fringe) + 0.1 (x / face_a)^2 depth
-    line = torch.sin((x * 18.0).add_(p("fringe") * 20.0)).mul_(0.03)
+    line = torch.sin((x * 18.0).add_(f.p("fringe") * 20.0)).mul_(0.03)
     line.addcmul_(x.square(), 0.1 * depth / face_a.square()).add_(depth - face_b)
     fringe = face_sd.sub_(0.01)
-    torch.maximum(fringe, line.neg_().add_(y), out=fringe)
-    _over(canvas, colours["hair"], _cov(fringe, soft))
+    torch.maximum(fringe, line.neg_().add_(f.y), out=fringe)
+    _over(canvas, f.colours["hair"], _cov(fringe, f.soft))
 
-    # Glasses: two rings and a bridge, drawn only on the frames of identities that wear them.
-    wearers = (p("glasses") < 0.35).flatten().nonzero().flatten()
-    if wearers.numel() > 0:
-        ring_r = eye_w[wearers] * 1.35
-        (lx, ly, lfx, _), (rx, ry, rfx, _) = (
-            tuple(v[wearers] for v in centre_values) for centre_values in eye_centres
-        )
-        # Rings are foreshortened in x, so the bridge's own margin can reach further out.
-        ring_reach = ring_r + 0.012 + margin
-        patch, x_glasses, y_glasses, index = windows.take(
-            canvas,
-            wearers,
-            (
-                torch.minimum(
-                    torch.minimum(lx - lfx * ring_reach, rx - rfx * ring_reach),
-                    torch.minimum(lx, rx) - margin,
-                ),
-                torch.maximum(
-                    torch.maximum(lx + lfx * ring_reach, rx + rfx * ring_reach),
-                    torch.maximum(lx, rx) + margin,
-                ),
-                torch.minimum(ly, ry) - ring_reach,
-                torch.maximum(ly, ry) + ring_reach,
+
+def _draw_glasses(
+    canvas: Tensor,
+    f: _Frames,
+    eye_w: Tensor,
+    eye_centres: list[tuple[Tensor, Tensor, Tensor, Tensor]],
+) -> None:
+    """Two rings and a bridge, drawn only on the frames of identities that wear them."""
+    wearers = (f.p("glasses") < 0.35).flatten().nonzero().flatten()
+    if wearers.numel() == 0:
+        return
+    margin = f.margin
+    ring_r = eye_w[wearers] * 1.35
+    (lx, ly, lfx, _), (rx, ry, rfx, _) = (
+        tuple(v[wearers] for v in centre_values) for centre_values in eye_centres
+    )
+    # Rings are foreshortened in x, so the bridge's own margin can reach further out.
+    ring_reach = ring_r + 0.012 + margin
+    patch, x_glasses, y_glasses, index = f.windows.take(
+        canvas,
+        wearers,
+        (
+            torch.minimum(
+                torch.minimum(lx - lfx * ring_reach, rx - rfx * ring_reach),
+                torch.minimum(lx, rx) - margin,
             ),
-        )
-        rings = [
-            (
-                torch.sqrt(((x_glasses - cx) / fx).square() + (y_glasses - cy).square() + 1e-8)
-                - ring_r
-            ).abs()
-            - 0.012
-            for cx, cy, fx in ((lx, ly, lfx), (rx, ry, rfx))
-        ]
-        bridge = torch.maximum(
-            (x_glasses - 0.5 * (lx + rx)).abs() - 0.5 * (rx - lx).abs(),
-            (y_glasses - 0.5 * (ly + ry)).abs() - 0.01,
-        )
-        frame_sd = torch.minimum(torch.minimum(rings[0], rings[1]), bridge)
-        _over(patch, colours["glasses"][wearers], _cov(frame_sd, soft))
-        canvas.put_(index, patch)
+            torch.maximum(
+                torch.maximum(lx + lfx * ring_reach, rx + rfx * ring_reach),
+                torch.maximum(lx, rx) + margin,
+            ),
+            torch.minimum(ly, ry) - ring_reach,
+            torch.maximum(ly, ry) + ring_reach,
+        ),
+    )
+    rings = [
+        (
+            torch.sqrt(((x_glasses - cx) / fx).square() + (y_glasses - cy).square() + 1e-8) - ring_r
+        ).abs()
+        - 0.012
+        for cx, cy, fx in ((lx, ly, lfx), (rx, ry, rfx))
+    ]
+    bridge = torch.maximum(
+        (x_glasses - 0.5 * (lx + rx)).abs() - 0.5 * (rx - lx).abs(),
+        (y_glasses - 0.5 * (ly + ry)).abs() - 0.01,
+    )
+    frame_sd = torch.minimum(torch.minimum(rings[0], rings[1]), bridge)
+    _over(patch, f.colours["glasses"][wearers], _cov(frame_sd, f.soft))
+    canvas.put_(index, patch)
 
+
+def _render_chunk(identity: Tensor, expression: Tensor, canvas: Tensor, scratch: Tensor) -> None:
+    """Draw frames into ``canvas`` ``[N, 3, size, size]``; ``scratch`` is a buffer of its shape."""
+    frames = _Frames(identity, expression, canvas.shape[-1])
+    _draw_background(canvas, frames)
+    _draw_hair(canvas, frames)
+    face_sd = _draw_neck_and_face(canvas, scratch, frames)
+    eye_w, eye_centres = _draw_eyes_and_brows(canvas, frames)
+    _draw_nose(canvas, frames)
+    _draw_mouth(canvas, frames)
+    _draw_fringe(canvas, frames, face_sd)
+    _draw_glasses(canvas, frames, eye_w, eye_centres)
     canvas.clamp_(0.0, 1.0)
 
 
