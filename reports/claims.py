@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from reports.compare import paired_diff_ci
+from reports.bootstrap import paired_diff_ci
 from reports.load import Run
 from reports.seed_floor import BEYOND, WITHIN, floor_table
 from reports.tables import aggregate_rows, direction_of, summary_table

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from reports.compare import paired_diff_ci
+from reports.bootstrap import paired_diff_ci
 from reports.load import RESEEDED, Run, metric_label
 from reports.seed_floor import BETTER, BEYOND, UNDECIDED, WITHIN
 from reports.tables import SPEED_METRICS, aggregate_rows, direction_of

@@ -6,7 +6,7 @@ another noise seed and measures that output like a setting: rows of the pseudo-s
 baseline's output), and pooled rows (FVD, FID) from its saved videos. Every metric that both
 the baseline and ``reseeded`` have (or, for ``@baseline`` figures, ``reseeded`` alone) has a
 floor; a setting's verdict against it comes from paired (case, seed) differences and their
-bootstrap 95% CIs (``reports.compare.bootstrap_diff_ci``, Efron 1979):
+bootstrap 95% CIs (``reports.bootstrap.paired_diff_ci``, Efron 1979):
 
 - Against the ground truth, driving signal or reference image, or against nothing
   (``temporal``, ``id_dist``, ``psnr@ground_truth``, ``aed@driving``, ``seam``...): the
@@ -36,9 +36,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from reports.compare import paired_diff_ci
+from reports.bootstrap import UNIT_KEY, paired_diff_ci
 from reports.load import RESEEDED, metric_label
-from reports.tables import UNIT_KEY, direction_of
+from reports.tables import direction_of
 
 WITHIN = "indistinguishable from re-seeding"
 BEYOND = "beyond the seed floor"

@@ -1,21 +1,20 @@
 """Comparison tables: per-setting speed and quality with bootstrap 95% confidence intervals.
 
-Intervals are percentile bootstraps over the run's units (case x seed), after Efron, 1979,
-"Bootstrap methods: another look at the jackknife" (Ann. Statist. 7(1)).
+Intervals are percentile bootstraps over the run's units (case x seed), after Efron, 1979
+(``reports.bootstrap``).
 """
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
+from reports.bootstrap import UNIT_KEY, bootstrap_mean_ci, bootstrap_ratio_ci
 from reports.load import RESEEDED, Run, metric_label
 
 SPEED_METRICS = ("wall_seconds", "wall_seconds_iqr", "nfe", "peak_bytes", "cache_bytes", "fps")
 # Repeated wall times whose IQR exceeds this fraction of their median are not to be trusted
 # (torch.utils.benchmark warns at the same 10%).
 SPREAD_WARNING = 0.1
-UNIT_KEY = ["case", "seed"]
 ARROWS = {True: "↑", False: "↓"}
 SUMMARY_COLUMNS = [
     "suite", "setting", "stepper", "windowing", "metric", "reference", "label", "unit",
@@ -26,61 +25,6 @@ SUMMARY_COLUMNS = [
 def direction_of(higher_is_better: object) -> bool | None:
     """A rows table's ``higher_is_better`` cell as a bool, or None for a metric without a direction."""
     return None if pd.isna(higher_is_better) else bool(higher_is_better)
-
-
-def check_resamples(n_boot: int) -> None:
-    """A bootstrap needs at least one resample (percentiles of none are undefined)."""
-    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
-        raise ValueError(
-            f"n_boot={n_boot!r} bootstrap resamples must be an integer >= 1; use e.g. --bootstrap 2000"
-        )
-
-
-def bootstrap_mean_ci(
-    values: np.ndarray, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95
-) -> tuple[float, float, float]:
-    """Mean and percentile-bootstrap CI (Efron, 1979) of ``values`` over their entries."""
-    check_resamples(n_boot)
-    values = np.asarray(values, dtype=float)
-    if values.size == 0:
-        raise ValueError("values is empty; a bootstrap needs at least one measurement")
-    mean = float(values.mean())
-    if values.size == 1:
-        return mean, mean, mean
-    rng = np.random.default_rng(seed)
-    index = rng.integers(0, values.size, size=(n_boot, values.size))
-    means = values[index].mean(axis=1)
-    tail = (1.0 - level) / 2.0 * 100.0
-    low, high = np.percentile(means, [tail, 100.0 - tail])
-    return mean, float(min(low, mean)), float(max(high, mean))
-
-
-def bootstrap_ratio_ci(
-    numerator: np.ndarray,
-    denominator: np.ndarray,
-    *,
-    n_boot: int = 2000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> tuple[float, float, float]:
-    """Ratio of sums of paired arrays with a paired percentile-bootstrap CI (Efron, 1979)."""
-    check_resamples(n_boot)
-    numerator = np.asarray(numerator, dtype=float)
-    denominator = np.asarray(denominator, dtype=float)
-    if numerator.shape != denominator.shape or numerator.size == 0:
-        raise ValueError(
-            f"numerator and denominator must be paired and non-empty, got sizes "
-            f"{numerator.size} and {denominator.size}"
-        )
-    ratio = float(numerator.sum() / denominator.sum())
-    if numerator.size == 1:
-        return ratio, ratio, ratio
-    rng = np.random.default_rng(seed)
-    index = rng.integers(0, numerator.size, size=(n_boot, numerator.size))
-    ratios = numerator[index].sum(axis=1) / denominator[index].sum(axis=1)
-    tail = (1.0 - level) / 2.0 * 100.0
-    low, high = np.percentile(ratios, [tail, 100.0 - tail])
-    return ratio, float(min(low, ratio)), float(max(high, ratio))
 
 
 def aggregate_rows(rows: pd.DataFrame) -> pd.DataFrame:

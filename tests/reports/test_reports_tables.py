@@ -3,14 +3,7 @@ import pytest
 
 from reports.load import load_run
 from reports.plots import pareto_front
-from reports.tables import (
-    aggregate_rows,
-    bootstrap_mean_ci,
-    bootstrap_ratio_ci,
-    quality_table,
-    speed_table,
-    summary_table,
-)
+from reports.tables import aggregate_rows, quality_table, speed_table, summary_table
 
 
 @pytest.fixture(scope="module")
@@ -53,23 +46,6 @@ def test_summary_records_direction_and_backend(summary):
     assert bool(_cell(summary, "alp_k5", "fvd@ground_truth")["higher_is_better"]) is False
     assert _cell(summary, "alp_k5", "nfe")["higher_is_better"] is None
     assert _cell(summary, "alp_k5", "id_sim@baseline")["backend"] == "world-identity-encoder"
-
-
-def test_bootstrap_is_seeded_and_brackets_the_mean():
-    values = np.array([1.0, 2.0, 3.0, 10.0, 4.0])
-    first = bootstrap_mean_ci(values, seed=3)
-    assert first == bootstrap_mean_ci(values, seed=3)
-    mean, low, high = first
-    assert mean == pytest.approx(4.0) and low < mean < high
-    assert bootstrap_mean_ci(np.array([7.0])) == (7.0, 7.0, 7.0)
-    with pytest.raises(ValueError, match="empty"):
-        bootstrap_mean_ci(np.array([]))
-
-
-def test_ratio_bootstrap_is_a_ratio_of_sums():
-    ratio, low, high = bootstrap_ratio_ci(np.array([8.0, 16.0]), np.array([2.0, 8.0]))
-    assert ratio == pytest.approx(24.0 / 10.0) and low <= ratio <= high
-    assert low >= 2.0 and high <= 4.0
 
 
 def test_a_metric_with_only_per_frame_rows_is_averaged_over_frames(golden_run):
