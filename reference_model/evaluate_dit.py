@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,6 +24,7 @@ from torch import Tensor
 from flashbench.guidance import parse_rule
 from flashbench.sampling import Guidance
 from metrics.expression import track_correlation
+from reference_model.dit import PortraitDiT
 from reference_model.lightning import driving_motion, with_random_face
 from reference_model.pipeline import (
     animate,
@@ -125,7 +127,8 @@ def print_regime(model, truth, baseline, autoencoder, extractor, scale, args) ->
         print(f"| {i + 1} | {sigma:.3f} | {change:.4f} | {ratio:.4f} |")
 
 
-def main(argv: list[str] | None = None) -> None:
+def parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m reference_model.evaluate_dit``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", type=Path, default=None)
     parser.add_argument("--cases", type=int, default=16)
@@ -172,89 +175,148 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--world-weights", type=Path, default=None, help="weights dir of the world nets"
     )
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    return parser
 
+
+@dataclass(frozen=True)
+class Networks:
+    """The DiT under test and the world's networks that encode, read and identify its frames."""
+
+    model: PortraitDiT
+    autoencoder: torch.nn.Module
+    extractor: torch.nn.Module
+    id_encoder: torch.nn.Module
+
+
+def load_networks(weights: Path | None, world_weights: Path | None) -> Networks:
+    """The DiT of ``weights`` (the shipped one, sha256-checked, when None) and the world's networks of ``world_weights``."""
     from reference_model.autoencoder import load_autoencoder
-    from reference_model.expression import PARTS, load_expression_extractor
+    from reference_model.expression import load_expression_extractor
     from reference_model.identity import load_identity_encoder
-    from reference_model.world import identity_params, render, render_video, sample_ids
 
-    wd = args.world_weights
     autoencoder, extractor, id_encoder = (
-        load_autoencoder(wd),
-        load_expression_extractor(wd),
-        load_identity_encoder(wd),
+        load_autoencoder(world_weights),
+        load_expression_extractor(world_weights),
+        load_identity_encoder(world_weights),
     )
-    model = load_reference_model(args.weights, check_sha256=args.weights is None)
-    g = torch.Generator().manual_seed(args.seed + 12345)
-    ids = sample_ids(args.split, args.cases, g)
-    other = sample_ids(args.split, args.cases, g)
-    motion = driving_motion(args.cases, args.frames, g, held_out=True)
+    model = load_reference_model(weights, check_sha256=weights is None)
+    return Networks(model, autoencoder, extractor, id_encoder)
+
+
+def draw_cases(split: str, cases: int, frames: int, seed: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Identities of ``split``, other identities to drive by the same motion, and held-out driving motion."""
+    from reference_model.world import sample_ids
+
+    g = torch.Generator().manual_seed(seed + 12345)
+    ids = sample_ids(split, cases, g)
+    other = sample_ids(split, cases, g)
+    motion = driving_motion(cases, frames, g, held_out=True)
+    return ids, other, motion
+
+
+def trivial_answers(
+    truth: Tensor, other: Tensor, motion: Tensor, autoencoder: torch.nn.Module
+) -> dict[str, Tensor]:
+    """The answers any model must beat, and the autoencoder's ceiling."""
+    from reference_model.world import identity_params, render_video
+
+    return {
+        "reference repeated": truth[:, :, :1].expand_as(truth),
+        "other identity, same motion": render_video(identity_params(other), motion),
+        # Not a trivial answer but the ceiling of any model in this latent space.
+        "autoencoder round trip of the truth": decode_video(
+            autoencoder, encode_video(autoencoder, truth)
+        ),
+    }
+
+
+def animate_from(
+    nets: Networks, reference: Tensor, truth: Tensor, scale: float, args: argparse.Namespace
+) -> Tensor:
+    """The model's video from ``reference`` driven by ``truth``'s expression, at guidance ``scale``."""
+    return animate(
+        nets.model,
+        reference,
+        truth,
+        nets.autoencoder,
+        nets.extractor,
+        setting=args.setting,
+        steps=args.steps,
+        seed=args.seed,
+        guidance=guidance_of(scale, args),
+    )
+
+
+def model_answers(
+    nets: Networks, truth: Tensor, ids: Tensor, motion: Tensor, args: argparse.Namespace
+) -> dict[str, Tensor]:
+    """The model's videos per guidance scale (timed), and with ``--other-reference`` those from a reference showing another expression."""
+    from reference_model.world import identity_params, render
+
+    answers = {}
+    for scale in args.guidance:
+        tic = time.perf_counter()
+        answers[f"model (cfg {scale:g})"] = animate_from(nets, truth[:, :, 0], truth, scale, args)
+        seconds = (time.perf_counter() - tic) / args.cases
+        print(f"sampling, cfg {scale:g}: {seconds:.2f} s per {args.frames}-frame clip")
+    if args.other_reference:
+        face = with_random_face(motion[:, 0], torch.Generator().manual_seed(args.seed + 54321))
+        other_reference = render(identity_params(ids), face)
+        answers["reference showing another expression"] = other_reference[:, :, None].expand_as(
+            truth
+        )
+        for scale in args.guidance:
+            name = f"model (cfg {scale:g}), reference showing another expression"
+            answers[name] = animate_from(nets, other_reference, truth, scale, args)
+    return answers
+
+
+def print_measures(answers: dict[str, Tensor], truth: Tensor, nets: Networks) -> None:
+    """One table row per answer: PSNR, expression error and correlation per part, saturation and identity, against the truth."""
+    from reference_model.expression import PARTS
+
+    expr_truth = extract_video(nets.extractor, truth)
+    truth_id = identity_similarity(nets.id_encoder, truth, truth[:, :, 0])
+    parts = " | ".join(PARTS)
+    corr_parts = " | ".join(f"r {p}" for p in PARTS)
+    print(
+        f"| answer | PSNR (dB) | PSNR frames 1.. (dB) | expression error | {parts} "
+        f"| {corr_parts} | saturation / truth's | identity sim. / truth's ({truth_id:.3f}) |"
+    )
+    print("|---" * (6 + 2 * len(PARTS)) + "|")
+    for name, video in answers.items():
+        features = extract_video(nets.extractor, video)
+        error = (features - expr_truth).abs()
+        per_part = " | ".join(f"{float(error[..., p].mean()):.4f}" for p in PARTS.values())
+        r_part = " | ".join(
+            f"{part_correlation(features, expr_truth, p):.2f}" for p in PARTS.values()
+        )
+        sim = identity_similarity(nets.id_encoder, video, truth[:, :, 0])
+        print(
+            f"| {name} | {psnr(video, truth):.2f} | {psnr(video[:, :, 1:], truth[:, :, 1:]):.2f} "
+            f"| {float(error.mean()):.4f} | {per_part} | {r_part} "
+            f"| {saturation(video) / saturation(truth):.3f} | {sim / truth_id:.3f} |"
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from reference_model.world import identity_params, render_video
+
+    nets = load_networks(args.weights, args.world_weights)
+    ids, other, motion = draw_cases(args.split, args.cases, args.frames, args.seed)
     with torch.no_grad():
         truth = render_video(identity_params(ids), motion)
-        answers = {
-            "reference repeated": truth[:, :, :1].expand_as(truth),
-            "other identity, same motion": render_video(identity_params(other), motion),
-            # Not a trivial answer but the ceiling of any model in this latent space.
-            "autoencoder round trip of the truth": decode_video(
-                autoencoder, encode_video(autoencoder, truth)
-            ),
-        }
-
-        def animate_from(reference: Tensor, scale: float) -> Tensor:
-            return animate(
-                model,
-                reference,
-                truth,
-                autoencoder,
-                extractor,
-                setting=args.setting,
-                steps=args.steps,
-                seed=args.seed,
-                guidance=guidance_of(scale, args),
-            )
-
-        for scale in args.guidance:
-            tic = time.perf_counter()
-            answers[f"model (cfg {scale:g})"] = animate_from(truth[:, :, 0], scale)
-            seconds = (time.perf_counter() - tic) / args.cases
-            print(f"sampling, cfg {scale:g}: {seconds:.2f} s per {args.frames}-frame clip")
-        if args.other_reference:
-            face = with_random_face(motion[:, 0], torch.Generator().manual_seed(args.seed + 54321))
-            other_reference = render(identity_params(ids), face)
-            answers["reference showing another expression"] = other_reference[:, :, None].expand_as(
-                truth
-            )
-            for scale in args.guidance:
-                name = f"model (cfg {scale:g}), reference showing another expression"
-                answers[name] = animate_from(other_reference, scale)
-        expr_truth = extract_video(extractor, truth)
-        truth_id = identity_similarity(id_encoder, truth, truth[:, :, 0])
-        parts = " | ".join(PARTS)
-        corr_parts = " | ".join(f"r {p}" for p in PARTS)
-        print(
-            f"| answer | PSNR (dB) | PSNR frames 1.. (dB) | expression error | {parts} "
-            f"| {corr_parts} | saturation / truth's | identity sim. / truth's ({truth_id:.3f}) |"
-        )
-        print("|---" * (6 + 2 * len(PARTS)) + "|")
-        for name, video in answers.items():
-            features = extract_video(extractor, video)
-            error = (features - expr_truth).abs()
-            per_part = " | ".join(f"{float(error[..., p].mean()):.4f}" for p in PARTS.values())
-            r_part = " | ".join(
-                f"{part_correlation(features, expr_truth, p):.2f}" for p in PARTS.values()
-            )
-            sim = identity_similarity(id_encoder, video, truth[:, :, 0])
-            print(
-                f"| {name} | {psnr(video, truth):.2f} | {psnr(video[:, :, 1:], truth[:, :, 1:]):.2f} "
-                f"| {float(error.mean()):.4f} | {per_part} | {r_part} "
-                f"| {saturation(video) / saturation(truth):.3f} | {sim / truth_id:.3f} |"
-            )
+        answers = trivial_answers(truth, other, motion, nets.autoencoder)
+        answers |= model_answers(nets, truth, ids, motion, args)
+        print_measures(answers, truth, nets)
         if args.regime:
             for scale in args.guidance:
                 baseline = answers[f"model (cfg {scale:g})"]
-                print_regime(model, truth, baseline, autoencoder, extractor, scale, args)
+                print_regime(
+                    nets.model, truth, baseline, nets.autoencoder, nets.extractor, scale, args
+                )
     if args.grid is not None:
         write_grid({"truth": truth, **answers}, args.grid)
         print(f"grid: {args.grid} (rows per clip: truth, {', '.join(answers)})")

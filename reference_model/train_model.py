@@ -170,7 +170,8 @@ def load_pool(
     return pool
 
 
-def main(argv: list[str] | None = None) -> None:
+def parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m reference_model.train_model``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="small", choices=sorted(CONFIGS))
     parser.add_argument(
@@ -279,7 +280,11 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="condition on the expression extractor's output instead of the world's true parameters",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Stop with a usage error naming the flag for options that cannot train, before any work."""
     if not 0.0 <= args.reference_gap <= 1.0:
         parser.error(
             f"--reference-gap {args.reference_gap} is a share of clips: give one in [0, 1]"
@@ -310,36 +315,26 @@ def main(argv: list[str] | None = None) -> None:
     for flag, value in (("--region-weight", args.region_weight), ("--eye-weight", args.eye_weight)):
         if value < 0:
             parser.error(f"{flag} {value} must be >= 0 (0 turns weighting off)")
-    torch.set_num_threads(args.threads)
-    logging.basicConfig(level=logging.INFO)
-    export = args.out / f"dit_{args.config}.pt"
-    if reached_max_steps(export, args.max_steps):
-        # Re-running a finished run must leave its export as it is: a resume from an earlier
-        # checkpoint would retrain the tail on another crop stream and replace the weights.
-        log.info("%s is already trained to --max-steps %d; nothing to do", export, args.max_steps)
-        return
-    args.out.mkdir(parents=True, exist_ok=True)
-    L.seed_everything(args.seed)
-    on_gpu = args.accelerator == "gpu" or (args.accelerator == "auto" and torch.cuda.is_available())
-    device = torch.device("cuda" if on_gpu else "cpu")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The checked options of ``argv`` (``sys.argv[1:]`` when None)."""
+    cli = parser()
+    args = cli.parse_args(argv)
+    check_args(cli, args)
+    return args
+
+
+def training_device(accelerator: str) -> torch.device:
+    """Where the DiT trains and the pool encodes for ``--accelerator``; CUDA matmuls in TF32."""
+    on_gpu = accelerator == "gpu" or (accelerator == "auto" and torch.cuda.is_available())
     if on_gpu:
         torch.set_float32_matmul_precision("high")
+    return torch.device("cuda" if on_gpu else "cpu")
 
-    pool = load_pool(
-        args.out,
-        args.clips,
-        args.pool_frames,
-        args.seed,
-        args.extractor_features,
-        args.render_only,
-        args.latent,
-        args.world_weights,
-        device,
-        args.blink_slot_frames,
-    )
-    if pool is None:
-        return
-    latents, expression = pool["latents"], pool["expression"]
+
+def check_pool(pool: dict[str, torch.Tensor], args: argparse.Namespace) -> None:
+    """Stop unless the cached pool holds the masks and renders that the loss options need."""
     for flag, weight, key in (
         ("--region-weight", args.region_weight, "regions"),
         ("--eye-weight", args.eye_weight, "eye_regions"),
@@ -355,7 +350,11 @@ def main(argv: list[str] | None = None) -> None:
             f"{args.out}/pool.pt was rendered without them; use a fresh --out, or pass "
             "--reference-expression 0"
         )
-    module = PortraitModule(
+
+
+def build_module(args: argparse.Namespace, expr_dim: int) -> PortraitModule:
+    """A fresh portrait DiT and its EMA, with the optimisation and loss options of ``args``."""
+    return PortraitModule(
         args.config,
         {
             "lr": args.lr,
@@ -365,18 +364,31 @@ def main(argv: list[str] | None = None) -> None:
             "expression_drop": args.expression_drop,
             "part_drop": args.part_drop,
         },
-        expr_dim=expression.shape[-1],
+        expr_dim=expr_dim,
         part_dropout=args.part_drop > 0,
         variant=args.nfeb,
         train_frames=args.clip_frames,
     )
-    if args.init is not None and not (args.out / "last.ckpt").exists():
-        state = torch.load(args.init, map_location="cpu", weights_only=True)["state_dict"]
-        state = {k: v for k, v in state.items() if k not in NORMALISATION_BUFFERS}
-        for net in (module.model, module.ema):
-            net.load_state_dict(state, strict=False)
-            if args.reset_expression_branch:
-                reset_expression_branch(net, args.seed)
+
+
+def load_init(module: PortraitModule, init: Path, reset_branch: bool, seed: int) -> None:
+    """Start the model and its EMA from ``init``'s weights (its normalisation aside), with a new expression branch if asked."""
+    state = torch.load(init, map_location="cpu", weights_only=True)["state_dict"]
+    state = {k: v for k, v in state.items() if k not in NORMALISATION_BUFFERS}
+    for net in (module.model, module.ema):
+        net.load_state_dict(state, strict=False)
+        if reset_branch:
+            reset_expression_branch(net, seed)
+
+
+def normalise_pool(
+    module: PortraitModule,
+    pool: dict[str, torch.Tensor],
+    args: argparse.Namespace,
+    device: torch.device,
+) -> dict[str, torch.Tensor]:
+    """Fit the model's normalisation to the pool; return the pool normalised, trimmed to what the loss reads, on ``device``."""
+    latents, expression = pool["latents"], pool["expression"]
     for net in (module.model, module.ema):
         net.latent_mean.copy_(latents.mean(dim=(0, 2, 3, 4)))
         net.latent_std.copy_(latents.std(dim=(0, 2, 3, 4)))
@@ -392,15 +404,20 @@ def main(argv: list[str] | None = None) -> None:
     if args.eye_weight == 0:
         pool.pop("eye_regions", None)
     # Crops are gathered where the model trains: no host-to-device copy per step.
-    pool = {k: v.to(device) for k, v in pool.items()}
-    last = args.out / "last.ckpt"
+    return {k: v.to(device) for k, v in pool.items()}
+
+
+def build_data(
+    pool: dict[str, torch.Tensor], args: argparse.Namespace, last: Path
+) -> WorldDataModule:
+    """The crop stream over ``pool``, continued past the crops that ``last`` has already trained on."""
     # A resumed run continues the crop stream instead of replaying the crops it has already seen.
     resumed_step = (
         torch.load(last, map_location="cpu", weights_only=True)["global_step"]
         if last.exists()
         else 0
     )
-    data = WorldDataModule(
+    return WorldDataModule(
         lambda: pool,
         args.clip_frames,
         args.batch_size,
@@ -409,10 +426,13 @@ def main(argv: list[str] | None = None) -> None:
         args.reference_expression,
     )
 
-    trainer = L.Trainer(
+
+def build_trainer(args: argparse.Namespace, device: torch.device) -> L.Trainer:
+    """A Lightning trainer under the time and step budgets, checkpointing to and exporting into ``--out``."""
+    return L.Trainer(
         max_time=datetime.timedelta(minutes=args.minutes),
         max_steps=args.max_steps,
-        accelerator="gpu" if on_gpu else "cpu",
+        accelerator="gpu" if device.type == "cuda" else "cpu",
         devices=1,
         logger=CSVLogger(args.out, name="logs"),
         log_every_n_steps=25,
@@ -431,10 +451,56 @@ def main(argv: list[str] | None = None) -> None:
         ],
         enable_model_summary=False,
     )
+
+
+def train(
+    trainer: L.Trainer,
+    module: PortraitModule,
+    data: WorldDataModule,
+    last: Path,
+    export: Path,
+) -> None:
+    """Fit from ``last`` if it exists; save the final checkpoint and export the EMA weights."""
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None)
     # Checkpoints are timed, so the last one can lag the end: save it, so a resume starts here.
     trainer.save_checkpoint(last)
     export_weights(module.ema, export, trainer.global_step)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.INFO)
+    export, last = args.out / f"dit_{args.config}.pt", args.out / "last.ckpt"
+    if reached_max_steps(export, args.max_steps):
+        # Re-running a finished run must leave its export as it is: a resume from an earlier
+        # checkpoint would retrain the tail on another crop stream and replace the weights.
+        log.info("%s is already trained to --max-steps %d; nothing to do", export, args.max_steps)
+        return
+    args.out.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(args.seed)
+    device = training_device(args.accelerator)
+    pool = load_pool(
+        args.out,
+        args.clips,
+        args.pool_frames,
+        args.seed,
+        args.extractor_features,
+        args.render_only,
+        args.latent,
+        args.world_weights,
+        device,
+        args.blink_slot_frames,
+    )
+    if pool is None:
+        return
+    check_pool(pool, args)
+    module = build_module(args, expr_dim=pool["expression"].shape[-1])
+    if args.init is not None and not last.exists():
+        load_init(module, args.init, args.reset_expression_branch, args.seed)
+    pool = normalise_pool(module, pool, args, device)
+    data = build_data(pool, args, last)
+    train(build_trainer(args, device), module, data, last, export)
 
 
 if __name__ == "__main__":

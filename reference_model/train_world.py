@@ -266,7 +266,8 @@ TRAINERS: dict[str, tuple[Callable[[TrainConfig, Path], None], TrainConfig]] = {
 }
 
 
-def main(argv: list[str] | None = None) -> None:
+def parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m reference_model.train_world``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("network", choices=sorted(TRAINERS))
     parser.add_argument("--steps", type=int, default=None, help="override the number of steps")
@@ -294,10 +295,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the CPU is shared)")
     parser.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    trainer, defaults = TRAINERS[args.network]
-    config = TrainConfig(
+    return parser
+
+
+def config_of(args: argparse.Namespace) -> TrainConfig:
+    """The run that ``args`` asks for: the network's defaults in ``TRAINERS``, overridden by the options given."""
+    _, defaults = TRAINERS[args.network]
+    return TrainConfig(
         steps=args.steps or defaults.steps,
         batch=args.batch or defaults.batch,
         lr=args.lr or defaults.lr,
@@ -310,7 +314,13 @@ def main(argv: list[str] | None = None) -> None:
         if args.codec_fraction is None
         else args.codec_fraction,
     )
-    trainer(config, args.weights_dir)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    trainer, _ = TRAINERS[args.network]
+    trainer(config_of(args), args.weights_dir)
 
 
 if __name__ == "__main__":

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import pandas as pd
 
+from flashbench.run.rows import SPEED
 from reports.bootstrap import paired_diff_ci
 from reports.load import RESEEDED, Run, metric_label
 from reports.seed_floor import BETTER, BEYOND, UNDECIDED, WITHIN
-from reports.tables import SPEED_METRICS, aggregate_rows, direction_of
+from reports.tables import aggregate_rows, direction_of
 
 COLUMNS = [
     "setting", "metric", "higher_is_better", "n", "baseline_mean", "setting_mean", "diff",
@@ -35,7 +36,7 @@ def difference_table(run: Run, *, n_boot: int = 2000, seed: int = 0) -> pd.DataF
     # Figures against the baseline's own output, and the re-seeded baseline's change from the
     # baseline, are the seed-floor table's (reports/seed_floor.py).
     rows = rows[
-        ~rows["metric"].isin(SPEED_METRICS)
+        ~rows["metric"].isin(list(SPEED))
         & (rows["reference"] != "baseline")
         & (rows["setting"] != RESEEDED)
     ]

@@ -10,8 +10,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from flashbench.run.rows import SPEED
 from reports.load import RESEEDED, metric_label
-from reports.tables import ARROWS, SPEED_METRICS, quality_labels
+from reports.tables import ARROWS, quality_labels
 
 # Pareto panels: quality against the ground truth, the baseline (with its seed floor) and the
 # reference image (identity), and the temporal figures; per-part expression rows are tabled.
@@ -195,7 +196,7 @@ def length_figure(rows: pd.DataFrame) -> Figure | None:
     Drawn when the run has videos of at least two lengths (the long-video suite's drift in
     identity and expression as the video grows).
     """
-    videos = rows[rows["frame"].isna() & ~rows["metric"].isin(SPEED_METRICS)]
+    videos = rows[rows["frame"].isna() & ~rows["metric"].isin(list(SPEED))]
     if videos["frames"].nunique() < 2:
         return None
     videos = videos.assign(

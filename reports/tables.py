@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from flashbench.run.rows import SPEED
 from reports.bootstrap import UNIT_KEY, bootstrap_mean_ci, bootstrap_ratio_ci
 from reports.load import RESEEDED, Run, metric_label
 
-SPEED_METRICS = ("wall_seconds", "wall_seconds_iqr", "nfe", "peak_bytes", "cache_bytes", "fps")
 # Repeated wall times whose IQR exceeds this fraction of their median are not to be trusted
 # (torch.utils.benchmark warns at the same 10%).
 SPREAD_WARNING = 0.1
@@ -142,7 +142,7 @@ def _format_ci(row: pd.Series | None, digits: int = 3) -> str:
 
 def quality_labels(summary: pd.DataFrame) -> list[str]:
     """Labels of the quality metrics (everything but speed figures and derived speedups)."""
-    quality = summary[~summary["metric"].isin([*SPEED_METRICS, "speedup_wall", "speedup_nfe"])]
+    quality = summary[~summary["metric"].isin([*SPEED, "speedup_wall", "speedup_nfe"])]
     return sorted(set(quality["label"]))
 
 
