@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,13 +41,13 @@ class DiffusersCache(Stepper):
     """diffusers' cache hooks as a peer: FirstBlockCache (ParaAttention), PAB (Zhao et al. 2024, arXiv 2408.12588), TaylorSeer (Liu et al. 2025, arXiv 2503.06923), MagCache (Ma et al. 2025, arXiv 2506.09045), SeaCache (arXiv 2602.18993).
 
     ``config`` names the diffusers config (``CONFIGS``), ``args`` its arguments as diffusers
-    spells them (``taylor_factors_dtype`` as a name, e.g. ``"float32"``). Around each velocity
-    the config is enabled on the ``wan`` model's ``WanTransformer3DModel`` and the
-    transformer's own forward runs inside a cache context; the hooks' state is swapped in from
-    this (window, guidance branch)'s cache, so each branch keeps its own state, a new sample
-    starts from none, and the transformer is plain again between calls (other settings share
-    it). PAB's timestep callback gets the call's ``t = 1000 sigma``; MagCache's
-    ``num_inference_steps`` defaults to the schedule's.
+    spells them (``taylor_factors_dtype`` as a name, e.g. ``"float32"``). The config is enabled
+    on the ``wan`` model's ``WanTransformer3DModel`` once per sample (``enable_cache`` at the
+    sample's first call, ``disable_cache`` when its last cache is dropped, so other settings
+    share a plain transformer), and each (window, guidance branch) runs the transformer's own
+    forward inside its own ``cache_context``, so each branch keeps its own state and a new
+    sample starts from none. PAB's timestep callback gets the call's ``t = 1000 sigma``;
+    MagCache's ``num_inference_steps`` defaults to the schedule's.
 
     Accounting: every block's self-attention, cross-attention and FFN output projection counts
     its real executions. A call where all ran is ``"compute"`` (one NFE); none ran, ``"reuse"``
@@ -138,14 +139,15 @@ class DiffusersCache(Stepper):
         # As WanDenoiser.embed and the pipelines: float32 sigma * num_train_timesteps.
         timestep = sigma_batch(sigmas, step, x).float() * model.train_timesteps
         hidden, text, image = model.transformer_inputs(x, cond)
-        transformer.enable_cache(self.diffusers_config(steps, lambda: timestep[0]))
-        holders = state_holders(transformer)
-        states = cache.setdefault("states", [type(getattr(o, a))() for o, a in holders])
+        session = Session.join(transformer, self, steps)
+        if "branch" not in cache:
+            cache["branch"] = session.open_branch()
+        branch = cache["branch"]
         try:
-            for (owner, attribute), state in zip(holders, states, strict=True):
-                setattr(owner, attribute, state)
+            session.timestep = timestep[0]
+            session.swap_in(branch)
             with transformer.cache_context(
-                "flashbench",
+                branch.name,
                 step_index=step,
                 num_inference_steps=steps,
                 timestep=timestep[0],
@@ -156,11 +158,10 @@ class DiffusersCache(Stepper):
                     lambda: transformer(hidden, timestep, text, image, return_dict=False)[0],
                     "predict" if self.config == "taylorseer" else "reuse",
                 )
-        finally:
-            # Fresh state objects before the hooks go, so the branch's state lives in its cache only.
-            for owner, attribute in holders:
-                setattr(owner, attribute, type(getattr(owner, attribute))())
-            transformer.disable_cache()
+                branch.states = [manager.get_state() for manager in session.managers]
+        except BaseException:
+            session.close()  # a failed sample leaves the transformer plain
+            raise
         return v, action
 
     def cache_layout(self, features: Features) -> CacheLayout:
@@ -172,7 +173,7 @@ class DiffusersCache(Stepper):
         )
 
     def cache_bytes(self, cache: dict) -> int:
-        return tensor_bytes(cache.get("states", []))
+        return tensor_bytes(cache.get("branch"))
 
 
 def import_hooks() -> Any:
@@ -222,23 +223,113 @@ def counted_call(
     return v, skipped if not executed else "partial"
 
 
-def state_holders(transformer: nn.Module) -> list[tuple[Any, str]]:
-    """(object, attribute) of each piece of per-call state the enabled cache hooks keep, in module order."""
-    from diffusers.hooks.hooks import StateManager
-    from diffusers.hooks.pyramid_attention_broadcast import PyramidAttentionBroadcastHook
+class Branch:
+    """One (window, guidance branch)'s cache context: its name, its own PAB states, and the diffusers states its last call left."""
 
-    holders: list[tuple[Any, str]] = []
-    for module in transformer.modules():
-        registry = getattr(module, "_diffusers_hook", None)
-        for hook in [] if registry is None else registry.hooks.values():
-            # PAB keeps one state per hook, shared by every context; the others key theirs by
-            # context name in a StateManager.
-            if isinstance(hook, PyramidAttentionBroadcastHook):
-                holders.append((hook, "state"))
-            holders.extend(
-                (value, "_state_cache")
+    def __init__(self, name: str, broadcast: list[Any]) -> None:
+        self.name = name
+        self.broadcast = broadcast
+        self.states: list[Any] = []
+
+
+class Session:
+    """A diffusers cache enabled on a transformer for one sample, and the branches that sample opened.
+
+    It lives on the transformer (``ATTRIBUTE``) while the sample's caches do: each branch is
+    kept in its (window, guidance branch) cache, which ``sample`` drops when the window leaves
+    the grid or sampling ends, and the last branch dropped disables the cache.
+    """
+
+    ATTRIBUTE = "flashbench_diffusers_cache"
+
+    def __init__(self, transformer: nn.Module, key: tuple[DiffusersCache, int]) -> None:
+        from diffusers.hooks import HookRegistry
+        from diffusers.hooks.hooks import StateManager
+        from diffusers.hooks.pyramid_attention_broadcast import PyramidAttentionBroadcastHook
+
+        stepper, steps = key
+        if transformer.is_cache_enabled:
+            raise ValueError(
+                f"stepper 'diffusers_cache' enables {CONFIGS[stepper.config]} on the transformer, "
+                "which already has a diffusers cache enabled; call transformer.disable_cache() "
+                "before sampling"
+            )
+        self.transformer = transformer
+        self.key = key
+        self.timestep: Tensor | None = None
+        self.opened = 0
+        self.live = 0
+        transformer.enable_cache(stepper.diffusers_config(steps, self.current_timestep))
+        # diffusers 0.42 lists no model's hooks publicly; HookRegistry's accessor gives each
+        # module its registry (an empty one where the config hooked nothing).
+        hooks = [
+            hook
+            for module in transformer.modules()
+            for hook in HookRegistry.check_if_exists_or_initialize(module).hooks.values()
+        ]
+        # PAB keeps one state per hook for every context (under Wan's separate guidance calls
+        # the unconditional call would reuse the conditional call's attention), so each branch
+        # brings its own; the others key their state by the context's name in StateManagers.
+        self.broadcast = [h for h in hooks if isinstance(h, PyramidAttentionBroadcastHook)]
+        self.managers = list(
+            {
+                id(value): value
+                for hook in hooks
                 for value in vars(hook).values()
                 if isinstance(value, StateManager)
-                and all(value is not owner for owner, _ in holders)
-            )
-    return holders
+            }.values()
+        )
+        setattr(transformer, self.ATTRIBUTE, self)
+
+    @classmethod
+    def join(cls, transformer: nn.Module, stepper: DiffusersCache, steps: int) -> Session:
+        """The sample's session on ``transformer``: the one its caches keep open, else a new one."""
+        session = getattr(transformer, cls.ATTRIBUTE, None)
+        if session is not None and session.key == (stepper, steps):
+            return session
+        if session is not None:
+            # Left by a sample of another setting whose caches are still referenced (an
+            # exception outside the stepper's calls): it must not run this setting's calls.
+            session.close()
+        return cls(transformer, (stepper, steps))
+
+    def current_timestep(self) -> Tensor | None:
+        """The timestep of the call under way (PAB's ``current_timestep_callback``)."""
+        return self.timestep
+
+    def open_branch(self) -> Branch:
+        """A new (window, guidance branch) context, closed when its cache is dropped."""
+        self.opened += 1
+        self.live += 1
+        branch = Branch(
+            f"flashbench-{self.opened}", [type(hook.state)() for hook in self.broadcast]
+        )
+        # Not at interpreter exit: only a sample dropping its caches ends a branch.
+        weakref.finalize(branch, self.release, branch.name).atexit = False
+        return branch
+
+    def swap_in(self, branch: Branch) -> None:
+        """Give each PAB hook the branch's own state for the call."""
+        # diffusers' PAB hook has no per-context state; its `state` attribute is the only way in.
+        for hook, state in zip(self.broadcast, branch.broadcast, strict=True):
+            hook.state = state
+
+    def release(self, name: str) -> None:
+        """Drop a branch whose cache is gone; with the sample's last one, disable the cache."""
+        if getattr(self.transformer, self.ATTRIBUTE, None) is not self:
+            return
+        for manager in self.managers:
+            # diffusers 0.42 drops contexts only all at once (StateManager.reset); a window
+            # that left the grid frees its state here, as it did when its cache held it.
+            manager._state_cache.pop(name, None)
+        for hook in self.broadcast:
+            hook.state = type(hook.state)()
+        self.live -= 1
+        if self.live == 0:
+            self.close()
+
+    def close(self) -> None:
+        """Disable the cache: the transformer is plain again."""
+        if getattr(self.transformer, self.ATTRIBUTE, None) is self:
+            delattr(self.transformer, self.ATTRIBUTE)
+            self.transformer.disable_cache()

@@ -1,5 +1,6 @@
 """diffusers' own caches run as the ``diffusers_cache`` stepper: skips counted honestly, state per branch and sample."""
 
+import contextlib
 import sys
 
 import pytest
@@ -12,6 +13,7 @@ from flashbench.sampling import Guidance, sample
 from flashbench.schedule import flow_match_sigmas
 from flashbench.settings import steppers
 from flashbench.steppers.diffusers_cache import DiffusersCache
+from flashbench.windowing import Sliding
 
 STEPS = 8
 CFG = Guidance(scale=3.0, drop=(PROMPT,))
@@ -105,3 +107,78 @@ def test_missing_diffusers_names_the_wan_extra(monkeypatch):
 def test_bad_config_or_args_raise_a_clear_value_error(params, words):
     with pytest.raises(ValueError, match=words):
         steppers.build("diffusers_cache", **params)
+
+
+@pytest.mark.parametrize("label", sorted(EXAMPLES))
+def test_the_cache_is_enabled_once_per_sample_and_stays_on_between_its_steps(label):
+    transformer = tiny_transformer()
+    enabled, disabled, on = [], [], []
+    enable, disable = transformer.enable_cache, transformer.disable_cache
+    transformer.enable_cache = lambda config: enabled.append(1) or enable(config)
+    transformer.disable_cache = lambda: disabled.append(1) or disable()
+    _, sigmas, cond = inputs()
+    sample(
+        WanDenoiser(transformer),
+        noise(0, frames=5),
+        sigmas,
+        cond,
+        stepper=steppers.build("diffusers_cache", **EXAMPLES[label]),
+        windowing=Sliding(window=3, overlap=1, shift=1),
+        guidance=CFG,
+        callback=lambda end: on.append(transformer.is_cache_enabled),
+    )
+    assert (len(enabled), len(disabled)) == (1, 1)
+    assert on == [True] * STEPS
+    assert not transformer.is_cache_enabled
+
+
+def stop_at_third_call():
+    """A hook or callback that raises on its third call."""
+    calls = []
+
+    def stop(*_):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("stop")
+
+    return stop
+
+
+def mag_cache_failure(transformer, run) -> None:
+    """Euler on ``transformer`` before and after a MagCache sample that ``run`` makes fail."""
+    model = WanDenoiser(transformer)
+    x, sigmas, cond = inputs()
+    euler = sample(model, x, sigmas, cond, guidance=CFG)
+    run(model, x, sigmas, cond, steppers.build("diffusers_cache", **EXAMPLES["mag_cache"]))
+    assert not transformer.is_cache_enabled
+    # MagCache's hooks would run without a context here: Euler is Euler only on a plain model.
+    assert torch.equal(sample(model, x, sigmas, cond, guidance=CFG).latents, euler.latents)
+
+
+def test_a_sample_failing_in_the_transformer_leaves_it_plain():
+    transformer = tiny_transformer()
+
+    def run(model, x, sigmas, cond, stepper):
+        handle = transformer.blocks[0].register_forward_hook(stop_at_third_call())
+        # pytest.raises keeps the traceback, and with it the failed sample's caches.
+        with pytest.raises(RuntimeError, match="stop"):
+            sample(model, x, sigmas, cond, stepper=stepper, guidance=CFG)
+        handle.remove()
+
+    mag_cache_failure(transformer, run)
+
+
+def test_a_sample_failing_between_steps_leaves_the_transformer_plain_once_its_error_is_handled():
+    def run(model, x, sigmas, cond, stepper):
+        with contextlib.suppress(RuntimeError):
+            sample(
+                model,
+                x,
+                sigmas,
+                cond,
+                stepper=stepper,
+                guidance=CFG,
+                callback=stop_at_third_call(),
+            )
+
+    mag_cache_failure(tiny_transformer(), run)
