@@ -11,7 +11,27 @@ from flashbench.sampling import Guidance
 from flashbench.steppers import Stepper
 from flashbench.windowing import Full, Sliding
 
-steppers = Registry("stepper")
+
+def _callable(name: str, obj: Any) -> str | None:
+    return (
+        None if callable(obj) else f"is a {type(obj).__name__!r}, not a class or factory function"
+    )
+
+
+def _stepper(name: str, obj: Any) -> str | None:
+    return None if isinstance(obj, Stepper) else "is not a flashbench.steppers.Stepper"
+
+
+def _windowing(name: str, obj: Any) -> str | None:
+    lacking = [m for m in ("windows", "weights") if not callable(getattr(obj, m, None))]
+    return (
+        f"has no {' or '.join(lacking)} method (see flashbench.windowing.Full)" if lacking else None
+    )
+
+
+# Third-party packages add entries through the entry points "flashbench.steppers" and
+# "flashbench.windowings" (docs/plugins.md).
+steppers = Registry("stepper", "flashbench.steppers", check=_callable, check_built=_stepper)
 steppers.register("euler", "flashbench.steppers.euler:Euler")
 steppers.register("alp", "flashbench.steppers.alp:ALP")
 steppers.register("taylorseer", "flashbench.steppers.taylorseer:TaylorSeer")
@@ -24,7 +44,7 @@ steppers.register("dpmpp_2m", "flashbench.steppers.dpm_solver:DPMSolver")
 steppers.register("diffusers_cache", "flashbench.steppers.diffusers_cache:DiffusersCache")
 steppers.register("cache_dit", "flashbench.steppers.cache_dit:CacheDiT")
 
-windowings = Registry("windowing")
+windowings = Registry("windowing", "flashbench.windowings", check=_callable, check_built=_windowing)
 windowings.register("full", Full)
 windowings.register("sliding", Sliding)
 

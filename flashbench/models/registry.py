@@ -3,7 +3,9 @@
 ``toy`` is a small untrained layered denoiser with a toy world that renders coloured discs;
 ``reference`` is the registry entry ``"reference_model.pipeline:load_reference"`` (the
 FlashPortrait reference trained on the synthetic portrait world), imported only when used, so
-flashbench never imports reference_model and a real model plugs in the same way. Switching a suite's model is one key: ``suite.model``.
+flashbench never imports reference_model and a real model plugs in the same way; installed
+packages add models through the entry point ``flashbench.models`` (docs/plugins.md). Switching a
+suite's model is one key: ``suite.model``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,24 @@ from flashbench.models.base import ModelSpec, PortraitModel
 from flashbench.models.toy import ToyModel, check_toy_args
 from flashbench.registry import Registry, load_object
 
-models = Registry("model")
+
+def _callable(name: str, obj: Any) -> str | None:
+    return (
+        None if callable(obj) else f"is a {type(obj).__name__!r}, not a class or factory function"
+    )
+
+
+def _portrait_model(name: str, obj: Any) -> str | None:
+    lacking = [m for m in ("prepare", "decode") if not callable(getattr(obj, m, None))]
+    if not hasattr(obj, "denoiser"):
+        lacking.insert(0, "denoiser")
+    return (
+        f"lacks {', '.join(lacking)} of flashbench.models.base.PortraitModel" if lacking else None
+    )
+
+
+# Third-party packages add models through the entry point "flashbench.models" (docs/plugins.md).
+models = Registry("model", "flashbench.models", check=_callable, check_built=_portrait_model)
 models.register(
     "toy", ToyModel, doc="untrained toy denoiser on a world of coloured discs (tests, smoke runs)"
 )
@@ -49,6 +68,11 @@ _ARG_CHECKS: dict[str, Callable[..., ModelSpec] | str] = {
     "reference": "reference_model.pipeline:check_reference_args",
     "wan": "flashbench.models.wan.model:check_wan_args",
     "flashportrait": "flashbench.models.flashportrait.model:check_flashportrait_args",
+}
+# The weight files each model ships, by model name: a function or a lazily imported
+# ``"module:object"`` returning metrics.weights.WeightStatus records (``flashbench weights``).
+_SHIPPED_WEIGHTS: dict[str, Callable[..., list[Any]] | str] = {
+    "reference": "reference_model.shipped_weights:weight_status",
 }
 # The trainer of each trainable model: ``flashbench train`` forwards its options to it.
 trainers = Registry("trainer")
@@ -89,6 +113,12 @@ def check_model_args(name: str, args: Mapping[str, Any]) -> ModelSpec | None:
     """
     check = _ARG_CHECKS.get(name)
     return None if check is None else _lazy(name, check)(**args)
+
+
+def shipped_weights(verify: bool = True) -> dict[str, list[Any]]:
+    """The weight files each model ships, by model name (``metrics.weights.WeightStatus``
+    records: path, present, sha256 expected and, when ``verify``, actual)."""
+    return {name: _lazy(name, status)(verify=verify) for name, status in _SHIPPED_WEIGHTS.items()}
 
 
 def build_models(

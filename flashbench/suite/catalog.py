@@ -3,7 +3,8 @@
 ``METRICS`` is the registry: each entry names the Metric class to build (imported lazily),
 the constructor arguments of each backend (``FromModel`` ones are asked of the suite's
 model), what ``update`` reads and which figures of ``compute()`` become rows. Adding a
-metric is one file in ``metrics/`` and one entry here.
+metric is one file in ``metrics/`` and one entry here; an installed package adds one through
+the entry point ``flashbench.metrics`` naming its ``MetricSpec`` (docs/plugins.md).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from flashbench.registry import Registry
 
 # Identical frames have infinite PSNR; rows are strict JSON, so PSNR is capped (MSE floor 1e-10).
 PSNR_CAP_DB = 100.0
@@ -81,6 +84,15 @@ class MetricSpec:
     def backends(self) -> tuple[str, ...]:
         return tuple(self.backend_args)
 
+    def summary(self) -> str:
+        """One line for ``flashbench ls metrics``: unit, direction, references, backends and doc."""
+        arrow = {True: "higher is better", False: "lower is better", None: "descriptive"}
+        references = ", ".join(r or "nothing" for r in self.references)
+        return (
+            f"[{self.unit or 'unitless'}; {arrow[self.higher_is_better]}; vs {references}; "
+            f"backends {', '.join(self.backends)}] {self.doc}"
+        )
+
     def model_methods(self, backend: str) -> list[str]:
         """The model methods this metric needs with ``backend``."""
         needed = [v.method for v in self.backend_args[backend].values() if isinstance(v, FromModel)]
@@ -94,7 +106,21 @@ def _local(**kwargs: Any) -> dict[str, Any]:
 _FRAMES = ("ground_truth", "baseline", "reference_image")
 # The parts of the world's face features (metrics.expression.WORLD_PARTS), one row pair each.
 PARTS = ("pose", "eyes", "brows", "mouth", "smile")
-METRICS: dict[str, MetricSpec] = {
+# "speed" is the runner's own (timing rows), so no metric may take its name.
+RESERVED = ("speed",)
+
+
+def _metric_spec(name: str, obj: Any) -> str | None:
+    if not isinstance(obj, MetricSpec):
+        return f"is a {type(obj).__name__!r}, not a flashbench.suite.catalog.MetricSpec"
+    if name in RESERVED:
+        return f"takes the reserved name {name!r}; rename the entry point"
+    if obj.name != name:
+        return f"is the MetricSpec of {obj.name!r}; name the entry point {obj.name!r}"
+    return None
+
+
+BUILT_IN: dict[str, MetricSpec] = {
     spec.name: spec
     for spec in (
         MetricSpec(
@@ -271,3 +297,6 @@ METRICS: dict[str, MetricSpec] = {
         ),
     )
 }
+METRICS = Registry("metric", "flashbench.metrics", check=_metric_spec)
+for _name, _spec in BUILT_IN.items():
+    METRICS.register(_name, _spec, doc=_spec.doc)
