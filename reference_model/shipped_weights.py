@@ -11,18 +11,30 @@ from typing import Any
 import torch
 from torch import nn
 
-from metrics.weights import file_sha256
+from metrics.weights import WeightStatus, file_sha256
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MANIFEST = "weights.json"
+# The DiT's sha256 is recorded apart from the world's networks (reference_model/pipeline.py).
+DIT_MANIFEST = "dit.json"
+# What each shipped file is for, as `flashbench weights` lists it (the model cards tell more).
+USES = {
+    "dit_small.pt": "the reference model's denoiser (PortraitDiT small; MODEL_CARD_DIT.md)",
+    "autoencoder.pt": "the reference model's world: frames <-> latents (MODEL_CARD_WORLD.md)",
+    "expression.pt": "the world's expression and pose extractor: aed, apd (world-*-extractor)",
+    "identity.pt": "the world's identity encoder: id_sim, id_dist (world-identity-encoder)",
+}
+LICENCE = "Apache-2.0, as FlashBench (trained on its synthetic portrait world)"
+
+
+def restore_fix(path: Path) -> str:
+    """How to get a shipped file back (it is tracked by git and installed with the package)."""
+    return f"restore it with `git checkout -- reference_model/weights/{path.name}` or reinstall flashbench"
 
 
 def restore_hint(path: Path) -> str:
-    """How to get a shipped file back (it is tracked by git and installed with the package)."""
-    return (
-        f"the shipped file is corrupt or missing: restore it with "
-        f"`git checkout -- reference_model/weights/{path.name}` or reinstall flashbench"
-    )
+    """The fix of a broken shipped file, for an error message."""
+    return f"the shipped file is corrupt or missing: {restore_fix(path)}"
 
 
 def is_shipped(path: Path) -> bool:
@@ -109,3 +121,30 @@ def record(
     manifest[path.name] = entry
     (Path(weights_dir) / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return entry
+
+
+def weight_status(verify: bool = True) -> list[WeightStatus]:
+    """Every shipped weight file with its recorded sha256 (``dit.json``, ``weights.json``), present
+    or missing, hashed when ``verify``: the reference model's entry of ``flashbench weights``."""
+    dit = read_json(WEIGHTS_DIR / DIT_MANIFEST)
+    recorded = {dit["file"]: dit, **read_manifest()}
+    records = []
+    for file_name, entry in recorded.items():
+        path = WEIGHTS_DIR / file_name
+        present = path.is_file()
+        actual = file_sha256(path) if present and verify else None
+        retrain = entry.get("retrain", "the stages of MODEL_CARD_DIT.md (`flashbench train`)")
+        records.append(
+            WeightStatus(
+                name=f"reference-{Path(file_name).stem}",
+                used_by=USES.get(file_name, "the reference model"),
+                path=str(path),
+                present=present,
+                expected_sha256=entry["sha256"],
+                actual_sha256=actual,
+                verified=None if actual is None else actual == entry["sha256"],
+                obtain=f"{restore_fix(path)}; or retrain: {retrain}",
+                licence=LICENCE,
+            )
+        )
+    return records

@@ -15,6 +15,7 @@ from reports.differences import difference_table
 from reports.gate import baseline_floors, gate_failures, parse_floor
 from reports.grid import case_grids
 from reports.html import render_html
+from reports.json_output import compare_document, dumps, gate_document, leaderboard_document
 from reports.leaderboard import leaderboard_table
 from reports.load import incomplete_units, load_run
 from reports.markdown import markdown_table, render_markdown
@@ -25,8 +26,9 @@ from reports.seed_floor import floor_table
 from reports.tables import aggregate_rows, summary_table, timing_warnings
 
 log = logging.getLogger(__name__)
-# Incomplete units printed one per line by gate; the rest are counted.
+# Incomplete units printed one per line by gate; the rest are counted (--json lists them all).
 MAX_LISTED = 20
+JSON_HELP = "print one JSON document instead of Markdown (schema: docs/reports-json.md)"
 
 
 def _write_table(table: pd.DataFrame, stem: Path) -> None:
@@ -89,34 +91,45 @@ def leaderboard(
     return table
 
 
-def compare(a: str | Path, b: str | Path, *, n_boot: int = 2000, seed: int = 0) -> int:
-    """Print B - A per metric with CIs; exit code 1 when B significantly regressed or lost a measurement, else 0."""
+def compare(
+    a: str | Path, b: str | Path, *, n_boot: int = 2000, seed: int = 0, as_json: bool = False
+) -> int:
+    """Print B - A per metric with CIs (Markdown, or ``as_json``: docs/reports-json.md); exit
+    code 1 when B significantly regressed or lost a measurement, else 0."""
     table = compare_runs(load_run(a), load_run(b), n_boot=n_boot, seed=seed)
-    print(markdown_table(_rounded(table)))
     regressions = table[table["regression"]]
+    # Measurements of A that B lacks (units failed or never run): a gate must not pass them.
+    lost = table[table["lost"]]
+    status = 1 if len(regressions) or len(lost) else 0
+    if as_json:
+        print(dumps(compare_document(a, b, table)))
+        return status
+    print(markdown_table(_rounded(table)))
     for row in regressions.itertuples(index=False):
         print(
             f"REGRESSION {row.setting} {row.metric}: {row.mean_a:.4g} -> {row.mean_b:.4g} "
             f"(diff {row.diff:+.4g}, 95% CI [{row.ci_low:+.4g}, {row.ci_high:+.4g}])"
         )
-    # Measurements of A that B lacks (units failed or never run): a gate must not pass them.
-    lost = table[table["lost"]]
     for row in lost.itertuples(index=False):
         print(f"MISSING {row.setting} {row.metric}: {row.note}")
-    return 1 if len(regressions) or len(lost) else 0
+    return status
 
 
 def gate(run: str | Path, *, floors: Sequence[str] = (), statistic: str = "mean",
-         seed_floor: Sequence[str] = (), **minimums: float) -> int:  # fmt: skip
+         seed_floor: Sequence[str] = (), as_json: bool = False, **minimums: float) -> int:  # fmt: skip
     """Exit code 1 when an accelerated setting is below a floor (e.g. ``min_psnr=30``), not shown
     within the seed floor on a ``seed_floor`` metric (``METRIC[@REFERENCE]``, reports/seed_floor.py),
-    or a planned unit failed or has no rows."""
+    or a planned unit failed or has no rows; prints why (Markdown, or ``as_json``:
+    docs/reports-json.md)."""
     loaded = load_run(run)
     parsed = baseline_floors(**minimums) + [parse_floor(f) for f in floors]
     failures = gate_failures(loaded, parsed, statistic, seed_floor)
     parsed += [f"{m} within the seed floor" for m in seed_floor]
     # A setting that failed everywhere has no rows to fall below a floor: judge the plan too.
     incomplete = incomplete_units(loaded)
+    if as_json:
+        print(dumps(gate_document(run, parsed, statistic, failures, incomplete)))
+        return 0 if failures.empty and incomplete.empty else 1
     for row in incomplete.head(MAX_LISTED).itertuples(index=False):
         print(f"INCOMPLETE {row.unit} ({row.setting}): {row.problem}")
     if len(incomplete) > MAX_LISTED:
@@ -183,12 +196,16 @@ def _results_command(args: argparse.Namespace) -> int:
 
 def _leaderboard_command(args: argparse.Namespace) -> int:
     table = leaderboard(args.runs, args.floor, args.out, n_boot=args.bootstrap)
-    print(markdown_table(_rounded(table)))
+    if args.json:
+        floors = [parse_floor(floor) for floor in args.floor]
+        print(dumps(leaderboard_document(args.runs, floors, table)))
+    else:
+        print(markdown_table(_rounded(table)))
     return 0
 
 
 def _compare_command(args: argparse.Namespace) -> int:
-    return compare(args.run_a, args.run_b, n_boot=args.bootstrap)
+    return compare(args.run_a, args.run_b, n_boot=args.bootstrap, as_json=args.json)
 
 
 def _gate_command(args: argparse.Namespace) -> int:
@@ -200,7 +217,12 @@ def _gate_command(args: argparse.Namespace) -> int:
     }
     floors, seed_floor = args.floor, args.within_seed_floor
     return gate(
-        args.run, floors=floors, statistic=args.statistic, seed_floor=seed_floor, **minimums
+        args.run,
+        floors=floors,
+        statistic=args.statistic,
+        seed_floor=seed_floor,
+        as_json=args.json,
+        **minimums,
     )
 
 
@@ -229,6 +251,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     sub.add_argument("--out", default=None, help="write the table as OUT.csv and OUT.parquet")
     sub.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
+    sub.add_argument("--json", action="store_true", help=JSON_HELP)
     sub.set_defaults(func=_guarded(_leaderboard_command))
 
     sub = subparsers.add_parser(
@@ -237,6 +260,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     sub.add_argument("run_a", help="reference run")
     sub.add_argument("run_b", help="candidate run")
     sub.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
+    sub.add_argument("--json", action="store_true", help=JSON_HELP)
     sub.set_defaults(func=_guarded(_compare_command))
 
     sub = subparsers.add_parser("gate", help="exit 1 when a setting falls below fidelity floors")
@@ -258,6 +282,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
         "--statistic", choices=["mean", "ci"], default="mean",
         help="judge the mean, or the pessimistic end of its 95%% CI",
     )  # fmt: skip
+    sub.add_argument("--json", action="store_true", help=JSON_HELP)
     sub.set_defaults(func=_guarded(_gate_command))
 
 

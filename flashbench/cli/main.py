@@ -7,34 +7,89 @@ import argparse
 import signal
 import sys
 import threading
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
 
 import torch
 
 from flashbench.denoiser import Cond
 from flashbench.models.toy import ToyDenoiser
 from flashbench.planning.memory import OFFLOADS
-from flashbench.registry import Registry
+from flashbench.registry import BUILT_IN, Registry
 from flashbench.sampling import sample
 from flashbench.schedule import flow_match_sigmas
 from flashbench.settings import settings, steppers, windowings
 
 
 def registries() -> dict[str, Registry]:
-    return {"settings": settings, "steppers": steppers, "windowings": windowings}
+    """The registries ``flashbench ls`` lists, by kind."""
+    from flashbench.models.registry import models
+    from flashbench.suite.catalog import METRICS
+
+    return {
+        "settings": settings,
+        "steppers": steppers,
+        "windowings": windowings,
+        "metrics": METRICS,
+        "models": models,
+    }
+
+
+# One listed entry: its name, where it comes from ("" for kinds no package can add to) and its line.
+Listed = tuple[str, str, str]
+
+
+def registry_listing(registry: Registry, describe: Callable[[str], str]) -> list[Listed]:
+    """Every entry of ``registry`` with its origin and ``describe(name)``; a plugin that cannot be
+    used is listed with its error, and a plugin shadowed by a built-in gets a line of its own."""
+    listed = []
+    for name in registry:
+        try:
+            line = describe(name)
+        except ValueError as err:
+            line = f"BROKEN: {err}"
+        origin = registry.origin(name) if registry.group else ""
+        listed.append((name, origin, line))
+        problem = registry.problem(name)
+        if problem is not None and registry.origin(name) == BUILT_IN:
+            plugins = ", ".join(p.origin for p in registry.plugins()[name])
+            listed.append((name, plugins, f"NOT USED: {problem}"))
+    return listed
+
+
+def listing(kind: str) -> list[Listed]:
+    """What ``flashbench ls KIND`` prints."""
+    from flashbench.run.rows import SPEED
+    from flashbench.suite.document import load_suite, shipped_suites
+
+    if kind == "suites":
+        suites = []
+        for name in shipped_suites():
+            try:
+                suites.append((name, "", load_suite(name).description))
+            except ValueError as err:
+                suites.append((name, "", f"INVALID: {err}"))
+        return suites
+    registry = registries()[kind]
+    if kind != "metrics":
+        return registry_listing(registry, registry.doc)
+    speed = ", ".join(f"{k} [{unit}]" for k, (unit, _) in SPEED.items())
+    return [
+        *registry_listing(registry, lambda name: registry[name].summary()),
+        ("speed", BUILT_IN, f"expands to {speed} (backend timer)"),
+    ]
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from flashbench.cli.run import listings
-
-    kinds = {kind: [(name, reg.doc(name)) for name in reg] for kind, reg in registries().items()}
-    kinds.update(listings())
-    chosen = [args.kind] if args.kind else list(kinds)
-    for kind in chosen:
-        if kind not in kinds:
-            raise ValueError(f"unknown kind {kind!r}; choose from {', '.join(kinds)}")
+    kinds = [*registries(), "suites"]
+    if args.kind is not None and args.kind not in kinds:
+        raise ValueError(f"unknown kind {args.kind!r}; choose from {', '.join(kinds)}")
+    for kind in [args.kind] if args.kind else kinds:
         print(f"{kind}:")
-        for name, doc in kinds[kind]:
-            print(f"  {name:<24} {doc}")
+        listed = listing(kind)
+        width = max((len(origin) for _, origin, _ in listed), default=0)
+        for name, origin, line in listed:
+            print(f"  {name:<24} {origin:<{width}}  {line}" if width else f"  {name:<24} {line}")
     return 0
 
 
@@ -116,12 +171,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def installed_version() -> str:
+    """flashbench's version, as its installed package metadata records it."""
+    try:
+        return version("flashbench")
+    except PackageNotFoundError:
+        return "unknown (not installed: run `pip install -e .` in the repository)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flashbench", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {installed_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    ls = sub.add_parser("ls", help="list settings, steppers, windowings, metrics, suites, models")
+    ls = sub.add_parser(
+        "ls",
+        help="list settings, steppers, windowings, metrics, models (each with its package) and suites",
+    )
     ls.add_argument(
-        "kind", nargs="?", help="settings | steppers | windowings | metrics | suites | models"
+        "kind", nargs="?", help="settings | steppers | windowings | metrics | models | suites"
     )
     ls.set_defaults(func=cmd_ls)
     demo = sub.add_parser("demo", help="sample a toy denoiser under several settings")

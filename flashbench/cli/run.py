@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from flashbench.models.registry import check_model_args, models
+from flashbench.models.registry import check_model_args, models, shipped_weights
 from flashbench.suite.document import load_suite, shipped_suites
 
 
@@ -79,7 +79,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_weights(args: argparse.Namespace) -> int:
-    """List each metric backend's weight file: where it is expected, sha256, present or missing, how to obtain it.
+    """List the weight files of each metric backend and each model's shipped weights: where each
+    is expected, sha256, present or missing, how to obtain it.
 
     Exits 1 when a file is missing or corrupt, 0 when every file is present (and verified)."""
     try:
@@ -90,22 +91,30 @@ def cmd_weights(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    verify = not args.no_verify
+    groups = {"metric backends": weight_status(verify=verify)}
+    groups.update(
+        (f"model {name!r} (shipped)", records)
+        for name, records in shipped_weights(verify=verify).items()
+    )
     missing = corrupt = 0
-    for status in weight_status(verify=not args.no_verify):
-        state = "present" if status.present else "MISSING"
-        if status.verified is False:
-            state = "CORRUPT (sha256 mismatch)"
-        missing += not status.present
-        corrupt += status.verified is False
-        print(f"{status.name}  [{state}]  used by {status.used_by}")
-        print(f"  path:   {status.path}")
-        print(
-            f"  sha256: expected {status.expected_sha256 or 'unregistered'}"
-            + (f", actual {status.actual_sha256}" if status.actual_sha256 else "")
-        )
-        if not status.present or status.verified is False:
-            print(f"  obtain: {status.obtain}")
-        print(f"  licence: {status.licence}")
+    for group, records in groups.items():
+        print(f"{group}:")
+        for status in records:
+            state = "present" if status.present else "MISSING"
+            if status.verified is False:
+                state = "CORRUPT (sha256 mismatch)"
+            missing += not status.present
+            corrupt += status.verified is False
+            print(f"{status.name}  [{state}]  used by {status.used_by}")
+            print(f"  path:   {status.path}")
+            print(
+                f"  sha256: expected {status.expected_sha256 or 'unregistered'}"
+                + (f", actual {status.actual_sha256}" if status.actual_sha256 else "")
+            )
+            if not status.present or status.verified is False:
+                print(f"  obtain: {status.obtain}")
+            print(f"  licence: {status.licence}")
     print(f"{missing} missing, {corrupt} corrupt; in-domain backends (world-*) need no download")
     # Scripts check the exit code: 1 while a backend's file is missing or corrupt.
     return 1 if missing or corrupt else 0
@@ -181,7 +190,9 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     )
     validate.set_defaults(func=cmd_validate)
     weights = subparsers.add_parser(
-        "weights", help="list metric backends' weight files", description=cmd_weights.__doc__
+        "weights",
+        help="list the metric backends' weight files and the models' shipped weights",
+        description=cmd_weights.__doc__,
     )
     weights.add_argument("--no-verify", action="store_true", help="skip hashing files (faster)")
     weights.set_defaults(func=cmd_weights)

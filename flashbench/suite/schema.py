@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 import math
 import reprlib
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass
 from typing import Any, Protocol
+
+import tomli_w
 
 # Values quoted in errors are cut short: a suite may hold a megabyte string or 5000 nested lists.
 _REPR = reprlib.Repr()
@@ -318,28 +319,27 @@ def keys_table(sections: Mapping[str, type]) -> str:
 
 
 # ---- TOML output (the resolved suite; tomllib only reads) ----------------------------------
+# The layout (a table per section, arrays and tables inline) is written here, so that suite.toml
+# reads like the suite files; tomli_w writes each scalar and inline key. Not json.dumps: it
+# escapes characters outside the BMP (an emoji) as surrogate pairs, which tomllib rejects.
+
+
+def _toml_scalar(value: Any) -> str:
+    if not isinstance(value, bool | int | float | str):
+        raise ValueError(f"cannot write {type(value).__name__} {value!r} as TOML")
+    return tomli_w.dumps({"v": value}).removeprefix("v = ").removesuffix("\n")
 
 
 def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return (
-            repr(value)
-            if math.isfinite(value)
-            else ("nan" if value != value else ("inf" if value > 0 else "-inf"))
-        )
-    if isinstance(value, str):
-        return json.dumps(value)
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, Mapping):
         return (
             "{ "
-            + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items())
+            + ", ".join(f"{_toml_scalar(str(k))} = {_toml_value(v)}" for k, v in value.items())
             + " }"
         )
-    raise ValueError(f"cannot write {type(value).__name__} {value!r} as TOML")
+    return _toml_scalar(value)
 
 
 def dumps_toml(data: Mapping[str, Any]) -> str:

@@ -1,3 +1,5 @@
+import pytest
+
 from flashbench.cli.main import main
 
 
@@ -43,3 +45,12 @@ def test_demo_prints_nfe_and_wall_time_per_setting(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:2] == ["setting", "windowing"]
     assert lines[1].split()[0] == "baseline" and " 3 " in lines[1]
+
+
+def test_version_prints_the_installed_package_version(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"flashbench {version('flashbench')}\n"

@@ -123,10 +123,10 @@ def test_a_kill_between_manifest_and_suite_toml_is_finished_by_resume(
             raise KeyboardInterrupt
         write(path, data)
 
-    monkeypatch.setattr(rundir, "atomic_write", killed_at_suite_toml)
+    monkeypatch.setattr(directory, "atomic_write", killed_at_suite_toml)
     with pytest.raises(KeyboardInterrupt):
         run_suite(suite, out, progress=False)
-    monkeypatch.setattr(rundir, "atomic_write", write)
+    monkeypatch.setattr(directory, "atomic_write", write)
     assert (out / "manifest.json").is_file() and not (out / "suite.toml").exists()
     assert run_suite(suite, out, resume=True, progress=False).done == 6
     assert parse_suite((out / "suite.toml").read_text(), "suite.toml").settings == suite.settings

@@ -64,6 +64,35 @@ def test_weights_exits_1_while_a_file_is_missing_or_corrupt(
     assert summary in capsys.readouterr().out
 
 
+def test_weights_lists_the_reference_models_shipped_files(capsys):
+    main(["weights", "--no-verify"])
+    out = capsys.readouterr().out
+    assert "model 'reference' (shipped):" in out
+    for name in ("dit_small", "autoencoder", "expression", "identity"):
+        assert f"reference-{name}  [present]" in out
+        assert f"reference_model/weights/{name}.pt" in out
+
+
+def test_weights_names_a_corrupt_or_missing_shipped_reference_file_and_its_fix(
+    monkeypatch, capsys, tmp_path
+):
+    import metrics.weights
+    import reference_model.shipped_weights as shipped
+
+    for manifest in ("dit.json", "weights.json"):
+        (tmp_path / manifest).write_bytes((shipped.WEIGHTS_DIR / manifest).read_bytes())
+    (tmp_path / "identity.pt").write_bytes(b"not the shipped identity encoder")
+    monkeypatch.setattr(shipped, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(metrics.weights, "weight_status", lambda verify: [])
+    assert main(["weights"]) == 1
+    out = capsys.readouterr().out
+    assert "reference-identity  [CORRUPT (sha256 mismatch)]" in out
+    assert "reference-dit_small  [MISSING]" in out
+    assert "obtain: restore it with `git checkout -- reference_model/weights/identity.pt`" in out
+    assert "retrain: python -m reference_model.train_world identity" in out
+    assert "3 missing, 1 corrupt" in out
+
+
 def test_run_into_a_foreign_directory_is_refused_with_one_line(
     tiny_text, write_suite, tmp_path, capsys
 ):

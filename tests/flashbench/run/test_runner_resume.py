@@ -82,6 +82,20 @@ def test_resume_skips_finished_units_and_refuses_another_suite(tiny_text, tmp_pa
         run_suite(other, out, resume=True, threads=1, progress=False)
 
 
+def test_a_suite_with_characters_outside_the_bmp_runs_resumes_and_reads_back(tiny_text, tmp_path):
+    description = "tiny 🎬 suite: 𝒳 ∑ é"
+    text = tiny_text.replace('version = "1"', f'version = "1"\ndescription = "{description}"')
+    suite = parse_suite(text, "tiny.toml")
+    out = tmp_path / "run"
+    assert run_suite(suite, out, limit=1, threads=1, progress=False).done == 3
+    written = (out / "suite.toml").read_text(encoding="utf-8")
+    assert f'description = "{description}"' in written  # as itself, not as surrogate pairs
+    assert parse_suite(written, "suite.toml").resolved() == suite.resolved()
+    resumed = run_suite(suite, out, resume=True, threads=1, progress=False)
+    assert (resumed.done, resumed.skipped) == (3, 3)
+    assert (out / "suite.toml").read_text(encoding="utf-8") == written
+
+
 class Explode(Stepper):
     """A stepper whose velocity is NaN: the runner must record one line and go on."""
 

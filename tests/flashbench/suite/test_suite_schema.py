@@ -2,6 +2,7 @@
 
 import json
 import math
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -440,6 +441,13 @@ def test_resolved_suite_parses_back_to_the_same_suite(name):
         suite.cases,
         suite.metrics,
     )
+
+
+@given(st.text(), st.text(min_size=1))
+def test_resolved_toml_reads_back_any_text_including_outside_the_bmp(text, key):
+    # An emoji (outside the BMP), quotes, backslashes and control characters all read back.
+    data = {"suite": {"description": text + "🎬", "model_args": {key: [text]}}}
+    assert tomllib.loads(dumps_toml(data)) == data
 
 
 def test_a_missing_required_key_is_named_with_its_doc(tiny_text):
