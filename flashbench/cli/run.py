@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from flashbench.models.registry import check_model_args, models, shipped_weights
+from flashbench.models.registry import check_model_args, shipped_weights
 from flashbench.suite.document import load_suite, shipped_suites
 
 
@@ -118,36 +118,6 @@ def cmd_weights(args: argparse.Namespace) -> int:
     print(f"{missing} missing, {corrupt} corrupt; in-domain backends (world-*) need no download")
     # Scripts check the exit code: 1 while a backend's file is missing or corrupt.
     return 1 if missing or corrupt else 0
-
-
-def listings() -> dict[str, list[tuple[str, str]]]:
-    """Names and one-line descriptions of metrics, suites and models (for ``flashbench ls``)."""
-    from flashbench.run.rows import SPEED
-    from flashbench.suite.catalog import METRICS
-
-    arrows = {True: "higher is better", False: "lower is better", None: "descriptive"}
-    metrics = [
-        (
-            m.name,
-            f"[{m.unit or 'unitless'}; {arrows[m.higher_is_better]}; vs {', '.join(r or 'nothing' for r in m.references)}; backends {', '.join(m.backends)}] {m.doc}",
-        )
-        for m in METRICS.values()
-    ]
-    metrics.append(
-        (
-            "speed",
-            "expands to "
-            + ", ".join(f"{k} [{u}]" for k, (u, _) in SPEED.items())
-            + " (backend timer)",
-        )
-    )
-    suites = []
-    for name in shipped_suites():
-        try:
-            suites.append((name, load_suite(name).description))
-        except ValueError as err:
-            suites.append((name, f"INVALID: {err}"))
-    return {"metrics": metrics, "suites": suites, "models": [(n, models.doc(n)) for n in models]}
 
 
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
