@@ -136,7 +136,9 @@ def test_load_pdfgc_round_trips_weights_and_logs_extra_keys_once(encoder, tmp_pa
         expected, got = encoder(images), loaded(images)
     for name in FEATURE_ORDER:
         torch.testing.assert_close(got[name], expected[name], rtol=0, atol=0)
-    records = [r.getMessage() for r in caplog.records if r.name == "flashbench.models.flashportrait.pdfgc"]
+    records = [
+        r.getMessage() for r in caplog.records if r.name == "flashbench.models.flashportrait.pdfgc"
+    ]
     assert len(records) == 1
     assert "net_audio.fc.weight" in records[0] and "net_id.scale" in records[0]
 
