@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = "flashbench"
@@ -36,11 +37,6 @@ USED_WITHOUT_IMPORT = {
 }
 
 
-def normalize(name: str) -> str:
-    """PEP 503 spelling of a distribution name (``ImageIO`` -> ``imageio``, ``cache_dit`` -> ``cache-dit``)."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 @cache
 def pyproject() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -53,7 +49,7 @@ def requirements(group: str) -> list[Requirement]:
     out: list[Requirement] = []
     for text in listed:
         requirement = Requirement(text)
-        if normalize(requirement.name) == PROJECT:
+        if canonicalize_name(requirement.name) == PROJECT:
             for extra in sorted(requirement.extras):
                 out.extend(requirements(extra))
         else:
@@ -62,7 +58,7 @@ def requirements(group: str) -> list[Requirement]:
 
 
 def declared(group: str) -> set[str]:
-    return {normalize(r.name) for r in requirements(group)}
+    return {canonicalize_name(r.name) for r in requirements(group)}
 
 
 def third_party_imports(path: Path) -> set[str]:
@@ -89,7 +85,7 @@ def source_files(*folders: str) -> list[Path]:
 def imported_distributions(*folders: str) -> set[str]:
     providers = packages_distributions()
     return {
-        normalize(dist)
+        canonicalize_name(dist)
         for path in source_files(*folders)
         for name in third_party_imports(path)
         for dist in providers.get(name, [])
@@ -105,7 +101,7 @@ def test_every_third_party_import_is_declared_in_the_core_or_its_modules_extra()
         extra = extra_of(relative)
         allowed = core | (declared(extra) if extra else set())
         for name in sorted(third_party_imports(path)):
-            dists = {normalize(d) for d in providers.get(name, [])}
+            dists = {canonicalize_name(d) for d in providers.get(name, [])}
             if not dists:
                 not_installed.add(name)
             elif not dists & allowed:
@@ -123,7 +119,7 @@ def test_every_third_party_import_is_declared_in_the_core_or_its_modules_extra()
 def test_every_declared_package_is_imported_or_says_why_not() -> None:
     imported = imported_distributions(*SOURCES)
     tests_import = imported | imported_distributions("tests")
-    installed = {normalize(d) for dists in packages_distributions().values() for d in dists}
+    installed = {canonicalize_name(d) for dists in packages_distributions().values() for d in dists}
     groups = {"core": imported, "real": imported, "wan": imported, "flashportrait": imported}
     unused, not_installed = [], set()
     for group, used in [*groups.items(), ("test", tests_import)]:
@@ -155,7 +151,7 @@ def constraints() -> dict[str, str]:
             requirement = Requirement(line)
             (specifier,) = requirement.specifier
             assert specifier.operator == "==", f"constraints.txt: {line!r} is not an exact version"
-            out[normalize(requirement.name)] = specifier.version
+            out[canonicalize_name(requirement.name)] = specifier.version
     return out
 
 
@@ -165,7 +161,7 @@ def test_constraints_pin_every_declared_package_inside_its_range() -> None:
     problems = []
     for group in groups:
         for requirement in requirements(group):
-            name = normalize(requirement.name)
+            name = canonicalize_name(requirement.name)
             if name not in pinned:
                 problems.append(f"{group}: {requirement} has no version in constraints.txt")
             elif not requirement.specifier.contains(pinned[name], prereleases=True):
@@ -176,7 +172,7 @@ def test_constraints_pin_every_declared_package_inside_its_range() -> None:
 def test_exact_pins_are_only_the_private_api_ones() -> None:
     groups = ["core", *pyproject()["project"]["optional-dependencies"]]
     exact = {
-        normalize(r.name)
+        canonicalize_name(r.name)
         for group in groups
         for r in requirements(group)
         if any(s.operator == "==" for s in r.specifier)

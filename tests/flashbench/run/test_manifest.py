@@ -1,13 +1,13 @@
 """The manifest records the version of every installed package that can change a score, None for an absent one."""
 
 import json
-import re
 import tomllib
 from importlib import metadata
 from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from flashbench.run.manifest import SCORE_PACKAGES, package_versions
 from flashbench.run.runner import run_suite
@@ -21,10 +21,6 @@ NO_SCORE = {
     "psutil": "reads memory, which the speed rows report but no score uses",
     "tomli-w": "writes suite.toml, which tomllib reads back to the same values",
 }
-
-
-def normalize(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def installed(name: str) -> str | None:
@@ -47,7 +43,7 @@ def test_every_declared_package_is_recorded_unless_it_cannot_change_a_score() ->
         project["dependencies"],
         *(project["optional-dependencies"][g] for g in ("real", "wan", "flashportrait")),
     ]
-    names = {normalize(Requirement(text).name) for group in groups for text in group}
+    names = {canonicalize_name(Requirement(text).name) for group in groups for text in group}
     names -= {"flashbench"}
     missing = sorted(names - set(SCORE_PACKAGES) - set(NO_SCORE))
     assert not missing, f"add to SCORE_PACKAGES (or NO_SCORE with a reason): {missing}"
