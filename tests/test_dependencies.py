@@ -185,7 +185,8 @@ def test_requires_python_admits_every_tested_python() -> None:
     assert all(supported.contains(v) for v in ["3.11", "3.12", "3.13"])
     tox = (ROOT / "tox.ini").read_text()
     envlist = re.search(r"^envlist\s*=\s*(.+)$", tox, re.M)
-    assert envlist and {"py311", "py312", "py313", "lint"} <= {
+    # What CI runs: the oldest and the newest supported Python (py312 runs on demand).
+    assert envlist and {"py311", "py313", "lint"} <= {
         e.strip() for e in envlist.group(1).split(",")
     }
     assert "PIP_CONSTRAINT = {toxinidir}/constraints.txt" in tox
