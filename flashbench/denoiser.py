@@ -49,7 +49,6 @@ class Denoiser(Protocol):
     def __call__(self, x: Tensor, sigma: Tensor, cond: Cond) -> Tensor: ...
 
 
-@runtime_checkable
 class LayeredDenoiser(Denoiser, Protocol):
     """A denoiser that exposes its layers, so that caches can act per layer.
 
@@ -63,6 +62,19 @@ class LayeredDenoiser(Denoiser, Protocol):
     def embed(self, x: Tensor, sigma: Tensor, cond: Cond) -> tuple[Tensor, Any]: ...
 
     def head(self, h: Tensor, ctx: Any) -> Tensor: ...
+
+
+def is_layered(model: object) -> bool:
+    """Whether ``model`` exposes ``embed``, ``blocks`` and ``head`` (a layered denoiser).
+
+    Not ``isinstance(model, LayeredDenoiser)``: since Python 3.12 protocol checks look attributes
+    up statically, and an ``nn.Module``'s blocks live in its submodules, not its ``__dict__``.
+    """
+    return (
+        callable(getattr(model, "embed", None))
+        and callable(getattr(model, "head", None))
+        and hasattr(model, "blocks")
+    )
 
 
 def run_layers(model: LayeredDenoiser, x: Tensor, sigma: Tensor, cond: Cond) -> Tensor:

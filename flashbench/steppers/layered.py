@@ -8,13 +8,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from flashbench.denoiser import Denoiser, LayeredDenoiser
+from flashbench.denoiser import Denoiser, LayeredDenoiser, is_layered
 from flashbench.schedule import MAX_STEPS
 
 
 def require_layered(model: Denoiser, stepper: str, alternative: str) -> LayeredDenoiser:
     """The model as a layered denoiser, or a ValueError saying what to use instead."""
-    if not isinstance(model, LayeredDenoiser):
+    if not is_layered(model):
         raise ValueError(
             f"stepper {stepper!r} caches per layer and needs a layered denoiser (embed/blocks/head), "
             f"got {type(model).__name__}; {alternative}"

@@ -17,7 +17,7 @@ from wan_models import (
     tiny_transformer,
 )
 
-from flashbench.denoiser import LayeredDenoiser
+from flashbench.denoiser import is_layered
 from flashbench.models.wan.denoiser import PROMPT, WanDenoiser, wan_cond
 from flashbench.sampling import Guidance, sample
 from flashbench.schedule import flow_match_sigmas
@@ -34,7 +34,7 @@ CFG = Guidance(scale=3.0, drop=(PROMPT,))
 def test_adapter_forward_equals_diffusers_forward_bit_for_bit(image_to_video, sigma):
     transformer = tiny_transformer(image_to_video)
     model = WanDenoiser(transformer)
-    assert isinstance(model, LayeredDenoiser)
+    assert is_layered(model)
     x = torch.cat([noise(0), noise(1)])
     text = torch.cat([text_embeddings(2), text_embeddings(3)])
     sigmas = torch.tensor([sigma, sigma / 2])
