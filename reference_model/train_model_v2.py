@@ -8,6 +8,8 @@ resumes and ``--max-steps``. Rerunning the same command resumes from ``DIR/last.
 
 ``DIR/world.json`` records the world and the pool; a resume with other pool options stops.
 ``--render-only`` renders the pool's clips (no autoencoder needed) and stops.
+``--chunk-minutes M`` ends this run on a checkpoint after at most M more minutes of training
+(``--minutes`` stays the total across resumes): the way to train in bounded chunks.
 """
 
 from __future__ import annotations
@@ -80,6 +82,16 @@ def build_pool_v2(
     partial.replace(pool_path)
 
 
+def trained_minutes(out: Path) -> float:
+    """Training minutes recorded in ``out/last.ckpt`` (Lightning's Timer), 0 without one."""
+    last = out / "last.ckpt"
+    if not last.exists():
+        return 0.0
+    # Lightning's checkpoints hold plain containers and a tensor or two; nothing else is read.
+    checkpoint = torch.load(last, map_location="cpu", weights_only=False)
+    return checkpoint["callbacks"]["Timer"]["time_elapsed"]["train"] / 60.0
+
+
 def main(argv: list[str] | None = None) -> None:
     import sys
 
@@ -93,7 +105,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--world-weights", type=Path, default=WEIGHTS_V2)
     parser.add_argument("--accelerator", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--minutes", type=float, default=60.0)
+    parser.add_argument("--chunk-minutes", type=float, default=None)
     known, _ = parser.parse_known_args(argv)
+    if known.chunk_minutes is not None and known.chunk_minutes <= 0:
+        raise SystemExit(f"--chunk-minutes {known.chunk_minutes} must be positive, e.g. 60")
     torch.set_num_threads(known.threads)
     logging.basicConfig(level=logging.INFO)
     on_gpu = known.accelerator == "gpu" or (known.accelerator == "auto" and torch.cuda.is_available())
@@ -111,6 +127,16 @@ def main(argv: list[str] | None = None) -> None:
     from reference_model import train_model
 
     rest = [a for a in argv if a != "--render-only"]
+    if known.chunk_minutes is not None:
+        at = rest.index("--chunk-minutes")
+        del rest[at : at + 2]
+        done = trained_minutes(known.out)
+        budget = min(known.minutes, done + known.chunk_minutes)
+        log.info("trained %.1f min so far; this chunk trains to %.1f min", done, budget)
+        if "--minutes" in rest:
+            at = rest.index("--minutes")
+            del rest[at : at + 2]
+        rest += ["--minutes", str(budget)]
     if "--world-weights" not in rest:
         rest += ["--world-weights", str(known.world_weights)]
     train_model.main(rest)

@@ -34,7 +34,7 @@ def test_held_out_clips_draw_driving_and_hidden_seeds_from_their_own_range():
 
 
 def test_train_model_v2_trains_on_a_v2_pool_and_a_resume_cannot_change_the_pool(tmp_path):
-    from reference_model.train_model_v2 import main
+    from reference_model.train_model_v2 import main, trained_minutes
 
     out = tmp_path / "run"
     common = ["--out", str(out), "--pool-frames", "10", "--clip-frames", "8", "--batch-size", "2"]
@@ -44,5 +44,9 @@ def test_train_model_v2_trains_on_a_v2_pool_and_a_resume_cannot_change_the_pool(
     assert torch.load(out / "dit_small.pt", weights_only=True)["step"] == 2
     pool = torch.load(out / "pool.pt", weights_only=True)
     assert pool["latents"].shape == (2, 4, 10, 16, 16)
+    assert 0 < trained_minutes(out) < 5
+    # A chunk resumes the run and ends on a checkpoint of its own.
+    main([*common, "--clips", "2", "--max-steps", "3", "--chunk-minutes", "5"])
+    assert torch.load(out / "dit_small.pt", weights_only=True)["step"] == 3
     with pytest.raises(SystemExit, match="holds a pool"):
         main([*common, "--clips", "3", "--max-steps", "4"])
