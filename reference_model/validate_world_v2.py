@@ -94,7 +94,9 @@ def expression_and_codec(frames_n: int, weights_v2: Path) -> dict[str, dict[str,
 
 
 @torch.no_grad()
-def identity_checks(identities: int = 100, frames_per_identity: int = 4) -> dict[str, dict[str, float]]:
+def identity_checks(
+    weights_v2: Path, identities: int = 100, frames_per_identity: int = 4
+) -> dict[str, dict[str, float]]:
     from reference_model.identity import load_identity_encoder, roc_auc
     from reference_model.world import (
         blend_identities,
@@ -105,9 +107,13 @@ def identity_checks(identities: int = 100, frames_per_identity: int = 4) -> dict
     )
     from reference_model.world.versions import world
 
-    encoder = load_identity_encoder()
+    runs = {"v1 frames, v1 encoder": ("v1", load_identity_encoder())}
+    runs["v2 frames, v1 encoder"] = ("v2", runs["v1 frames, v1 encoder"][1])
+    manifest = weights_v2 / "weights.json"
+    if manifest.exists() and "identity.pt" in json.loads(manifest.read_text()):
+        runs["v2 frames, v2 encoder"] = ("v2", load_identity_encoder(weights_v2))
     out: dict[str, dict[str, float]] = {}
-    for name in ("v1", "v2"):
+    for label, (name, encoder) in runs.items():
         generator = torch.Generator().manual_seed(0)
         ids = torch.tensor(list(split_ids("test"))[:identities]).repeat_interleave(frames_per_identity)
         expression = random_expression(len(ids), generator)
@@ -141,7 +147,7 @@ def identity_checks(identities: int = 100, frames_per_identity: int = 4) -> dict
             monotone += int(bool((d.diff() > 0).all()))
         report["ladder_distance_by_rung"] = [round(float(v), 4) for v in distances]
         report["ladder_monotone_pairs_of_16"] = monotone
-        out[name] = report
+        out[label] = report
     return out
 
 
@@ -181,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     report = {
         "expression_and_codec": expression_and_codec(args.frames, args.v2_weights),
-        "identity": identity_checks(),
+        "identity": identity_checks(args.v2_weights),
         "hidden_freedom": hidden_freedom(),
     }
     text = json.dumps(report, indent=1)
