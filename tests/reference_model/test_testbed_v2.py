@@ -50,3 +50,16 @@ def test_train_model_v2_trains_on_a_v2_pool_and_a_resume_cannot_change_the_pool(
     assert torch.load(out / "dit_small.pt", weights_only=True)["step"] == 3
     with pytest.raises(SystemExit, match="holds a pool"):
         main([*common, "--clips", "3", "--max-steps", "4"])
+
+
+def test_regime_look_helpers_low_pass_and_measure_detail():
+    from reference_model.regime_v2 import high_frequency_energy, psnr_db, quarter
+
+    flat = torch.full((2, 3, 4, 16, 16), 0.5)
+    checker = flat.clone()
+    checker[..., ::2, ::2] = 1.0
+    assert quarter(checker).shape == (2, 3, 4, 4, 4)
+    assert torch.allclose(quarter(checker), torch.full((2, 3, 4, 4, 4), 0.625))
+    assert float(high_frequency_energy(flat).max()) == 0.0
+    assert (high_frequency_energy(checker) > 0.01).all()
+    assert psnr_db(flat, flat + 0.1) == pytest.approx(20.0, abs=1e-3)
