@@ -170,7 +170,17 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
-        "--world-weights", type=Path, default=None, help="weights dir of the world nets"
+        "--world-weights",
+        type=Path,
+        default=None,
+        help="weights dir of the world nets (default: the world's own, weights/ or weights_v2/)",
+    )
+    parser.add_argument(
+        "--world",
+        default="v1",
+        choices=["v1", "v2"],
+        help="v2: clips of world v2 (held-out hidden seeds) and, by default, its networks "
+        "(reference_model/weights_v2); give the v2 DiT with --weights",
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -180,7 +190,13 @@ def main(argv: list[str] | None = None) -> None:
     from reference_model.identity import load_identity_encoder
     from reference_model.world import identity_params, render, render_video, sample_ids
 
+    from reference_model.world.versions import world
+
     wd = args.world_weights
+    if wd is None and args.world == "v2":
+        from reference_model.testbed_v2 import WEIGHTS_V2
+
+        wd = WEIGHTS_V2
     autoencoder, extractor, id_encoder = (
         load_autoencoder(wd),
         load_expression_extractor(wd),
@@ -192,10 +208,20 @@ def main(argv: list[str] | None = None) -> None:
     other = sample_ids(args.split, args.cases, g)
     motion = driving_motion(args.cases, args.frames, g, held_out=True)
     with torch.no_grad():
-        truth = render_video(identity_params(ids), motion)
+        # World v2's hidden seeds come from a generator of their own, so v1's clips stay as they were.
+        hidden = torch.randint(
+            1_000_000, 2_000_000, (args.cases,), generator=torch.Generator().manual_seed(args.seed)
+        )
+
+        def render_clips(identity: Tensor, motion: Tensor) -> Tensor:
+            if args.world == "v1":
+                return render_video(identity, motion)
+            return world(args.world).render_video(identity, motion, hidden, 0)
+
+        truth = render_clips(identity_params(ids), motion)
         answers = {
             "reference repeated": truth[:, :, :1].expand_as(truth),
-            "other identity, same motion": render_video(identity_params(other), motion),
+            "other identity, same motion": render_clips(identity_params(other), motion),
             # Not a trivial answer but the ceiling of any model in this latent space.
             "autoencoder round trip of the truth": decode_video(
                 autoencoder, encode_video(autoencoder, truth)
@@ -222,7 +248,13 @@ def main(argv: list[str] | None = None) -> None:
             print(f"sampling, cfg {scale:g}: {seconds:.2f} s per {args.frames}-frame clip")
         if args.other_reference:
             face = with_random_face(motion[:, 0], torch.Generator().manual_seed(args.seed + 54321))
-            other_reference = render(identity_params(ids), face)
+            other_reference = (
+                render(identity_params(ids), face)
+                if args.world == "v1"
+                else world(args.world).render(
+                    identity_params(ids), face, hidden, torch.zeros_like(hidden), 64
+                )
+            )
             answers["reference showing another expression"] = other_reference[:, :, None].expand_as(
                 truth
             )
