@@ -189,7 +189,6 @@ def main(argv: list[str] | None = None) -> None:
     from reference_model.expression import PARTS, load_expression_extractor
     from reference_model.identity import load_identity_encoder
     from reference_model.world import identity_params, render, render_video, sample_ids
-
     from reference_model.world.versions import world
 
     wd = args.world_weights

@@ -50,6 +50,7 @@ def high_frequency_energy(video: Tensor) -> Tensor:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from flashbench.schedule import flow_match_sigmas
     from reference_model.autoencoder import load_autoencoder
     from reference_model.dit import make_cond
     from reference_model.pipeline import (
@@ -58,7 +59,6 @@ def main(argv: list[str] | None = None) -> None:
         extract_video,
         load_reference_model,
     )
-    from flashbench.schedule import flow_match_sigmas
 
     try:  # the harness is moving its regime helpers under flashbench.planning
         from flashbench.planning.regime import velocity_profile
@@ -94,15 +94,27 @@ def main(argv: list[str] | None = None) -> None:
 
         def run(steps: int, seed: int) -> Tensor:
             return animate(
-                model, truth[:, :, 0], truth, autoencoder, extractor,
-                steps=steps, seed=seed, guidance=guidance,
+                model,
+                truth[:, :, 0],
+                truth,
+                autoencoder,
+                extractor,
+                steps=steps,
+                seed=seed,
+                guidance=guidance,
             )
 
         baseline, reseeded, euler10 = run(30, args.seed), run(30, args.seed + 1), run(10, args.seed)
         reference = model.normalize_latent(encode_video(autoencoder, truth[:, :, :1]))[:, :, 0]
         cond = make_cond(reference, extract_video(extractor, truth), model.config.frames_per_latent)
         noise = torch.randn(
-            (args.cases, model.config.latent_channels, args.frames, model.config.latent_size, model.config.latent_size),
+            (
+                args.cases,
+                model.config.latent_channels,
+                args.frames,
+                model.config.latent_size,
+                model.config.latent_size,
+            ),
             generator=torch.Generator().manual_seed(args.seed),
         )
         profile = velocity_profile(model, noise, flow_match_sigmas(30), cond, guidance)
@@ -119,8 +131,12 @@ def main(argv: list[str] | None = None) -> None:
         "reseeded_vs_truth_psnr_db": round(psnr_db(reseeded, truth), 2),
         "euler10_vs_truth_psnr_db": round(psnr_db(euler10, truth), 2),
         "euler10_vs_baseline_psnr_db": round(psnr_db(euler10, baseline), 2),
-        "high_frequency_ratio_baseline": round(float((high_frequency_energy(baseline) / hf_truth).mean()), 4),
-        "high_frequency_ratio_euler10": round(float((high_frequency_energy(euler10) / hf_truth).mean()), 4),
+        "high_frequency_ratio_baseline": round(
+            float((high_frequency_energy(baseline) / hf_truth).mean()), 4
+        ),
+        "high_frequency_ratio_euler10": round(
+            float((high_frequency_energy(euler10) / hf_truth).mean()), 4
+        ),
         "magnitude_ratio_last_fifth": round(float(last_fifth.mean()), 4),
         "magnitude_ratio_by_step": [round(float(r), 4) for r in ratios],
         "relative_change_by_step": [round(float(r), 4) for r in profile.relative_change],

@@ -67,16 +67,30 @@ def render_clips_v2(
     other = torch.Generator().manual_seed(seed + 1_000_003)
     out: dict[str, list[Tensor]] = {
         k: []
-        for k in ("videos", "motion", "regions", "eye_regions", "reference_videos", "ids", "hidden_seed", "start")
+        for k in (
+            "videos",
+            "motion",
+            "regions",
+            "eye_regions",
+            "reference_videos",
+            "ids",
+            "hidden_seed",
+            "start",
+        )
     }
     for first in range(0, clips, chunk):
         n = min(chunk, clips - first)
         recipe = draw_clips(n, frames, generator, split, held_out)
         identity = identity_params(recipe["ids"])
-        video = v2.render_video(identity, recipe["motion"], recipe["hidden_seed"], recipe["start"], size)
+        video = v2.render_video(
+            identity, recipe["motion"], recipe["hidden_seed"], recipe["start"], size
+        )
         out["videos"].append((video * 255).round().to(torch.uint8))
         seeds, index = clip_frames(recipe["hidden_seed"], recipe["start"], n, frames)
-        per_frame = identity.repeat_interleave(frames, dim=0), recipe["motion"].reshape(n * frames, -1)
+        per_frame = (
+            identity.repeat_interleave(frames, dim=0),
+            recipe["motion"].reshape(n * frames, -1),
+        )
         for key, params in (("regions", {}), ("eye_regions", {"params": ("eye_open",)})):
             mask = expression_regions_v2(*per_frame, seeds, index, size, **params)
             out[key].append(mask.view(n, frames, 1, size, size).transpose(1, 2).to(torch.uint8))
@@ -113,4 +127,10 @@ def random_frames_v2(
     offset = 0 if split == "train" else HELD_OUT_OFFSET
     hidden = torch.randint(0, HELD_OUT_OFFSET, (n,), generator=generator) + offset
     index = torch.randint(0, 10_000, (n,), generator=generator)
-    return render_v2(identity_params(ids), expression, hidden, index, size), ids, expression, hidden, index
+    return (
+        render_v2(identity_params(ids), expression, hidden, index, size),
+        ids,
+        expression,
+        hidden,
+        index,
+    )

@@ -75,7 +75,9 @@ def build_pool_v2(
     def encode(video: torch.Tensor) -> torch.Tensor:
         return encode_video(autoencoder, video.to(device)).cpu()
 
-    log.info("encoding %d clips with %s", rendered["videos"].shape[0], weights_dir / "autoencoder.pt")
+    log.info(
+        "encoding %d clips with %s", rendered["videos"].shape[0], weights_dir / "autoencoder.pt"
+    )
     pool = encode_world_clips(rendered, encode, None)
     partial = pool_path.with_name("pool.pt.partial")
     torch.save(pool, partial)
@@ -112,7 +114,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"--chunk-minutes {known.chunk_minutes} must be positive, e.g. 60")
     torch.set_num_threads(known.threads)
     logging.basicConfig(level=logging.INFO)
-    on_gpu = known.accelerator == "gpu" or (known.accelerator == "auto" and torch.cuda.is_available())
+    on_gpu = known.accelerator == "gpu" or (
+        known.accelerator == "auto" and torch.cuda.is_available()
+    )
     build_pool_v2(
         known.out,
         known.clips,

@@ -35,8 +35,8 @@ def _retrain(name: str, args: argparse.Namespace) -> str:
 
 def train_autoencoder(config: TrainConfig, weights_dir: Path, retrain: str) -> dict:
     from reference_model.autoencoder import Autoencoder, psnr
-    from reference_model.world.renderer_v2 import expression_regions_v2
     from reference_model.world import identity_params
+    from reference_model.world.renderer_v2 import expression_regions_v2
 
     model = Autoencoder()
     _init(model, config.init)
@@ -105,7 +105,9 @@ def train_expression(config: TrainConfig, weights_dir: Path, retrain: str) -> di
     degraded = round(config.batch * config.codec_fraction)
 
     def loss_fn(generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
-        frames, _, expression, _, _ = random_frames_v2("train", config.batch, config.size, generator)
+        frames, _, expression, _, _ = random_frames_v2(
+            "train", config.batch, config.size, generator
+        )
         if codec is not None and degraded > 0:
             with torch.no_grad():
                 head = codec(frames[:degraded])
@@ -121,10 +123,15 @@ def train_expression(config: TrainConfig, weights_dir: Path, retrain: str) -> di
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         frames, _, expression, _, _ = random_frames_v2("test", 1024, config.size, generator)
-        report = {f"test_r2_{k}": round(v, 4) for k, v in r2_per_part(model(frames), expression).items()}
+        report = {
+            f"test_r2_{k}": round(v, 4) for k, v in r2_per_part(model(frames), expression).items()
+        }
         if codec is not None:
             report.update(
-                {f"test_r2_codec_{k}": round(v, 4) for k, v in r2_per_part(model(codec(frames)), expression).items()}
+                {
+                    f"test_r2_codec_{k}": round(v, 4)
+                    for k, v in r2_per_part(model(codec(frames)), expression).items()
+                }
             )
     details = {
         "world": "v2",
@@ -141,7 +148,9 @@ def train_expression(config: TrainConfig, weights_dir: Path, retrain: str) -> di
     return details
 
 
-def train_identity(config: TrainConfig, weights_dir: Path, retrain: str, classes: int = 2000) -> dict:
+def train_identity(
+    config: TrainConfig, weights_dir: Path, retrain: str, classes: int = 2000
+) -> dict:
     from reference_model.identity import ArcFaceHead, IdentityEncoder, roc_auc
     from reference_model.world import identity_params, random_expression, split_ids
     from reference_model.world.renderer_v2 import render_v2
@@ -156,11 +165,15 @@ def train_identity(config: TrainConfig, weights_dir: Path, retrain: str, classes
         expression = random_expression(config.batch, generator)
         hidden = torch.randint(0, 1_000_000, (config.batch,), generator=generator)
         index = torch.randint(0, 10_000, (config.batch,), generator=generator)
-        frames = render_v2(identity_params(labels + train_ids.start), expression, hidden, index, config.size)
+        frames = render_v2(
+            identity_params(labels + train_ids.start), expression, hidden, index, config.size
+        )
         loss, accuracy = head(model(frames), labels)
         return loss, {"loss": loss.item(), "acc": accuracy}
 
-    seconds, steps = _loop(model, config, loss_fn, "identity v2", extra_params=list(head.parameters()))
+    seconds, steps = _loop(
+        model, config, loss_fn, "identity v2", extra_params=list(head.parameters())
+    )
     model.eval()
     with torch.no_grad():
         generator = torch.Generator().manual_seed(0)

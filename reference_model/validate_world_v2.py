@@ -82,7 +82,9 @@ def expression_and_codec(frames_n: int, weights_v2: Path) -> dict[str, dict[str,
             },
             "codec_psnr_db": round(float(psnr(recon, frames).mean()), 2),
             "codec_psnr_db_face_parts": round(
-                -10 * math.log10(float(((recon - frames).square() * masks).sum() / (3 * masks.sum()))), 2
+                -10
+                * math.log10(float(((recon - frames).square() * masks).sum() / (3 * masks.sum()))),
+                2,
             ),
         }
 
@@ -115,9 +117,13 @@ def identity_checks(
     out: dict[str, dict[str, float]] = {}
     for label, (name, encoder) in runs.items():
         generator = torch.Generator().manual_seed(0)
-        ids = torch.tensor(list(split_ids("test"))[:identities]).repeat_interleave(frames_per_identity)
+        ids = torch.tensor(list(split_ids("test"))[:identities]).repeat_interleave(
+            frames_per_identity
+        )
         expression = random_expression(len(ids), generator)
-        hidden = torch.randint(0, HELD_OUT_OFFSET, (len(ids),), generator=generator) + HELD_OUT_OFFSET
+        hidden = (
+            torch.randint(0, HELD_OUT_OFFSET, (len(ids),), generator=generator) + HELD_OUT_OFFSET
+        )
         index = torch.randint(0, 10_000, (len(ids),), generator=generator)
         frames = world(name).render(identity_params(ids), expression, hidden, index, 64)
         embeddings = encoder(frames)
@@ -127,7 +133,12 @@ def identity_checks(
         report = {"verification_auc": round(roc_auc(similarity[upper], same[upper]), 5)}
         same_sim = similarity[upper & same].mean()
         other_sim = similarity[upper & ~same].mean()
-        report.update({"same_identity_cos": round(float(same_sim), 4), "other_identity_cos": round(float(other_sim), 4)})
+        report.update(
+            {
+                "same_identity_cos": round(float(same_sim), 4),
+                "other_identity_cos": round(float(other_sim), 4),
+            }
+        )
         # Ladders: 16 pairs, five rungs each, 12 frames of one motion, one hidden scene per pair.
         rungs = torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0])
         monotone, distances = 0, torch.zeros(len(rungs))
@@ -171,9 +182,7 @@ def hidden_freedom(clips: int = 24, frames: int = 24) -> dict[str, float]:
     per_clip = lambda x: x.reshape(clips, -1)  # noqa: E731
     return {
         "psnr_db_other_hidden_seed": round(_psnr(per_clip(a), per_clip(b)), 2),
-        "psnr_db_other_hidden_seed_quarter_size": round(
-            _psnr(per_clip(low_a), per_clip(low_b)), 2
-        ),
+        "psnr_db_other_hidden_seed_quarter_size": round(_psnr(per_clip(low_a), per_clip(low_b)), 2),
     }
 
 

@@ -101,7 +101,7 @@ def _signed(u: Tensor) -> Tensor:
 
 
 def hidden_state(
-    seed: Tensor, frame: Tensor, config: HiddenConfig = HiddenConfig()
+    seed: Tensor, frame: Tensor, config: HiddenConfig | None = None
 ) -> dict[str, Tensor]:
     """The hidden scene of frames ``frame`` ``[N]`` of clips ``seed`` ``[N]`` (both int).
 
@@ -119,20 +119,21 @@ def hidden_state(
         )
     if (seed < 0).any() or (frame < 0).any():
         raise ValueError("hidden seeds and frame indices must be non-negative")
-    c = config
+    c = config if config is not None else HiddenConfig()
     t = frame.to(torch.float32)
     # Hair strands flow at a per-clip rate, wobbling around it.
     strand_rate = c.strand_rate * _signed(_constant(seed, _STRAND_RATE))
     strand_phase = strand_rate * t + 2.0 * _bspline(seed, _STRAND, frame, c.sway_knot_frames)
     strand_freq = 38.0 + 22.0 * _constant(seed, _STRAND_FREQ)
     breath_period = 50.0 + 40.0 * _constant(seed, _BREATH_PERIOD)
-    breath = torch.sin(
-        2.0 * math.pi * (t / breath_period + _constant(seed, _BREATH_PHASE))
-    )
+    breath = torch.sin(2.0 * math.pi * (t / breath_period + _constant(seed, _BREATH_PHASE)))
     light_angle = math.pi * (
-        _constant(seed, _LIGHT_ANGLE) * 2.0 + 0.5 * _bspline(seed, _LIGHT_ANGLE, frame, c.light_knot_frames)
+        _constant(seed, _LIGHT_ANGLE) * 2.0
+        + 0.5 * _bspline(seed, _LIGHT_ANGLE, frame, c.light_knot_frames)
     )
-    slope = c.light_gradient * (0.5 + 0.5 * _bspline(seed, _LIGHT_SLOPE, frame, c.light_knot_frames))
+    slope = c.light_gradient * (
+        0.5 + 0.5 * _bspline(seed, _LIGHT_SLOPE, frame, c.light_knot_frames)
+    )
     gain = c.light_gain * _bspline(seed, _LIGHT_GAIN, frame, c.light_knot_frames)
     tint = torch.stack(
         [
@@ -156,13 +157,17 @@ def hidden_state(
     # Blobs drift at a per-clip velocity and wrap around a band wider than the frame.
     span = 2.8
     blob_x = (
-        (_signed(blob_constant(0)) * 1.4 + c.blob_speed * _signed(blob_constant(1)) * t[:, None]
-         + 0.15 * wobble + 1.4) % span - 1.4
-    )
+        _signed(blob_constant(0)) * 1.4
+        + c.blob_speed * _signed(blob_constant(1)) * t[:, None]
+        + 0.15 * wobble
+        + 1.4
+    ) % span - 1.4
     blob_y = (
-        (_signed(blob_constant(2)) * 1.4 + c.blob_speed * _signed(blob_constant(3)) * t[:, None]
-         + 0.15 * wobble.flip(1) + 1.4) % span - 1.4
-    )
+        _signed(blob_constant(2)) * 1.4
+        + c.blob_speed * _signed(blob_constant(3)) * t[:, None]
+        + 0.15 * wobble.flip(1)
+        + 1.4
+    ) % span - 1.4
     angle = math.pi * _constant(seed, _TEXTURE)
     texture_rate = c.background_rate * _signed(_constant(seed, _TEXTURE, 1))
     texture = torch.stack(

@@ -121,7 +121,7 @@ def render_v2(
     frame: Tensor,
     size: int = 64,
     chunk: int | None = None,
-    config: HiddenConfig = HiddenConfig(),
+    config: HiddenConfig | None = None,
 ) -> Tensor:
     """Frames ``[N, 3, size, size]`` in [0, 1] of world v2.
 
@@ -154,7 +154,9 @@ def render_v2(
     return frames
 
 
-def _background(canvas: Tensor, colour: Tensor, state: dict[str, Tensor], gx: Tensor, gy: Tensor, soft: float) -> None:
+def _background(
+    canvas: Tensor, colour: Tensor, state: dict[str, Tensor], gx: Tensor, gy: Tensor, soft: float
+) -> None:
     """v1's gradient, a moving wave texture and drifting out-of-focus lights."""
     n, size = canvas.shape[0], canvas.shape[-1]
     shade = (1.05 - 0.2 * (gy + 1.0) * 0.5).expand(n, size, size)
@@ -162,7 +164,9 @@ def _background(canvas: Tensor, colour: Tensor, state: dict[str, Tensor], gx: Te
     tex = state["texture"][:, :, None, None]
     along = gx * tex[:, 0] + gy * tex[:, 1]
     across = gx * tex[:, 1] - gy * tex[:, 0]
-    wave = torch.sin(along * tex[:, 2] + tex[:, 3]) * torch.sin(across * (0.6 * tex[:, 2]) - 0.5 * tex[:, 3])
+    wave = torch.sin(along * tex[:, 2] + tex[:, 3]) * torch.sin(
+        across * (0.6 * tex[:, 2]) - 0.5 * tex[:, 3]
+    )
     canvas.mul_(wave.mul_(tex[:, 4]).add_(1.0)[:, None])
     for b in range(state["blob_x"].shape[1]):
         bx = state["blob_x"][:, b, None, None]
@@ -223,18 +227,28 @@ def _render_chunk(
     cloth_colour = _hsv(cloth[:, 0], cloth[:, 1], cloth[:, 2])
     body_y = gy - h("body_dy")
     shoulders = (0.74 + 0.35 * gx.square()) - body_y
-    stripes = torch.sin(body_y * cloth[:, 3, None, None] + cloth[:, 4, None, None]).mul_(0.12).add_(1.0)
+    stripes = (
+        torch.sin(body_y * cloth[:, 3, None, None] + cloth[:, 4, None, None]).mul_(0.12).add_(1.0)
+    )
     cloth_map = cloth_colour[:, :, None, None] * stripes[:, None]
-    _over_map(canvas, cloth_map.expand(n, 3, size, size), _cov(shoulders.expand(n, size, size).clone(), soft))
+    _over_map(
+        canvas,
+        cloth_map.expand(n, 3, size, size),
+        _cov(shoulders.expand(n, size, size).clone(), soft),
+    )
 
     # v2: the hair swings on its own (more at the tips) and carries flowing strands.
     hair_shift_x = -0.10 * sin_yaw
     hair_shift_y = -0.06 * sin_pitch
     swing = h("sway") * ((y + 0.3) / 0.9).clamp(0.0, 1.3)
     hair_x = x - hair_shift_x - swing
-    strands = torch.sin(
-        (x - 0.5 * swing) * h("strand_freq") + 3.0 * torch.sin(2.5 * y) + h("strand_phase")
-    ).mul_(h("strand_amplitude")).add_(1.0)
+    strands = (
+        torch.sin(
+            (x - 0.5 * swing) * h("strand_freq") + 3.0 * torch.sin(2.5 * y) + h("strand_phase")
+        )
+        .mul_(h("strand_amplitude"))
+        .add_(1.0)
+    )
     hair_map = (colours["hair"][:, :, None, None] * strands[:, None]).clamp_(0.0, 1.0)
     back = _ellipse_sd(hair_x, y - (hair_shift_y - 0.06), face_a + 0.08, face_b + 0.06)
     hair_len = _lerp(p("hair_length"), 0.0, 0.75)
@@ -417,7 +431,7 @@ def render_video_v2(
     hidden_seed: Tensor,
     start: Tensor | int = 0,
     size: int = 64,
-    config: HiddenConfig = HiddenConfig(),
+    config: HiddenConfig | None = None,
 ) -> Tensor:
     """Video ``[B, 3, T, size, size]``: identities ``[B, 20]``, expressions ``[B, T, 7]``, hidden seeds ``[B]``, first frame indices ``start`` ``[B]``."""
     if expression.ndim != 3:

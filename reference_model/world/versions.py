@@ -48,7 +48,9 @@ class World:
         return out.view(b, t, 3, size, size).transpose(1, 2)
 
 
-def clip_frames(hidden_seed: Tensor | int, start: Tensor | int, clips: int, frames: int) -> tuple[Tensor, Tensor]:
+def clip_frames(
+    hidden_seed: Tensor | int, start: Tensor | int, clips: int, frames: int
+) -> tuple[Tensor, Tensor]:
     """Per-frame hidden seeds and frame indices ``[clips * frames]`` of clips starting at ``start``."""
     seeds = torch.as_tensor(hidden_seed, dtype=torch.int64).flatten().expand(clips)
     first = torch.as_tensor(start, dtype=torch.int64).flatten().expand(clips)
@@ -56,15 +58,26 @@ def clip_frames(hidden_seed: Tensor | int, start: Tensor | int, clips: int, fram
     return seeds.repeat_interleave(frames), index
 
 
-def _render_v1(identity: Tensor, expression: Tensor, hidden_seed: Tensor, frame: Tensor, size: int = 64) -> Tensor:
+def _render_v1(
+    identity: Tensor, expression: Tensor, hidden_seed: Tensor, frame: Tensor, size: int = 64
+) -> Tensor:
     return render(identity, expression, size)
 
 
-def _regions_v1(identity: Tensor, expression: Tensor, hidden_seed: Tensor, frame: Tensor, size: int = 64, **kwargs) -> Tensor:
+def _regions_v1(
+    identity: Tensor,
+    expression: Tensor,
+    hidden_seed: Tensor,
+    frame: Tensor,
+    size: int = 64,
+    **kwargs,
+) -> Tensor:
     return expression_regions(identity, expression, size, **kwargs)
 
 
-def _render_v2(identity: Tensor, expression: Tensor, hidden_seed: Tensor, frame: Tensor, size: int = 64) -> Tensor:
+def _render_v2(
+    identity: Tensor, expression: Tensor, hidden_seed: Tensor, frame: Tensor, size: int = 64
+) -> Tensor:
     return render_v2(identity, expression, hidden_seed, frame, size)
 
 

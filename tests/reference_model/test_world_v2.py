@@ -24,7 +24,10 @@ def _inputs(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 def test_world_v1_by_name_is_the_v1_renderer_bit_for_bit():
     identity, expression = _inputs(6)
     seeds, frames = torch.arange(6) + 100, torch.arange(6) * 11
-    assert torch.equal(world("v1").render(identity, expression, seeds, frames, 64), render(identity, expression, 64))
+    assert torch.equal(
+        world("v1").render(identity, expression, seeds, frames, 64),
+        render(identity, expression, 64),
+    )
 
 
 def test_unknown_world_names_the_closest():
@@ -39,7 +42,9 @@ def test_v2_render_is_deterministic_and_chunk_independent():
     whole = render_v2(identity, expression, seeds, frames, 32)
     assert whole.shape == (10, 3, 32, 32) and whole.min() >= 0 and whole.max() <= 1
     assert torch.equal(whole, render_v2(identity, expression, seeds, frames, 32))
-    assert torch.allclose(whole, render_v2(identity, expression, seeds, frames, 32, chunk=3), atol=1e-6)
+    assert torch.allclose(
+        whole, render_v2(identity, expression, seeds, frames, 32, chunk=3), atol=1e-6
+    )
 
 
 def test_v2_video_rendered_in_pieces_equals_whole():
