@@ -173,7 +173,17 @@ def parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
-        "--world-weights", type=Path, default=None, help="weights dir of the world nets"
+        "--world-weights",
+        type=Path,
+        default=None,
+        help="weights dir of the world nets (default: the world's own, weights/ or weights_v2/)",
+    )
+    parser.add_argument(
+        "--world",
+        default="v1",
+        choices=["v1", "v2"],
+        help="v2: clips of world v2 (held-out hidden seeds) and, by default, its networks "
+        "(reference_model/weights_v2); give the v2 DiT with --weights",
     )
     return parser
 
@@ -214,15 +224,48 @@ def draw_cases(split: str, cases: int, frames: int, seed: int) -> tuple[Tensor, 
     return ids, other, motion
 
 
+@dataclass(frozen=True)
+class Clips:
+    """How the evaluated world renders the clips: world v1, or v2 with held-out hidden seeds."""
+
+    world: str
+    hidden: Tensor  # [cases] hidden seeds (world v2)
+
+    @classmethod
+    def of(cls, world: str, cases: int, seed: int) -> Clips:
+        # World v2's hidden seeds come from a generator of their own, so v1's clips stay as they were.
+        hidden = torch.randint(
+            1_000_000, 2_000_000, (cases,), generator=torch.Generator().manual_seed(seed)
+        )
+        return cls(world, hidden)
+
+    def video(self, ids: Tensor, motion: Tensor) -> Tensor:
+        """Clips ``[B, 3, T, H, W]`` of identities ``ids`` driven by ``motion``."""
+        from reference_model.world import identity_params, render_video
+        from reference_model.world.versions import world
+
+        if self.world == "v1":
+            return render_video(identity_params(ids), motion)
+        return world(self.world).render_video(identity_params(ids), motion, self.hidden, 0)
+
+    def frame(self, ids: Tensor, face: Tensor) -> Tensor:
+        """First frames ``[B, 3, H, W]`` of identities ``ids`` showing ``face``."""
+        from reference_model.world import identity_params, render
+        from reference_model.world.versions import world
+
+        if self.world == "v1":
+            return render(identity_params(ids), face)
+        zero = torch.zeros_like(self.hidden)
+        return world(self.world).render(identity_params(ids), face, self.hidden, zero, 64)
+
+
 def trivial_answers(
-    truth: Tensor, other: Tensor, motion: Tensor, autoencoder: torch.nn.Module
+    truth: Tensor, other: Tensor, motion: Tensor, autoencoder: torch.nn.Module, clips: Clips
 ) -> dict[str, Tensor]:
     """The answers any model must beat, and the autoencoder's ceiling."""
-    from reference_model.world import identity_params, render_video
-
     return {
         "reference repeated": truth[:, :, :1].expand_as(truth),
-        "other identity, same motion": render_video(identity_params(other), motion),
+        "other identity, same motion": clips.video(other, motion),
         # Not a trivial answer but the ceiling of any model in this latent space.
         "autoencoder round trip of the truth": decode_video(
             autoencoder, encode_video(autoencoder, truth)
@@ -248,11 +291,14 @@ def animate_from(
 
 
 def model_answers(
-    nets: Networks, truth: Tensor, ids: Tensor, motion: Tensor, args: argparse.Namespace
+    nets: Networks,
+    truth: Tensor,
+    ids: Tensor,
+    motion: Tensor,
+    clips: Clips,
+    args: argparse.Namespace,
 ) -> dict[str, Tensor]:
     """The model's videos per guidance scale (timed), and with ``--other-reference`` those from a reference showing another expression."""
-    from reference_model.world import identity_params, render
-
     answers = {}
     for scale in args.guidance:
         tic = time.perf_counter()
@@ -261,7 +307,7 @@ def model_answers(
         print(f"sampling, cfg {scale:g}: {seconds:.2f} s per {args.frames}-frame clip")
     if args.other_reference:
         face = with_random_face(motion[:, 0], torch.Generator().manual_seed(args.seed + 54321))
-        other_reference = render(identity_params(ids), face)
+        other_reference = clips.frame(ids, face)
         answers["reference showing another expression"] = other_reference[:, :, None].expand_as(
             truth
         )
@@ -302,14 +348,18 @@ def print_measures(answers: dict[str, Tensor], truth: Tensor, nets: Networks) ->
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     torch.set_num_threads(args.threads)
-    from reference_model.world import identity_params, render_video
+    world_weights = args.world_weights
+    if world_weights is None and args.world == "v2":
+        from reference_model.testbed_v2 import WEIGHTS_V2
 
-    nets = load_networks(args.weights, args.world_weights)
+        world_weights = WEIGHTS_V2
+    nets = load_networks(args.weights, world_weights)
     ids, other, motion = draw_cases(args.split, args.cases, args.frames, args.seed)
+    clips = Clips.of(args.world, args.cases, args.seed)
     with torch.no_grad():
-        truth = render_video(identity_params(ids), motion)
-        answers = trivial_answers(truth, other, motion, nets.autoencoder)
-        answers |= model_answers(nets, truth, ids, motion, args)
+        truth = clips.video(ids, motion)
+        answers = trivial_answers(truth, other, motion, nets.autoencoder, clips)
+        answers |= model_answers(nets, truth, ids, motion, clips, args)
         print_measures(answers, truth, nets)
         if args.regime:
             for scale in args.guidance:
