@@ -40,6 +40,44 @@ def draw_clips(
     return {"ids": ids, "motion": motion, "hidden_seed": hidden, "start": starts}
 
 
+def _render_chunk(job: tuple[dict[str, Tensor], Tensor, Tensor, int]) -> dict[str, Tensor]:
+    """Render one chunk of clips from its drawn recipe (a pure function: any process may run it)."""
+    from reference_model.world import identity_params
+    from reference_model.world.renderer_v2 import expression_regions_v2, render_v2
+    from reference_model.world.versions import clip_frames, world
+
+    torch.set_num_threads(1)
+    recipe, at, reference_face, size = job
+    n, frames = recipe["motion"].shape[:2]
+    references = at.shape[1]
+    identity = identity_params(recipe["ids"])
+    video = world("v2").render_video(
+        identity, recipe["motion"], recipe["hidden_seed"], recipe["start"], size
+    )
+    out = {"videos": (video * 255).round().to(torch.uint8)}
+    seeds, index = clip_frames(recipe["hidden_seed"], recipe["start"], n, frames)
+    per_frame = (
+        identity.repeat_interleave(frames, dim=0),
+        recipe["motion"].reshape(n * frames, -1),
+    )
+    for key, params in (("regions", {}), ("eye_regions", {"params": ("eye_open",)})):
+        mask = expression_regions_v2(*per_frame, seeds, index, size, **params)
+        out[key] = mask.view(n, frames, 1, size, size).transpose(1, 2).to(torch.uint8)
+    frame = render_v2(
+        identity.repeat_interleave(references, dim=0),
+        reference_face,
+        recipe["hidden_seed"].repeat_interleave(references),
+        (recipe["start"][:, None] + at).reshape(-1),
+        size,
+    )
+    out["reference_videos"] = (
+        (frame.view(n, references, 3, size, size).transpose(1, 2) * 255).round().to(torch.uint8)
+    )
+    for key in ("motion", "ids", "hidden_seed", "start"):
+        out[key] = recipe[key]
+    return out
+
+
 def render_clips_v2(
     clips: int,
     frames: int,
@@ -49,6 +87,7 @@ def render_clips_v2(
     chunk: int = 32,
     references: int = 4,
     held_out: bool = False,
+    workers: int = 1,
 ) -> dict[str, Tensor]:
     """``clips`` self-reenactment clips of world v2, in ``lightning.render_world_clips``' layout.
 
@@ -56,59 +95,26 @@ def render_clips_v2(
     ``eye_regions`` uint8 ``[N, 1, T, size, size]`` (in each frame's hidden scene),
     ``reference_videos`` uint8 ``[N, 3, references, size, size]`` (the clip's face at random
     frames of the clip, eyes, brows and mouth drawn at random), and the recipes ``ids``,
-    ``hidden_seed``, ``start`` ``[N]``.
+    ``hidden_seed``, ``start`` ``[N]``. Every random draw is made first, in one process, so
+    ``workers`` processes render the chunks to the same clips as one.
     """
-    from reference_model.world import identity_params
-    from reference_model.world.renderer_v2 import expression_regions_v2, render_v2
-    from reference_model.world.versions import clip_frames, world
-
-    v2 = world("v2")
     generator = torch.Generator().manual_seed(seed)
     other = torch.Generator().manual_seed(seed + 1_000_003)
-    out: dict[str, list[Tensor]] = {
-        k: []
-        for k in (
-            "videos",
-            "motion",
-            "regions",
-            "eye_regions",
-            "reference_videos",
-            "ids",
-            "hidden_seed",
-            "start",
-        )
-    }
+    jobs = []
     for first in range(0, clips, chunk):
         n = min(chunk, clips - first)
         recipe = draw_clips(n, frames, generator, split, held_out)
-        identity = identity_params(recipe["ids"])
-        video = v2.render_video(
-            identity, recipe["motion"], recipe["hidden_seed"], recipe["start"], size
-        )
-        out["videos"].append((video * 255).round().to(torch.uint8))
-        seeds, index = clip_frames(recipe["hidden_seed"], recipe["start"], n, frames)
-        per_frame = (
-            identity.repeat_interleave(frames, dim=0),
-            recipe["motion"].reshape(n * frames, -1),
-        )
-        for key, params in (("regions", {}), ("eye_regions", {"params": ("eye_open",)})):
-            mask = expression_regions_v2(*per_frame, seeds, index, size, **params)
-            out[key].append(mask.view(n, frames, 1, size, size).transpose(1, 2).to(torch.uint8))
         at = torch.randint(0, frames, (n, references), generator=other)
         expression = recipe["motion"][torch.arange(n)[:, None], at].reshape(n * references, -1)
-        frame = render_v2(
-            identity.repeat_interleave(references, dim=0),
-            with_random_face(expression, other),
-            recipe["hidden_seed"].repeat_interleave(references),
-            (recipe["start"][:, None] + at).reshape(-1),
-            size,
-        )
-        out["reference_videos"].append(
-            (frame.view(n, references, 3, size, size).transpose(1, 2) * 255).round().to(torch.uint8)
-        )
-        for key in ("motion", "ids", "hidden_seed", "start"):
-            out[key].append(recipe[key])
-    return {k: torch.cat(v) for k, v in out.items()}
+        jobs.append((recipe, at, with_random_face(expression, other), size))
+    if workers > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            chunks = pool.map(_render_chunk, jobs, chunksize=1)
+    else:
+        chunks = [_render_chunk(job) for job in jobs]
+    return {key: torch.cat([c[key] for c in chunks]) for key in chunks[0]}
 
 
 def random_frames_v2(

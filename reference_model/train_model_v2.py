@@ -38,6 +38,7 @@ def build_pool_v2(
     weights_dir: Path,
     render_only: bool = False,
     device: str = "cpu",
+    workers: int = 1,
 ) -> None:
     """``out/rendered.pt`` (world v2 clips) and ``out/pool.pt`` (their latents), each made once."""
     from reference_model.lightning import encode_world_clips
@@ -61,7 +62,7 @@ def build_pool_v2(
         rendered = torch.load(rendered_path, weights_only=True)
     else:
         log.info("rendering %d world v2 clips of %d frames", clips, frames)
-        rendered = render_clips_v2(clips, frames, seed)
+        rendered = render_clips_v2(clips, frames, seed, workers=workers)
         partial = rendered_path.with_name("rendered.pt.partial")
         torch.save(rendered, partial)
         partial.replace(rendered_path)
@@ -107,6 +108,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--world-weights", type=Path, default=WEIGHTS_V2)
     parser.add_argument("--accelerator", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--render-workers", type=int, default=1, help="processes rendering the pool (same clips)"
+    )
     parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--chunk-minutes", type=float, default=None)
     known, _ = parser.parse_known_args(argv)
@@ -125,12 +129,16 @@ def main(argv: list[str] | None = None) -> None:
         known.world_weights,
         known.render_only,
         "cuda" if on_gpu else "cpu",
+        known.render_workers,
     )
     if known.render_only:
         return
     from reference_model import train_model
 
     rest = [a for a in argv if a != "--render-only"]
+    if "--render-workers" in rest:
+        at = rest.index("--render-workers")
+        del rest[at : at + 2]
     if known.chunk_minutes is not None:
         at = rest.index("--chunk-minutes")
         del rest[at : at + 2]

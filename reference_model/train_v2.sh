@@ -5,15 +5,17 @@
 #
 # The run lives in $OUT (default /work/testbed2-train/dit_v2): pool, last.ckpt, the EMA export
 # dit_small.pt and CSV logs. Where CUDA is visible the chunk trains there (batch 32), else on
-# one CPU thread under nice (batch 16); either resumes the other's checkpoint. $PYTHON picks the
-# interpreter (default: python). The options below are the run's; change them only with a fresh $OUT.
+# one CPU thread under nice (batch 16); either resumes the other's checkpoint. A missing pool is
+# rendered again from its seed (on a GPU machine by one process per core: the same clips).
+# $PYTHON picks the interpreter (default: python). The options below are the run's; change them
+# only with a fresh $OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/work/testbed2-train/dit_v2}
 CHUNK=${1:-110}
 PY=${PYTHON:-python}
 if "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
-    DEVICE=(--accelerator gpu --batch-size 32)
+    DEVICE=(--accelerator gpu --batch-size 32 --render-workers "$(nproc)")
 else
     DEVICE=(--accelerator cpu --batch-size 16 --threads 1)
 fi

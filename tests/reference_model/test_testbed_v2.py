@@ -63,3 +63,10 @@ def test_regime_look_helpers_low_pass_and_measure_detail():
     assert float(high_frequency_energy(flat).max()) == 0.0
     assert (high_frequency_energy(checker) > 0.01).all()
     assert psnr_db(flat, flat + 0.1) == pytest.approx(20.0, abs=1e-3)
+
+
+def test_v2_clips_rendered_by_several_processes_equal_one_process():
+    one = render_clips_v2(3, 4, seed=5, chunk=1, references=1)
+    two = render_clips_v2(3, 4, seed=5, chunk=1, references=1, workers=2)
+    for key, value in one.items():
+        assert torch.equal(value, two[key]), key
