@@ -1,23 +1,32 @@
 """The paper's claims (``reports/data/claims.toml``), each decided by a run of a shipped suite with 95% CIs.
 
 A claim names a suite, a setting, a report label (``METRIC@REFERENCE`` or a derived speedup)
-and one test: a bound on the setting's mean, a direction or relative bound on its paired
-difference from another setting, the seed floor, or Pareto dominance. Verdicts:
-``reproduces``, ``does not reproduce``, ``undecided`` (the CI straddles the line) or ``not
-measured`` (no run of the suite, or it lacks the setting or the metric).
+and one test: a bound on the setting's mean, a direction, relative bound or absolute bound on
+its paired difference from another setting, the seed floor, or Pareto dominance. Every CI is
+the clustered bootstrap's (``reports.bootstrap``: cases resampled, each with its seeds).
+Verdicts: ``reproduces``, ``does not reproduce``, ``undecided`` (the CI straddles the line, or
+fewer than three cases give no interval) or ``not measured`` (no run of the suite, or it
+lacks the setting or the metric).
+
+A relative bound divides by the other setting's mean, so it means nothing where that mean sits
+near a zero that is the metric's best: calibrated distances (``id_dist``: 0 = the reference's
+own frames, 1 = another identity) and temporal stability (``temporal_deviation``, the
+flicker figures) are judged against the seed floor or an absolute bound in the metric's own
+units (``at_most_change``); ``load_claims`` refuses a relative bound on them.
 """
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from reports.bootstrap import paired_diff_ci
+from reports.bootstrap import Interval, format_interval, no_interval, paired_diff_ci
 from reports.load import Run
-from reports.seed_floor import BEYOND, WITHIN, floor_table
+from reports.seed_floor import BEYOND, WITHIN, floor_table, floor_text
 from reports.tables import aggregate_rows, direction_of, summary_table
 
 CLAIMS_FILE = Path(__file__).parent / "data" / "claims.toml"
@@ -28,6 +37,14 @@ REPRODUCES, FAILS, UNDECIDED, UNMEASURED = (
     "not measured",
 )
 COLUMNS = ["suite", "claim", "paper", "ours", "verdict"]
+# Metrics whose best is a zero the values sit near: no relative bound (module docstring).
+NO_RELATIVE_BOUND = {
+    "id_dist": "a calibrated distance (0 = the reference's own frames, 1 = another identity)",
+    "temporal_deviation": "temporal stability's distance from the truth's (0 = as stable)",
+    "temporal": "temporal stability (a ratio whose best is 1, not a scale from 0)",
+    "temporal_noise": "an excess flicker (0 = none)",
+    "background_noise": "an excess flicker on the background (0 = none)",
+}
 
 
 @dataclass(frozen=True)
@@ -43,8 +60,18 @@ class Claim:
     at_least: float | None = None
     at_most: float | None = None
     expect: str | None = None
+    at_most_change: float | None = None
     seed_floor: bool = False
     dominates: bool = False
+
+    def __post_init__(self) -> None:
+        metric = self.metric.partition("@")[0]
+        if self.versus is not None and self.at_most is not None and metric in NO_RELATIVE_BOUND:
+            raise ValueError(
+                f"claim {self.statement!r}: a relative bound (versus + at_most) on {self.metric}, "
+                f"{NO_RELATIVE_BOUND[metric]}, divides by a near-zero base; use seed_floor = true "
+                "or at_most_change (a bound in the metric's units)"
+            )
 
 
 def load_claims(path: Path = CLAIMS_FILE) -> list[Claim]:
@@ -68,23 +95,31 @@ class Evidence:
         return cls(run, summary_table(run, n_boot=n_boot, seed=seed), units, floors)
 
 
-def _mean_ci(evidence: Evidence, setting: str, label: str) -> tuple[float, float, float] | None:
+def _mean_ci(evidence: Evidence, setting: str, label: str) -> Interval | None:
     summary = evidence.summary
     if label == "wall_efficiency":
         wall, nfe = (_mean_ci(evidence, setting, name) for name in ("speedup_wall", "speedup_nfe"))
         if wall is None or nfe is None:
             return None
         # NFE is planned, not measured: the ratio's spread is the wall clock's.
-        return wall[0] / nfe[0], wall[1] / nfe[0], wall[2] / nfe[0]
+        return Interval(wall[0] / nfe[0], wall[1] / nfe[0], wall[2] / nfe[0], wall.cases)
     found = summary[(summary["setting"] == setting) & (summary["label"] == label)]
     if found.empty:
         return None
     row = found.iloc[0]
-    return float(row["mean"]), float(row["ci_low"]), float(row["ci_high"])
+    return Interval(
+        float(row["mean"]), float(row["ci_low"]), float(row["ci_high"]), int(row["cases"])
+    )
 
 
-def _paired(evidence: Evidence, claim: Claim) -> tuple[float, float, float, float] | None:
-    """setting - versus on the units both measured: diff, low, high, and the versus mean."""
+def _unit(evidence: Evidence, claim: Claim) -> str:
+    metric = claim.metric.partition("@")[0]
+    units = evidence.units[evidence.units["metric"] == metric]["unit"]
+    return str(units.iloc[0]) if len(units) and units.iloc[0] else "units"
+
+
+def _paired(evidence: Evidence, claim: Claim) -> tuple[Interval, float] | None:
+    """setting - versus on the units both measured, with its CI, and the versus mean."""
     rows = evidence.units
     metric, _, reference = claim.metric.partition("@")
     chosen = rows[(rows["metric"] == metric) & (rows["reference"] == reference)]
@@ -93,11 +128,13 @@ def _paired(evidence: Evidence, claim: Claim) -> tuple[float, float, float, floa
     )
     if found is None:
         return None
-    paired, diff, low, high = found
-    return diff, low, high, float(paired["value_before"].mean())
+    paired, interval = found
+    return interval, float(paired["value_before"].mean())
 
 
 def _side(low: float, high: float, at_least: float | None, at_most: float | None) -> str:
+    if math.isnan(low) or math.isnan(high):
+        return UNDECIDED  # no interval: too few cases
     if at_least is not None:
         return REPRODUCES if low >= at_least else FAILS if high < at_least else UNDECIDED
     assert at_most is not None
@@ -121,28 +158,40 @@ def _check(claim: Claim, evidence: Evidence) -> tuple[str, str] | None:
         if found.empty:
             return None
         row = found.iloc[0]
-        ours = f"{row['diff']:+.3g} [{row['ci_low']:+.3g}, {row['ci_high']:+.3g}] vs floor {row['seed_floor']:.3g}"
+        change = format_interval(
+            row["diff"], row["ci_low"], row["ci_high"], int(row["cases"]), sign="+"
+        )
+        floor = floor_text(row["seed_floor"], int(row["cases"]))
+        ours = f"{change} vs floor {floor} (seed floor, in the metric's units)"
         verdict = {WITHIN: REPRODUCES, BEYOND: FAILS}.get(row["verdict"], UNDECIDED)
         return ours, verdict
     if claim.versus is None:
         found = _mean_ci(evidence, claim.setting, claim.metric)
         if found is None:
             return None
-        mean, low, high = found
-        return f"{mean:.3g} [{low:.3g}, {high:.3g}]", _side(
-            low, high, claim.at_least, claim.at_most
-        )
+        return format_interval(*found), _side(found.low, found.high, claim.at_least, claim.at_most)
     if claim.dominates:
         return _dominates(claim, evidence)
     found = _paired(evidence, claim)
     if found is None:
         return None
-    diff, low, high, base = found
+    (diff, low, high, cases), base = found
     if claim.at_most is not None:
         relative = (diff / base, low / base, high / base)
-        ours = f"{relative[0]:+.1%} [{relative[1]:+.1%}, {relative[2]:+.1%}] vs {claim.versus}"
+        if math.isnan(low):
+            ours = f"{relative[0]:+.1%} ({no_interval(cases)})"
+        else:
+            ours = f"{relative[0]:+.1%} [{relative[1]:+.1%}, {relative[2]:+.1%}]"
+        ours += f" vs {claim.versus} (relative bound {claim.at_most:+.1%})"
         return ours, _side(relative[1], relative[2], None, claim.at_most)
-    ours = f"{diff:+.3g} [{low:+.3g}, {high:+.3g}] vs {claim.versus}"
+    change = format_interval(diff, low, high, cases, sign="+")
+    if claim.at_most_change is not None:
+        bound = f"{claim.at_most_change:+.3g} {_unit(evidence, claim)}"
+        ours = f"{change} vs {claim.versus} (absolute bound {bound})"
+        return ours, _side(low, high, None, claim.at_most_change)
+    ours = f"{change} vs {claim.versus}"
+    if math.isnan(low):
+        return ours, UNDECIDED
     if claim.expect == "same":
         return ours, REPRODUCES if low <= 0 <= high else FAILS
     if low <= 0 <= high:
@@ -160,15 +209,15 @@ def _dominates(claim: Claim, evidence: Evidence) -> tuple[str, str] | None:
     if None in cost or quality is None:
         return None
     mine, theirs = (c[0] for c in cost)
-    diff, low, high, _ = quality
+    (diff, low, high, cases), _ = quality
     rows = evidence.units
     metric = claim.metric.partition("@")[0]
     higher = direction_of(rows[rows["metric"] == metric]["higher_is_better"].iloc[0])
     gain_low, gain_high = (low, high) if higher else (-high, -low)
-    ours = (
-        f"{mine:.3g} vs {theirs:.3g} full passes; {claim.metric} {diff:+.3g} "
-        f"[{low:+.3g}, {high:+.3g}]"
-    )
+    change = format_interval(diff, low, high, cases, sign="+")
+    ours = f"{mine:.3g} vs {theirs:.3g} full passes; {claim.metric} {change}"
+    if math.isnan(low):
+        return ours, UNDECIDED
     if gain_high < 0 and mine >= theirs:
         return ours, FAILS
     if gain_low > 0 and mine <= theirs:

@@ -1,4 +1,8 @@
-"""Per-metric differences between two runs, with bootstrap 95% CIs and regression flags."""
+"""Per-metric differences between two runs, with clustered bootstrap 95% CIs and regression flags.
+
+The CI resamples cases (``reports.bootstrap``); with fewer than three cases there is none, and
+a difference is neither significant nor a regression: its note says undecided.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from reports.bootstrap import UNIT_KEY, bootstrap_diff_ci, check_resamples
+from reports.bootstrap import UNIT_KEY, Interval, bootstrap_diff_ci, check_resamples, no_interval
 from reports.load import Run, metric_label
 from reports.seed_floor import WITHIN, floor_table
 from reports.tables import aggregate_rows, direction_of
@@ -15,7 +19,7 @@ from reports.tables import aggregate_rows, direction_of
 log = logging.getLogger(__name__)
 
 COLUMNS = [
-    "setting", "metric", "higher_is_better", "n_a", "n_b", "mean_a", "mean_b", "diff",
+    "setting", "metric", "higher_is_better", "n_a", "n_b", "cases", "mean_a", "mean_b", "diff",
     "ci_low", "ci_high", "significant", "regression", "lost", "note",
 ]  # fmt: skip
 # A (setting, metric) of a run: the rows the two runs are compared on.
@@ -36,12 +40,26 @@ def _within_seed_floor(
     return set(zip(floors["setting"], floors["metric"], strict=True))
 
 
-def _values(group_a: pd.DataFrame, group_b: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Both runs' values, paired by (case, seed) when both measured the same units; and whether paired."""
+def _interval(
+    group_a: pd.DataFrame, group_b: pd.DataFrame, *, n_boot: int, seed: int
+) -> tuple[Interval, bool]:
+    """B - A with its CI, paired by (case, seed) when both runs measured the same units; and whether paired."""
     merged = group_a.merge(group_b, on=UNIT_KEY, suffixes=("_a", "_b"))
-    if len(merged) == len(group_a) == len(group_b):
-        return merged["value_a"].to_numpy(), merged["value_b"].to_numpy(), True
-    return group_a["value"].to_numpy(), group_b["value"].to_numpy(), False
+    paired = len(merged) == len(group_a) == len(group_b)
+    values = (
+        (merged["value_a"], merged["value_b"]) if paired else (group_a["value"], group_b["value"])
+    )
+    cases = (merged["case"], None) if paired else (group_a["case"], group_b["case"])
+    interval = bootstrap_diff_ci(
+        values[0].to_numpy(float),
+        values[1].to_numpy(float),
+        cases[0].to_numpy(),
+        None if paired else cases[1].to_numpy(),
+        paired=paired,
+        n_boot=n_boot,
+        seed=seed,
+    )
+    return interval, paired
 
 
 def _units(group: pd.DataFrame) -> set[tuple]:
@@ -60,12 +78,15 @@ def _difference(
 ) -> dict:
     """One (setting, metric) of both runs: B - A with its CI, whether B regressed, and why not."""
     higher = direction_of(group_a["higher_is_better"].iloc[0])
-    values_a, values_b, paired = _values(group_a, group_b)
-    diff, low, high = bootstrap_diff_ci(values_a, values_b, paired=paired, n_boot=n_boot, seed=seed)
-    scale = max(abs(values_a.mean()), abs(values_b.mean()), 1.0)
+    (diff, low, high, cases), paired = _interval(group_a, group_b, n_boot=n_boot, seed=seed)
+    mean_a, mean_b = float(group_a["value"].mean()), float(group_b["value"].mean())
+    scale = max(abs(mean_a), abs(mean_b), 1.0)
+    # NaN bounds (no interval) compare False: never significant.
     significant = (low > 0 or high < 0) and abs(diff) > 1e-9 * scale
     worse = higher is not None and (diff < 0 if higher else diff > 0)
     note = "" if paired else "unpaired (different cases/seeds)"
+    if np.isnan(low):
+        note = f"undecided ({no_interval(cases)}); {note}".rstrip("; ")
     units_a = _units(group_a)
     absent = units_a - _units(group_b)
     if absent:
@@ -82,8 +103,9 @@ def _difference(
         "higher_is_better": higher,
         "n_a": len(group_a),
         "n_b": len(group_b),
-        "mean_a": float(values_a.mean()),
-        "mean_b": float(values_b.mean()),
+        "cases": cases,
+        "mean_a": mean_a,
+        "mean_b": mean_b,
         "diff": diff,
         "ci_low": low,
         "ci_high": high,

@@ -1,9 +1,11 @@
 """Each setting's difference from the baseline, paired by unit, with bootstrap 95% CIs.
 
 The baseline and every setting sample the same cases from the same noise, so per-unit
-differences cancel what the cases share: the paired bootstrap (Efron 1979) resamples the
-units' differences. A CI that excludes zero says the metric tells that setting apart from
-the baseline; the report leads with the metrics that do.
+differences cancel what the cases share: the paired clustered bootstrap
+(``reports.bootstrap.paired_diff_ci``) resamples cases, each with its seeds' differences. A CI
+that excludes zero says the metric tells that setting apart from the baseline; the report
+leads with the metrics that do. Fewer than three cases give no interval and the verdict
+"undecided".
 """
 
 from __future__ import annotations
@@ -11,18 +13,23 @@ from __future__ import annotations
 import pandas as pd
 
 from flashbench.run.rows import SPEED
-from reports.bootstrap import paired_diff_ci
+from reports.bootstrap import format_interval, paired_diff_ci
 from reports.load import RESEEDED, Run, metric_label
-from reports.seed_floor import BETTER, BEYOND, UNDECIDED, WITHIN
+from reports.seed_floor import BETTER, BEYOND, UNDECIDED, WITHIN, floor_text
 from reports.tables import aggregate_rows, direction_of
 
 COLUMNS = [
-    "setting", "metric", "higher_is_better", "n", "baseline_mean", "setting_mean", "diff",
-    "ci_low", "ci_high", "verdict",
+    "setting", "metric", "higher_is_better", "n", "cases", "baseline_mean", "setting_mean",
+    "diff", "ci_low", "ci_high", "verdict",
 ]  # fmt: skip
 
 
+APART = ("better", "worse", "higher", "lower")
+
+
 def _verdict(low: float, high: float, higher: bool | None) -> str:
+    if pd.isna(low) or pd.isna(high):
+        return UNDECIDED  # too few cases for an interval
     if low <= 0.0 <= high:
         return "no difference"
     if higher is None:
@@ -49,7 +56,7 @@ def difference_table(run: Run, *, n_boot: int = 2000, seed: int = 0) -> pd.DataF
         found = paired_diff_ci(mine, group, n_boot=n_boot, seed=seed)
         if found is None:
             continue
-        paired, diff, low, high = found
+        paired, (diff, low, high, cases) = found
         higher = direction_of(group["higher_is_better"].iloc[0])
         records.append(
             {
@@ -57,6 +64,7 @@ def difference_table(run: Run, *, n_boot: int = 2000, seed: int = 0) -> pd.DataF
                 "metric": metric_label(metric, reference),
                 "higher_is_better": higher,
                 "n": len(paired),
+                "cases": cases,
                 "baseline_mean": float(paired["value_before"].mean()),
                 "setting_mean": float(paired["value_after"].mean()),
                 "diff": diff,
@@ -72,7 +80,7 @@ def discriminating_table(differences: pd.DataFrame, baseline: str) -> pd.DataFra
     """Settings x the metrics that tell at least one setting apart: "diff [CI] verdict" cells."""
     if differences.empty:
         return pd.DataFrame()
-    apart = differences[differences["verdict"] != "no difference"]
+    apart = differences[differences["verdict"].isin(APART)]
     labels = sorted(set(apart["metric"]))
     table = []
     for setting, group in differences.groupby("setting", sort=True):
@@ -83,9 +91,12 @@ def discriminating_table(differences: pd.DataFrame, baseline: str) -> pd.DataFra
                 row[label] = "–"
                 continue
             c = cells.loc[label]
-            mark = {"better": "✓", "worse": "✗", "no difference": ""}.get(c["verdict"], "≠")
+            marks = {"better": "✓", "worse": "✗", "no difference": "", UNDECIDED: "?"}
+            mark = marks.get(c["verdict"], "≠")
             # "diff<mark> [CI]": the HTML report puts a "value [CI]" cell's CI on a line of its own.
-            row[label] = f"{c['diff']:+.3g}{mark} [{c['ci_low']:+.3g}, {c['ci_high']:+.3g}]"
+            cell = format_interval(c["diff"], c["ci_low"], c["ci_high"], int(c["cases"]), sign="+")
+            number, _, rest = cell.partition(" ")
+            row[label] = f"{number}{mark} {rest}"
         table.append(row)
     return pd.DataFrame(table, columns=["setting", *labels])
 
@@ -97,7 +108,11 @@ def floor_matrix(floors: pd.DataFrame) -> pd.DataFrame:
     """The seed-floor table as metric x setting: each cell a verdict mark and the mean change."""
     records = []
     for metric, group in floors.groupby("metric", sort=True):
-        record = {"metric": metric, "seed floor": f"±{group['seed_floor'].iloc[0]:.3g}"}
+        first = group.iloc[0]
+        record = {
+            "metric": metric,
+            "seed floor": floor_text(first["seed_floor"], int(first["cases"])),
+        }
         for _, row in group.iterrows():
             mark = VERDICT_MARKS[row["verdict"]]
             if row["higher_is_better"] is None and mark in ("✗", "✓"):
@@ -118,9 +133,10 @@ def lead_sections(
         sections.append(
             (
                 "What tells the settings apart",
-                f"Setting - baseline ({run.baseline}), paired by case and seed, with bootstrap 95% "
-                "CIs; only metrics whose CI excludes zero for some setting. ✓ better, ✗ worse, "
-                "≠ differs (no direction); a bare cell: no difference.",
+                f"Setting - baseline ({run.baseline}), paired by case and seed, with clustered "
+                "bootstrap 95% CIs (cases resampled, each with its seeds); only metrics whose CI "
+                "excludes zero for some setting. ✓ better, ✗ worse, ≠ differs (no direction), "
+                "? undecided (fewer than 3 cases: no interval); a bare cell: no difference.",
                 apart.set_index("setting").T.rename_axis("metric").reset_index(),
             )
         )
@@ -130,13 +146,13 @@ def lead_sections(
                 "Seed floor",
                 "How far re-sampling the baseline from another noise seed moves each metric "
                 "(±floor), and each setting's change beside it, paired by case and seed with "
-                "bootstrap 95% CIs. Against the ground truth and other references the change is "
+                "clustered bootstrap 95% CIs (cases resampled). Against the ground truth and other references the change is "
                 "from the baseline and the floor is the larger end of re-seeding's own change's "
                 "CI; @baseline figures are compared with re-seeding's distance from the baseline "
                 "(floor 0). ≈ indistinguishable from re-seeding (CI within ±floor); ✗ worse "
                 "beyond the floor (whole CI); ✓ better beyond it; ≠ beyond it for a metric "
-                "without a direction; ? undecided. Pooled FVD/FID "
-                "have one value each: no CI. Every CI is in the report folder's seed_floor.csv.",
+                "without a direction; ? undecided (also: fewer than 3 cases, no interval). Pooled "
+                "FVD/FID have one value each: no CI, judged on the values. Every CI is in the report folder's seed_floor.csv.",
                 floor_matrix(floors),
             )
         )

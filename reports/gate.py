@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from reports.bootstrap import no_interval
 from reports.load import RESEEDED, Run
 from reports.seed_floor import worse_than_floor
 from reports.tables import aggregate_rows, summary_table
@@ -99,7 +100,8 @@ def failing_settings(
     """Accelerated settings below a floor: one row per (setting, floor) that fails.
 
     ``statistic="mean"`` judges the mean over cases and seeds; ``"ci"`` the pessimistic end of
-    its bootstrap 95% CI (the lower bound for a min floor), which fails noisy settings too.
+    its clustered bootstrap 95% CI (the lower bound for a min floor), which fails noisy
+    settings too, and fails as undecided a setting with too few cases for an interval.
     """
     if statistic not in ("mean", "ci"):
         raise ValueError(f"statistic={statistic!r} must be 'mean' or 'ci'")
@@ -118,6 +120,10 @@ def failing_settings(
             value = row["mean"]
             if statistic == "ci":
                 value = row["ci_low"] if floor.kind == "min" else row["ci_high"]
+                if pd.isna(value):
+                    reason = f"undecided ({no_interval(int(row['cases']))})"
+                    failures.append((setting, str(floor), float(row["mean"]), reason))
+                    continue
             if not floor.passes(value):
                 failures.append((setting, str(floor), float(value), "below floor"))
     return pd.DataFrame(failures, columns=["setting", "floor", "value", "reason"])

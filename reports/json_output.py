@@ -70,7 +70,7 @@ def compare_document(run_a: str | Path, run_b: str | Path, table: pd.DataFrame) 
         "passed": regressions == 0 and lost == 0,
         "regressions": regressions,
         "lost": lost,
-        "differences": records(table, integers=("n_a", "n_b")),
+        "differences": records(table, integers=("n_a", "n_b", "cases")),
     }
 
 

@@ -24,6 +24,10 @@ ROW_COLUMNS = [
 # The pseudo-setting of the baseline re-sampled from another noise seed (the seed floor): it
 # has rows like a setting, but is no candidate to rank or gate.
 RESEEDED = "reseeded"
+# Runs before the expression metric left its pose part to `apd` wrote the same number twice.
+RENAMED = {"expression_error_pose": "apd"}
+# temporal is a ratio whose best is 1 (metrics/temporal.py): judged by its distance from 1.
+TEMPORAL, TEMPORAL_DEVIATION = "temporal", "temporal_deviation"
 
 
 class RunFormatError(ValueError):
@@ -163,7 +167,47 @@ def _load_rows(run: Path) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
     rows["frame"] = rows["frame"].astype("Int64")
     rows["higher_is_better"] = rows["higher_is_better"].astype("boolean")
     _check_consistency(rows)
-    return rows, units
+    return with_temporal_deviation(renamed(rows)), units
+
+
+def renamed(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows of an old run under today's names (``RENAMED``): a duplicate of a row the run also
+    has under the new name is dropped, any other is renamed; the log says which."""
+    for old, new in RENAMED.items():
+        mine = rows["metric"] == old
+        if not mine.any():
+            continue
+        key = ["case", "setting", "seed", "reference", "frame"]
+        have = set(
+            map(tuple, rows.loc[rows["metric"] == new, key].astype(str).itertuples(index=False))
+        )
+        twice = mine & [tuple(k) in have for k in rows[key].astype(str).itertuples(index=False)]
+        log.warning(
+            "this run names %d rows %r, the measurement now named %r; %d of them repeat a %r row "
+            "and are dropped, the rest are read as %r",
+            int(mine.sum()), old, new, int(twice.sum()), new, new,
+        )  # fmt: skip
+        rows = rows[~twice].reset_index(drop=True)
+        rows.loc[rows["metric"] == old, "metric"] = new
+    return rows
+
+
+def with_temporal_deviation(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` and, per ``temporal`` row, a ``temporal_deviation`` row: |ratio - 1|, lower is better.
+
+    ``temporal`` (metrics/temporal.py) is the frame-to-frame change over the ground truth's:
+    1 is as stable as the truth, below is frozen, above is flicker, so it has no better side;
+    its distance from 1 has, and is what verdicts and Pareto fronts judge.
+    """
+    temporal = rows[rows["metric"] == TEMPORAL]
+    if temporal.empty or (rows["metric"] == TEMPORAL_DEVIATION).any():
+        return rows
+    deviation = temporal.assign(
+        metric=TEMPORAL_DEVIATION,
+        value=(temporal["value"] - 1.0).abs(),
+        higher_is_better=pd.array([False] * len(temporal), dtype="boolean"),
+    )
+    return pd.concat([rows, deviation], ignore_index=True)
 
 
 def _check_consistency(rows: pd.DataFrame) -> None:

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from flashbench.run.rows import SPEED
+from reports.bootstrap import bootstrap_means
 from reports.load import RESEEDED, metric_label
 from reports.tables import ARROWS, quality_labels
 
@@ -38,11 +39,11 @@ def _panels(count: int, width: float, height: float) -> tuple[Figure, list]:
     return figure, list(axes[:count])
 
 
-def _mean_and_band(values: pd.DataFrame, by: str) -> tuple[pd.Series, pd.Series]:
-    """Mean of ``values["value"]`` per ``by`` and its 95% normal-approximation half-width."""
-    # Normal approximation: a bootstrap per point costs too much on long videos.
-    stats = values.groupby(by)["value"].agg(["mean", "std", "count"])
-    return stats["mean"], 1.96 * stats["std"].fillna(0.0) / np.sqrt(stats["count"])
+def _mean_and_band(values: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Mean of ``values["value"]`` per ``by`` with its clustered bootstrap 95% interval
+    (reports.bootstrap.bootstrap_means: columns estimate, low, high, cases; NaN bounds where
+    fewer than three cases give no interval, so no band is drawn there)."""
+    return bootstrap_means(values["value"], values["case"], values[by])
 
 
 def figure_png(figure: Figure) -> bytes:
@@ -149,16 +150,18 @@ def drift_figure(rows: pd.DataFrame, metric: str = "id_sim") -> Figure | None:
     axes = figure.subplots(1, len(references), squeeze=False).ravel()
     for ax, reference in zip(axes, references, strict=True):
         for setting, group in frames[frames["reference"] == reference].groupby("setting"):
-            mean, half = _mean_and_band(group, "frame")
-            index = mean.index.to_numpy(int)
-            ax.plot(index, mean, label=setting)
-            ax.fill_between(index, mean - half, mean + half, alpha=0.2)
+            band = _mean_and_band(group, "frame")
+            index = band.index.to_numpy(int)
+            ax.plot(index, band["estimate"], label=setting)
+            ax.fill_between(index, band["low"], band["high"], alpha=0.2)
         ax.set_xlabel("frame index")
         ax.set_ylabel(f"{metric} vs {reference or 'reference'}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     # Two lines: one panel is narrow and metric names are long (background_noise).
-    figure.suptitle(f"{metric} over the video\n(mean and 95% band over cases and seeds)")
+    figure.suptitle(
+        f"{metric} over the video\n(mean and clustered bootstrap 95% band; none under 3 cases)"
+    )
     return figure
 
 
@@ -212,9 +215,12 @@ def length_figure(rows: pd.DataFrame) -> Figure | None:
     for ax, label in zip(axes, labels, strict=True):
         data = videos[videos["label"] == label]
         for setting, group in data.groupby("setting"):
-            mean, half = _mean_and_band(group, "frames")
+            band = _mean_and_band(group, "frames")
+            mean = band["estimate"].to_numpy(float)
+            # NaN bounds (fewer than 3 cases) draw no bar.
+            yerr = np.abs(band[["low", "high"]].to_numpy(float).T - mean)
             ax.errorbar(
-                mean.index, mean, yerr=half, marker="o", capsize=3, label=setting,
+                band.index, mean, yerr=yerr, marker="o", capsize=3, label=setting,
                 color=colours[setting],
             )  # fmt: skip
         higher = data["higher_is_better"].iloc[0]
@@ -224,7 +230,9 @@ def length_figure(rows: pd.DataFrame) -> Figure | None:
         ax.grid(alpha=0.3)
     handles = [Line2D([], [], color=c, marker="o", label=s) for s, c in colours.items()]
     axes[0].legend(handles=handles, fontsize=7)
-    figure.suptitle("Quality vs video length (mean and 95% normal band over cases and seeds)")
+    figure.suptitle(
+        "Quality vs video length (mean and clustered bootstrap 95% interval; none under 3 cases)"
+    )
     return figure
 
 

@@ -40,7 +40,8 @@ def _suite_sections(evidence: Evidence) -> list[Section]:
         Section(
             f"`{run.suite}` (v{version})",
             note=f"Re-make with `flashbench run {run.suite} --out {run.path}`; baseline "
-            f"`{run.baseline}`. Means with bootstrap 95% CIs over cases x seeds.",
+            f"`{run.baseline}`. Means with clustered bootstrap 95% CIs (cases resampled, each "
+            "with its seeds; fewer than 3 cases: no interval).",
             tables=(manifest_table(run),),
         ),
         Section("Speed", level=3, tables=(speed_table(summary, run.baseline),)),

@@ -122,8 +122,9 @@ def comparison(inputs: ReportInputs) -> list[Section]:
     return [
         Section(
             f"Comparison: suite `{run.suite}`",
-            note="Means with bootstrap 95% CIs over cases x seeds; speedups are baseline / "
-            f"setting (baseline `{run.baseline}`). ↑ higher is better, ↓ lower is better.",
+            note="Means with clustered bootstrap 95% CIs (cases resampled, each with its seeds; "
+            "fewer than 3 cases: no interval); speedups are baseline / setting (baseline "
+            f"`{run.baseline}`). ↑ higher is better, ↓ lower is better.",
         ),
         Section(
             "Speed",

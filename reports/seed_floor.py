@@ -6,7 +6,7 @@ another noise seed and measures that output like a setting: rows of the pseudo-s
 baseline's output), and pooled rows (FVD, FID) from its saved videos. Every metric that both
 the baseline and ``reseeded`` have (or, for ``@baseline`` figures, ``reseeded`` alone) has a
 floor; a setting's verdict against it comes from paired (case, seed) differences and their
-bootstrap 95% CIs (``reports.bootstrap.paired_diff_ci``, Efron 1979):
+clustered bootstrap 95% CIs, which resample cases (``reports.bootstrap.paired_diff_ci``):
 
 - Against the ground truth, driving signal or reference image, or against nothing
   (``temporal``, ``id_dist``, ``psnr@ground_truth``, ``aed@driving``, ``seam``...): the
@@ -25,6 +25,9 @@ bootstrap 95% CIs (``reports.bootstrap.paired_diff_ci``, Efron 1979):
   undecided, which overstates their certainty (the table's n = 1 says so).
 - A metric without a direction is judged two-sided: within [-F, F], beyond when the CI lies
   wholly outside it, else undecided.
+- Fewer than three cases give no interval (``reports.bootstrap.MIN_CASES``): a per-unit
+  metric's floor is then unknown (NaN) and every verdict on it, or on a setting's change
+  without an interval, is undecided.
 
 ``gate --within-seed-floor`` passes a setting whose verdict is indistinguishable or better.
 """
@@ -36,7 +39,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from reports.bootstrap import UNIT_KEY, paired_diff_ci
+from flashbench.run.rows import POOLED_CASE
+from reports.bootstrap import UNIT_KEY, format_interval, no_interval, paired_diff_ci
 from reports.load import RESEEDED, metric_label
 from reports.tables import direction_of
 
@@ -46,8 +50,8 @@ BETTER = "better beyond the seed floor"
 UNDECIDED = "undecided"
 PASSING = (WITHIN, BETTER)
 COLUMNS = [
-    "setting", "metric", "higher_is_better", "versus", "n", "setting_mean", "reseeded_mean",
-    "diff", "ci_low", "ci_high", "seed_floor", "verdict",
+    "setting", "metric", "higher_is_better", "versus", "n", "cases", "setting_mean",
+    "reseeded_mean", "diff", "ci_low", "ci_high", "seed_floor", "verdict",
 ]  # fmt: skip
 
 
@@ -59,9 +63,10 @@ class SeedFloor:
     metric: str
     reference: str
     higher_is_better: bool | None
-    floor: float  # F, in the metric's units; 0 for @baseline figures (paired with reseeded)
+    floor: float  # F, in the metric's units; 0 for @baseline figures; NaN: too few cases
     versus: str  # the setting a setting is paired with: the baseline, or reseeded for @baseline
     reseeded_mean: float
+    cases: int  # the cases F rests on
 
 
 def _values(rows: pd.DataFrame, setting: str, metric: str, reference: str) -> pd.DataFrame:
@@ -79,20 +84,26 @@ def seed_floors(
     reseeded = rows[rows["setting"] == RESEEDED]
     for (metric, reference), group in reseeded.groupby(["metric", "reference"], sort=True):
         higher = direction_of(group["higher_is_better"].iloc[0])
-        floor, versus = 0.0, RESEEDED
+        floor, versus, cases = 0.0, RESEEDED, group["case"].nunique()
         if reference != "baseline":
             found = paired_diff_ci(
                 _values(rows, baseline, metric, reference), group, n_boot=n_boot, seed=seed
             )
             if found is None:
                 continue
-            _, _, low, high = found
-            floor, versus = max(abs(low), abs(high)), baseline
+            paired, (diff, low, high, cases) = found
+            if _pooled(paired):
+                low = high = diff  # one pooled value each: the floor is the one difference
+            floor, versus = max(abs(low), abs(high)), baseline  # NaN without an interval
         label = metric_label(metric, reference)
         floors[label] = SeedFloor(
-            label, metric, reference, higher, floor, versus, float(group["value"].mean())
+            label, metric, reference, higher, floor, versus, float(group["value"].mean()), cases
         )
     return floors
+
+
+def _pooled(paired: pd.DataFrame) -> bool:
+    return bool((paired["case"] == POOLED_CASE).all())
 
 
 def floor_verdict(
@@ -101,8 +112,10 @@ def floor_verdict(
     """Verdict of a paired change with 95% CI [low, high] against floor F (module docstring).
 
     ``one_sided``: an @baseline figure, where being closer to the baseline than re-seeding is
-    as good as being as close.
+    as good as being as close. A NaN bound or floor (too few cases) is undecided.
     """
+    if any(map(pd.isna, (low, high, floor))):
+        return UNDECIDED
     if higher_is_better is None:
         if low > floor or high < -floor:
             return BEYOND
@@ -138,7 +151,9 @@ def floor_table(
             )
             if found is None:
                 continue
-            paired, diff, low, high = found
+            paired, (diff, low, high, cases) = found
+            # Pooled rows (FVD, FID) have one value per setting: judged on the values, no CI.
+            judged = (diff, diff) if _pooled(paired) else (low, high)
             one_sided = floor.reference == "baseline"
             records.append(
                 {
@@ -147,6 +162,7 @@ def floor_table(
                     "higher_is_better": floor.higher_is_better,
                     "versus": floor.versus,
                     "n": len(paired),
+                    "cases": cases,
                     "setting_mean": float(paired["value_after"].mean()),
                     "reseeded_mean": floor.reseeded_mean,
                     "diff": diff,
@@ -154,11 +170,16 @@ def floor_table(
                     "ci_high": high,
                     "seed_floor": floor.floor,
                     "verdict": floor_verdict(
-                        low, high, floor.floor, floor.higher_is_better, one_sided=one_sided
+                        *judged, floor.floor, floor.higher_is_better, one_sided=one_sided
                     ),
                 }
             )
     return pd.DataFrame.from_records(records, columns=COLUMNS)
+
+
+def floor_text(floor: float, cases: int, digits: int = 3) -> str:
+    """``"±0.045"``, or ``"±? (n = 2: no interval)"`` for a floor too few cases leave unknown."""
+    return f"±? ({no_interval(cases)})" if pd.isna(floor) else f"±{floor:.{digits}g}"
 
 
 def resolve_floor(name: str, floors: dict[str, SeedFloor]) -> str:
@@ -200,13 +221,21 @@ def worse_than_floor(
     failures = []
     for label in labels:
         floor = floors[label]
-        what = f"{label} within the seed floor ±{floor.floor:.4g} vs {floor.versus}"
+        what = f"{label} within the seed floor {floor_text(floor.floor, floor.cases, 4)} vs {floor.versus}"
         for setting in sorted(set(rows["setting"]) - {baseline, RESEEDED}):
             if (label, setting) not in table.index:
                 failures.append((setting, what, float("nan"), "no rows for this metric"))
                 continue
             row = table.loc[(label, setting)]
             if row["verdict"] not in PASSING:
-                reason = f"{row['verdict']}: {row['diff']:+.4g} [{row['ci_low']:+.4g}, {row['ci_high']:+.4g}]"
+                change = format_interval(
+                    row["diff"],
+                    row["ci_low"],
+                    row["ci_high"],
+                    int(row["cases"]),
+                    digits=4,
+                    sign="+",
+                )
+                reason = f"{row['verdict']}: {change}"
                 failures.append((setting, what, float(row["diff"]), reason))
     return pd.DataFrame(failures, columns=["setting", "floor", "value", "reason"])

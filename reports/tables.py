@@ -1,7 +1,7 @@
 """Comparison tables: per-setting speed and quality with bootstrap 95% confidence intervals.
 
-Intervals are percentile bootstraps over the run's units (case x seed), after Efron, 1979
-(``reports.bootstrap``).
+Intervals are clustered percentile bootstraps that resample cases, keeping each case's seeds
+together (``reports.bootstrap``); with fewer than three cases a cell says so instead.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from flashbench.run.rows import SPEED
-from reports.bootstrap import UNIT_KEY, bootstrap_mean_ci, bootstrap_ratio_ci
+from reports.bootstrap import UNIT_KEY, bootstrap_mean_ci, bootstrap_ratio_ci, format_interval
 from reports.load import RESEEDED, Run, metric_label
 
 # Repeated wall times whose IQR exceeds this fraction of their median are not to be trusted
@@ -18,7 +18,7 @@ SPREAD_WARNING = 0.1
 ARROWS = {True: "↑", False: "↓"}
 SUMMARY_COLUMNS = [
     "suite", "setting", "stepper", "windowing", "metric", "reference", "label", "unit",
-    "higher_is_better", "backend", "n", "mean", "ci_low", "ci_high",
+    "higher_is_better", "backend", "n", "cases", "mean", "ci_low", "ci_high",
 ]  # fmt: skip
 
 
@@ -61,7 +61,9 @@ def summary_table(run: Run, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFram
     records = []
     groups = aggregate.groupby(["setting", "metric", "reference"], sort=True, dropna=False)
     for (setting, metric, reference), group in groups:
-        mean, low, high = bootstrap_mean_ci(group["value"].to_numpy(), n_boot=n_boot, seed=seed)
+        mean, low, high, cases = bootstrap_mean_ci(
+            group["value"].to_numpy(), group["case"].to_numpy(), n_boot=n_boot, seed=seed
+        )
         direction = group["higher_is_better"].iloc[0]
         records.append(
             {
@@ -75,6 +77,7 @@ def summary_table(run: Run, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFram
                 "higher_is_better": direction_of(direction),
                 "backend": ", ".join(sorted(set(group["backend"]))),
                 "n": len(group),
+                "cases": cases,
                 "mean": mean,
                 "ci_low": low,
                 "ci_high": high,
@@ -91,9 +94,10 @@ def summary_table(run: Run, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFram
             paired = _paired(aggregate, metric, run.baseline, setting)
             if paired.empty:
                 continue
-            mean, low, high = bootstrap_ratio_ci(
+            mean, low, high, cases = bootstrap_ratio_ci(
                 paired["value_base"].to_numpy(),
                 paired["value_setting"].to_numpy(),
+                paired["case"].to_numpy(),
                 n_boot=n_boot,
                 seed=seed,
             )
@@ -109,6 +113,7 @@ def summary_table(run: Run, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFram
                     "higher_is_better": True,
                     "backend": "derived",
                     "n": len(paired),
+                    "cases": cases,
                     "mean": mean,
                     "ci_low": low,
                     "ci_high": high,
@@ -135,9 +140,11 @@ def _value(summary: pd.DataFrame, setting: str, label: str) -> pd.Series | None:
 def _format_ci(row: pd.Series | None, digits: int = 3) -> str:
     if row is None:
         return "–"
-    if row["ci_low"] == row["ci_high"]:
+    if row["ci_low"] == row["ci_high"]:  # every case alike: nothing for an interval to show
         return f"{row['mean']:.{digits}g}"
-    return f"{row['mean']:.{digits}g} [{row['ci_low']:.{digits}g}, {row['ci_high']:.{digits}g}]"
+    return format_interval(
+        row["mean"], row["ci_low"], row["ci_high"], int(row["cases"]), digits=digits
+    )
 
 
 def quality_labels(summary: pd.DataFrame) -> list[str]:

@@ -213,7 +213,8 @@ BUILT_IN: dict[str, MetricSpec] = {
             None,
             ("ground_truth",),
             {"temporal-l2": _local()},
-            "frame-to-frame change over the ground truth's (1 = as stable, 0 = frozen, above 1 = flicker); "
+            "frame-to-frame change over the ground truth's (1 = as stable, 0 = frozen, above 1 = flicker; "
+            "no better side, so reports judge temporal_deviation = |temporal - 1|, lower is better); "
             "temporal_noise and background_noise: the excess per-frame noise std on the whole frame and "
             "on the static background (the model's background mask)",
             "metrics.temporal:TemporalStability",
@@ -254,11 +255,17 @@ BUILT_IN: dict[str, MetricSpec] = {
             ("driving",),
             {"world-face-features": _local(extractor=FromModel("face_features_extractor"))},
             "following the driving video per part (pose, eyes, brows, mouth, smile): "
-            "expression_error_<part> (AED per part, APD for pose), expression_correlation_<part> "
-            "(temporal Pearson correlation), and the driving blinks followed, missed and spurious",
+            "expression_error_<part> (AED per part; the pose part's error is APD, the apd metric, "
+            "so it has no row here), expression_correlation_<part> (temporal Pearson correlation), "
+            "and the driving blinks followed, missed and spurious",
             "metrics.expression:ExpressionFollowing",
             figures=(
-                *(Figure(f"expression_error_{part}", f"error_{part}", "", False) for part in PARTS),
+                # The pose part's error is the apd metric's number: one name per measurement.
+                *(
+                    Figure(f"expression_error_{part}", f"error_{part}", "", False)
+                    for part in PARTS
+                    if part != "pose"
+                ),
                 *(
                     Figure(
                         f"expression_correlation_{part}",

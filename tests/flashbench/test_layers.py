@@ -139,6 +139,7 @@ def test_reports_import_only_the_row_format_of_flashbench():
         "COLUMNS",
         "FORMAT_VERSION",
         "KEY",
+        "POOLED_CASE",
         "SPEED",
         "TIMING_METRICS",
         "TRACE_KEYS",

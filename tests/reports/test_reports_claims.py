@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tomllib
 
+import pandas as pd
 import pytest
 
 from flashbench.suite.document import find_suite, load_suite
@@ -17,9 +18,9 @@ from reports.claims import (
     check,
     load_claims,
 )
-from reports.load import load_run
+from reports.load import load_run, with_temporal_deviation
 from reports.results import results
-from reports.seed_floor import BEYOND, WITHIN
+from reports.seed_floor import BEYOND, WITHIN, floor_table
 
 
 def evidence_of(path) -> dict[str, Evidence]:
@@ -59,6 +60,7 @@ def test_paired_directions_and_relative_changes_against_another_setting(golden_r
     assert verdict(claim(**worse, expect="same"), evidence) == FAILS
     row = check(claim(**worse, at_most=0.02), evidence["golden"])
     assert row["verdict"] == REPRODUCES and row["ours"].startswith("-20.9%")
+    assert row["ours"].endswith("vs alp_k5 (relative bound +2.0%)")
     better = {**worse, "setting": "alp_k5", "versus": "teacache_fast"}
     assert verdict(claim(**better, at_most=0.02), evidence) == FAILS  # +26%
 
@@ -124,7 +126,12 @@ def test_every_shipped_claim_names_settings_its_suite_has():
         assert entry.versus is None or entry.versus in names, (entry.statement, entry.versus)
         kinds = [
             entry.at_least is not None or (entry.at_most is not None and entry.versus is None),
-            entry.versus is not None and (entry.expect is not None or entry.at_most is not None),
+            entry.versus is not None
+            and (
+                entry.expect is not None
+                or entry.at_most is not None
+                or entry.at_most_change is not None
+            ),
             entry.seed_floor,
             entry.dominates,
         ]
@@ -147,3 +154,85 @@ def test_results_page_holds_the_claims_and_each_runs_tables_and_figures(
     assert all(f"figures/{name}" in text for name in figures)
     with pytest.raises(ValueError, match="two runs of suite 'golden'"):
         results([discriminating_run, discriminating_run], tmp_path / "again", n_boot=200)
+
+
+# ---------------------------------------------------------------- verdict rules on small rows
+
+
+def _rows(metric, reference, unit, higher, values, cases=4):
+    """One row per (case, seed), two seeds a case: ``values[setting]`` lists them case-major."""
+    rows = []
+    for setting, numbers in values.items():
+        for index, value in enumerate(numbers):
+            rows.append(
+                {"case": f"c{index // 2}", "seed": index % 2, "setting": setting,
+                 "metric": metric, "reference": reference, "value": float(value),
+                 "unit": unit, "higher_is_better": higher}
+            )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _evidence(rows: pd.DataFrame) -> Evidence:
+    units = with_temporal_deviation(rows)
+    floors = floor_table(units, "baseline", n_boot=500)
+    return Evidence(None, pd.DataFrame(columns=["setting", "label"]), units, floors)
+
+
+def test_identity_distance_is_judged_in_its_units_not_relative_to_a_near_zero_base():
+    # The baseline's calibrated distance is 0.001; alp's 0.004: +300%, but 0.003 on a scale
+    # where another face is 1. A relative bound would fail it; the absolute bound passes it.
+    rows = _rows("id_dist", "reference_image", "calibrated", False, {
+        "baseline": [0.001] * 8,
+        "alp": [0.004, 0.0041, 0.0039, 0.004, 0.004, 0.0042, 0.0038, 0.004],
+    })  # fmt: skip
+    fields = {"setting": "alp", "versus": "baseline", "metric": "id_dist@reference_image"}
+    row = check(claim(**fields, at_most_change=0.02), _evidence(rows))
+    assert row["verdict"] == REPRODUCES
+    assert row["ours"].endswith("vs baseline (absolute bound +0.02 calibrated)")
+    assert row["ours"].startswith("+0.003 [")
+    assert check(claim(**fields, at_most_change=0.001), _evidence(rows))["verdict"] == FAILS
+    with pytest.raises(ValueError, match=r"near-zero base.*at_most_change"):
+        claim(**fields, at_most=0.02)
+
+
+RESEED_STEPS = [0.01, -0.01, 0.02, 0.0, -0.01, 0.01, 0.0, 0.01]
+
+
+def test_temporal_stability_is_judged_by_its_distance_from_one_against_the_seed_floor():
+    # temporal: 1 = as stable as the truth. alp flickers (1.5), another setting freezes (0.5):
+    # both are 0.5 away from 1, beyond re-seeding's +-0.02; a setting at 1.01 is within it.
+    base = [1.0, 1.02, 0.98, 1.0, 1.01, 0.99, 1.0, 1.0]
+    rows = _rows("temporal", "ground_truth", "", None, {
+        "baseline": base,
+        "reseeded": [b + d for b, d in zip(base, RESEED_STEPS, strict=True)],
+        "flicker": [b + 0.5 for b in base],
+        "frozen": [b - 0.5 for b in base],
+        "steady": [b + 0.01 for b in base],
+    })  # fmt: skip
+    evidence = _evidence(rows)
+    decided = {
+        setting: check(
+            claim(setting=setting, metric="temporal_deviation@ground_truth", seed_floor=True),
+            evidence,
+        )
+        for setting in ("flicker", "frozen", "steady")
+    }
+    assert decided["flicker"]["verdict"] == decided["frozen"]["verdict"] == FAILS
+    assert decided["steady"]["verdict"] == REPRODUCES
+    assert "vs floor ±" in decided["steady"]["ours"]
+
+
+def test_claims_over_fewer_than_three_cases_are_undecided_and_say_no_interval():
+    rows = _rows("aed", "driving", "", False, {
+        "baseline": [0.5, 0.6, 0.5, 0.6],
+        "better": [0.1, 0.2, 0.1, 0.2],
+        "reseeded": [0.5, 0.6, 0.5, 0.6],
+    })  # fmt: skip
+    evidence = _evidence(rows)
+    fields = {"setting": "better", "versus": "baseline", "metric": "aed@driving"}
+    for test in ({"expect": "lower"}, {"expect": "same"}, {"at_most": 0.02},
+                 {"at_most_change": 0.0}):  # fmt: skip
+        row = check(claim(**fields, **test), evidence)
+        assert row["verdict"] == UNDECIDED and "n = 2: no interval" in row["ours"], test
+    row = check(claim(setting="better", metric="aed@driving", seed_floor=True), evidence)
+    assert row["verdict"] == UNDECIDED and "n = 2: no interval" in row["ours"]

@@ -14,7 +14,7 @@ COMPARE = {**HEAD, "run_a": str, "run_b": str, "passed": bool, "regressions": in
            "differences": list}  # fmt: skip
 DIFFERENCE = {
     "setting": str, "metric": str, "higher_is_better": (bool, NULL), "n_a": (int, NULL),
-    "n_b": (int, NULL), "mean_a": (*NUMBER, NULL), "mean_b": (*NUMBER, NULL),
+    "n_b": (int, NULL), "cases": (int, NULL), "mean_a": (*NUMBER, NULL), "mean_b": (*NUMBER, NULL),
     "diff": (*NUMBER, NULL), "ci_low": (*NUMBER, NULL), "ci_high": (*NUMBER, NULL),
     "significant": bool, "regression": bool, "lost": bool, "note": str,
 }  # fmt: skip

@@ -52,8 +52,8 @@ def test_html_embeds_every_plot_and_video_and_points_nowhere_else(rendered, gold
     for case in golden_spec["cases"]:
         for seed in golden_spec["seeds"]:
             assert f"id='grid-{case}-seed{seed}'" in text
-    assert text.count("src='data:image/gif;base64,") == 4
-    assert text.count("src='data:video/mp4;base64,") == 4
+    assert text.count("src='data:image/gif;base64,") == 6
+    assert text.count("src='data:video/mp4;base64,") == 6
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:|//)""", text, re.I)
     assert "http://" not in text and "https://" not in text
     # Every embedded image decodes; the GIF previews animate.
@@ -154,7 +154,8 @@ def test_differences_table_pairs_units_and_judges_direction(discriminating_run):
     table = table.set_index(["setting", "metric"])
     assert table.loc[("teacache_fast", "id_sim@reference_image"), "verdict"] == "worse"
     assert table.loc[("alp_k5", "id_dist@reference_image"), "verdict"] == "worse"
-    assert table.loc[("alp_k5", "id_sim@reference_image"), "n"] == 4
+    assert table.loc[("alp_k5", "id_sim@reference_image"), "n"] == 6
+    assert table.loc[("alp_k5", "id_sim@reference_image"), "cases"] == 3
     assert not any(m.endswith("@baseline") for _, m in table.index)
     assert "reseeded" not in {s for s, _ in table.index}
     assert "wall_seconds" not in {m for _, m in table.index}

@@ -31,7 +31,7 @@ def test_speedups_are_baseline_over_setting(summary, setting, wall, nfe):
 
 def test_metric_means_and_cis_over_cases_and_seeds(summary):
     psnr = _cell(summary, "alp_k5", "psnr@baseline")
-    assert psnr["mean"] == pytest.approx(33.5) and psnr["n"] == 4
+    assert psnr["mean"] == pytest.approx(33.5) and psnr["n"] == 6 and psnr["cases"] == 3
     assert 32.0 <= psnr["ci_low"] < psnr["mean"] < psnr["ci_high"] <= 35.0
     assert _cell(summary, "teacache_fast", "psnr@baseline")["mean"] == pytest.approx(26.5)
     assert _cell(summary, "baseline", "fvd@ground_truth")["mean"] == pytest.approx(100.0)
@@ -111,14 +111,14 @@ def test_length_figure_plots_each_settings_mean_per_length_only_when_lengths_dif
 
     from reports.plots import length_figure
 
-    def row(setting, frames, value, metric="aed", reference="driving"):
+    def row(setting, frames, value, metric="aed", reference="driving", case="c0"):
         return {
-            "setting": setting, "frames": frames, "metric": metric, "reference": reference,
-            "value": value, "higher_is_better": False, "frame": pd.NA,
+            "case": case, "setting": setting, "frames": frames, "metric": metric,
+            "reference": reference, "value": value, "higher_is_better": False, "frame": pd.NA,
         }  # fmt: skip
 
     rows = pd.DataFrame(
-        [row("full", 16, v) for v in (0.1, 0.3)]
+        [row("full", 16, v, case=c) for v, c in ((0.1, "c0"), (0.3, "c1"))]
         + [row("full", 160, 0.5), row("sliding", 16, 0.2), row("sliding", 160, 0.4)]
         + [row("full", 16, 9.0, metric="wall_seconds", reference="")]  # speed: not drawn
     )
@@ -127,6 +127,9 @@ def test_length_figure_plots_each_settings_mean_per_length_only_when_lengths_dif
     assert ax.get_ylabel() == "aed@driving ↓"
     drawn = {bars.get_label(): list(bars.lines[0].get_ydata()) for bars in ax.containers}
     assert drawn == {"full": pytest.approx([0.2, 0.5]), "sliding": pytest.approx([0.2, 0.4])}
+    # One or two cases per point: no interval, so no bar (its segments are NaN).
+    bars = [b.lines[2][0].get_segments() for b in ax.containers]
+    assert all(np.isnan(np.asarray(s)).all() for segments in bars for s in segments)
     # a panel without the baseline (seams) keeps each setting's colour from the other panels
     seams = pd.DataFrame([row("sliding", n, 0.8, metric="seam", reference="") for n in (16, 160)])
     aed, seam = [a for a in length_figure(pd.concat([rows, seams])).axes if a.get_visible()]

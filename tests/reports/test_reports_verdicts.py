@@ -6,7 +6,7 @@ from reports.cli import add_subcommands, compare, gate, leaderboard
 from reports.compare import compare_runs
 from reports.gate import Floor, failing_settings, parse_floor
 from reports.load import load_run
-from reports.tables import summary_table
+from reports.tables import quality_table, summary_table
 
 STRICT = {"min_psnr": 30.0, "min_ssim": 0.92, "min_id_sim": 0.95}
 
@@ -62,16 +62,35 @@ def test_gate_fails_a_partial_run_naming_the_missing_units(make_run, capsys):
 
 
 def test_gate_on_the_ci_bound_is_stricter_than_on_the_mean(golden_run):
-    # alp_k5's PSNR mean is 33.5 with a CI reaching below 33.
-    assert gate(golden_run, min_psnr=33.0) == 1  # teacache fails on its mean
+    # alp_k5's PSNR mean is 33.5; its cases average 33, 34 and 33.5, its CI reaching 33.
+    assert gate(golden_run, min_psnr=33.2) == 1  # teacache fails on its mean
     run = load_run(golden_run)
     summary = summary_table(run)
-    floor = [Floor("psnr", "baseline", 33.0, "min")]
+    floor = [Floor("psnr", "baseline", 33.2, "min")]
     alp_only = summary[summary["setting"].isin(["baseline", "alp_k5"])]
     assert failing_settings(alp_only, run.baseline, floor).empty
     assert list(failing_settings(alp_only, run.baseline, floor, statistic="ci")["setting"]) == [
         "alp_k5"
     ]
+
+
+def test_gate_on_the_ci_bound_of_two_cases_fails_as_undecided(make_run):
+    # Two cases give no interval: the CI bound cannot pass a floor, and says why.
+    path = make_run("two_cases")
+    for rows in (path / "rows").glob("self_c_8f__*.json"):
+        rows.unlink()
+    run = load_run(path)
+    summary = summary_table(run, n_boot=200)
+    floor = [Floor("psnr", "baseline", 20.0, "min")]
+    failures = failing_settings(summary, run.baseline, floor, statistic="ci")
+    assert sorted(failures["setting"]) == ["alp_k5", "teacache_fast"]
+    assert set(failures["reason"]) == {"undecided (n = 2: no interval)"}
+    assert failing_settings(summary, run.baseline, floor).empty
+    quality = quality_table(summary, run.baseline).set_index("setting")
+    assert quality.loc["alp_k5", "psnr@baseline ↑"] == "33.5 (n = 2: no interval)"
+    table = compare_runs(run, run, n_boot=200)
+    assert not table["significant"].any() and table["ci_low"].isna().all()
+    assert table["note"].str.startswith("undecided (n = 2: no interval)").all()
 
 
 def test_gate_cli_exit_codes(golden_run, capsys):
@@ -128,9 +147,9 @@ def test_compare_flags_the_measurements_a_partial_run_lacks(make_run, capsys):
     table = compare_runs(load_run(full), load_run(partial), n_boot=200)
     lost = table[table["lost"]]
     assert set(lost["setting"]) == {"alp_k5"} and "psnr@baseline" in set(lost["metric"])
-    assert lost["note"].str.startswith("missing in run B: 1 of 4 (case, seed)").all()
+    assert lost["note"].str.startswith("missing in run B: 1 of 6 (case, seed)").all()
     assert compare(full, partial, n_boot=200) == 1
-    assert "MISSING alp_k5 psnr@baseline: missing in run B: 1 of 4" in capsys.readouterr().out
+    assert "MISSING alp_k5 psnr@baseline: missing in run B: 1 of 6" in capsys.readouterr().out
     # The other way round nothing is lost.
     assert compare(partial, full, n_boot=200) == 0
 
