@@ -276,7 +276,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     sub.add_argument(
         "--within-seed-floor", action="append", default=[], metavar="METRIC[@REFERENCE]",
         help="METRIC[@REFERENCE] no worse than the baseline beyond re-seeding's change, e.g. "
-        "psnr@baseline, temporal@ground_truth or fvd@ground_truth (repeatable)",
+        "psnr@baseline, temporal_deviation@ground_truth or fvd@ground_truth (repeatable)",
     )  # fmt: skip
     sub.add_argument(
         "--statistic", choices=["mean", "ci"], default="mean",

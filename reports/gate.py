@@ -134,7 +134,7 @@ def gate_failures(
 ) -> pd.DataFrame:
     """Failures of the bound floors and of the ``seed_floor`` metrics (reports/seed_floor.py) together.
 
-    ``seed_floor`` names ``METRIC[@REFERENCE]``, e.g. ``psnr@baseline`` or ``temporal@ground_truth``.
+    ``seed_floor`` names ``METRIC[@REFERENCE]``, e.g. ``psnr@baseline`` or ``temporal_deviation@ground_truth``.
     """
     failures = worse_than_floor(aggregate_rows(run.rows), run.baseline, list(seed_floor))
     if floors or not seed_floor:

@@ -177,11 +177,10 @@ def renamed(rows: pd.DataFrame) -> pd.DataFrame:
         mine = rows["metric"] == old
         if not mine.any():
             continue
-        key = ["case", "setting", "seed", "reference", "frame"]
-        have = set(
-            map(tuple, rows.loc[rows["metric"] == new, key].astype(str).itertuples(index=False))
+        key = pd.MultiIndex.from_frame(
+            rows[["case", "setting", "seed", "reference", "frame"]].astype(str)
         )
-        twice = mine & [tuple(k) in have for k in rows[key].astype(str).itertuples(index=False)]
+        twice = mine & key.isin(key[(rows["metric"] == new).to_numpy()])
         log.warning(
             "this run names %d rows %r, the measurement now named %r; %d of them repeat a %r row "
             "and are dropped, the rest are read as %r",

@@ -153,3 +153,42 @@ def test_a_rows_file_that_is_not_utf8_is_an_error_naming_it(small_run):
     path.write_bytes(b'{"unit": "\xff\xfe"}')
     with pytest.raises(RunFormatError, match=rf"{path.name} is not UTF-8 text"):
         load_run(small_run)
+
+
+def _add_rows(path, unit, rows):
+    payload = json.loads(path.read_text())
+    first = payload["rows"][0]
+    payload["rows"] += [{**first, "frame": None, **row} for row in rows]
+    path.write_text(json.dumps({"unit": unit, "rows": payload["rows"]}))
+
+
+def test_an_old_runs_expression_error_pose_is_read_as_apd(make_run, caplog):
+    # Old runs measured the pose error twice: as apd and as expression_error_pose.
+    path = make_run("old")
+    files = sorted((path / "rows").glob("*__alp_k5__*.json"))
+    measured = {"reference": "driving", "unit": "", "higher_is_better": False, "backend": "pose"}
+    _add_rows(files[0], files[0].stem, [
+        {**measured, "metric": "apd", "value": 0.25},
+        {**measured, "metric": "expression_error_pose", "value": 0.25},
+    ])  # fmt: skip
+    _add_rows(files[1], files[1].stem, [
+        {**measured, "metric": "expression_error_pose", "value": 0.5},
+    ])  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="reports.load"):
+        rows = load_run(path).rows
+    assert "expression_error_pose" not in set(rows["metric"])
+    apd = rows[rows["metric"] == "apd"].sort_values("value")
+    assert list(apd["value"]) == [0.25, 0.5] and list(apd["unit_id"]) == [f.stem for f in files[:2]]
+    assert (
+        "names 2 rows 'expression_error_pose'" in caplog.text and "1 of them repeat" in caplog.text
+    )
+
+
+def test_temporal_rows_get_their_distance_from_one_lower_is_better(make_run):
+    rows = load_run(make_run("temporal", temporal=True)).rows
+    temporal = rows[rows["metric"] == "temporal"].set_index(["setting", "case", "seed"])
+    deviation = rows[rows["metric"] == "temporal_deviation"].set_index(["setting", "case", "seed"])
+    assert len(deviation) == len(temporal) > 0
+    assert (deviation["value"] == (temporal["value"] - 1.0).abs()).all()
+    assert not deviation["higher_is_better"].any() and temporal["higher_is_better"].isna().all()
+    assert "temporal_deviation" not in set(load_run(make_run("plain")).rows["metric"])

@@ -117,6 +117,15 @@ def test_expression_rows_name_the_world_parts() -> None:
     assert tuple(WORLD_PARTS) == PARTS
 
 
+def test_one_measurement_has_one_name_across_metrics() -> None:
+    # The expression metric's pose error is the apd metric's number: it leaves it to apd.
+    names = [figure.name for _, spec in METRICS.items() for figure in spec.figures]
+    assert len(names) == len(set(names))
+    expression = {figure.name for figure in METRICS["expression"].figures}
+    assert "expression_error_pose" not in expression and "expression_correlation_pose" in expression
+    assert "apd" in {figure.name for figure in METRICS["apd"].figures}
+
+
 @pytest.mark.parametrize("name", UNIT_METRICS)
 def test_no_metric_compares_with_the_reseeded_baseline(name: str) -> None:
     # The re-seeded baseline is measured like a setting (its "baseline" rows are the floor of
