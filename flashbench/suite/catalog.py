@@ -221,12 +221,14 @@ BUILT_IN: dict[str, MetricSpec] = {
             figures=(
                 Figure("temporal", "ratio", "", None, "per_frame_ratio"),
                 Figure("temporal_noise", "noise_std", "", False),
+                # NaN where the model's world has no still background pixel (world v2): no row.
                 Figure(
                     "background_noise",
                     "background_noise_std",
                     "",
                     False,
                     "per_frame_background_noise_std",
+                    optional=True,
                 ),
             ),
         ),
