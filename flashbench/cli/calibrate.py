@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -31,6 +32,10 @@ def _model_args(text: str) -> dict[str, Any]:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
+    if Path(args.out).exists():
+        raise ValueError(
+            f"--out {args.out} exists; flashbench never overwrites a file: remove it or give another path"
+        )
     torch.set_num_threads(args.threads)
     portrait = models.build(args.model, **_model_args(args.model_args))
     # Training identities: a calibration must not peek at the cases it will be judged on.

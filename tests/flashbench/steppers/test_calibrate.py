@@ -120,11 +120,16 @@ def test_cli_model_args_reach_the_model_and_bad_ones_are_one_clear_line(tmp_path
     ]
     assert main(["calibrate", "magcache", "--model-args", '{"depth": 2}', *common]) == 0
     assert load_calibration(out, "magcache").model == "toy"
+    written = out.read_bytes()
+    assert main(["calibrate", "magcache", *common]) == 2
+    assert "exists; flashbench never overwrites" in capsys.readouterr().err
+    assert out.read_bytes() == written
     for bad, said in (
         ("[1]", "must be a JSON object"),
         ("{depth: 2}", "is not JSON"),
         ('{"dept": 2}', "did you mean 'depth'"),
     ):
-        assert main(["calibrate", "magcache", "--model-args", bad, *common]) == 2
+        fresh = ["--out", str(tmp_path / "other.json"), *common[2:]]
+        assert main(["calibrate", "magcache", "--model-args", bad, *fresh]) == 2
         err = capsys.readouterr().err.strip()
         assert said in err and "\n" not in err
