@@ -13,6 +13,9 @@ from reports.sections import Section, Video
 
 CI_CELL = re.compile(r"^(\S+) (\[[^\]]+\])$")
 CODE_SPAN = re.compile(r"`([^`]+)`")
+# A Markdown link to a source (the regime section's footnotes): the HTML keeps its text only,
+# since the report points nowhere outside itself; the footnote table names the source in full.
+LINK = re.compile(r"\[([^\]]+)\]\(https?://[^)\s]+\)")
 # Videos above this size stay as files next to the report; the GIF preview is always inline.
 MAX_INLINE_VIDEO_BYTES = 8 * 2**20
 
@@ -38,7 +41,7 @@ def data_uri(data: bytes, mime: str) -> str:
 
 
 def _cell(value: object) -> str:
-    text = html.escape(str(value))
+    text = html.escape(LINK.sub(r"[\1]", str(value)))
     match = CI_CELL.match(text)
     # A CI under its mean keeps wide tables within the page.
     return f"{match[1]}<br><span class='ci'>{match[2]}</span>" if match else text
