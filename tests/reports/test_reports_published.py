@@ -168,6 +168,8 @@ def test_reports_link_sources_in_markdown_and_name_them_in_html(make_run):
     assert "| published: TeaCache-fast |" in markdown
     # The HTML points nowhere outside itself: the footnote number, and the source named in full.
     assert "https://" not in page
+    # A full citation wraps instead of widening the page.
+    assert "<td class='long'>Ma et al. 2025, MagCache" in page
     assert (
         f"H-EmbodVis/EasyCache README.md L75, L77, L79, L81, L82 @ {easycache['commit'][:7]}"
         in page
