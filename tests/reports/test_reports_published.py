@@ -112,14 +112,33 @@ def test_the_seed_floor_stands_beside_no_published_number(floor_run):
     assert list(floor["source"]) == ["", ""]
 
 
-def test_a_family_without_published_figures_says_so(make_run):
-    path = make_run("fewer")
+def _as_stepper(path, stepper):
+    """The run at ``path`` with setting alp_k5 re-labelled as sampled by ``stepper``."""
     for unit in (path / "rows").glob("*__alp_k5__*.json"):
         payload = json.loads(unit.read_text())
         for row in payload["rows"]:
-            row["stepper"] = "fewer_steps"
+            row["stepper"] = stepper
         unit.write_text(json.dumps(payload))
-    run = load_run(path)
+    return load_run(path)
+
+
+def test_a_paper_only_figure_links_its_paper_and_says_so(make_run):
+    run = _as_stepper(make_run("taylorseer"), "taylorseer")
+    notes = Footnotes()
+    table, absent = published_beside(run, summary_table(run, n_boot=50), notes)
+    assert "taylorseer" not in absent
+    taylorseer = table[table["family"] == "taylorseer"]
+    assert list(taylorseer["setting or published"]) == [
+        "this run: alp_k5",
+        "published: TaylorSeer (a baseline in Spectrum)",
+    ]
+    assert taylorseer["source"].iloc[1].endswith("(https://arxiv.org/abs/2603.01623)")
+    cited = notes.table().set_index("paper")["where"]
+    assert cited.str.startswith("paper only").sum() == 1
+
+
+def test_a_family_without_published_figures_says_so(make_run):
+    run = _as_stepper(make_run("fewer"), "fewer_steps")
     table, _ = published_beside(run, summary_table(run, n_boot=50), Footnotes())
     fewer = table[table["family"] == "fewer_steps"]
     assert list(fewer["setting or published"]) == [
