@@ -4,7 +4,9 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
+from flashbench.denoiser import Cond
 from flashbench.flops import FlopCounter, count_flops, declare_flops
+from flashbench.models.toy import ToyDenoiser
 
 SIZES = st.integers(1, 9)
 
@@ -64,3 +66,30 @@ def test_reentering_starts_from_zero():
 def test_declaring_a_non_count_is_refused(bad):
     with pytest.raises(ValueError, match="must be an integer >= 0"):
         declare_flops(bad, torch.zeros(1))
+
+
+@given(
+    frames=st.integers(1, 4),
+    side=st.integers(1, 3),
+    depth=st.integers(1, 3),
+    temporal=st.booleans(),
+    motion=st.booleans(),
+)
+def test_toy_pass_counts_its_linear_layers_and_temporal_convolutions(
+    frames, side, depth, temporal, motion
+):
+    channels, dim, motion_dim = 3, 8, 2
+    model = ToyDenoiser(channels, dim, depth, temporal, motion_dim=motion_dim).eval()
+    cond = Cond(temporal={"motion": torch.randn(1, frames, motion_dim)} if motion else {})
+    x = torch.randn(1, channels, frames, side, side)
+    with torch.no_grad():
+        _, flops = count_flops(model, x, torch.tensor([0.5]), cond)
+    pixels = frames * side * side
+    embed = 2 * pixels * channels * dim + 2 * 2 * dim * dim  # proj_in, the time MLP
+    embed += 2 * frames * motion_dim * dim if motion else 0
+    # Per block: modulation (dim -> 2 dim, once), MLP dim -> 2 dim -> dim, and a width-3
+    # convolution over time (dim -> dim) at every pixel.
+    block = 2 * dim * 2 * dim + 2 * pixels * (2 * dim * dim) * 2
+    block += 2 * pixels * dim * dim * 3 if temporal else 0
+    head = 2 * pixels * dim * channels
+    assert flops == embed + depth * block + head
