@@ -115,7 +115,7 @@ def measured_pass(
     count_flops: bool = True,
 ) -> Sample:
     """One pass of ``setting`` that makes a unit's video: its peak memory measured, its FLOPs
-    counted (unless ``count_flops`` is False), its latents on the CPU and finite."""
+    counted (where ``count_flops``), its latents on the CPU and finite."""
     run = prepare_pass(sampling, model, setting, inputs, noise, device, bar, record, count_flops)
     with measure(device) as memory:
         result = run()

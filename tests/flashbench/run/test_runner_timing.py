@@ -60,11 +60,19 @@ def test_each_unit_is_sampled_once_then_timed_repeats_times_and_rows_say_so(
     assert "timing_repeats = 4" in (tmp_path / "run" / "suite.toml").read_text()
 
 
-def test_without_speed_nothing_is_timed(tiny_text, tmp_path, monkeypatch):
+def test_without_speed_nothing_is_timed_or_counted(tiny_text, tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "time_interleaved", lambda *a, **k: pytest.fail("timed"))
+    sample = passes.sample
+
+    def uncounted(*args, **kwargs):
+        assert not kwargs["count_flops"], "FLOPs counted for a suite without speed"
+        return sample(*args, **kwargs)
+
+    monkeypatch.setattr(passes, "sample", uncounted)
     text = tiny_text.replace('"seam", "speed"]', '"seam"]')
     run_suite(parse_suite(text, "tiny.toml"), tmp_path / "run", progress=False)
-    assert not [r for r in read_rows(tmp_path / "run") if r["metric"] == "wall_seconds"]
+    rows = read_rows(tmp_path / "run")
+    assert rows and not [r for r in rows if r["metric"] in ("wall_seconds", "flops")]
 
 
 @pytest.mark.parametrize("repeats", [0, 101, 2.5])
