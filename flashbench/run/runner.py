@@ -121,6 +121,7 @@ class CaseRunner:
             noise,
             None,
             self.device,
+            count_flops=False,  # only its latents are kept
         )
         self._cache(path, result.latents)
         return result.latents
@@ -180,8 +181,17 @@ class CaseRunner:
             is_baseline = unit.setting.name == plan.baseline.name
             # The baseline's path says how hard acceleration is on this model (the regime).
             recorder = VelocityRecorder() if is_baseline else None
+            # FLOPs go into the speed rows: without them, counting would only slow the pass.
             result = measured_pass(
-                plan.sampling, model, unit.setting, inputs, noise, bar, self.device, recorder
+                plan.sampling,
+                model,
+                unit.setting,
+                inputs,
+                noise,
+                bar,
+                self.device,
+                recorder,
+                count_flops=plan.measures.speed,
             )
             if recorder is not None:
                 atomic_json(out / "regime" / f"{unit.name}.json", recorder.records())
