@@ -121,6 +121,7 @@ class CaseRunner:
             noise,
             None,
             self.device,
+            count_flops=False,  # only its latents are kept
         )
         self._cache(path, result.latents)
         return result.latents

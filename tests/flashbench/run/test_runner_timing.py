@@ -33,8 +33,9 @@ def test_each_unit_is_sampled_once_then_timed_repeats_times_and_rows_say_so(
     sample = passes.sample
 
     def counted(*args, **kwargs):
-        calls.append(kwargs["stepper"])
-        return sample(*args, **kwargs)
+        result = sample(*args, **kwargs)
+        calls.append((kwargs["stepper"], result.flops))
+        return result
 
     monkeypatch.setattr(passes, "sample", counted)
     text = tiny_text.replace("per_frame = [", "timing_repeats = 4\nper_frame = [")
@@ -47,6 +48,11 @@ def test_each_unit_is_sampled_once_then_timed_repeats_times_and_rows_say_so(
     iqr = {(r["case"], r["setting"]): r["value"] for r in rows if r["metric"] == "wall_seconds_iqr"}
     assert wall.keys() == iqr.keys() and len(wall) == 6
     assert all(w > 0 and iqr[k] >= 0 for k, w in wall.items())
+    # FLOPs are counted in each unit's untimed pass only, and its count is the unit's row.
+    counts = [flops for _, flops in calls if flops is not None]
+    assert len(counts) == 6 and all(flops > 0 for flops in counts)
+    flops = sorted(r["value"] for r in rows if r["metric"] == "flops")
+    assert flops == sorted(counts)
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["timing_repeats"] == 4 and manifest["threads"] == 1
     assert manifest["thread_settings"]["torch_threads"] == 1
