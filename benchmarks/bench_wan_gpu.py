@@ -34,11 +34,15 @@ synchronise (``sample``'s callback), so per-step times are the device's. Figures
   min) / median of the sample times, and per action (a step whose every call was a full pass,
   a forecast, a reuse...) the median and interquartile range of its step times.
 - ``speedup``: the baseline's median sample time over the setting's.
-- FLOPs: ``torch.utils.flop_counter.FlopCounterMode`` on the transformer built on the meta device
-  at the run's shapes gives each module's FLOPs (matmuls and attention; elementwise work, a
-  forecaster's arithmetic included, is not counted); forward hooks count which modules really
-  ran in each call (the patch embedding, every block's self-attention, cross-attention and FFN,
-  the output projection). ``FLOP ratio``: baseline FLOPs over the setting's. ``wall
+- FLOPs: ``flashbench.flops.FlopCounter`` (torch's ``FlopCounterMode``: matmuls, convolutions,
+  attention; elementwise work, a forecaster's arithmetic included, is not counted) on the
+  transformer built on the meta device at the run's shapes gives each part's FLOPs; forward
+  hooks count which parts really ran in each call (the embedding, every block's self-attention,
+  cross-attention and FFN, the head). Counting while timing would slow the timed samples
+  (``sample(count_flops=True)`` says so), and a second, counted sample at real size would double
+  the run; the tests check that the two counts agree on whole samples, but for a forecaster's
+  own combination of its factors (ALP order 3: 8 FLOPs per element of a block's output per
+  forecast, under 0.01% of a full pass at these sizes), which this count leaves out. ``FLOP ratio``: baseline FLOPs over the setting's. ``wall
   efficiency``: speedup over FLOP ratio (1: the saved FLOPs are all saved time).
 - memory: ``torch.cuda.max_memory_allocated`` over the sample (weights included) beside
   ``flashbench memory``'s plan (``flashbench.planning.memory.plan``) of the same model, video and
@@ -61,8 +65,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.flop_counter import FlopCounterMode
 
+from flashbench.flops import FlopCounter
 from flashbench.models.wan.denoiser import WanDenoiser, wan_cond
 from flashbench.planning.memory import (
     WAN_CHANNELS,
@@ -265,18 +269,25 @@ def module_flops(config: dict[str, Any], latent: tuple[int, ...], cond: Any) -> 
         temporal={k: torch.empty(v.shape, device="meta") for k, v in window.temporal.items()},
     )
     x = torch.empty(latent, device="meta")
-    flops = {}
-    with FlopCounterMode(display=False) as counter:
-        h, ctx = model.embed(x, torch.full((1,), 0.5, device="meta"), meta)
-    flops["embed"] = counter.get_total_flops()
-    with FlopCounterMode(display=False) as counter:
-        out = model.blocks[0](h, ctx)
-    counts = {name: sum(c.values()) for name, c in counter.get_flop_counts().items()}
+    counter, flops = FlopCounter(), {}
+    block = transformer.blocks[0]
+
+    def before(part: str) -> Callable[..., None]:
+        return lambda *_: flops.__setitem__(part, -counter.total)
+
+    def after(part: str) -> Callable[..., None]:
+        return lambda *_: flops.__setitem__(part, flops[part] + counter.total)
+
     for part in BLOCK_PROBES:
-        (flops[part],) = [n for name, n in counts.items() if name.endswith(f".{part}")]
-    with FlopCounterMode(display=False) as counter:
+        block.get_submodule(part).register_forward_pre_hook(before(part))
+        block.get_submodule(part).register_forward_hook(after(part))
+    with counter:
+        h, ctx = model.embed(x, torch.full((1,), 0.5, device="meta"), meta)
+        flops["embed"] = counter.total
+        out = model.blocks[0](h, ctx)
+        blocks_done = counter.total
         model.head(out, ctx)
-    flops["head"] = counter.get_total_flops()
+        flops["head"] = counter.total - blocks_done
     return flops
 
 
