@@ -330,7 +330,11 @@ def synchronize(device: str) -> None:
 
 
 def free_bytes(device: str) -> int | None:
-    return torch.cuda.mem_get_info(device)[0] if device.startswith("cuda") else None
+    """Device memory a sample can still take: free, plus what torch's allocator holds unused."""
+    if not device.startswith("cuda"):
+        return None
+    held = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return torch.cuda.mem_get_info(device)[0] + held
 
 
 def planned(model: PlannedModel, setting: Setting, steps: int) -> tuple[dict | None, str]:
