@@ -53,6 +53,7 @@ synchronise (``sample``'s callback), so per-step times are the device's. Figures
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
 import sys
@@ -69,13 +70,13 @@ from torch import Tensor, nn
 from flashbench.flops import FlopCounter
 from flashbench.models.wan.denoiser import WanDenoiser, wan_cond
 from flashbench.planning.memory import (
-    WAN_CHANNELS,
     WAN_CONFIGS,
     WAN_IMAGE_TOKENS,
     WAN_SPACE_STRIDE,
     WAN_TEXT,
     WAN_TIME_STRIDE,
     PlannedModel,
+    cast_as_from_pretrained,
     plan,
 )
 from flashbench.sampling import Guidance, sample
@@ -211,18 +212,11 @@ def build_transformer(config: dict[str, Any], device: str) -> nn.Module:
     torch.manual_seed(0)
     with torch.device(device):
         transformer = WanTransformer3DModel(**config).eval()
-    to_bfloat16(transformer)
+    # One parameter at a time: the peak is the float32 model and one parameter.
+    cast_as_from_pretrained(transformer, torch.bfloat16)
     if device.startswith("cuda"):
         torch.cuda.empty_cache()  # the float32 copies made while building
     return transformer
-
-
-def to_bfloat16(transformer: nn.Module) -> None:
-    """Cast in place to bfloat16, one parameter at a time (the peak is the float32 model plus one parameter), keeping diffusers' float32 modules."""
-    keep = set(type(transformer)._keep_in_fp32_modules or ())
-    for name, parameter in transformer.named_parameters():
-        if not keep & set(name.split(".")):
-            parameter.data = parameter.data.to(torch.bfloat16)
 
 
 def video_inputs(
@@ -242,8 +236,7 @@ def video_inputs(
     image = condition = None
     if config.image_dim is not None:
         image = random(1, TINY_IMAGE_TOKENS if tiny else WAN_IMAGE_TOKENS, config.image_dim)
-        extra = config.in_channels - (channels if tiny else WAN_CHANNELS)
-        condition = random(1, extra, *shape[2:])
+        condition = random(1, config.in_channels - channels, *shape[2:])
     cond = wan_cond(random(1, *text), random(1, *text), image_embeds=image, condition=condition)
     return shape, cond
 
@@ -260,7 +253,7 @@ def module_flops(config: dict[str, Any], latent: tuple[int, ...], cond: Any) -> 
 
     with torch.device("meta"):
         transformer = WanTransformer3DModel(**{**config, "num_layers": 1})
-    to_bfloat16(transformer)
+    cast_as_from_pretrained(transformer, torch.bfloat16)
     model = WanDenoiser(transformer)
     window = cond.window(0, latent[2])
     meta = replace(
@@ -496,9 +489,6 @@ def run_section(
                 f", {row['seconds_median']:.2f} s, {row['full_passes']} full passes"
                 if row["status"] == "ok" else ""))  # fmt: skip
             rows.append(row)
-    del model, transformer
-    if device.startswith("cuda"):
-        torch.cuda.empty_cache()
     return {
         "name": section.name,
         "model": section.model,
@@ -570,6 +560,10 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def progress(line: str) -> None:
+    print(line, flush=True)
+
+
 def device_name(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(device)
@@ -609,12 +603,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     chosen = [s for s in (TINY_SECTIONS if args.tiny else SECTIONS) if s.name in args.sections]
     start = time.perf_counter()
-    sections = [
-        run_section(
-            section, args.device, args.repeats, args.tiny, lambda line: print(line, flush=True)
-        )
-        for section in chosen
-    ]
+    sections = []
+    for section in chosen:
+        sections.append(run_section(section, args.device, args.repeats, args.tiny, progress))
+        # The next section's model is built where this one's was: free it all first.
+        gc.collect()
+        if args.device.startswith("cuda"):
+            torch.cuda.empty_cache()
     report = {
         "note": NOTE,
         "device": device_name(args.device),

@@ -2,7 +2,7 @@
 
 Nothing of the video's size is allocated: the model's ``embed``, one block and its ``head`` run
 under torch's ``FakeTensorMode`` on a latent window (shapes and dtypes only), and Wan is built
-on the meta device from its configuration. Per setting, in bytes (``docs/memory.md``):
+of fake tensors from its configuration. Per setting, in bytes (``docs/memory.md``):
 
 - ``weights``: the denoiser's parameters resident on the device: all of them, or with
   ``offload="blocks"`` (diffusers' block-level group offloading with a prefetch stream) those
@@ -206,13 +206,16 @@ class _Probe:
 def _probe(model: PlannedModel, frames: int) -> _Probe:
     """The stepper-facing sizes of a window of ``frames`` latent frames and the live bytes of one pass over it."""
     denoiser = model.denoiser
-    device = next(denoiser.parameters()).device
+    parameter = next(denoiser.parameters())
+    device = parameter.device
+    # A model built of fake tensors (``wan_model``) runs in the mode that made them.
+    fake = getattr(parameter, "fake_mode", None) or FakeTensorMode(allow_non_fake_inputs=True)
     shape = (*model.latent_shape[:2], frames, *model.latent_shape[3:])
     live = LiveBytes()
     # Real weights and conditioning enter as they are; every tensor made from them is a fake
     # one that has a shape and a dtype but no storage.
     # Sampling runs without autograd, which would keep every intermediate for a backward pass.
-    with torch.no_grad(), FakeTensorMode(allow_non_fake_inputs=True):
+    with torch.no_grad(), fake:
         x = torch.empty(shape, dtype=model.latent_dtype, device=device)
         sigma = torch.ones(shape[0], device=device)
         cond = model.cond.window(0, frames)
@@ -325,7 +328,7 @@ def plan(
 def wan_model(
     name: str, frames: int, height: int, width: int, dtype: str = "bfloat16"
 ) -> PlannedModel:
-    """A Wan 2.1 transformer of ``WAN_CONFIGS`` on the meta device, with a video of ``frames`` x ``height`` x ``width`` pixels."""
+    """A Wan 2.1 transformer of ``WAN_CONFIGS`` made of fake tensors (shapes, no storage), with a video of ``frames`` x ``height`` x ``width`` pixels."""
     from diffusers import WanTransformer3DModel
 
     from flashbench.models.wan.denoiser import WanDenoiser, wan_cond
@@ -343,13 +346,6 @@ def wan_model(
         raise ValueError(
             f"frames={frames} must be 4k + 1 for Wan's 4x temporal VAE; use {below} or {below + 4}"
         )
-    with torch.device("meta"):
-        transformer = WanTransformer3DModel(**WAN_CONFIGS[name])
-    # As ``from_pretrained(torch_dtype=...)`` does: the modules it keeps in float32 stay so.
-    keep = set(WanTransformer3DModel._keep_in_fp32_modules or ())
-    for parameter_name, parameter in transformer.named_parameters():
-        if not keep & set(parameter_name.split(".")):
-            parameter.data = parameter.data.to(DTYPES[dtype])
     shape = (
         1,
         WAN_CHANNELS,
@@ -357,15 +353,28 @@ def wan_model(
         height // WAN_SPACE_STRIDE,
         width // WAN_SPACE_STRIDE,
     )
-    text = torch.empty(1, *WAN_TEXT, device="meta")
-    config = transformer.config
-    image = condition = None
-    if config.image_dim is not None:
-        image = torch.empty(1, WAN_IMAGE_TOKENS, config.image_dim, device="meta")
-        condition = torch.empty(1, config.in_channels - WAN_CHANNELS, *shape[2:], device="meta")
+    # Fake CPU tensors, not the meta device: on meta, attention can only take the math path,
+    # which holds the tokens x tokens matrix; a CPU (as a GPU) takes a fused kernel that does not.
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        transformer = WanTransformer3DModel(**WAN_CONFIGS[name])
+        cast_as_from_pretrained(transformer, DTYPES[dtype])
+        text = torch.empty(1, *WAN_TEXT)
+        config = transformer.config
+        image = condition = None
+        if config.image_dim is not None:
+            image = torch.empty(1, WAN_IMAGE_TOKENS, config.image_dim)
+            condition = torch.empty(1, config.in_channels - WAN_CHANNELS, *shape[2:])
     cond = wan_cond(text, text, image_embeds=image, condition=condition)
     # The pipelines keep the latents in float32 and cast the input to the transformer's dtype.
     return PlannedModel(name, WanDenoiser(transformer), shape, torch.float32, cond)
+
+
+def cast_as_from_pretrained(transformer: nn.Module, dtype: torch.dtype) -> None:
+    """Cast a diffusers model's parameters to ``dtype`` in place, one at a time, as ``from_pretrained(torch_dtype=...)`` does: the modules it keeps in float32 stay so."""
+    keep = set(type(transformer)._keep_in_fp32_modules or ())
+    for name, parameter in transformer.named_parameters():
+        if not keep & set(name.split(".")):
+            parameter.data = parameter.data.to(dtype)
 
 
 def registry_model(name: str, frames: int, height: int, width: int) -> PlannedModel:
