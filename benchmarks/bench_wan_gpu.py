@@ -46,7 +46,10 @@ synchronise (``sample``'s callback), so per-step times are the device's. Figures
   efficiency``: speedup over FLOP ratio (1: the saved FLOPs are all saved time).
 - memory: ``torch.cuda.max_memory_allocated`` over the sample (weights included) beside
   ``flashbench memory``'s plan (``flashbench.planning.memory.plan``) of the same model, video and
-  setting; a setting whose plan exceeds the device's free memory is skipped and says so.
+  setting; a setting whose plan exceeds the device's free memory is skipped and says so, one
+  that runs out of memory all the same says that, and the others go on. Both files are written
+  after every section, so a run stopped early keeps what it finished (``complete`` says whether
+  it did).
   ``cache``: ``Sample.peak_cache_bytes``, the stepper caches of every (window, branch).
 """
 
@@ -474,9 +477,15 @@ def run_section(
                     f"{free / 2**30:.1f} GiB free on {device}"
                 )
             else:
-                row.update(
-                    measure(model, noise, cond, setting, section.steps, repeats, device, table)
-                )
+                try:
+                    row.update(
+                        measure(model, noise, cond, setting, section.steps, repeats, device, table)
+                    )
+                except torch.OutOfMemoryError as err:
+                    # One setting beyond the card must not lose the others' figures.
+                    row["status"] = f"out of memory: {str(err).splitlines()[0]}"
+                    gc.collect()
+                    torch.cuda.empty_cache()
             if baseline is None:
                 baseline = row
             if row["status"] == "ok" and baseline["status"] == "ok":
@@ -523,6 +532,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"torch {report['torch']}, diffusers {report['diffusers']}, bfloat16 weights, CFG scale "
         f"{GUIDANCE.scale}; {report['seconds']:.0f} s in all. Columns: benchmarks/bench_wan_gpu.py.",
     ]
+    if not report["complete"]:
+        lines += ["", "**Incomplete: the run stopped before its last section.**"]
     for section in report["sections"]:
         windowing = section["windowing"]
         lines += [
@@ -603,24 +614,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     chosen = [s for s in (TINY_SECTIONS if args.tiny else SECTIONS) if s.name in args.sections]
     start = time.perf_counter()
-    sections = []
-    for section in chosen:
-        sections.append(run_section(section, args.device, args.repeats, args.tiny, progress))
-        # The next section's model is built where this one's was: free it all first.
-        gc.collect()
-        if args.device.startswith("cuda"):
-            torch.cuda.empty_cache()
     report = {
         "note": NOTE,
         "device": device_name(args.device),
         "tiny": args.tiny,
         "torch": torch.__version__,
         "diffusers": diffusers.__version__,
-        "seconds": time.perf_counter() - start,
-        "sections": sections,
+        "complete": False,
+        "seconds": 0.0,
+        "sections": [],
     }
-    (out / JSON_NAME).write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
-    (out / MARKDOWN_NAME).write_text(markdown(report))
+    for section in chosen:
+        report["sections"].append(
+            run_section(section, args.device, args.repeats, args.tiny, progress)
+        )
+        report["seconds"] = time.perf_counter() - start
+        report["complete"] = len(report["sections"]) == len(chosen)
+        # Written after every section (our own files from here on): a run stopped early keeps
+        # the sections it finished, and says it is incomplete.
+        (out / JSON_NAME).write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
+        (out / MARKDOWN_NAME).write_text(markdown(report))
+        # The next section's model is built where this one's was: free it all first.
+        gc.collect()
+        if args.device.startswith("cuda"):
+            torch.cuda.empty_cache()
     print(f"wrote {out / JSON_NAME} and {out / MARKDOWN_NAME} ({report['seconds']:.0f} s)")
     return 0
 

@@ -50,6 +50,7 @@ def test_every_section_measures_every_setting_with_sane_fields(bench, report):
     _, data, text = report
     assert [s["name"] for s in data["sections"]] == [s.name for s in bench.TINY_SECTIONS]
     assert "say nothing about quality" in data["note"] and data["note"] in text
+    assert data["complete"] and "Incomplete" not in text
     for spec, section in zip(bench.TINY_SECTIONS, data["sections"], strict=True):
         rows = rows_by_setting(section)
         assert list(rows) == list(spec.settings)
