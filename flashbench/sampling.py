@@ -171,14 +171,15 @@ def _window_velocity(
     for branch, branch_cond in branches.items():
         if branch == "uncond" and not guided:
             continue
-        flops = None if counter is None else counter.total
         tic = time.perf_counter()
         cache = state.caches.setdefault((window, branch), {})
-        velocities[branch], action = stepper.velocity(
-            model, x_window, sigmas, step, branch_cond.window(start, stop), cache
-        )
+        # Entering the counter starts it from zero: it holds this velocity's FLOPs alone.
+        with counter if counter is not None else contextlib.nullcontext():
+            velocities[branch], action = stepper.velocity(
+                model, x_window, sigmas, step, branch_cond.window(start, stop), cache
+            )
         seconds = time.perf_counter() - tic
-        flops = None if counter is None else counter.total - flops
+        flops = None if counter is None else counter.total
         trace.append(StepRecord(step, sigma, window, branch, action, seconds, flops))
     if not guided:
         return velocities["cond"]
@@ -234,33 +235,32 @@ def sample(
     counter = FlopCounter() if count_flops else None
     start_time = time.perf_counter()
     x = noise.clone()
-    with counter if counter is not None else contextlib.nullcontext():
-        for step in range(len(sigmas) - 1):
-            windows = windowing.windows(frames, step)
-            outputs, guided = [], {}
-            for window in windows:
-                x_window = x[:, :, window[0] : window[1]]
-                v = _window_velocity(
-                    model,
-                    x_window,
-                    sigmas,
-                    step,
-                    window,
-                    branches,
-                    stepper,
-                    guidance,
-                    state,
-                    trace,
-                    counter,
-                )
-                guided[window] = v
-                history = state.histories.setdefault(window, {})
-                outputs.append(stepper.advance(x_window, v, sigmas, step, history))
-            x = blend(outputs, windows, windowing.weights(frames, step), like=x)
-            if callback is not None:
-                callback(StepEnd(step, float(sigmas[step]), x, guided))
-            peak_cache = max(peak_cache, sum(stepper.cache_bytes(c) for c in state.caches.values()))
-            state.keep_only(windows)
+    for step in range(len(sigmas) - 1):
+        windows = windowing.windows(frames, step)
+        outputs, guided = [], {}
+        for window in windows:
+            x_window = x[:, :, window[0] : window[1]]
+            v = _window_velocity(
+                model,
+                x_window,
+                sigmas,
+                step,
+                window,
+                branches,
+                stepper,
+                guidance,
+                state,
+                trace,
+                counter,
+            )
+            guided[window] = v
+            history = state.histories.setdefault(window, {})
+            outputs.append(stepper.advance(x_window, v, sigmas, step, history))
+        x = blend(outputs, windows, windowing.weights(frames, step), like=x)
+        if callback is not None:
+            callback(StepEnd(step, float(sigmas[step]), x, guided))
+        peak_cache = max(peak_cache, sum(stepper.cache_bytes(c) for c in state.caches.values()))
+        state.keep_only(windows)
     seconds = time.perf_counter() - start_time
     actions = dict(Counter(record.action for record in trace))
     flops = None if counter is None else sum(record.flops for record in trace)
