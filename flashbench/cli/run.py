@@ -40,6 +40,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             threads=args.threads,
             accelerator=args.accelerator,
         )
+        if summary is None:
+            # A rank the launcher started: the launcher reports, and a nonzero exit here would
+            # make Lightning's process observer kill the launcher while it does so.
+            return 0
     print(
         f"{summary.out}: {summary.done} units done, {summary.skipped} already finished, {summary.failed} failed"
     )
