@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 from torchmetrics.aggregation import SumMetric
 
 from flashbench.run.directory import check_locked_by, open_run_dir, write_plan
+from flashbench.run.fits import check_fits, run_memory
 from flashbench.run.measure import Measurer
 from flashbench.run.plan import plan_run, suite_models
 from flashbench.run.pooled import check_pooled, pooled_failures, write_pooled_rows
@@ -125,7 +126,9 @@ def run_distributed(
     rank = launched_rank()
     if rank is not None:
         check_locked_by(out, os.getppid(), f"LOCAL_RANK={rank}")
-        _predict(SuiteShards(suite.path, str(out), limit, threads, os.getppid()), devices, accelerator)
+        _predict(
+            SuiteShards(suite.path, str(out), limit, threads, os.getppid()), devices, accelerator
+        )
         return None
     # The manifest is written once, before any rank starts, so ranks never race on it.
     setting_models = suite_models(suite)
@@ -138,6 +141,8 @@ def run_distributed(
             f"devices, whole cases per process); use --devices {len(plan.cases)} or fewer"
         )
     check_pooled(plan, measurer)
+    for note in check_fits(plan, setting_models, run_memory(accelerator, devices))[1]:
+        log.info(note)
     if sys.argv[1:2] != ["run"]:
         # The launcher re-runs sys.argv: from anything but `flashbench run` (a test runner, a
         # notebook) each rank would run that program again.

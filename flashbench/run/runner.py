@@ -28,6 +28,7 @@ from flashbench.models.base import CaseInputs, CaseSpec, PortraitModel
 from flashbench.planning.regime import VelocityRecorder
 from flashbench.run.directory import open_run_dir, record_error, write_plan
 from flashbench.run.files import atomic_json, atomic_with, write_image, write_video
+from flashbench.run.fits import check_fits, device_memory
 from flashbench.run.measure import Measurer, speed_rows, unit_rows
 from flashbench.run.passes import measured_pass, prepare_pass
 from flashbench.run.plan import (
@@ -376,6 +377,8 @@ def run_suite(
     plan = plan_run(suite, model, limit)
     measurer = Measurer(plan.measures.names, dict(plan.measures.backends), model)
     check_pooled(plan, measurer)
+    for note in check_fits(plan, setting_models, device_memory(device))[1]:
+        log.info(note)
     with open_run_dir(out, suite, setting_models, measurer, resume=resume, threads=threads):
         write_plan(out, plan, measurer)
         runner = CaseRunner(plan, setting_models, out, progress, measurer, device)
