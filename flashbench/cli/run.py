@@ -63,9 +63,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     """Validate suites: schema, names of settings/steppers/metrics, sweeps that build, and that
     each unit fits the memory of --device by the memory planner (docs/memory.md)."""
-    from flashbench.run.fits import GIB, check_fits, device_memory
+    from flashbench.run.fits import GIB, check_device, check_fits, device_memory
     from flashbench.run.plan import plan_run, suite_models
-    from flashbench.run.runner import check_device
 
     memory = device_memory(check_device(args.device))
     status = 0

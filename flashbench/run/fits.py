@@ -18,6 +18,7 @@ import psutil
 import torch
 
 from flashbench.denoiser import Cond, is_layered
+from flashbench.errors import one_line
 from flashbench.models.base import PortraitModel
 from flashbench.planning.memory import PlannedModel
 from flashbench.planning.memory import plan as plan_memory
@@ -33,6 +34,34 @@ class Memory:
     device: str
     available: int
     processes: int = 1
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch device this machine has; a ValueError naming the fix otherwise."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise ValueError(
+            f"--device {str(device)!r} is not a torch device ({one_line(err)}); use cpu or cuda[:N]"
+        ) from err
+    if parsed.type == "cpu":
+        return parsed
+    if parsed.type != "cuda":
+        raise ValueError(
+            f"--device {str(device)!r}: runs support cpu and cuda[:N]; use one of them"
+        )
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise ValueError(
+            f"--device {str(device)!r}: no CUDA GPU is available here (torch {torch.__version__}); "
+            "use --device cpu"
+        )
+    if parsed.index is not None and parsed.index >= count:
+        raise ValueError(
+            f"--device {str(device)!r}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}; "
+            "choose one of them"
+        )
+    return parsed
 
 
 def device_memory(device: str | torch.device, processes: int = 1) -> Memory:
@@ -110,7 +139,7 @@ def check_fits(
             longest[key] = unit
     conds: dict[tuple[int, int], Cond] = {}
     probes: dict[tuple[int, int], dict] = {}
-    peaks: list[tuple[int, Unit]] = []
+    peaks: list[int] = []
     for unit in longest.values():
         model, case = setting_models[unit.setting.name], unit.case
         shape = tuple(model.latent_shape(case))
@@ -123,19 +152,22 @@ def check_fits(
         )
         guided = run_plan.sampling.guidance.get(unit.setting.name) is not None
         steps = run_plan.sampling.steps
-        total = plan_memory(
+        peak = plan_memory(
             planned, unit.setting, steps, guided, probes=probes.setdefault(short, {})
         ).total
-        peaks.append((total, unit))
-    too_large = [(peak, unit) for peak, unit in peaks if peak * memory.processes > memory.available]
-    if too_large:
-        peak, unit = max(too_large, key=lambda pair: pair[0])
-        shared = f" x {memory.processes} processes" if memory.processes > 1 else ""
-        raise ValueError(
-            f"unit {unit.name} does not fit: the memory planner puts its peak at "
-            f"{peak / GIB:,.1f} GiB{shared} ({unit.case.frames} frames at {unit.case.resolution}px, "
-            f"setting {unit.setting.name!r}), but {memory.device} has {memory.available / GIB:,.1f} GiB "
-            "available; shorten the suite's case lengths, choose a windowed setting or a larger "
-            "device (see `flashbench memory`)"
-        )
-    return max((peak for peak, _ in peaks), default=None), sorted(notes.values())
+        peaks.append(peak)
+        if peak * memory.processes > memory.available:
+            # Refused at once: planning the many windows of a video too long to fit is slow.
+            _refuse(unit, peak, memory)
+    return max(peaks, default=None), sorted(notes.values())
+
+
+def _refuse(unit: Unit, peak: int, memory: Memory) -> None:
+    shared = f" x {memory.processes} processes" if memory.processes > 1 else ""
+    raise ValueError(
+        f"unit {unit.name} does not fit: the memory planner puts its peak at "
+        f"{peak / GIB:,.1f} GiB{shared} ({unit.case.frames} frames at {unit.case.resolution}px, "
+        f"setting {unit.setting.name!r}), but {memory.device} has {memory.available / GIB:,.1f} GiB "
+        "available; shorten the suite's case lengths, choose a windowed setting or a larger "
+        "device (see `flashbench memory`)"
+    )
