@@ -97,10 +97,9 @@ class SuiteShards(L.LightningModule):
         self.trainer.strategy.barrier("pooled rows written")
 
 
-def launched_rank() -> int | None:
+def launched_rank() -> str | None:
     """This process's local rank if Lightning's ``ddp`` launcher started it (``LOCAL_RANK``), else None."""
-    rank = os.environ.get("LOCAL_RANK")
-    return None if rank is None else int(rank)
+    return os.environ.get("LOCAL_RANK")
 
 
 def run_distributed(

@@ -122,7 +122,7 @@ def check_fits(
     """Refuse (ValueError) a run one of whose units' planned peak exceeds ``memory``.
 
     Returns the largest planned peak of one process (None: nothing planned) and a note per model
-    that could not be planned (its units are not checked).
+    or setting that could not be planned (its units are not checked).
     """
     notes: dict[str, str] = {}
     # A unit's peak grows with its case's length (the video's latents, the windows alive), so
@@ -152,9 +152,16 @@ def check_fits(
         )
         guided = run_plan.sampling.guidance.get(unit.setting.name) is not None
         steps = run_plan.sampling.steps
-        peak = plan_memory(
-            planned, unit.setting, steps, guided, probes=probes.setdefault(short, {})
-        ).total
+        try:
+            peak = plan_memory(
+                planned, unit.setting, steps, guided, probes=probes.setdefault(short, {})
+            ).total
+        except ValueError as err:  # a stepper whose state the planner cannot see refuses
+            notes[unit.setting.name] = (
+                f"setting {unit.setting.name!r}: memory not planned ({one_line(err)}); "
+                "its units are not checked"
+            )
+            continue
         peaks.append(peak)
         if peak * memory.processes > memory.available:
             # Refused at once: planning the many windows of a video too long to fit is slow.

@@ -97,3 +97,13 @@ def test_a_gpu_run_on_a_machine_without_enough_gpus_is_one_line(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ValueError, match="no CUDA GPU is available here; use --accelerator cpu"):
         fits.run_memory("gpu", 2)
+
+
+def test_a_setting_the_planner_cannot_see_is_named_and_not_refused(tiny_text):
+    text = tiny_text + '\n[[settings]]\nname = "fbc"\nstepper = "diffusers_cache"\n'
+    suite = parse_suite(text, "tiny.toml")
+    setting_models = suite_models(suite)
+    run_plan = plan_run(suite, setting_models[suite.baseline])
+    peak, notes = check_fits(run_plan, setting_models, Memory("cpu", 2**50))
+    assert peak > 0
+    assert len(notes) == 1 and notes[0].startswith("setting 'fbc': memory not planned (")
