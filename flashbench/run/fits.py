@@ -1,8 +1,9 @@
 """Whether a run's units fit the memory of the device they run on, by the memory planner, before anything is written.
 
 ``flashbench.planning.memory.plan`` computes a unit's peak from the model's shapes alone; here
-it is asked once per (setting, case length, resolution) and compared with what the device has:
-on a CPU the RAM available now (shared by every process of the run), on a GPU its free memory.
+it is asked for the longest case of each setting and resolution, and the peak compared with what
+the device (checked by ``check_device``) has: on a CPU the RAM available now (shared by every
+process of the run), on a GPU its free memory (docs/memory.md).
 
 A model is planned when its denoiser is layered and it declares ``latent_shape(case)`` (the
 latent of a case without preparing it: preparing renders the whole video, which for a case too
