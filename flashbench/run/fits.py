@@ -147,7 +147,14 @@ def check_fits(
         # The conditioning and a window's probe depend on the model and the resolution alone.
         short = (id(model), case.resolution)
         if short not in conds:
-            conds[short] = model.prepare(replace(case, frames=1)).cond
+            try:
+                conds[short] = model.prepare(replace(case, frames=1)).cond
+            except Exception as err:  # the run records a case it cannot prepare, per unit
+                notes[unit.setting.name] = (
+                    f"setting {unit.setting.name!r}: memory not planned (case {case.id} cannot "
+                    f"be prepared: {one_line(err)}); its units are not checked"
+                )
+                continue
         planned = PlannedModel(
             model.name, model.denoiser, shape, torch.float32, _stretched(conds[short], shape[2])
         )
