@@ -173,14 +173,14 @@ def check_fits(
         peaks.append(peak)
         if peak * memory.processes > memory.available:
             # Refused at once: planning the many windows of a video too long to fit is slow.
-            _refuse(unit, peak, memory)
+            _refuse(run_plan.source, unit, peak, memory)
     return max(peaks, default=None), sorted(notes.values())
 
 
-def _refuse(unit: Unit, peak: int, memory: Memory) -> None:
+def _refuse(source: str, unit: Unit, peak: int, memory: Memory) -> None:
     shared = f" x {memory.processes} processes" if memory.processes > 1 else ""
     raise ValueError(
-        f"unit {unit.name} does not fit: the memory planner puts its peak at "
+        f"{source}: unit {unit.name} does not fit: the memory planner puts its peak at "
         f"{peak / GIB:,.1f} GiB{shared} ({unit.case.frames} frames at {unit.case.resolution}px, "
         f"setting {unit.setting.name!r}), but {memory.device} has {memory.available / GIB:,.1f} GiB "
         "available; shorten the suite's case lengths, choose a windowed setting or a larger "

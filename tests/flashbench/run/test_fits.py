@@ -34,7 +34,7 @@ def one_line(capsys) -> str:
 def test_validate_refuses_a_suite_whose_units_do_not_fit(absurd_path, capsys):
     assert main(["validate", str(absurd_path)]) == 2
     err = one_line(capsys)
-    assert "unit self_id10544_drv0_100000f__baseline__seed0 does not fit" in err
+    assert f"{absurd_path}: unit self_id10544_drv0_100000f__baseline__seed0 does not fit" in err
     assert "100000 frames at 4096px" in err and "GiB available" in err and "cpu has" in err
 
 
@@ -44,7 +44,7 @@ def test_run_refuses_a_suite_whose_units_do_not_fit_and_writes_nothing(
     out = tmp_path / "run"
     assert main(["run", str(absurd_path), "--out", str(out), "--no-progress"]) == 2
     err = one_line(capsys)
-    assert err.startswith("flashbench run: error: unit ") and "does not fit" in err
+    assert err.startswith(f"flashbench run: error: {absurd_path}: unit ") and "does not fit" in err
     assert not out.exists()
 
 
