@@ -188,16 +188,22 @@ class ReferencePortraitModel:
             **{name: networks[name]["sha256"] for name in WORLD_NETWORKS},
         }
 
-    def prepare(self, case):
-        """Reference frame, driving video, ground truth and conditioning of one suite case."""
-        from reference_model.dit import make_cond
-        from reference_model.world_cases import render_case
-
+    def latent_shape(self, case):
+        """The latent ``case`` samples, without preparing it (the memory planner's input)."""
         size = self.pixels_per_latent * self.denoiser.config.latent_size
         if case.resolution != size:
             raise ValueError(
                 f"resolution={case.resolution}: the reference model runs at {size}; set resolution = {size}"
             )
+        cfg = self.denoiser.config
+        return (1, cfg.latent_channels, case.frames, cfg.latent_size, cfg.latent_size)
+
+    def prepare(self, case):
+        """Reference frame, driving video, ground truth and conditioning of one suite case."""
+        from reference_model.dit import make_cond
+        from reference_model.world_cases import render_case
+
+        shape = self.latent_shape(case)
         reference, driving, truth = render_case(case, world=self.world)
         with torch.no_grad():
             reference_latent = self.denoiser.normalize_latent(
@@ -205,8 +211,6 @@ class ReferencePortraitModel:
             )[:, :, 0]
             expression = extract_video(self.extractor, driving.transpose(0, 1)[None])
         cond = make_cond(reference_latent, expression)
-        cfg = self.denoiser.config
-        shape = (1, cfg.latent_channels, case.frames, cfg.latent_size, cfg.latent_size)
         return CaseInputs(cond, shape, reference, truth, driving)
 
     def decode(self, latents: Tensor) -> Tensor:

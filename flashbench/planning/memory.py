@@ -263,19 +263,21 @@ def plan(
     steps: int = 30,
     guided: bool = False,
     offload: str = "none",
+    probes: dict[int, _Probe] | None = None,
 ) -> MemoryPlan:
     """The memory of sampling ``model``'s video under ``setting`` over ``steps`` steps.
 
     ``guided`` plans two guidance branches even where the setting has no guidance (as
     FlashPortrait's emotion CFG samples every setting); ``offload="blocks"`` counts only the
-    weights block-level offloading keeps on the device.
+    weights block-level offloading keeps on the device. ``probes``: the window probes of
+    ``model`` by length, shared by the plans of one model (a probe is the planner's cost).
     """
     weights = resident_weights(model.denoiser, offload)
     stepper, windowing, guidance = setting.build()
     branches = 2 if guided or guidance is not None else 1
     frames = model.latent_shape[2]
     planned_steps = len(stepper.plan(flow_match_sigmas(steps))) - 1
-    probes: dict[int, _Probe] = {}
+    probes = {} if probes is None else probes
 
     def probe(length: int) -> _Probe:
         if length not in probes:
