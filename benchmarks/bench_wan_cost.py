@@ -34,6 +34,7 @@ from diffusers import WanTransformer3DModel
 from torch.utils.flop_counter import FlopCounterMode
 
 from flashbench.models.wan.denoiser import WanDenoiser, wan_cond
+from flashbench.planning.memory import WAN_CONFIGS
 from flashbench.schedule import flow_match_sigmas
 from flashbench.settings import settings
 from flashbench.steppers.base import cache_tensors
@@ -41,20 +42,7 @@ from flashbench.steppers.base import cache_tensors
 # Wan2.1's released transformer configs (diffusers' Wan-AI/Wan2.1-T2V-*-Diffusers).
 WAN = {"patch_size": (1, 2, 2), "in_channels": 16, "out_channels": 16, "text_dim": 4096}
 WAN.update(freq_dim=256, cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6)
-SIZES = {
-    "1.3B": {
-        "num_attention_heads": 12,
-        "attention_head_dim": 128,
-        "ffn_dim": 8960,
-        "num_layers": 30,
-    },
-    "14B": {
-        "num_attention_heads": 40,
-        "attention_head_dim": 128,
-        "ffn_dim": 13824,
-        "num_layers": 40,
-    },
-}
+SIZES = {"1.3B": WAN_CONFIGS["wan2.1-1.3b"], "14B": WAN_CONFIGS["wan2.1-14b"]}
 # 81 frames through Wan's VAE (4x in time after the first frame, 8x in space) -> 21 latent frames.
 RESOLUTIONS = {"480p": (480, 832), "720p": (720, 1280)}
 FRAMES, TEXT_TOKENS = 81, 512

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -11,6 +12,7 @@ import torch
 from torch import Tensor
 
 from flashbench.denoiser import Cond, Denoiser, check_latent
+from flashbench.flops import FlopCounter
 from flashbench.guidance import CFG, RULES, GuidanceRule
 from flashbench.schedule import check_sigmas
 from flashbench.steppers import Euler, Stepper
@@ -87,7 +89,10 @@ class Guidance:
 
 @dataclass(frozen=True)
 class StepRecord:
-    """What happened at one step, in one window, in one guidance branch."""
+    """What happened at one step, in one window, in one guidance branch.
+
+    ``flops``: what the velocity cost (``flashbench.flops``), None where sampling did not count.
+    """
 
     step: int
     sigma: float
@@ -95,6 +100,7 @@ class StepRecord:
     branch: str
     action: str
     seconds: float
+    flops: int | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,9 @@ class Sample:
     # Peak process memory while sampling (CPU RSS / CUDA max allocated), when the caller measured
     # it; the runner does, through metrics.speed.measure.
     peak_bytes: int | None = None
+    # FLOPs of every velocity (``sample(count_flops=True)``): full and partial passes, every
+    # window and guidance branch; None where not counted.
+    flops: int | None = None
 
 
 @dataclass
@@ -152,6 +161,7 @@ def _window_velocity(
     guidance: Guidance | None,
     state: _WindowState,
     trace: list[StepRecord],
+    counter: FlopCounter | None,
 ) -> Tensor:
     """One window's velocity at ``step``: each guidance branch through the stepper, then combined."""
     start, stop = window
@@ -163,10 +173,14 @@ def _window_velocity(
             continue
         tic = time.perf_counter()
         cache = state.caches.setdefault((window, branch), {})
-        velocities[branch], action = stepper.velocity(
-            model, x_window, sigmas, step, branch_cond.window(start, stop), cache
-        )
-        trace.append(StepRecord(step, sigma, window, branch, action, time.perf_counter() - tic))
+        # Entering the counter starts it from zero: it holds this velocity's FLOPs alone.
+        with counter if counter is not None else contextlib.nullcontext():
+            velocities[branch], action = stepper.velocity(
+                model, x_window, sigmas, step, branch_cond.window(start, stop), cache
+            )
+        seconds = time.perf_counter() - tic
+        flops = None if counter is None else counter.total
+        trace.append(StepRecord(step, sigma, window, branch, action, seconds, flops))
     if not guided:
         return velocities["cond"]
     return guidance.rule.combine(
@@ -191,13 +205,16 @@ def sample(
     windowing: Full | Sliding | None = None,
     guidance: Guidance | None = None,
     callback: Callable[[StepEnd], None] | None = None,
+    count_flops: bool = False,
 ) -> Sample:
     """Integrate the flow-matching ODE from ``noise`` at ``sigmas[0]`` down to ``sigmas[-1]``.
 
     ``noise`` is never modified. Windows are processed one at a time, so activation memory is
     bounded by the window; stepper caches live per (window, guidance branch). ``callback``, if
     given, is called after every step (as in k-diffusion's samplers) and must not modify what
-    it is given.
+    it is given. ``count_flops`` counts the FLOPs of every velocity (``flashbench.flops``: the
+    denoiser's passes, partial ones included, and any matmul a stepper does itself) into the
+    trace and ``Sample.flops``; it slows sampling, so timed passes leave it off.
     """
     check_latent(noise, "noise")
     check_sigmas(sigmas)
@@ -215,6 +232,7 @@ def sample(
     state = _WindowState()
     trace: list[StepRecord] = []
     peak_cache = 0
+    counter = FlopCounter() if count_flops else None
     start_time = time.perf_counter()
     x = noise.clone()
     for step in range(len(sigmas) - 1):
@@ -223,7 +241,17 @@ def sample(
         for window in windows:
             x_window = x[:, :, window[0] : window[1]]
             v = _window_velocity(
-                model, x_window, sigmas, step, window, branches, stepper, guidance, state, trace
+                model,
+                x_window,
+                sigmas,
+                step,
+                window,
+                branches,
+                stepper,
+                guidance,
+                state,
+                trace,
+                counter,
             )
             guided[window] = v
             history = state.histories.setdefault(window, {})
@@ -235,4 +263,7 @@ def sample(
         state.keep_only(windows)
     seconds = time.perf_counter() - start_time
     actions = dict(Counter(record.action for record in trace))
-    return Sample(x, actions.get("compute", 0), tuple(trace), seconds, peak_cache, actions)
+    flops = None if counter is None else sum(record.flops for record in trace)
+    return Sample(
+        x, actions.get("compute", 0), tuple(trace), seconds, peak_cache, actions, flops=flops
+    )

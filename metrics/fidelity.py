@@ -1,4 +1,4 @@
-"""Frame fidelity: PSNR, SSIM (Wang et al. 2004) and LPIPS (Zhang et al. 2018, arXiv:1801.03924).
+"""Frame fidelity: PSNR, SSIM (Wang et al. 2004), LPIPS (Zhang et al. 2018, arXiv:1801.03924), detail.
 
 Each compares generated frames with target frames of the same shape and averages a per-frame
 score over every frame seen (float64 sums, so batching and DDP do not change the result).
@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.functional.image import structural_similarity_index_measure
@@ -24,7 +25,7 @@ from torchmetrics.utilities import dim_zero_cat
 from metrics.inputs import check_images, check_video, video_frames
 from metrics.weights import describe_backend, verified_weight
 
-__all__ = ["LPIPS", "PSNR", "SSIM", "FrameAverage", "MeanAbsoluteError"]
+__all__ = ["LPIPS", "PSNR", "SSIM", "DetailRatio", "FrameAverage", "MeanAbsoluteError"]
 
 
 class FrameAverage(Metric):
@@ -78,16 +79,25 @@ class PSNR(FrameAverage):
     """Peak signal-to-noise ratio per frame, 10 log10(1 / MSE) in dB for values in [0, 1].
 
     `cap_db` caps each frame's score (identical frames are +inf otherwise; rows are strict JSON).
+    `downsample` k > 1 compares frames area-averaged over k x k pixels first: what a sampler
+    keeps of the content and layout, with pixel noise and grain averaged out.
     """
 
     higher_is_better = True
-    backend_name = "psnr"
 
-    def __init__(self, cap_db: float | None = None, **kwargs) -> None:
+    def __init__(self, cap_db: float | None = None, downsample: int = 1, **kwargs) -> None:
         super().__init__(**kwargs)
+        if isinstance(downsample, bool) or not isinstance(downsample, int) or downsample < 1:
+            raise ValueError(f"downsample={downsample!r} must be an integer >= 1 (1: full frames)")
         self.cap_db = cap_db
+        self.downsample = downsample
+        self.backend_name = "psnr" if downsample == 1 else f"psnr-area{downsample}"
 
     def frame_scores(self, generated: Tensor, target: Tensor) -> Tensor:
+        if self.downsample > 1:
+            generated, target = (
+                F.avg_pool2d(x.double(), self.downsample) for x in (generated, target)
+            )
         mse = (generated.double() - target.double()).square().mean(dim=(1, 2, 3))
         scores = 10 * torch.log10(1.0 / mse)
         return scores if self.cap_db is None else scores.clamp(max=self.cap_db)
@@ -113,6 +123,41 @@ class SSIM(FrameAverage):
         return structural_similarity_index_measure(
             generated.float(), target.float(), data_range=1.0, reduction="none"
         )
+
+
+class DetailRatio(FrameAverage):
+    """High-frequency energy of each generated frame over the target's: 1 = as detailed.
+
+    The energy is the mean square of what a `box` x `box` box blur removes (the frame minus its
+    block means). Large sampling steps average detail away (below 1); noise left in a frame
+    adds energy (above 1). It compares amounts of detail, not where the detail is, so it reads
+    lost texture even where the content is free to differ from the target (hair strands,
+    grain). A target without detail (a flat frame) is an error rather than an infinite ratio.
+    """
+
+    higher_is_better = None
+    backend_name = "hf-energy"
+
+    def __init__(self, box: int = 4, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if isinstance(box, bool) or not isinstance(box, int) or box < 2:
+            raise ValueError(f"box={box!r} must be an integer >= 2 (the blur's width in pixels)")
+        self.box = box
+
+    def _energy(self, frames: Tensor) -> Tensor:
+        frames = frames.double()
+        blurred = F.interpolate(F.avg_pool2d(frames, self.box), scale_factor=self.box)
+        height, width = blurred.shape[-2:]
+        return (frames[..., :height, :width] - blurred).square().mean(dim=(1, 2, 3))
+
+    def frame_scores(self, generated: Tensor, target: Tensor) -> Tensor:
+        reference = self._energy(target)
+        if bool((reference <= 0).any()):
+            raise ValueError(
+                "a target frame has no high-frequency energy (a flat frame): the detail ratio is "
+                "undefined; compare against a target with texture"
+            )
+        return self._energy(generated) / reference
 
 
 class LPIPS(FrameAverage):

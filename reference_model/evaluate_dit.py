@@ -63,11 +63,12 @@ def identity_similarity(encoder, video: Tensor, reference: Tensor) -> float:
 
 
 def write_grid(rows: dict[str, Tensor], path: Path, clips: int = 3, frames: int = 8) -> None:
-    """A PNG: for each of ``clips`` clips, one row per entry of ``rows``, ``frames`` frames wide."""
+    """A PNG: for each of the first ``clips`` clips (fewer if fewer were sampled), one row per
+    entry of ``rows``, ``frames`` frames wide."""
     import torchvision
 
     tiles = []
-    for i in range(clips):
+    for i in range(min(clips, rows["truth"].shape[0])):
         for video in rows.values():
             t = video.shape[2]
             idx = torch.linspace(0, t - 1, min(frames, t)).round().long()

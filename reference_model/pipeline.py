@@ -15,10 +15,17 @@ from flashbench.sampling import Guidance
 from metrics.weights import file_sha256
 from reference_model.dit import CONFIGS, NFEB_VARIANTS, DiTConfig, PortraitDiT
 from reference_model.lightning import generate
-from reference_model.shipped_weights import read_json, read_manifest, restore_hint
+from reference_model.shipped_weights import (
+    WEIGHTS_DIR,
+    WORLD_WEIGHTS,
+    read_json,
+    read_manifest,
+    restore_hint,
+)
 
-WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "dit_small.pt"
+# Each world's DiT, trained on that world's clips (MODEL_CARD_DIT.md, MODEL_CARD_V2.md).
+WORLD_DITS = {world: folder / "dit_small.pt" for world, folder in WORLD_WEIGHTS.items()}
 
 
 def encode_video(autoencoder, video: Tensor) -> Tensor:
@@ -76,8 +83,8 @@ def verify_shipped_dit(path: Path) -> None:
 def load_reference_model(path: str | Path | None = None, check_sha256: bool = True) -> PortraitDiT:
     """The shipped FlashPortrait-style DiT (``small``) in eval mode, verified against ``weights/dit.json``."""
     path = Path(path) if path is not None else DEFAULT_WEIGHTS
-    # Any spelling of the shipped file (relative, through a link) is checked like the default.
-    if check_sha256 and path.resolve() == DEFAULT_WEIGHTS.resolve():
+    # Any spelling of a shipped file (relative, through a link) is checked like the default.
+    if check_sha256 and path.resolve() in {p.resolve() for p in WORLD_DITS.values()}:
         verify_shipped_dit(path)
     if not path.exists():
         raise ValueError(
@@ -140,7 +147,12 @@ WORLD_NETWORKS = ("autoencoder.pt", "expression.pt", "identity.pt")
 
 
 class ReferencePortraitModel:
-    """The shipped DiT with its world (renderer, autoencoder, extractor), as flashbench's ``PortraitModel``."""
+    """A reference DiT with its world (renderer, autoencoder, extractor), as flashbench's ``PortraitModel``.
+
+    ``world`` picks the world version (``reference_model.world.versions``) whose clips the
+    cases are and whose networks encode, decode and measure them: ``v1`` (the first testbed,
+    ``weights/``) or ``v2`` (hidden scene dynamics, ``weights_v2/``; MODEL_CARD_V2.md).
+    """
 
     name = "reference"
     fps = 25
@@ -156,43 +168,49 @@ class ReferencePortraitModel:
         "background_mask",
     )
 
-    def __init__(self, weights: str | Path | None = None) -> None:
+    def __init__(self, weights: str | Path | None = None, world: str = "v1") -> None:
         from reference_model.autoencoder import load_autoencoder
         from reference_model.expression import load_expression_extractor
         from reference_model.world import SPLITS
 
+        self.world = world
+        self.world_weights = WORLD_WEIGHTS[world]
         self.splits = SPLITS
-        self.denoiser = load_reference_model(weights)
-        self.autoencoder = load_autoencoder()
-        self.extractor = load_expression_extractor()
-        dit = Path(weights) if weights is not None else DEFAULT_WEIGHTS
+        dit = Path(weights) if weights is not None else WORLD_DITS[world]
+        self.denoiser = load_reference_model(dit)
+        self.autoencoder = load_autoencoder(self.world_weights)
+        self.extractor = load_expression_extractor(self.world_weights)
         # The autoencoder decodes every frame and the extractor makes the condition, so a
         # change to either changes results as much as the DiT's own weights do.
-        world = read_manifest()
+        networks = read_manifest(self.world_weights)
         self._hashes = {
             dit.name: file_sha256(dit),
-            **{name: world[name]["sha256"] for name in WORLD_NETWORKS},
+            **{name: networks[name]["sha256"] for name in WORLD_NETWORKS},
         }
+
+    def latent_shape(self, case):
+        """The latent ``case`` samples, without preparing it (the memory planner's input)."""
+        size = self.pixels_per_latent * self.denoiser.config.latent_size
+        if case.resolution != size:
+            raise ValueError(
+                f"resolution={case.resolution}: the reference model runs at {size}; set resolution = {size}"
+            )
+        cfg = self.denoiser.config
+        return (1, cfg.latent_channels, case.frames, cfg.latent_size, cfg.latent_size)
 
     def prepare(self, case):
         """Reference frame, driving video, ground truth and conditioning of one suite case."""
         from reference_model.dit import make_cond
         from reference_model.world_cases import render_case
 
-        size = self.pixels_per_latent * self.denoiser.config.latent_size
-        if case.resolution != size:
-            raise ValueError(
-                f"resolution={case.resolution}: the reference model runs at {size}; set resolution = {size}"
-            )
-        reference, driving, truth = render_case(case)
+        shape = self.latent_shape(case)
+        reference, driving, truth = render_case(case, world=self.world)
         with torch.no_grad():
             reference_latent = self.denoiser.normalize_latent(
                 encode_video(self.autoencoder, reference[None, :, None])
             )[:, :, 0]
             expression = extract_video(self.extractor, driving.transpose(0, 1)[None])
         cond = make_cond(reference_latent, expression)
-        cfg = self.denoiser.config
-        shape = (1, cfg.latent_channels, case.frames, cfg.latent_size, cfg.latent_size)
         return CaseInputs(cond, shape, reference, truth, driving)
 
     def decode(self, latents: Tensor) -> Tensor:
@@ -213,22 +231,27 @@ class ReferencePortraitModel:
     def identity_encoder(self):
         from reference_model.identity import load_identity_encoder
 
-        return load_identity_encoder()
+        return load_identity_encoder(self.world_weights)
 
     def face_features_extractor(self):
         """Frames -> the extractor's seven features (yaw, pitch, roll, eye_open, brow_raise, mouth_open, smile)."""
         return self.extractor
 
     def identity_calibration(self):
-        """The shipped identity encoder's calibration (0 = own frames, 1 = the median other identity)."""
+        """The world's identity encoder's calibration (0 = own frames, 1 = the median other identity)."""
         from reference_model.calibration import load_identity_calibration
 
-        return load_identity_calibration()
+        return load_identity_calibration(self.world_weights)
 
     def background_mask(self, case) -> Tensor:
-        """``[H, W]`` bool: the pixels of a case where only background shows in every frame."""
+        """``[H, W]`` bool: the pixels of a case where only a still background shows in every frame.
+
+        World v2's background drifts, its light changes and its grain moves: no pixel is still.
+        """
         from reference_model.world import driving_sequence, identity_params, static_background
 
+        if self.world != "v1":
+            return torch.zeros(case.resolution, case.resolution, dtype=torch.bool)
         motion = driving_sequence(case.driving_seed, case.frames)[None]
         return static_background(identity_params([case.identity]), motion, case.resolution)[0]
 
@@ -249,11 +272,13 @@ def _short(value: Any) -> str:
     return reprlib.repr(value)
 
 
-def _train_command(path: Path, variant: str | None) -> str:
+def _train_command(path: Path, variant: str | None, world: str = "v1") -> str:
     """The command that writes the checkpoint ``path`` (train_model exports ``<out>/dit_<config>.pt``).
 
     ``OUT/VARIANT/dit_small.pt`` is the NFEB ablation's layout: its driver trains all five alike.
     """
+    if world == "v2":
+        return f"OUT={path.parent} bash reference_model/train_v2.sh"
     if variant is not None and path.parent.name == variant and path.name == "dit_small.pt":
         return f"python -m reference_model.train_nfeb {path.parent.parent}"
     config = path.stem.removeprefix("dit_") if path.stem.startswith("dit_") else "small"
@@ -263,15 +288,26 @@ def _train_command(path: Path, variant: str | None) -> str:
     )
 
 
-def check_reference_args(weights: str | None = None, variant: str | None = None) -> ModelSpec:
+def check_reference_args(
+    weights: str | None = None, variant: str | None = None, world: str = "v1"
+) -> ModelSpec:
     """Check a ``reference`` model's parameters without building it: the checkpoint exists and holds ``variant``.
 
-    ``weights``: a checkpoint of ``reference_model.train_model`` (default: the shipped
+    ``weights``: a checkpoint of ``reference_model.train_model`` (default: the world's shipped
     ``paper`` weights); relative paths are read from the working directory. ``variant``: the
     NFEB variant the suite expects; the checkpoint's own config decides, so a mislabelled
-    checkpoint is refused rather than silently measured under the wrong name.
+    checkpoint is refused rather than silently measured under the wrong name. ``world``: the
+    world version (``v1``, ``v2``) whose clips and networks the model uses.
     """
     from reference_model.world import SPLITS
+    from reference_model.world.versions import WORLDS
+
+    if not isinstance(world, str) or world not in WORLDS:
+        close = difflib.get_close_matches(str(world), WORLDS, n=1, cutoff=0.3)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ValueError(
+            f"world={_short(world)} is not a world version; {hint}use one of {', '.join(WORLDS)}"
+        )
 
     if variant is not None and variant not in NFEB_VARIANTS:
         close = difflib.get_close_matches(str(variant), NFEB_VARIANTS, n=1, cutoff=0.5)
@@ -284,8 +320,8 @@ def check_reference_args(weights: str | None = None, variant: str | None = None)
             f'weights={_short(weights)} must be a path string, e.g. "runs/nfeb/add/dit_small.pt"'
         )
     try:
-        path = Path(weights).expanduser() if weights is not None else DEFAULT_WEIGHTS
-        shipped = path.resolve() == DEFAULT_WEIGHTS.resolve()
+        path = Path(weights).expanduser() if weights is not None else WORLD_DITS[world]
+        shipped = path.resolve() in {p.resolve() for p in WORLD_DITS.values()}
         exists = path.is_file()
     except (OSError, RuntimeError, ValueError) as err:  # a NUL byte, a name too long, ~nobody
         raise ValueError(
@@ -299,7 +335,7 @@ def check_reference_args(weights: str | None = None, variant: str | None = None)
     if not exists:
         where = "" if path.is_absolute() else f" (relative to the working directory {Path.cwd()})"
         raise ValueError(
-            f"weights file {str(path)!r} does not exist{where}; make it with `{_train_command(path, variant)}`"
+            f"weights file {str(path)!r} does not exist{where}; make it with `{_train_command(path, variant, world)}`"
         )
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
@@ -326,7 +362,9 @@ def check_reference_args(weights: str | None = None, variant: str | None = None)
     )
 
 
-def load_reference(weights: str | None = None, variant: str | None = None) -> PortraitModel:
+def load_reference(
+    weights: str | None = None, variant: str | None = None, world: str = "v1"
+) -> PortraitModel:
     """The FlashPortrait reference model (``reference_model.pipeline.portrait_model``) as a PortraitModel."""
-    check_reference_args(weights, variant)
-    return portrait_model(weights=weights)
+    check_reference_args(weights, variant, world)
+    return portrait_model(weights=weights, world=world)

@@ -1,4 +1,4 @@
-"""Weight files shipped in ``reference_model/weights/``, verified by sha256 before loading."""
+"""Weight files shipped in ``reference_model/weights/`` (world v1) and ``weights_v2/`` (world v2), verified by sha256 before loading."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ from torch import nn
 from metrics.weights import WeightStatus, file_sha256
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+WEIGHTS_V2 = Path(__file__).resolve().parent / "weights_v2"
+# Each world version's networks (and DiT) live in their own folder (MODEL_CARD_V2.md).
+WORLD_WEIGHTS = {"v1": WEIGHTS_DIR, "v2": WEIGHTS_V2}
 MANIFEST = "weights.json"
 # The DiT's sha256 is recorded apart from the world's networks (reference_model/pipeline.py).
 DIT_MANIFEST = "dit.json"
@@ -29,7 +32,7 @@ LICENCE = "Apache-2.0, as FlashBench (trained on its synthetic portrait world)"
 
 def restore_fix(path: Path) -> str:
     """How to get a shipped file back (it is tracked by git and installed with the package)."""
-    return f"restore it with `git checkout -- reference_model/weights/{path.name}` or reinstall flashbench"
+    return f"restore it with `git checkout -- reference_model/{path.parent.name}/{path.name}` or reinstall flashbench"
 
 
 def restore_hint(path: Path) -> str:
@@ -38,8 +41,8 @@ def restore_hint(path: Path) -> str:
 
 
 def is_shipped(path: Path) -> bool:
-    """Whether ``path``, however it is spelled (relative, with ``..``, a link), is in the shipped weights folder."""
-    return Path(path).resolve().parent == WEIGHTS_DIR.resolve()
+    """Whether ``path``, however it is spelled (relative, with ``..``, a link), is in a shipped weights folder."""
+    return Path(path).resolve().parent in {d.resolve() for d in WORLD_WEIGHTS.values()}
 
 
 def read_json(path: Path) -> Any:
@@ -124,27 +127,34 @@ def record(
 
 
 def weight_status(verify: bool = True) -> list[WeightStatus]:
-    """Every shipped weight file with its recorded sha256 (``dit.json``, ``weights.json``), present
-    or missing, hashed when ``verify``: the reference model's entry of ``flashbench weights``."""
-    dit = read_json(WEIGHTS_DIR / DIT_MANIFEST)
-    recorded = {dit["file"]: dit, **read_manifest()}
+    """Every shipped weight file of both worlds with its recorded sha256 (``dit.json``,
+    ``weights.json``), present or missing, hashed when ``verify``: the reference model's entry of
+    ``flashbench weights``."""
     records = []
-    for file_name, entry in recorded.items():
-        path = WEIGHTS_DIR / file_name
-        present = path.is_file()
-        actual = file_sha256(path) if present and verify else None
-        retrain = entry.get("retrain", "the stages of MODEL_CARD_DIT.md (`flashbench train`)")
-        records.append(
-            WeightStatus(
-                name=f"reference-{Path(file_name).stem}",
-                used_by=USES.get(file_name, "the reference model"),
-                path=str(path),
-                present=present,
-                expected_sha256=entry["sha256"],
-                actual_sha256=actual,
-                verified=None if actual is None else actual == entry["sha256"],
-                obtain=f"{restore_fix(path)}; or retrain: {retrain}",
-                licence=LICENCE,
+    for world, folder in WORLD_WEIGHTS.items():
+        dit = folder / DIT_MANIFEST
+        recorded = read_manifest(folder)
+        if dit.is_file() or world == "v1":
+            entry = read_json(dit)
+            recorded = {entry["file"]: entry, **recorded}
+        prefix = "reference" if world == "v1" else f"reference-{world}"
+        for file_name, entry in recorded.items():
+            path = folder / file_name
+            present = path.is_file()
+            actual = file_sha256(path) if present and verify else None
+            retrain = entry.get("retrain", "the stages of MODEL_CARD_DIT.md (`flashbench train`)")
+            records.append(
+                WeightStatus(
+                    name=f"{prefix}-{Path(file_name).stem}",
+                    used_by=USES.get(file_name, "the reference model")
+                    + ("" if world == "v1" else f", world {world} (MODEL_CARD_V2.md)"),
+                    path=str(path),
+                    present=present,
+                    expected_sha256=entry["sha256"],
+                    actual_sha256=actual,
+                    verified=None if actual is None else actual == entry["sha256"],
+                    obtain=f"{restore_fix(path)}; or retrain: {retrain}",
+                    licence=LICENCE,
+                )
             )
-        )
     return records

@@ -8,15 +8,14 @@ driving and hidden seeds below 10^6; held-out clips draw them at or above it.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import Tensor
 
 from reference_model.lightning import with_random_face
+from reference_model.shipped_weights import WEIGHTS_V2
+from reference_model.world.hidden import HELD_OUT_OFFSET
 
-WEIGHTS_V2 = Path(__file__).resolve().parent / "weights_v2"
-HELD_OUT_OFFSET = 1_000_000
+__all__ = ["HELD_OUT_OFFSET", "WEIGHTS_V2", "draw_clips", "random_frames_v2", "render_clips_v2"]
 
 
 def draw_clips(

@@ -319,6 +319,8 @@ def config_of(args: argparse.Namespace) -> TrainConfig:
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     torch.set_num_threads(args.threads)
+    # The networks' initial weights come from the global generator: --seed fixes them too.
+    torch.manual_seed(args.seed)
     trainer, _ = TRAINERS[args.network]
     trainer(config_of(args), args.weights_dir)
 

@@ -27,7 +27,7 @@ import pandas as pd
 from reports.bootstrap import Interval, format_interval, no_interval, paired_diff_ci
 from reports.load import Run
 from reports.seed_floor import BEYOND, WITHIN, floor_table, floor_text
-from reports.tables import aggregate_rows, direction_of, summary_table
+from reports.tables import aggregate_rows, direction_of, format_flops, summary_table
 
 CLAIMS_FILE = Path(__file__).parent / "data" / "claims.toml"
 REPRODUCES, FAILS, UNDECIDED, UNMEASURED = (
@@ -98,11 +98,13 @@ class Evidence:
 def _mean_ci(evidence: Evidence, setting: str, label: str) -> Interval | None:
     summary = evidence.summary
     if label == "wall_efficiency":
-        wall, nfe = (_mean_ci(evidence, setting, name) for name in ("speedup_wall", "speedup_nfe"))
-        if wall is None or nfe is None:
+        wall, flops = (
+            _mean_ci(evidence, setting, name) for name in ("speedup_wall", "speedup_flops")
+        )
+        if wall is None or flops is None:
             return None
-        # NFE is planned, not measured: the ratio's spread is the wall clock's.
-        return Interval(wall[0] / nfe[0], wall[1] / nfe[0], wall[2] / nfe[0], wall.cases)
+        # FLOPs are counted, not timed: the ratio's spread is the wall clock's.
+        return Interval(wall[0] / flops[0], wall[1] / flops[0], wall[2] / flops[0], wall.cases)
     found = summary[(summary["setting"] == setting) & (summary["label"] == label)]
     if found.empty:
         return None
@@ -200,11 +202,12 @@ def _check(claim: Claim, evidence: Evidence) -> tuple[str, str] | None:
 
 
 def _dominates(claim: Claim, evidence: Evidence) -> tuple[str, str] | None:
-    """No more full passes than ``versus`` and a better metric (its direction from the rows).
+    """No more FLOPs than ``versus`` and a better metric (its direction from the rows).
 
-    Cheaper and worse, or dearer and better, is a trade-off, not dominance either way: undecided.
+    FLOPs, not full passes: a partial pass or a window's overlap costs too. Cheaper and worse,
+    or dearer and better, is a trade-off, not dominance either way: undecided.
     """
-    cost = [_mean_ci(evidence, s, "nfe") for s in (claim.setting, claim.versus)]
+    cost = [_mean_ci(evidence, s, "flops") for s in (claim.setting, claim.versus)]
     quality = _paired(evidence, claim)
     if None in cost or quality is None:
         return None
@@ -215,7 +218,7 @@ def _dominates(claim: Claim, evidence: Evidence) -> tuple[str, str] | None:
     higher = direction_of(rows[rows["metric"] == metric]["higher_is_better"].iloc[0])
     gain_low, gain_high = (low, high) if higher else (-high, -low)
     change = format_interval(diff, low, high, cases, sign="+")
-    ours = f"{mine:.3g} vs {theirs:.3g} full passes; {claim.metric} {change}"
+    ours = f"{format_flops(mine)} vs {format_flops(theirs)}; {claim.metric} {change}"
     if math.isnan(low):
         return ours, UNDECIDED
     if gain_high < 0 and mine >= theirs:

@@ -13,6 +13,11 @@ from reports.sections import Section, Video
 
 CI_CELL = re.compile(r"^(\S+) (\[[^\]]+\])$")
 CODE_SPAN = re.compile(r"`([^`]+)`")
+# A Markdown link to a source (the regime section's footnotes): the HTML keeps its text only,
+# since the report points nowhere outside itself; the footnote table names the source in full.
+LINK = re.compile(r"\[([^\]]+)\]\(https?://[^)\s]+\)")
+# Cells longer than this wrap (a source's full citation) instead of widening the table.
+LONG_CELL = 80
 # Videos above this size stay as files next to the report; the GIF preview is always inline.
 MAX_INLINE_VIDEO_BYTES = 8 * 2**20
 
@@ -21,6 +26,7 @@ body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; max-width
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 13px; }
 th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: left; }
 td { white-space: nowrap; }
+td.long { white-space: normal; min-width: 28em; }
 div.scroll { overflow-x: auto; }
 th { background: #f0f0f0; }
 tr:nth-child(even) td { background: #fafafa; }
@@ -38,7 +44,7 @@ def data_uri(data: bytes, mime: str) -> str:
 
 
 def _cell(value: object) -> str:
-    text = html.escape(str(value))
+    text = html.escape(LINK.sub(r"[\1]", str(value)))
     match = CI_CELL.match(text)
     # A CI under its mean keeps wide tables within the page.
     return f"{match[1]}<br><span class='ci'>{match[2]}</span>" if match else text
@@ -50,7 +56,14 @@ def html_table(table: pd.DataFrame) -> str:
         return "<p class='note'>(none)</p>"
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>"
+        "<tr>"
+        + "".join(
+            f"<td class='long'>{_cell(v)}</td>"
+            if len(str(v)) > LONG_CELL
+            else f"<td>{_cell(v)}</td>"
+            for v in row
+        )
+        + "</tr>"
         for row in table.itertuples(index=False)
     )
     return (

@@ -22,7 +22,7 @@ FORMAT_VERSION = 1
 # The leaderboard's columns that describe an entry; every other column is a metric's mean.
 ENTRY_COLUMNS = (
     "rank", "protocol", "run", "setting", "stepper", "windowing", "speedup_wall", "speedup_nfe",
-    "meets_floors", "failed",
+    "speedup_flops", "meets_floors", "failed",
 )  # fmt: skip
 
 

@@ -90,6 +90,7 @@ def leaderboard_table(
                 "windowing": group["windowing"].iloc[0],
                 "speedup_wall": means.get("speedup_wall", float("nan")),
                 "speedup_nfe": means.get("speedup_nfe", float("nan")),
+                "speedup_flops": means.get("speedup_flops", float("nan")),
             }
             failed = []
             for floor in floors:

@@ -7,7 +7,10 @@ velocity profile along the baseline's path (``regime/<unit>.json``, written by t
 velocity from one step to the next (Liu et al. 2024, arXiv 2411.19108), and MagCache's, the ratio
 of successive magnitudes (Ma et al. 2025, arXiv 2506.09045). MagCache's published ratios for
 Wan2.1 (``reports/data/magcache_wan21_ratios.json``, measured on the block stack's residual,
-not on the velocity) are drawn beside ours for scale.
+not on the velocity) are drawn beside ours for scale, and the published fidelity of TeaCache,
+MagCache and TaylorSeer on real video DiTs (``reports/data/published_fidelity.json``, each
+figure cited by repository, path, commit and line, or marked paper-only) stands beside this
+run's settings of the same family.
 """
 
 from __future__ import annotations
@@ -23,6 +26,15 @@ from reports.load import RESEEDED, Run, RunFormatError, json_files, metric_label
 from reports.plots import _figure
 
 PUBLISHED = Path(__file__).with_name("data") / "magcache_wan21_ratios.json"
+FIDELITY = Path(__file__).with_name("data") / "published_fidelity.json"
+FIGURE_FIELDS = (
+    "family", "method", "model", "speedup", "speedup_kind", "metric", "value", "against", "source",
+)  # fmt: skip
+CITATION_FIELDS = ("repository", "path", "commit", "lines")
+# The steppers whose settings stand beside published figures, in table order; a family with no
+# published number on a real video DiT says so instead.
+FAMILIES = ("teacache", "magcache", "taylorseer", "fewer_steps")
+FIDELITY_METRICS = {"psnr": 2, "ssim": 3, "lpips": 3}  # metric -> decimals shown for this run
 PROFILE_COLUMNS = ("step", "sigma", "relative_change", "magnitude_ratio")
 # Fidelity to the baseline, in the order the floor table reads them.
 FLOOR_METRICS = {"psnr": 2, "ssim": 4, "lpips": 4}  # metric -> decimals shown
@@ -85,7 +97,9 @@ def profile_table(profiles: pd.DataFrame) -> pd.DataFrame:
         part = mean.loc[band]
         records.append(
             {
-                "steps": f"{band[0]}-{band[-1]}" if len(band) > 1 else f"{band[0]} (last)",
+                "steps": f"{band[0]}-{band[-1]}"
+                if len(band) > 1
+                else f"{band[0]}" + (" (last)" if band[0] == steps[-1] else ""),
                 "sigma": _span(part["sigma"].max(), part["sigma"].min(), 3),
                 "relative change": _span(
                     part["relative_change"].min(), part["relative_change"].max(), 4
@@ -132,3 +146,211 @@ def regime_figure(profiles: pd.DataFrame) -> Figure:
     change_axis.set_yscale("log")
     ratio_axis.legend(fontsize=7)
     return figure
+
+
+def published_fidelity() -> tuple[pd.DataFrame, dict[str, dict]]:
+    """The published figures (one row per figure, FIGURE_FIELDS) and their sources by key.
+
+    A source cites its paper (``arxiv``) and either the repository, path, commit and lines
+    where the figure is printed, or ``paper_only``.
+    """
+    data = json.loads(FIDELITY.read_text())
+    sources = data["sources"]
+    for key, source in sources.items():
+        cited = all(source.get(f) for f in CITATION_FIELDS)
+        if (
+            not source.get("paper")
+            or not source.get("arxiv")
+            or not (cited or source.get("paper_only") is True)
+        ):
+            raise ValueError(
+                f"{FIDELITY}: source {key!r} needs paper and arxiv, and either "
+                f"{', '.join(CITATION_FIELDS)} or paper_only = true"
+            )
+    figures = pd.DataFrame.from_records(data["figures"])
+    missing = [f for f in FIGURE_FIELDS if f not in figures.columns or figures[f].isna().any()]
+    unknown = sorted(set(figures.get("source", [])) - set(sources))
+    if missing or unknown:
+        raise ValueError(
+            f"{FIDELITY}: every figure needs {', '.join(FIGURE_FIELDS)} (missing: {missing}) "
+            f"and a source listed under sources (unknown: {unknown})"
+        )
+    return figures[list(FIGURE_FIELDS)], sources
+
+
+def source_url(source: dict, line: int | None = None) -> str:
+    """Where a source prints its figures: the file at its commit and lines, else the paper."""
+    if source.get("paper_only"):
+        return f"https://arxiv.org/abs/{source['arxiv']}"
+    lines = source["lines"] if line is None else [line]
+    span = f"L{lines[0]}" if len(lines) == 1 else f"L{lines[0]}-L{lines[-1]}"
+    return (
+        f"https://github.com/{source['repository']}/blob/{source['commit']}/{source['path']}#{span}"
+    )
+
+
+class Footnotes:
+    """Sources numbered in the order the tables cite them; ``table`` lists them."""
+
+    def __init__(self) -> None:
+        self.cited: dict[str, dict] = {}
+
+    def cite(self, key: str, source: dict, line: int | None = None) -> str:
+        self.cited.setdefault(key, source)
+        number = list(self.cited).index(key) + 1
+        return f"[{number}]({source_url(source, line)})"
+
+    def table(self) -> pd.DataFrame:
+        records = []
+        for number, source in enumerate(self.cited.values(), start=1):
+            if source.get("paper_only"):
+                where = "paper only; " + source.get("note", "")
+            else:
+                lines = ", ".join(f"L{line}" for line in source["lines"])
+                where = f"{source['repository']} {source['path']} {lines} @ {source['commit'][:7]}"
+                where += f"; {source['note']}" if source.get("note") else ""
+            records.append(
+                {
+                    "ref": f"[{number}]({source_url(source)})",
+                    "paper": source["paper"],
+                    "where": where,
+                }
+            )
+        return pd.DataFrame.from_records(records, columns=["ref", "paper", "where"])
+
+
+def _run_row(summary: pd.DataFrame, setting: str, family: str, model: str) -> dict:
+    mine = summary[summary["setting"] == setting].set_index("label")["mean"]
+    speed = [
+        f"{mine[label]:.2f}x {kind}"
+        for label, kind in (("speedup_nfe", "passes"), ("speedup_wall", "wall"))
+        if label in mine.index
+    ]
+    row = {
+        "family": family,
+        "setting or published": f"this run: {setting}",
+        "model": model,
+        "speedup": ", ".join(speed) or "–",
+    }
+    for metric, digits in FIDELITY_METRICS.items():
+        label = metric_label(metric, "baseline")
+        row[label] = f"{mine[label]:.{digits}f}" if label in mine.index else "–"
+    row["source"] = ""
+    return row
+
+
+def published_beside(
+    run: Run, summary: pd.DataFrame, notes: Footnotes
+) -> tuple[pd.DataFrame, list[str]]:
+    """This run's settings of each published family beside the published figures of that family.
+
+    Returns the table (in each family this run's settings, then the published figures with
+    their footnote links in ``notes``; the seed floor last) and the families with published
+    figures that the run has no setting of, which the table leaves out.
+    """
+    figures, sources = published_fidelity()
+    steppers = run.rows.groupby("setting")["stepper"].first().drop(RESEEDED, errors="ignore")
+    model = run.manifest.get("model", {})
+    model = model.get("name", "?") if isinstance(model, dict) else str(model)
+    records = []
+    for family in FAMILIES:
+        mine = sorted(s for s, name in steppers.items() if name == family and s != run.baseline)
+        if not mine:
+            continue
+        records += [_run_row(summary, setting, family, model) for setting in mine]
+        theirs = figures[figures["family"] == family]
+        keys = ["method", "model", "speedup", "speedup_kind", "source"]
+        for (method, where, speedup, kind, key), group in theirs.groupby(keys, sort=False):
+            values = group.set_index("metric")["value"]
+            row = {
+                "family": family,
+                "setting or published": f"published: {method}",
+                "model": where,
+                "speedup": f"{speedup:g}x {kind}",
+            }
+            for metric in FIDELITY_METRICS:
+                label = metric_label(metric, "baseline")
+                row[label] = f"{values[metric]:g}" if metric in values.index else "–"
+            row["source"] = notes.cite(key, sources[key])
+            records.append(row)
+        if theirs.empty:
+            records.append(
+                {
+                    "family": family,
+                    "setting or published": "published: no fidelity figure on a real video DiT",
+                    "model": "",
+                    "speedup": "",
+                    "source": "",
+                }
+            )
+    floor = summary[(summary["setting"] == RESEEDED) & (summary["label"] == "psnr@baseline")]
+    if not floor.empty:
+        records.append(
+            {
+                "family": "seed floor",
+                "setting or published": "this run: baseline, another noise seed",
+                "model": model,
+                "speedup": "1x",
+                "psnr@baseline": f"{floor['mean'].iloc[0]:.2f}",
+                "source": "",
+            }
+        )
+        records.append(
+            {
+                "family": "seed floor",
+                "setting or published": "published: different seeds give different videos (no number)",
+                "model": "real video DiTs",
+                "speedup": "",
+                "source": "",
+            }
+        )
+    table = pd.DataFrame.from_records(records)
+    if not table.empty:
+        columns = [
+            "family",
+            "setting or published",
+            "model",
+            "speedup",
+            *(metric_label(m, "baseline") for m in FIDELITY_METRICS),
+            "source",
+        ]
+        table = table.reindex(columns=columns).fillna("")
+        table = table.loc[:, [c for c in columns if (table[c] != "").any()]]
+    present = set(steppers)
+    absent = [f for f in dict.fromkeys(figures["family"]) if f not in present]
+    return table, absent
+
+
+def last_fifth(ratios: np.ndarray) -> float:
+    """Mean magnitude ratio over the last fifth of the steps (issue 27's regime bar)."""
+    return float(ratios[-max(1, len(ratios) // 5) :].mean())
+
+
+def ratios_beside(profiles: pd.DataFrame, notes: Footnotes) -> pd.DataFrame:
+    """The baseline's magnitude ratio over the last fifth of its steps and at the last step,
+    beside MagCache's published Wan2.1 lists, each linked to its line."""
+    source = json.loads(PUBLISHED.read_text())["source"]
+    lines = source["lines"]
+    cited = {
+        **source,
+        "arxiv": "2506.09045",
+        "lines": sorted(lines.values()),
+        "note": "MagCache's calibrated ratios, one list per model",
+    }
+    mine = profiles.groupby("step")["magnitude_ratio"].mean().sort_index().to_numpy()
+    rows = [("this run's baseline", mine, "")]
+    rows += [
+        (f"published: {name}", ratios, notes.cite("magcache_ratios", cited, lines[name]))
+        for name, ratios in published_ratios().items()
+    ]
+    return pd.DataFrame(
+        [
+            {
+                "magnitude ratio": who,
+                "mean, last fifth of the steps": f"{last_fifth(r):.3f}",
+                "last step": f"{r[-1]:.3f}",
+                "source": link,
+            }
+            for who, r, link in rows
+        ]
+    )

@@ -17,7 +17,15 @@ from reports.differences import lead_sections
 from reports.grid import Grid
 from reports.load import Run
 from reports.plots import figure_png
-from reports.regime import fewer_steps_table, load_profiles, profile_table, regime_figure
+from reports.regime import (
+    Footnotes,
+    fewer_steps_table,
+    load_profiles,
+    profile_table,
+    published_beside,
+    ratios_beside,
+    regime_figure,
+)
 from reports.tables import metric_table, quality_table, speed_table, timing_warnings
 
 __all__ = [
@@ -137,29 +145,43 @@ def comparison(inputs: ReportInputs) -> list[Section]:
 
 
 def regime(inputs: ReportInputs) -> list[Section]:
-    """How hard acceleration is on this model: seed floor, fewer steps, velocity profile (reports/regime.py)."""
+    """How hard acceleration is on this model: seed floor, fewer steps, velocity profile, and
+    this run beside the published figures of real video DiTs (reports/regime.py)."""
     profiles = load_profiles(inputs.run)
     floor = fewer_steps_table(inputs.run, inputs.summary)
-    if profiles.empty and floor.empty:
+    notes = Footnotes()
+    beside, absent = published_beside(inputs.run, inputs.summary, notes)
+    if profiles.empty and floor.empty and beside.empty:
         return []
-    tables = (floor,) if not floor.empty else ()
+    tables = tuple(t for t in (floor, beside) if not t.empty)
     figures: tuple[Figure, ...] = ()
     if not profiles.empty:
-        tables += (profile_table(profiles),)
+        tables += (ratios_beside(profiles, notes), profile_table(profiles))
         caption = (
             "Velocity profile along the baseline's path, with MagCache's published Wan2.1 ratios"
         )
         figures = (
             Figure("regime", caption, figure_png(regime_figure(profiles)), "figures/regime.png"),
         )
+    if notes.cited:
+        tables += (notes.table(),)
     note = (
         "Reported, never tuned. The re-seeded baseline's distance from the baseline is the floor "
         "below which no setting can be told from the baseline; fewer Euler steps show what plain "
-        "step reduction costs here. The profile is the baseline's velocity from step to step: "
+        "step reduction costs here. This run's settings stand beside what TeaCache, MagCache and "
+        "TaylorSeer reach on real video DiTs (fidelity to the same model's un-accelerated output; "
+        "speedups as each source measures them; sources numbered in the last table). "
+        "The profile is the baseline's velocity from step to step: "
         "TeaCache skips steps where its relative change is small, MagCache where the magnitude "
         "ratio stays near 1 (theirs is measured on Wan2.1's block residual, ours on the velocity); "
         "a flat profile means a straight path, where any accelerator looks free."
     )
+    if absent:
+        note += (
+            " Published figures of families this run has no setting of are left out: "
+            + ", ".join(absent)
+            + " (`reports/data/published_fidelity.json`)."
+        )
     model = inputs.run.manifest.get("model", {})
     name = model.get("name", "?") if isinstance(model, dict) else str(model)
     title = f"Regime: how hard acceleration is on model `{name}`"

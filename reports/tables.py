@@ -16,6 +16,9 @@ from reports.load import RESEEDED, Run, metric_label
 # (torch.utils.benchmark warns at the same 10%).
 SPREAD_WARNING = 0.1
 ARROWS = {True: "↑", False: "↓"}
+# The speedups derived per setting, baseline cost over the setting's, each from a speed row:
+# wall time, full passes and FLOPs counted (docs/run-directory.md, "Cost is counted three ways").
+SPEEDUPS = {"speedup_wall": "wall_seconds", "speedup_nfe": "nfe", "speedup_flops": "flops"}
 SUMMARY_COLUMNS = [
     "suite", "setting", "stepper", "windowing", "metric", "reference", "label", "unit",
     "higher_is_better", "backend", "n", "cases", "mean", "ci_low", "ci_high",
@@ -87,10 +90,10 @@ def summary_table(run: Run, *, n_boot: int = 2000, seed: int = 0) -> pd.DataFram
     if run.baseline not in settings.index:
         raise ValueError(
             f"baseline={run.baseline!r} (manifest.json) has no rows; known settings are "
-            f"{sorted(settings.index)}; speedups need the baseline's wall_seconds and nfe"
+            f"{sorted(settings.index)}; speedups need the baseline's wall_seconds, nfe and flops"
         )
     for setting in settings.index:
-        for metric, name in (("wall_seconds", "speedup_wall"), ("nfe", "speedup_nfe")):
+        for name, metric in SPEEDUPS.items():
             paired = _paired(aggregate, metric, run.baseline, setting)
             if paired.empty:
                 continue
@@ -149,7 +152,7 @@ def _format_ci(row: pd.Series | None, digits: int = 3) -> str:
 
 def quality_labels(summary: pd.DataFrame) -> list[str]:
     """Labels of the quality metrics (everything but speed figures and derived speedups)."""
-    quality = summary[~summary["metric"].isin([*SPEED, "speedup_wall", "speedup_nfe"])]
+    quality = summary[~summary["metric"].isin([*SPEED, *SPEEDUPS])]
     return sorted(set(quality["label"]))
 
 
@@ -158,12 +161,22 @@ def _ordered_settings(summary: pd.DataFrame, baseline: str) -> list[str]:
     return sorted(set(summary["setting"]) - {RESEEDED}, key=lambda s: (s != baseline, s))
 
 
+def format_flops(value: float) -> str:
+    """``7.1e9`` -> ``"7.1 GFLOP"``: a count in the largest decimal prefix that keeps it >= 1."""
+    for power, prefix in ((15, "P"), (12, "T"), (9, "G"), (6, "M"), (3, "k")):
+        if abs(value) >= 10**power:
+            return f"{value / 10**power:.3g} {prefix}FLOP"
+    return f"{value:.0f} FLOP"
+
+
 def speed_table(summary: pd.DataFrame, baseline: str) -> pd.DataFrame:
-    """One row per setting, baseline first: NFE, speedups (wall, NFE), peak memory, wall time."""
+    """One row per setting, baseline first: full passes and FLOPs, speedups (wall, full passes,
+    FLOPs), peak memory, wall time. Runs made before FLOPs were counted show "–" for them."""
     table = []
     for setting in _ordered_settings(summary, baseline):
         info = summary[summary["setting"] == setting].iloc[0]
         nfe = _value(summary, setting, "nfe")
+        flops = _value(summary, setting, "flops")
         peak = _value(summary, setting, "peak_bytes")
         table.append(
             {
@@ -171,8 +184,10 @@ def speed_table(summary: pd.DataFrame, baseline: str) -> pd.DataFrame:
                 "stepper": info["stepper"],
                 "windowing": info["windowing"],
                 "NFE": "–" if nfe is None else f"{nfe['mean']:.4g}",
+                "FLOPs": "–" if flops is None else format_flops(flops["mean"]),
                 "speedup wall ↑": _format_ci(_value(summary, setting, "speedup_wall")),
                 "speedup NFE ↑": _format_ci(_value(summary, setting, "speedup_nfe")),
+                "speedup FLOPs ↑": _format_ci(_value(summary, setting, "speedup_flops")),
                 "peak memory": "–" if peak is None else format_bytes(peak["mean"]),
                 "wall s ↓": _format_ci(_value(summary, setting, "wall_seconds")),
             }

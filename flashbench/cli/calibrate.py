@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -13,9 +16,28 @@ from flashbench.schedule import flow_match_sigmas
 from flashbench.steppers.calibration import save_calibration
 
 
+def _model_args(text: str) -> dict[str, Any]:
+    """``--model-args``: a JSON object of the model's parameters, as a suite's ``model_args``."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(
+            f'--model-args {text!r} is not JSON ({err.msg}); give an object, e.g. \'{{"world": "v2"}}\''
+        ) from err
+    if not isinstance(value, dict):
+        raise ValueError(
+            f'--model-args {text!r} must be a JSON object of parameters, e.g. \'{{"world": "v2"}}\''
+        )
+    return value
+
+
 def _calibrate(args: argparse.Namespace) -> int:
+    if Path(args.out).exists():
+        raise ValueError(
+            f"--out {args.out} exists; flashbench never overwrites a file: remove it or give another path"
+        )
     torch.set_num_threads(args.threads)
-    portrait = models.build(args.model)
+    portrait = models.build(args.model, **_model_args(args.model_args))
     # Training identities: a calibration must not peek at the cases it will be judged on.
     identities = portrait.splits["train"]
     generator = torch.Generator().manual_seed(args.seed)
@@ -64,6 +86,11 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     ):
         parser = methods.add_parser(method, help=help_text)
         parser.add_argument("--model", default="toy", help="model name from the models registry")
+        parser.add_argument(
+            "--model-args",
+            default="{}",
+            help="the model's parameters as a JSON object, as a suite's model_args (e.g. '{\"world\": \"v2\"}')",
+        )
         parser.add_argument("--out", required=True, help="JSON file to write")
         parser.add_argument("--steps", type=int, default=30, help="sampling steps (default 30)")
         parser.add_argument("--shift", type=float, default=5.0, help="schedule shift (default 5)")

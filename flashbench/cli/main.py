@@ -160,6 +160,13 @@ def cmd_memory(args: argparse.Namespace) -> int:
         cells += [f"{b / unit:.3f}" for b in (p.cache, p.transient)]
         cells += [str(p.branches), str(p.windows), f"{p.total / unit:.3f}"]
         print(f"{p.setting:<18}" + "".join(f"{c:>17}" for c in cells))
+    for p in plans:
+        if p.cache_grows_with_length:
+            print(
+                f"{p.setting}: each of the {p.windows} live windows keeps its own stepper cache "
+                f"({p.cache_per_window / unit:.3f} {args.unit} each, all branches), so the cache "
+                "grows with the video's length; the activations do not"
+            )
     return 0
 
 
@@ -204,7 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Weights, activations of one window, stepper caches (per block and factor), "
         "guidance branches, windows and the total, computed without allocating (docs/memory.md).",
     )
-    memory.add_argument("--model", required=True, help="toy | reference | wan2.1-1.3b | wan2.1-14b")
+    memory.add_argument(
+        "--model", required=True, help="toy | reference | wan2.1-1.3b | wan2.1-14b | wan2.1-i2v-14b"
+    )
     memory.add_argument("--frames", type=int, required=True, help="video frames (Wan: 4k + 1)")
     memory.add_argument("--size", required=True, help="HEIGHTxWIDTH in pixels, e.g. 480x832")
     memory.add_argument(

@@ -40,6 +40,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             threads=args.threads,
             accelerator=args.accelerator,
         )
+        if summary is None:
+            # A rank the launcher started: the launcher reports, and a nonzero exit here would
+            # make Lightning's process observer kill the launcher while it does so.
+            return 0
     print(
         f"{summary.out}: {summary.done} units done, {summary.skipped} already finished, {summary.failed} failed"
     )
@@ -57,23 +61,37 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Validate suites: schema, names of settings/steppers/metrics, sweeps that build."""
+    """Validate suites: schema, names of settings/steppers/metrics, sweeps that build, and that
+    each unit fits the memory of --device by the memory planner (docs/memory.md)."""
+    from flashbench.run.fits import GIB, check_device, check_fits, device_memory
+    from flashbench.run.plan import plan_run, suite_models
+
+    memory = device_memory(check_device(args.device))
     status = 0
     for name in args.suites or shipped_suites():
         try:
             suite = load_suite(name)
+            # load_suite has checked the cases against the model; None: a model without a spec.
+            spec = check_model_args(suite.model, suite.model_args)
+            units, fits = "?", f"memory not planned: model {suite.model!r} has no spec"
+            if spec is not None:
+                cases = suite.cases.expand(spec.splits, spec.fps)
+                units = str(len(cases) * len(suite.settings) * len(suite.seeds))
+                setting_models = suite_models(suite)
+                plan = plan_run(suite, setting_models[suite.baseline])
+                peak, notes = check_fits(plan, setting_models, memory)
+                fits = "; ".join(notes)
+                if peak is not None:
+                    fits = (
+                        f"peak {peak / GIB:.2f} GiB of {memory.available / GIB:.1f} on {memory.device}"
+                        + (f"; {fits}" if fits else "")
+                    )
         except ValueError as err:
             print(f"error: {err}", file=sys.stderr)
             status = 2
             continue
-        # load_suite has checked the cases against the model; None: a model without a spec.
-        spec = check_model_args(suite.model, suite.model_args)
-        units = "?"
-        if spec is not None:
-            cases = suite.cases.expand(spec.splits, spec.fps)
-            units = str(len(cases) * len(suite.settings) * len(suite.seeds))
         print(
-            f"ok  {suite.name:<16} v{suite.version}  model={suite.model}  {len(suite.settings)} settings x {len(suite.seeds)} seeds, {units} units"
+            f"ok  {suite.name:<16} v{suite.version}  model={suite.model}  {len(suite.settings)} settings x {len(suite.seeds)} seeds, {units} units; {fits}"
         )
     return status
 
@@ -157,6 +175,11 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     )
     validate.add_argument(
         "suites", nargs="*", help="suite names or paths (default: every shipped suite)"
+    )
+    validate.add_argument(
+        "--device",
+        default="cpu",
+        help="the torch device whose memory each unit must fit, e.g. cuda:0 (default cpu)",
     )
     validate.set_defaults(func=cmd_validate)
     weights = subparsers.add_parser(

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from flashbench.denoiser import Cond, run_layers
+from flashbench.flops import declare_flops
 from flashbench.models.base import WORLD_SPLITS, CaseInputs, CaseSpec, ModelSpec, WithoutInstruments
 
 MIXTURE = "mixture"
@@ -42,11 +43,25 @@ class VelocityBlock:
         return h + mixture_velocity(ctx["x"], ctx["sigma"], *ctx["mixture"])
 
 
+def mixture_flops(pixels: int, components: int, channels: int, weighted: bool) -> int:
+    """FLOPs of ``mixture_velocity`` on ``pixels`` pixels (batch included), one per elementwise op.
+
+    Per pixel, component and channel: the offset, its square, their sum, the gain's product,
+    the mean's difference, the posterior's product and the sum over components (7); per pixel
+    and component: the log density's scale, division and log-variance term, the log weight
+    (``weighted``) and the softmax's max, difference, exp, sum and division (8 or 9). Terms the
+    size of the mixture alone are left out.
+    """
+    return pixels * components * (7 * channels + 8 + int(weighted))
+
+
 def mixture_velocity(
     x: Tensor, sigma: Tensor, means: Tensor, stds: Tensor, log_weights: Tensor | None
 ) -> Tensor:
     """E[eps - x0 | x_sigma = x] for ``x`` ``[B, C, T, H, W]`` whose pixels are drawn from means ``[K, C]``, stds ``[K]``, log weights ``[K]`` (None: uniform)."""
     b, channels = x.shape[:2]
+    pixels = x.numel() // channels
+    declare_flops(mixture_flops(pixels, len(stds), channels, log_weights is not None), x)
     means, stds = means.double().to(x.device), stds.double().to(x.device)
     points = x.double().movedim(1, -1).reshape(b, -1, 1, channels)  # [B, N, 1, C]
     s = sigma.double().view(b, 1, 1)

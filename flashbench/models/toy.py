@@ -144,11 +144,17 @@ class ToyModel:
         t = torch.arange(frames, dtype=torch.float64)[:, None] / self.fps
         return torch.sin(2 * torch.pi * (0.2 + 0.8 * params[0]) * t + 2 * torch.pi * params[1])
 
-    def prepare(self, case: CaseSpec) -> CaseInputs:
+    def latent_shape(self, case: CaseSpec) -> tuple[int, ...]:
+        """The latent ``case`` samples, without preparing it (the memory planner's input)."""
         if case.resolution % self.downsample:
             raise ValueError(
                 f"resolution={case.resolution} must be a multiple of {self.downsample} for the toy model"
             )
+        size = case.resolution // self.downsample
+        return (1, 3, case.frames, size, size)
+
+    def prepare(self, case: CaseSpec) -> CaseInputs:
+        shape = self.latent_shape(case)
         motion = self.motion(case.driving_seed, case.frames)
         still = torch.zeros(1, 3, dtype=torch.float64)
         reference = self.render(case.identity, still, case.resolution)[0]
@@ -158,14 +164,13 @@ class ToyModel:
             if case.driving_identity == case.identity
             else self.render(case.driving_identity, motion, case.resolution)
         )
-        size = case.resolution // self.downsample
         reference_latent = nn.functional.avg_pool2d(reference[None] * 2 - 1, self.downsample)
         cond = Cond(
             static={"reference": reference_latent},
             temporal={"expression": motion.float()[None]},
             frames_per_latent=1,
         )
-        return CaseInputs(cond, (1, 3, case.frames, size, size), reference, truth, driving)
+        return CaseInputs(cond, shape, reference, truth, driving)
 
     def decode(self, latents: Tensor) -> Tensor:
         video = latents[0].permute(1, 0, 2, 3).float()

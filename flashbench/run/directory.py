@@ -67,6 +67,31 @@ class RunLock:
             self.release()
 
 
+def check_locked_by(out: Path, pid: int, why: str) -> None:
+    """Check that process ``pid`` holds ``out``'s lock, for a process that shares it (a rank it launched)."""
+    path = out / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        holder = None
+    else:
+        try:
+            holder = os.read(fd, 32).decode(errors="replace").strip()
+            # The lock is held iff it cannot be taken: the pid in the file may be a dead run's.
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            holder = None
+        except BlockingIOError:
+            pass
+        finally:
+            os.close(fd)
+    if holder != str(pid):
+        raise ValueError(
+            f"{why} marks this process as a rank of a multi-process run, but its parent process {pid} "
+            f"does not hold the run directory {str(out)!r}; `flashbench run --devices N` launches its "
+            "own ranks: unset LOCAL_RANK"
+        )
+
+
 def _foreign_entries(out: Path) -> list[str]:
     """What a directory without manifest.json holds besides a killed run's temp files and lock."""
     return sorted(

@@ -3,11 +3,21 @@
 Each rank runs whole cases (so a case's baseline is sampled once, on one rank) and writes
 its units' files itself; files are per unit and atomic, so the run directory is the same
 whatever the number of ranks. Unit counts are summed across ranks with torchmetrics.
+
+CPU and GPU runs use one strategy, Lightning's ``ddp``, whose launcher re-runs this process's
+command line once per further rank with ``LOCAL_RANK`` set (``_SubprocessScriptLauncher``), so
+the CPU tests cover the GPU path. The launching process is rank 0: it checks the suite, takes
+the run directory's lock and writes the manifest and plan before any rank starts. A re-launched
+rank shares that lock rather than taking it (``check_locked_by``): it only proceeds while its
+parent holds the directory, so the one-writer rule becomes one launcher and its own ranks, and a
+stray ``LOCAL_RANK`` never lets a second run in.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -15,7 +25,8 @@ import torch
 from torch.utils.data import DataLoader
 from torchmetrics.aggregation import SumMetric
 
-from flashbench.run.directory import open_run_dir, write_plan
+from flashbench.run.directory import check_locked_by, open_run_dir, write_plan
+from flashbench.run.fits import check_fits, run_memory
 from flashbench.run.measure import Measurer
 from flashbench.run.plan import plan_run, suite_models
 from flashbench.run.pooled import check_pooled, pooled_failures, write_pooled_rows
@@ -28,9 +39,18 @@ log = logging.getLogger(__name__)
 class SuiteShards(L.LightningModule):
     """A LightningModule whose ``predict_step`` runs one case of a suite into a run directory."""
 
-    def __init__(self, suite_path: str, out: str, limit: int | None, threads: int) -> None:
+    def __init__(
+        self,
+        suite_path: str,
+        out: str,
+        limit: int | None,
+        threads: int,
+        launcher: int | None = None,
+    ) -> None:
+        """``launcher``: in a re-launched rank, the pid of the launching process (rank 0)."""
         super().__init__()
         self.suite_path, self.out, self.limit, self.threads = suite_path, out, limit, threads
+        self.launcher = launcher
         self.done, self.skipped, self.failed = SumMetric(), SumMetric(), SumMetric()
 
     def setup(self, stage: str) -> None:
@@ -54,6 +74,13 @@ class SuiteShards(L.LightningModule):
         return DataLoader(mine, batch_size=None, shuffle=False)
 
     def predict_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        # A rank writes only under its launcher's lock: once the launcher is gone (killed), a
+        # resume may hold the directory, so an orphaned rank stops before its next case.
+        if self.launcher is not None and os.getppid() != self.launcher:
+            raise RuntimeError(
+                f"the launching process {self.launcher} of this rank has exited; stopping before "
+                "the next case (finish the run with --resume)"
+            )
         case, units = self.plan.cases[int(batch)]
         done, skipped, failed = self.runner.run_case(case, list(units))
         self.done.update(done)
@@ -70,6 +97,11 @@ class SuiteShards(L.LightningModule):
         self.trainer.strategy.barrier("pooled rows written")
 
 
+def launched_rank() -> str | None:
+    """This process's local rank if Lightning's ``ddp`` launcher started it (``LOCAL_RANK``), else None."""
+    return os.environ.get("LOCAL_RANK")
+
+
 def run_distributed(
     suite: Suite,
     out: str | Path,
@@ -79,13 +111,24 @@ def run_distributed(
     limit: int | None = None,
     threads: int | None = None,
     accelerator: str = "cpu",
-) -> RunSummary:
-    """Run ``suite`` into ``out`` with ``devices`` DDP processes (gloo on CPU, NCCL on GPUs)."""
+) -> RunSummary | None:
+    """Run ``suite`` into ``out`` with ``devices`` DDP processes (gloo on CPU, NCCL on GPUs).
+
+    Called by ``flashbench run --devices N``: Lightning re-runs that command line for ranks 1 to
+    N - 1, where this returns None (the launching process, rank 0, returns the run's summary).
+    """
     if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
         raise ValueError(f"--devices {devices!r} must be an integer >= 1 (processes or GPUs)")
     out = Path(out)
     threads = check_threads(DEFAULT_THREADS if threads is None else threads)
     torch.set_num_threads(threads)
+    rank = launched_rank()
+    if rank is not None:
+        check_locked_by(out, os.getppid(), f"LOCAL_RANK={rank}")
+        _predict(
+            SuiteShards(suite.path, str(out), limit, threads, os.getppid()), devices, accelerator
+        )
+        return None
     # The manifest is written once, before any rank starts, so ranks never race on it.
     setting_models = suite_models(suite)
     model = setting_models[suite.baseline]
@@ -97,30 +140,34 @@ def run_distributed(
             f"devices, whole cases per process); use --devices {len(plan.cases)} or fewer"
         )
     check_pooled(plan, measurer)
-    names = [u.name for u in plan.units]
+    for note in check_fits(plan, setting_models, run_memory(accelerator, devices))[1]:
+        log.info(note)
+    if sys.argv[1:2] != ["run"]:
+        # The launcher re-runs sys.argv: from anything but `flashbench run` (a test runner, a
+        # notebook) each rank would run that program again.
+        raise ValueError(
+            f"--devices {devices} re-runs this process's command line once per rank, and "
+            f"{' '.join(sys.argv[:2])!r} is not `flashbench run`; start multi-process runs with "
+            "`flashbench run SUITE --devices N`"
+        )
     with open_run_dir(
         out, suite, setting_models, measurer, resume=resume, threads=threads, devices=devices
     ):
         write_plan(out, plan, measurer)
         module = SuiteShards(suite.path, str(out), limit, threads)
-        strategy = "ddp_spawn" if accelerator == "cpu" else "ddp"
-        trainer = L.Trainer(
-            accelerator=accelerator,
-            devices=devices,
-            strategy=strategy,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            use_distributed_sampler=False,
-        )
-        before = {n for n in names if (out / "rows" / f"{n}.json").is_file()}
-        trainer.predict(module, return_predictions=False)
-    pooled = pooled_failures(plan, out)
-    totals = getattr(module, "totals", None)
-    if totals is None:
-        # ddp_spawn runs the module in child processes: count this run's files here instead.
-        after = {n for n in names if (out / "rows" / f"{n}.json").is_file()}
-        failed = sum((out / "errors" / f"{n}.json").is_file() for n in names if n not in after)
-        return RunSummary(out, len(after - before), len(before), failed, pooled)
-    return RunSummary(out, *totals, pooled)
+        _predict(module, devices, accelerator)
+    return RunSummary(out, *module.totals, pooled_failures(plan, out))
+
+
+def _predict(module: SuiteShards, devices: int, accelerator: str) -> None:
+    trainer = L.Trainer(
+        accelerator=accelerator,
+        devices=devices,
+        strategy="ddp",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        use_distributed_sampler=False,
+    )
+    trainer.predict(module, return_predictions=False)

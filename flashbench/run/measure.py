@@ -218,12 +218,19 @@ def unit_rows(
 
 def speed_rows(unit: Unit, result: Sample, timing: Timing | None) -> list[Row]:
     """The unit's speed rows: wall time from ``timing`` (median and IQR of the timed passes), or
-    from the one pass that made ``result`` when there is none; NFE, memory and frames per second."""
+    from the one pass that made ``result`` when there is none; full passes and the FLOPs counted
+    in that pass, memory and frames per second."""
+    if result.flops is None:
+        raise ValueError(
+            f"setting {unit.setting.name!r}: its pass was sampled without counting FLOPs; "
+            "sample it with count_flops=True (measured_pass does)"
+        )
     seconds = timing.median if timing is not None else result.seconds
     figures = {
         "wall_seconds": seconds,
         "wall_seconds_iqr": timing.iqr if timing is not None else 0.0,
         "nfe": result.nfe,
+        "flops": result.flops,
         "peak_bytes": result.peak_bytes or 0,
         "cache_bytes": result.peak_cache_bytes,
         "fps": unit.case.frames / max(seconds, 1e-9),

@@ -59,10 +59,13 @@ def prepare_pass(
     device: torch.device | str = "cpu",
     bar: tqdm | None = None,
     record: Callable[[StepEnd], None] | None = None,
+    count_flops: bool = False,
 ) -> Callable[[], Sample]:
     """One sampling pass of ``setting`` on a case, ready to call (and to call again, for timing).
 
-    ``record``, if given, sees every step as ``sample``'s callback does (the regime profile).
+    ``record``, if given, sees every step as ``sample``'s callback does (the regime profile);
+    ``count_flops`` counts the pass's FLOPs (``sample``'s; it slows the pass, so timed passes
+    leave it off).
     """
     stepper, windowing, _ = setting.build()
     guidance = sampling.guidance[setting.name]
@@ -94,6 +97,7 @@ def prepare_pass(
             windowing=windowing,
             guidance=guidance,
             callback=callback if callbacks else None,
+            count_flops=count_flops,
         )
 
     return run
@@ -108,9 +112,11 @@ def measured_pass(
     bar: tqdm | None,
     device: torch.device | str = "cpu",
     record: Callable[[StepEnd], None] | None = None,
+    count_flops: bool = True,
 ) -> Sample:
-    """One pass of ``setting`` that makes a unit's video: its peak memory measured, its latents on the CPU and finite."""
-    run = prepare_pass(sampling, model, setting, inputs, noise, device, bar, record)
+    """One pass of ``setting`` that makes a unit's video: its peak memory measured, its FLOPs
+    counted (where ``count_flops``), its latents on the CPU and finite."""
+    run = prepare_pass(sampling, model, setting, inputs, noise, device, bar, record, count_flops)
     with measure(device) as memory:
         result = run()
     result = replace(result, latents=result.latents.cpu(), peak_bytes=memory.peak_bytes)

@@ -24,6 +24,7 @@ SPEED: dict[str, tuple[str, bool | None]] = {
     "wall_seconds": ("s", False),
     "wall_seconds_iqr": ("s", None),
     "nfe": ("passes", None),
+    "flops": ("FLOPs", None),
     "peak_bytes": ("bytes", None),
     "cache_bytes": ("bytes", None),
     "fps": ("frames/s", True),

@@ -23,11 +23,11 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from flashbench.errors import one_line
 from flashbench.models.base import CaseInputs, CaseSpec, PortraitModel
 from flashbench.planning.regime import VelocityRecorder
 from flashbench.run.directory import open_run_dir, record_error, write_plan
 from flashbench.run.files import atomic_json, atomic_with, write_image, write_video
+from flashbench.run.fits import check_device, check_fits, device_memory
 from flashbench.run.measure import Measurer, speed_rows, unit_rows
 from flashbench.run.passes import measured_pass, prepare_pass
 from flashbench.run.plan import (
@@ -121,6 +121,7 @@ class CaseRunner:
             noise,
             None,
             self.device,
+            count_flops=False,  # only its latents are kept
         )
         self._cache(path, result.latents)
         return result.latents
@@ -180,8 +181,17 @@ class CaseRunner:
             is_baseline = unit.setting.name == plan.baseline.name
             # The baseline's path says how hard acceleration is on this model (the regime).
             recorder = VelocityRecorder() if is_baseline else None
+            # FLOPs go into the speed rows: without them, counting would only slow the pass.
             result = measured_pass(
-                plan.sampling, model, unit.setting, inputs, noise, bar, self.device, recorder
+                plan.sampling,
+                model,
+                unit.setting,
+                inputs,
+                noise,
+                bar,
+                self.device,
+                recorder,
+                count_flops=plan.measures.speed,
             )
             if recorder is not None:
                 atomic_json(out / "regime" / f"{unit.name}.json", recorder.records())
@@ -328,34 +338,6 @@ def check_threads(threads: int) -> int:
     return threads
 
 
-def check_device(device: str | torch.device) -> torch.device:
-    """``device`` as a torch device this machine has; a ValueError naming the fix otherwise."""
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError, ValueError) as err:
-        raise ValueError(
-            f"--device {str(device)!r} is not a torch device ({one_line(err)}); use cpu or cuda[:N]"
-        ) from err
-    if parsed.type == "cpu":
-        return parsed
-    if parsed.type != "cuda":
-        raise ValueError(
-            f"--device {str(device)!r}: runs support cpu and cuda[:N]; use one of them"
-        )
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if count == 0:
-        raise ValueError(
-            f"--device {str(device)!r}: no CUDA GPU is available here (torch {torch.__version__}); "
-            "use --device cpu"
-        )
-    if parsed.index is not None and parsed.index >= count:
-        raise ValueError(
-            f"--device {str(device)!r}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}; "
-            "choose one of them"
-        )
-    return parsed
-
-
 def run_suite(
     suite: Suite,
     out: str | Path,
@@ -376,6 +358,8 @@ def run_suite(
     plan = plan_run(suite, model, limit)
     measurer = Measurer(plan.measures.names, dict(plan.measures.backends), model)
     check_pooled(plan, measurer)
+    for note in check_fits(plan, setting_models, device_memory(device))[1]:
+        log.info(note)
     with open_run_dir(out, suite, setting_models, measurer, resume=resume, threads=threads):
         write_plan(out, plan, measurer)
         runner = CaseRunner(plan, setting_models, out, progress, measurer, device)

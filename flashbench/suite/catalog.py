@@ -134,6 +134,28 @@ BUILT_IN: dict[str, MetricSpec] = {
             compute="compute_per_frame",
         ),
         MetricSpec(
+            "psnr_coarse",
+            "dB",
+            True,
+            _FRAMES,
+            {"psnr-area4": _local(cap_db=PSNR_CAP_DB, downsample=4)},
+            "PSNR of frames area-averaged to a quarter of their size (4x4 pixels): content and "
+            f"layout, not pixel noise or grain; capped at {PSNR_CAP_DB:g} dB",
+            "metrics.fidelity:PSNR",
+            compute="compute_per_frame",
+        ),
+        MetricSpec(
+            "detail",
+            "ratio",
+            None,
+            ("ground_truth", "baseline"),
+            {"hf-energy": _local(box=4)},
+            "high-frequency energy (what a 4x4 box blur removes) over the reference's, per frame: "
+            "1 = as detailed, below 1 = detail averaged away, above 1 = extra noise",
+            "metrics.fidelity:DetailRatio",
+            compute="compute_per_frame",
+        ),
+        MetricSpec(
             "ssim",
             "",
             True,
@@ -222,12 +244,14 @@ BUILT_IN: dict[str, MetricSpec] = {
             figures=(
                 Figure("temporal", "ratio", "", None, "per_frame_ratio"),
                 Figure("temporal_noise", "noise_std", "", False),
+                # NaN where the model's world has no still background pixel (world v2): no row.
                 Figure(
                     "background_noise",
                     "background_noise_std",
                     "",
                     False,
                     "per_frame_background_noise_std",
+                    optional=True,
                 ),
             ),
         ),

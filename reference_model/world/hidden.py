@@ -23,6 +23,8 @@ from reference_model.world.identities import hash_uniform
 
 # Salts the hash so that hidden seed s and driving seed s give unrelated signals.
 _SALT = 0x5EED_2
+# Training clips draw hidden (and driving) seeds below it; held-out clips and suite cases at or above.
+HELD_OUT_OFFSET = 1_000_000
 
 
 @dataclass(frozen=True)

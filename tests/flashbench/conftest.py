@@ -1,3 +1,6 @@
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -5,6 +8,7 @@ import pytest
 from flashbench.run.rows import TIMING_METRICS
 
 TINY = Path(__file__).with_name("tiny.toml")
+REPOSITORY = Path(__file__).parents[2]
 
 
 @pytest.fixture
@@ -32,3 +36,25 @@ def stable_rows():
         return [r for r in rows if r["metric"] not in TIMING_METRICS]
 
     return stable
+
+
+@pytest.fixture
+def cli():
+    """Run ``python [SCRIPT] -m flashbench.cli.main ARGS`` in a new process, as a shell runs ``flashbench``.
+
+    ``run --devices N`` needs it: Lightning's ddp launcher re-runs the process's command line per
+    rank. ``script`` runs that file instead of the module (it must call ``main()``).
+    """
+
+    def run(*args, script: Path | None = None, timeout: float = 900, wait: bool = True):
+        command = [sys.executable, *([str(script)] if script else ["-m", "flashbench.cli.main"])]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPOSITORY)}
+        env.pop("LOCAL_RANK", None)
+        argv = [*command, *map(str, args)]
+        if not wait:
+            return subprocess.Popen(argv, cwd=REPOSITORY, env=env, text=True)
+        return subprocess.run(
+            argv, cwd=REPOSITORY, env=env, capture_output=True, text=True, timeout=timeout
+        )
+
+    return run

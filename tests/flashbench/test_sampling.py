@@ -7,10 +7,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flashbench.denoiser import Cond
+from flashbench.flops import FlopCounter, count_flops
 from flashbench.models.toy import ToyDenoiser
 from flashbench.sampling import Guidance, sample
 from flashbench.schedule import flow_match_sigmas
 from flashbench.settings import settings, steppers
+from flashbench.steppers.first_block_cache import FirstBlockCache
 from flashbench.windowing import Full, Sliding
 
 MODEL = ToyDenoiser(channels=3, dim=16, depth=2, temporal=True, motion_dim=2).eval()
@@ -210,3 +212,75 @@ def test_guidance_interval_guides_only_the_steps_inside_it():
 def test_guidance_interval_must_be_an_ordered_sigma_range(interval):
     with pytest.raises(ValueError, match="interval"):
         Guidance(3.0, interval=interval)
+
+
+def pass_flops(model, x, cond):
+    """FLOPs of one full pass, counted outside sampling."""
+    return count_flops(model, x, torch.tensor([0.5]), cond)[1]
+
+
+def test_counted_flops_are_every_guidance_branch_full_passes():
+    noise, cond = inputs(5)
+    guidance = Guidance(4.0, ("motion",))
+    steps = 3
+    result = sample(
+        MODEL, noise, flow_match_sigmas(steps), cond, guidance=guidance, count_flops=True
+    )
+    per_branch = {
+        "cond": pass_flops(MODEL, noise, cond),
+        "uncond": pass_flops(MODEL, noise, cond.without(("motion",))),
+    }
+    # The unconditional branch skips the motion embedding: the two branches cost differently.
+    assert per_branch["cond"] > per_branch["uncond"]
+    assert [r.flops for r in result.trace] == [per_branch[r.branch] for r in result.trace]
+    assert result.flops == steps * sum(per_branch.values())
+    uncounted = sample(MODEL, noise, flow_match_sigmas(steps), cond, guidance=guidance)
+    assert uncounted.flops is None and all(r.flops is None for r in uncounted.trace)
+    torch.testing.assert_close(uncounted.latents, result.latents, rtol=0, atol=0)
+
+
+def test_first_block_cache_flops_exceed_full_passes_by_its_first_block_work():
+    noise, cond = inputs(5)
+    sigma = torch.tensor([0.5])
+    result = sample(
+        MODEL,
+        noise,
+        flow_match_sigmas(8),
+        cond,
+        stepper=FirstBlockCache(threshold=10.0),
+        count_flops=True,
+    )
+    reuses = result.actions.get("reuse", 0)
+    assert reuses > 0 and result.nfe > 0
+    with FlopCounter() as partial:  # what a reuse runs: embedding, block 0 and the head
+        h, ctx = MODEL.embed(noise, sigma, cond)
+        MODEL.head(MODEL.blocks[0](h, ctx), ctx)
+    assert partial.total > 0
+    assert result.flops == result.nfe * pass_flops(MODEL, noise, cond) + reuses * partial.total
+
+
+@given(
+    frames=st.integers(2, 12),
+    window=st.integers(1, 8),
+    overlap=st.integers(0, 7),
+    shift=st.integers(0, 3),
+)
+def test_windowed_flops_are_each_windows_passes_overlap_included(frames, window, overlap, shift):
+    noise, cond = inputs(frames, seed=2)
+    windowing = Sliding(window=window, overlap=min(overlap, window - 1), shift=shift)
+    steps = 3
+    result = sample(
+        MODEL, noise, flow_match_sigmas(steps), cond, windowing=windowing, count_flops=True
+    )
+    expected, covered = 0, 0
+    for step in range(steps):
+        for start, stop in windowing.windows(frames, step):
+            expected += pass_flops(MODEL, noise[:, :, start:stop], cond.window(start, stop))
+            covered += stop - start
+    assert result.flops == expected
+    # Overlapping frames are computed once per window that holds them, and each window pays
+    # its own embedding: several windows cost more than one pass over the whole video.
+    full = sample(MODEL, noise, flow_match_sigmas(steps), cond, count_flops=True).flops
+    several = any(len(windowing.windows(frames, step)) > 1 for step in range(steps))
+    assert result.flops > full if several else result.flops == full
+    assert covered >= steps * frames

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,7 @@ from hypothesis import strategies as st
 from scipy.ndimage import correlate1d
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
-from metrics.fidelity import LPIPS, PSNR, SSIM
+from metrics.fidelity import LPIPS, PSNR, SSIM, DetailRatio
 from metrics.weights import CorruptWeightError, MissingWeightError
 
 
@@ -166,3 +168,42 @@ def test_lpips_with_a_wrong_backbone_file_in_the_hub_cache_is_a_hash_error(
         CorruptWeightError, match=r"alexnet-owt-7be5be79\.pth has sha256 .* expected 7be5be79"
     ):
         LPIPS()
+
+
+def _texture(size: int = 16) -> torch.Tensor:
+    """A +-1 checkerboard: every 4x4 block averages to 0, so a box blur removes all of it."""
+    index = torch.arange(size)
+    return ((index[:, None] + index[None, :]) % 2 * 2 - 1).double()
+
+
+def test_coarse_psnr_ignores_what_averages_out_and_keeps_what_does_not() -> None:
+    smooth = torch.linspace(0.3, 0.7, 16).double().expand(16, 16)
+    target = (smooth + 0.05 * _texture()).expand(2, 3, 16, 16)
+    noisy = smooth.expand(2, 3, 16, 16)  # the texture gone: pixel change, no coarse change
+    coarse = PSNR(cap_db=60.0, downsample=4)
+    coarse.update(noisy, target)
+    assert float(coarse.compute()) == 60.0
+    full = PSNR(cap_db=60.0)
+    full.update(noisy, target)
+    assert float(full.compute()) == pytest.approx(10 * math.log10(1 / 0.05**2))
+    shifted = PSNR(downsample=4)
+    shifted.update(target + 0.1, target)  # a change of layout/brightness survives averaging
+    assert float(shifted.compute()) == pytest.approx(20.0)
+
+
+@pytest.mark.parametrize("amount", [0.0, 0.5, 1.0, 2.0])
+def test_detail_ratio_is_the_squared_amplitude_of_the_kept_texture(amount: float) -> None:
+    smooth = (0.3 + 0.1 * (torch.arange(16) // 4)).double().expand(16, 16)  # constant per block
+    target = (smooth + 0.05 * _texture()).expand(1, 3, 16, 16)
+    generated = (smooth + 0.05 * amount * _texture()).expand(1, 3, 16, 16)
+    ratio = DetailRatio()
+    ratio.update(generated, target)
+    assert float(ratio.compute()) == pytest.approx(amount**2)
+
+
+def test_detail_ratio_against_a_flat_target_is_a_clear_error() -> None:
+    flat = torch.full((1, 3, 16, 16), 0.5)
+    with pytest.raises(ValueError, match="no high-frequency energy"):
+        DetailRatio().update(torch.rand(1, 3, 16, 16), flat)
+    with pytest.raises(ValueError, match=r"downsample=0 must be an integer >= 1"):
+        PSNR(downsample=0)

@@ -11,12 +11,13 @@ from reference_model.calibration import (
     build_identity_calibration,
     load_identity_calibration,
 )
-from reference_model.shipped_weights import MANIFEST, WEIGHTS_DIR
+from reference_model.shipped_weights import MANIFEST, WEIGHTS_DIR, WORLD_WEIGHTS
 
 
-def test_stored_calibration_is_what_the_world_and_the_shipped_encoder_give_now():
-    stored = load_identity_calibration()
-    fresh = build_identity_calibration()
+@pytest.mark.parametrize("world", ["v1", "v2"])
+def test_stored_calibration_is_what_the_world_and_the_shipped_encoder_give_now(world):
+    stored = load_identity_calibration(WORLD_WEIGHTS[world])
+    fresh = build_identity_calibration(**({} if world == "v1" else {"world": world}))
     assert fresh.own == pytest.approx(stored.own, rel=1e-3)
     assert fresh.other == pytest.approx(stored.other, rel=1e-5)
     assert (fresh.identities, fresh.frames, fresh.made_with) == (
@@ -25,7 +26,8 @@ def test_stored_calibration_is_what_the_world_and_the_shipped_encoder_give_now()
         stored.made_with,
     )
     # The encoder is far more sensitive to identity than to motion: own frames sit near 0.
-    assert stored.own < 1e-3 < 0.05 < stored.other  # measured: 6.8e-6 and 0.116
+    # v1 measured 6.8e-6 and 0.116; v2 (its own encoder, faces in moving scenes) 0.0022 and 0.948.
+    assert stored.own < 0.01 < 0.05 < stored.other
 
 
 def test_a_calibration_made_with_other_encoder_weights_is_refused(tmp_path):

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flashbench.denoiser import Cond, is_layered, run_layers
+from flashbench.flops import count_flops
 from flashbench.sampling import Guidance, sample
 from flashbench.schedule import flow_match_sigmas
 from reference_model.dit import (
@@ -311,3 +312,48 @@ def test_reset_expression_branch_renews_only_the_portrait_encoder_and_nfeb_expre
                 assert not torch.equal(value, before[key]), key
         else:
             assert torch.equal(value, before[key]), key
+
+
+def _flops_by_hand(cfg, batch: int, frames: int, expression: bool) -> int:
+    """One pass's matmul and attention FLOPs (2 per multiply-add), layer by layer from the config."""
+    b, t, d, c = batch, frames, cfg.dim, cfg.latent_channels
+    tokens = (cfg.latent_size // cfg.patch) ** 2  # per frame
+    image_tokens = (cfg.latent_size // cfg.ref_patch) ** 2
+    expression_tokens = cfg.frames_per_latent * cfg.part_tokens  # per latent frame
+    rows = b * t * tokens  # the video's tokens
+
+    def linear(n, width_in, width_out):
+        return 2 * n * width_in * width_out
+
+    def attention(sequences, queries, keys):  # QK^T and the weighted sum of V, all heads
+        return 2 * 2 * sequences * queries * keys * d
+
+    embed = linear(rows, (2 * c + 1) * cfg.patch**2, d) + linear(
+        b * image_tokens, c * cfg.ref_patch**2, d
+    )
+    embed += 2 * linear(b, d, d)  # the time MLP
+    if expression:
+        features = b * t * cfg.frames_per_latent
+        embed += linear(features, cfg.expr_dim, d) + linear(features, d, cfg.part_tokens * d)
+    block = linear(b, d, 6 * d)  # adaLN modulation
+    block += linear(rows, d, 3 * d) + attention(b * t, tokens, tokens) + linear(rows, d, d)
+    block += linear(rows, d, 3 * d) + attention(b * tokens, t, t) + linear(rows, d, d)
+    block += linear(rows, d, d) + linear(b * image_tokens, d, 2 * d)  # NFEB: q, image k/v
+    block += attention(b, t * tokens, image_tokens) + linear(rows, d, d)  # image attention, out
+    if expression:
+        block += linear(b * t * expression_tokens, d, 2 * d)
+        block += attention(b * t, tokens, expression_tokens)
+    block += 2 * linear(rows, d, int(d * cfg.mlp_ratio))
+    head = linear(b, d, 2 * d) + linear(rows, d, c * cfg.patch**2)
+    return embed + cfg.depth * block + head
+
+
+@pytest.mark.parametrize("name", ["tiny", "small"])
+@pytest.mark.parametrize("expression", [True, False])
+def test_a_pass_counts_every_linear_layer_and_attention_of_the_config(name, expression):
+    model = build_model(name).eval()
+    x, sigma, cond = _inputs(model, batch=2, frames=3)
+    cond = cond if expression else cond.without(("expression",))
+    with torch.no_grad():
+        _, flops = count_flops(model, x, sigma, cond)
+    assert flops == _flops_by_hand(model.config, 2, 3, expression)

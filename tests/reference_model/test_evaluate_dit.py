@@ -29,3 +29,16 @@ def test_other_reference_rows_keep_the_pose_and_change_the_face(capsys):
     repeated, other = rows["reference repeated"], rows["reference showing another expression"]
     assert abs(other[3] - repeated[3]) < 0.01  # the same head pose as the truth's first frame
     assert other[2] > 2 * repeated[2]  # but eyes, brows and mouth drawn elsewhere
+
+
+def test_the_grid_shows_as_many_clips_as_were_sampled(tmp_path):
+    import torch
+    from PIL import Image
+
+    from reference_model.evaluate_dit import write_grid
+
+    videos = {"truth": torch.rand(2, 3, 5, 8, 8), "baseline": torch.rand(2, 3, 5, 8, 8)}
+    write_grid(videos, tmp_path / "grid.png", clips=3, frames=4)
+    width, height = Image.open(tmp_path / "grid.png").size
+    # 2 clips x 2 rows of 4 tiles of 8 px with 1 px padding.
+    assert (width, height) == (4 * 9 + 1, 4 * 9 + 1)

@@ -23,6 +23,9 @@ SETTINGS = {
 BASE_WALL = {"self_a_8f": 8.0, "self_b_12f": 16.0, "self_c_8f": 12.0}
 WALL_DIVISOR = {"baseline": 1.0, "alp_k5": 2.0, "teacache_fast": 4.0}
 NFE = {"baseline": 30, "alp_k5": 12, "teacache_fast": 10}
+# FLOPs counted: 1 GFLOP a full pass, and the partial work besides (alp_k5's forecasts run the
+# embedding and head, teacache_fast's reuses the embedding): 2.4x and ~2.9x fewer than the baseline.
+FLOPS = {"baseline": 30e9, "alp_k5": 12.5e9, "teacache_fast": 10.4e9}
 PEAK_MIB = {"baseline": 100.0, "alp_k5": 50.0, "teacache_fast": 100.0}
 CACHE_MIB = {"baseline": 0.0, "alp_k5": 12.0, "teacache_fast": 1.0}
 # Per (case, seed) in the order (a,0), (a,1), (b,0), (b,1), (c,0), (c,1).
@@ -96,6 +99,7 @@ def unit_rows(case: str, setting: str, seed: int, index: int, golden: Golden) ->
     rows = [
         _row(case, setting, seed, "wall_seconds", wall, "s", False, "timer", ""),
         _row(case, setting, seed, "nfe", NFE[setting], "passes", None, "timer", ""),
+        _row(case, setting, seed, "flops", FLOPS[setting], "FLOPs", None, "timer", ""),
         _row(case, setting, seed, "peak_bytes", PEAK_MIB[setting] * 2**20, "bytes", None, "timer", ""),
         _row(case, setting, seed, "cache_bytes", CACHE_MIB[setting] * 2**20, "bytes", None, "timer", ""),
         _row(case, setting, seed, "fps", CASES[case] / wall, "frames/s", True, "timer", ""),

@@ -25,7 +25,8 @@ INCOMPLETE = {"unit": str, "setting": str, "problem": str}
 LEADERBOARD = {**HEAD, "protocol": (str, NULL), "runs": list, "floors": list, "entries": list}
 ENTRY = {
     "rank": (int, NULL), "run": str, "setting": str, "stepper": str, "windowing": str,
-    "speedup_wall": (*NUMBER, NULL), "speedup_nfe": (*NUMBER, NULL), "meets_floors": bool,
+    "speedup_wall": (*NUMBER, NULL), "speedup_nfe": (*NUMBER, NULL),
+    "speedup_flops": (*NUMBER, NULL), "meets_floors": bool,
     "metrics": dict, "failed": list,
 }  # fmt: skip
 

@@ -13,11 +13,11 @@ def test_golden_run_loads_every_row_trace_error_and_video(golden_run, golden_spe
     units = len(CASES) * len(SEEDS) * len(SETTINGS)
     per_frame = len(SEEDS) * len(SETTINGS) * sum(CASES.values())
     fidelity = len(CASES) * len(SEEDS) * (len(SETTINGS) - 1) * 3
-    assert len(run.rows) == units * 7 + per_frame + fidelity
+    assert len(run.rows) == units * 8 + per_frame + fidelity
     assert set(run.rows["unit_id"]) == {
         f"{c}__{s}__seed{k}" for c in CASES for s in SETTINGS for k in SEEDS
     }
-    assert run.rows["frame"].isna().sum() == units * 7 + fidelity
+    assert run.rows["frame"].isna().sum() == units * 8 + fidelity
     assert str(run.rows["higher_is_better"].dtype) == "boolean"
     assert run.baseline == "baseline" and run.suite == "golden"
     # Traces carry the unit's setting and stepper from its rows file.

@@ -95,12 +95,21 @@ def test_published_ratios_are_magcaches_wan_lists_without_padding():
     assert all(r.min() > 0.8 and r.max() < 1.05 for r in ratios.values())
 
 
-def test_the_report_has_a_regime_section_only_when_the_run_measured_one(regime_run, golden_run):
+def test_the_report_has_a_regime_section_only_when_the_run_has_something_to_show(
+    regime_run, golden_run, make_run
+):
     from reports.cli import report
 
     path, _ = regime_run
     with_regime = (report(path, out=path / "report", videos=False) / "report.md").read_text()
     assert "## Regime: how hard acceleration is on model" in with_regime
     assert "figures/regime.png" in with_regime
-    plain = (report(golden_run, out=path / "plain", videos=False) / "report.md").read_text()
-    assert "Regime" not in plain
+    # No profile and no seed floor, but a TeaCache setting: only the published figures beside it.
+    beside = (report(golden_run, out=path / "beside", videos=False) / "report.md").read_text()
+    assert "## Regime" in beside and "figures/regime.png" not in beside
+    assert "this run: teacache_fast" in beside
+    plain = make_run("plain")
+    for unit in (plain / "rows").glob("*__teacache_fast__*.json"):
+        unit.unlink()
+    text = (report(plain, out=path / "plain", videos=False) / "report.md").read_text()
+    assert "Regime" not in text

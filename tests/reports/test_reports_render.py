@@ -73,7 +73,7 @@ def test_html_and_markdown_hold_the_table_numbers(rendered):
         assert "world-identity-encoder" in text and "i3d-kinetics400" in text
         assert "RuntimeError: out of memory" in text  # the failed unit is listed
     assert "![pareto](figures/pareto.png)" in markdown
-    assert "![pareto_nfe](figures/pareto_nfe.png)" in markdown
+    assert "![pareto_flops](figures/pareto_flops.png)" in markdown
     assert "(grids/self_b_12f__seed1.mp4)" in markdown
     assert (
         "(grids/self_b_12f__seed1.gif)" in markdown

@@ -18,12 +18,17 @@ def _cell(summary, setting, label):
 
 
 @pytest.mark.parametrize(
-    ("setting", "wall", "nfe"),
-    [("baseline", 1.0, 1.0), ("alp_k5", 2.0, 2.5), ("teacache_fast", 4.0, 3.0)],
+    ("setting", "wall", "nfe", "flops"),
+    [
+        ("baseline", 1.0, 1.0, 1.0),
+        ("alp_k5", 2.0, 2.5, 2.4),
+        ("teacache_fast", 4.0, 3.0, 30 / 10.4),
+    ],
 )
-def test_speedups_are_baseline_over_setting(summary, setting, wall, nfe):
+def test_speedups_are_baseline_over_setting(summary, setting, wall, nfe, flops):
     assert _cell(summary, setting, "speedup_wall")["mean"] == pytest.approx(wall)
     assert _cell(summary, setting, "speedup_nfe")["mean"] == pytest.approx(nfe)
+    assert _cell(summary, setting, "speedup_flops")["mean"] == pytest.approx(flops)
     # Every unit has the same ratio, so the bootstrap has nothing to vary.
     assert _cell(summary, setting, "speedup_wall")["ci_low"] == pytest.approx(wall)
     assert _cell(summary, setting, "speedup_wall")["ci_high"] == pytest.approx(wall)
@@ -66,6 +71,8 @@ def test_tables_put_the_baseline_first_and_show_arrows(summary):
     speed = speed_table(summary, "baseline")
     assert list(speed["setting"]) == ["baseline (baseline)", "alp_k5", "teacache_fast"]
     assert list(speed["NFE"]) == ["30", "12", "10"]
+    assert list(speed["FLOPs"]) == ["30 GFLOP", "12.5 GFLOP", "10.4 GFLOP"]
+    assert list(speed["speedup FLOPs ↑"]) == ["1", "2.4", "2.88"]
     assert list(speed["peak memory"]) == ["100 MiB", "50 MiB", "100 MiB"]
     quality = quality_table(summary, "baseline")
     assert "fvd@ground_truth ↓" in quality.columns and "psnr@baseline ↑" in quality.columns
@@ -138,3 +145,15 @@ def test_length_figure_plots_each_settings_mean_per_length_only_when_lengths_dif
     assert [b.lines[0].get_color() for b in aed.containers] == [colour["full"], colour["sliding"]]
     assert colour["full"] != colour["sliding"]
     assert length_figure(rows[rows["frames"] == 16]) is None
+
+
+def test_flops_frontier_plots_flop_speedups_and_is_left_out_for_runs_without_flops(summary):
+    from reports.plots import flops_figure
+
+    figure = flops_figure(summary)
+    xs = {round(x, 6) for ax in figure.axes for line in ax.lines for x in line.get_xdata()}
+    assert {2.4, round(30 / 10.4, 6)} <= xs and 2.5 not in xs  # FLOPs, not full passes
+    # Runs made before FLOPs were counted have no flops rows: no figure, and "–" in the table.
+    older = summary[~summary["metric"].isin(["flops", "speedup_flops"])]
+    assert flops_figure(older) is None
+    assert set(speed_table(older, "baseline")["FLOPs"]) == {"–"}

@@ -151,19 +151,23 @@ class WanModel(WithoutInstruments):
         self.prompts, self.negative = prompts["prompt_embeds"], prompts["negative_prompt_embeds"]
         self.device = torch.device(device)
 
-    def prepare(self, case: CaseSpec) -> CaseInputs:
+    def latent_shape(self, case: CaseSpec) -> tuple[int, ...]:
+        """The latent ``case`` samples, without preparing it (the memory planner's input)."""
         if case.resolution % RESOLUTION_STEP:
             raise ValueError(
                 f"resolution={case.resolution} must be a multiple of {RESOLUTION_STEP} for Wan "
                 "(8x VAE, 2x2 patches)"
             )
+        latent_frames = (case.frames - 1) // TIME_STRIDE + 1
+        size = case.resolution // SPACE_STRIDE
+        return (1, self.vae.config.z_dim, latent_frames, size, size)
+
+    def prepare(self, case: CaseSpec) -> CaseInputs:
+        shape = self.latent_shape(case)
         index = case.identity % len(self.prompts)
         cond = wan_cond(
             self.prompts[index : index + 1].to(self.device), self.negative.to(self.device)
         )
-        latent_frames = (case.frames - 1) // TIME_STRIDE + 1
-        size = case.resolution // SPACE_STRIDE
-        shape = (1, self.vae.config.z_dim, latent_frames, size, size)
         # Text to video has no reference image; a grey frame keeps the record's shape.
         grey = torch.full((3, case.resolution, case.resolution), 0.5)
         return CaseInputs(cond, shape, grey, ground_truth=None)

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flashbench.denoiser import Cond
+from flashbench.flops import count_flops
 from flashbench.models.gmm import MIXTURE, gaussian_solution, mixture_velocity, palette
 from flashbench.models.registry import models
 from flashbench.run.rows import read_rows
@@ -99,6 +100,22 @@ def test_dropping_the_mixture_weights_samples_the_uniform_mixture():
     assert out.nfe == 8 and out.latents.isfinite().all()
 
 
+def test_a_pass_counts_the_mixtures_elementwise_flops_per_branch():
+    means, stds, log_weights = palette(3, 4)
+    cond = Cond(static={"means": means, "stds": stds, MIXTURE: log_weights})
+    model = models.build("gmm", components=4).denoiser
+    x = torch.randn(1, 3, 2, 4, 4, dtype=torch.float64)
+    sigma = torch.tensor([0.5], dtype=torch.float64)
+    # 32 pixels x 4 components x (7 per channel x 3 channels + 8, + 1 for the log weights).
+    assert count_flops(model, x, sigma, cond)[1] == 32 * 4 * 30 == 3840
+    assert count_flops(model, x, sigma, cond.without((MIXTURE,)))[1] == 32 * 4 * 29
+    guided = Guidance(scale=2.0, drop=(MIXTURE,))
+    out = sample(
+        model, x, flow_match_sigmas(4, 5.0).double(), cond, guidance=guided, count_flops=True
+    )
+    assert out.flops == 4 * 32 * 4 * (30 + 29)
+
+
 def test_a_case_prepares_its_palette_and_decodes_to_frames():
     model = models.build("gmm")
     from flashbench.models.base import CaseSpec
@@ -153,3 +170,14 @@ def test_a_suite_measures_every_setting_against_the_near_exact_solution(tmp_path
     assert (summary.done, summary.failed) == (3, 0)
     mae = {r["setting"]: r["value"] for r in read_rows(tmp_path / "run") if r["metric"] == "mae"}
     assert set(mae) == {"euler", "alp"} and all(math.isfinite(v) and v > 0 for v in mae.values())
+    speed = {
+        (r["setting"], r["metric"]): r["value"]
+        for r in read_rows(tmp_path / "run")
+        if r["metric"] in ("flops", "nfe")
+    }
+    # Guided Euler, 10 steps: 256 pixels x 8 components x 30 (cond) and x 29 (uncond) a pass.
+    per_step = 256 * 8 * (30 + 29)
+    assert speed["euler", "flops"] == 10 * per_step
+    # ALP pays its passes and a little besides (its forecast mixes the cached factors).
+    passes = speed["alp", "nfe"] / 2 * per_step
+    assert passes <= speed["alp", "flops"] < speed["euler", "flops"]

@@ -18,6 +18,7 @@ from wan_models import (
 )
 
 from flashbench.denoiser import is_layered
+from flashbench.flops import count_flops
 from flashbench.models.wan.denoiser import PROMPT, WanDenoiser, wan_cond
 from flashbench.sampling import Guidance, sample
 from flashbench.schedule import flow_match_sigmas
@@ -147,8 +148,14 @@ def test_nfe_on_wan_counts_the_transformer_passes(name, params):
         stepper=steppers.build(name, **params),
         windowing=Sliding(window=3, overlap=1),
         guidance=CFG,
+        count_flops=True,
     )
     assert result.nfe == len(passes)
+    # Both windows are 3 frames wide and both prompts equally long: every full pass costs the
+    # same, and partial passes (diffusers' hooks included) add to the passes, up to a pass each.
+    with torch.no_grad():
+        _, per_pass = count_flops(model, x[:, :, :3], torch.tensor([0.5]), cond.window(0, 3))
+    assert result.nfe * per_pass <= result.flops <= len(result.trace) * per_pass
     assert torch.isfinite(result.latents).all()
     facts = type(steppers.build(name)).facts(8)
     if facts.caches:
@@ -186,3 +193,48 @@ def test_wrong_conditioning_names_what_is_missing(image_to_video, cond, words):
     model = WanDenoiser(tiny_transformer(image_to_video))
     with pytest.raises(ValueError, match=words):
         model(noise(0), torch.tensor([0.5]), cond)
+
+
+def _t2v_flops_by_hand(config, latent_shape, text_tokens: int) -> int:
+    """One T2V pass's convolution, linear and attention FLOPs (2 per multiply-add), from the config."""
+    b, channels, frames, height, width = latent_shape
+    pt, ph, pw = config.patch_size
+    inner = config.num_attention_heads * config.attention_head_dim
+    tokens = (frames // pt) * (height // ph) * (width // pw)
+
+    def linear(n, width_in, width_out):
+        return 2 * n * width_in * width_out
+
+    def attention(queries, keys):
+        return 2 * 2 * b * queries * keys * inner
+
+    embed = linear(b * tokens, channels * pt * ph * pw, inner)  # the patch convolution
+    embed += (
+        linear(b, config.freq_dim, inner) + linear(b, inner, inner) + linear(b, inner, 6 * inner)
+    )
+    embed += linear(b * text_tokens, config.text_dim, inner) + linear(b * text_tokens, inner, inner)
+    block = 4 * linear(b * tokens, inner, inner) + attention(tokens, tokens)  # self-attention
+    block += 2 * linear(b * tokens, inner, inner) + 2 * linear(b * text_tokens, inner, inner)
+    block += attention(tokens, text_tokens)  # cross-attention to the text
+    block += linear(b * tokens, inner, config.ffn_dim) + linear(b * tokens, config.ffn_dim, inner)
+    head = linear(b * tokens, inner, config.out_channels * pt * ph * pw)
+    return embed + config.num_layers * block + head
+
+
+def test_a_pass_counts_the_transformers_convolution_linear_layers_and_attention():
+    transformer = tiny_transformer()
+    model = WanDenoiser(transformer)
+    x, text = noise(0), text_embeddings(1)
+    with torch.no_grad():
+        _, flops = count_flops(model, x, torch.tensor([0.5]), wan_cond(text, text_embeddings(2)))
+    assert flops == _t2v_flops_by_hand(transformer.config, LATENT_SHAPE, text.shape[1])
+    # Guided Euler: both branches every step (the negative prompt has the prompt's length).
+    result = sample(
+        model,
+        x,
+        flow_match_sigmas(STEPS),
+        wan_cond(text, text_embeddings(2)),
+        guidance=CFG,
+        count_flops=True,
+    )
+    assert result.flops == STEPS * 2 * flops

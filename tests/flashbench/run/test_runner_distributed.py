@@ -1,25 +1,139 @@
-"""Scale-out: cases sharded over 2 DDP processes (CPU, gloo) give the rows of a 1-process run."""
+"""Scale-out: `flashbench run --devices 2` under Lightning's ddp launcher (CPU, gloo), as on GPUs.
 
+The launcher re-runs the command line per rank, so these tests run the real command in new
+processes; its ranks share the run directory's lock that the launching process holds.
+"""
+
+import json
+import os
+import signal
+import textwrap
+import time
+
+import psutil
 import pytest
+import torch
 
-from flashbench.run.distributed import run_distributed
+from flashbench.cli.main import main
+from flashbench.run.directory import LOCK_NAME, RunLock, check_locked_by
+from flashbench.run.distributed import SuiteShards
 from flashbench.run.rows import read_rows
 from flashbench.run.runner import run_suite
 from flashbench.suite.document import parse_suite
 
+# The run directory and its sharding are under test, not the metrics.
+QUICK = {
+    'names = ["psnr", "ssim", "id_sim", "aed", "seam", "speed"]': 'names = ["mae", "speed"]',
+    'per_frame = ["id_sim"]': "per_frame = []",
+}
+
+
+@pytest.fixture
+def quick_path(tiny_text, write_suite):
+    for old, new in QUICK.items():
+        assert old in tiny_text
+        tiny_text = tiny_text.replace(old, new)
+    return write_suite(tiny_text)
+
+
+@pytest.fixture
+def one_process_rows(quick_path, tmp_path, stable_rows):
+    suite = parse_suite(quick_path.read_text(), str(quick_path))
+    summary = run_suite(suite, tmp_path / "one", threads=1, progress=False)
+    assert (summary.done, summary.failed) == (6, 0)
+    return stable_rows(read_rows(tmp_path / "one"))
+
 
 @pytest.mark.slow
 def test_two_process_run_gives_the_rows_of_a_one_process_run(
-    tiny_text, write_suite, tmp_path, stable_rows
+    quick_path, tmp_path, stable_rows, one_process_rows, cli
 ):
-    path = write_suite(tiny_text)
-    suite = parse_suite(tiny_text, str(path))
-    single = run_suite(suite, tmp_path / "one", threads=1, progress=False)
-    sharded = run_distributed(suite, tmp_path / "two", devices=2, threads=1)
-    assert (single.done, single.failed) == (6, 0)
-    assert (sharded.done, sharded.failed) == (6, 0)
-    rows_one, rows_two = read_rows(tmp_path / "one"), read_rows(tmp_path / "two")
-    assert len(rows_one) == len(rows_two) > 0
-    assert stable_rows(rows_one) == stable_rows(rows_two)
-    # Both processes did work: the two cases were written by different ranks.
-    assert len({p.parent.name for p in (tmp_path / "two" / "videos").glob("*/reference.png")}) == 2
+    out = tmp_path / "two"
+    done = cli("run", quick_path, "--out", out, "--devices", 2, "--no-progress")
+    assert done.returncode == 0, done.stderr[-3000:]
+    # Only the launching process reports.
+    assert done.stdout.count("6 units done, 0 already finished, 0 failed") == 1, done.stdout
+    assert stable_rows(read_rows(out)) == one_process_rows != []
+    # Both processes did work: the two cases' videos were written by different ranks.
+    assert len({p.parent.name for p in (out / "videos").glob("*/reference.png")}) == 2
+    assert json.loads((out / "manifest.json").read_text())["devices"] == 2
+    assert not list(out.rglob(".tmp-*"))
+
+
+@pytest.mark.slow
+def test_a_killed_rank_leaves_a_run_that_resume_finishes_with_the_same_rows(
+    quick_path, tmp_path, stable_rows, one_process_rows, cli
+):
+    # Rank 1 finishes one unit of its case, then waits to be killed: the kill lands mid-run.
+    script = tmp_path / "hang_rank_1.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import os, time
+            from flashbench.cli.main import main
+            from flashbench.run.runner import CaseRunner
+
+            if os.environ.get("LOCAL_RANK") == "1":
+                finish = CaseRunner.finish_unit
+
+                def finish_then_wait(self, sampled, timing):
+                    finish(self, sampled, timing)
+                    time.sleep(3600)
+
+                CaseRunner.finish_unit = finish_then_wait
+            raise SystemExit(main())
+            """
+        )
+    )
+    out = tmp_path / "two"
+    argv = ["run", quick_path, "--out", out, "--devices", 2, "--no-progress"]
+    launcher = cli(*argv, script=script, wait=False)
+    try:
+        # Rank 0's case (3 units) and one unit of rank 1's.
+        deadline = time.monotonic() + 600
+        while len(list((out / "rows").glob("*.json"))) < 4:
+            assert launcher.poll() is None and time.monotonic() < deadline
+            time.sleep(0.5)
+        (rank_1,) = [p for p in psutil.Process(launcher.pid).children() if "python" in p.name()]
+        os.kill(rank_1.pid, signal.SIGKILL)
+        # Lightning's process observer ends the launcher when a rank dies.
+        assert launcher.wait(timeout=120) != 0
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+    assert len(list((out / "rows").glob("*.json"))) == 4
+    resumed = cli(*argv, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "2 units done, 4 already finished, 0 failed" in resumed.stdout
+    assert stable_rows(read_rows(out)) == one_process_rows
+
+
+def test_a_multi_process_run_started_from_python_is_refused_before_any_file(
+    quick_path, tmp_path, capsys
+):
+    # Here the launcher would re-run pytest once per rank.
+    out = tmp_path / "run"
+    assert main(["run", str(quick_path), "--out", str(out), "--devices", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "re-runs this process's command line once per rank" in err and "\n" not in err
+    assert not out.exists()
+
+
+def test_a_rank_proceeds_only_while_its_parent_holds_the_run_directory(tmp_path):
+    parent = os.getppid()
+    with pytest.raises(ValueError, match="does not hold the run directory"):
+        check_locked_by(tmp_path, parent, "LOCAL_RANK=1")  # no lock file
+    (tmp_path / LOCK_NAME).write_text(f"{parent}\n")
+    with pytest.raises(ValueError, match="unset LOCAL_RANK"):
+        check_locked_by(tmp_path, parent, "LOCAL_RANK=1")  # the pid, but nobody holds the lock
+    with RunLock(tmp_path):
+        check_locked_by(tmp_path, os.getpid(), "LOCAL_RANK=1")
+        with pytest.raises(ValueError, match=f"parent process {parent} does not hold"):
+            check_locked_by(tmp_path, parent, "LOCAL_RANK=1")
+
+
+def test_a_rank_whose_launcher_has_exited_stops_before_its_next_case():
+    orphan = SuiteShards("suite.toml", "out", None, 1, launcher=0)
+    with pytest.raises(RuntimeError, match="launching process 0 of this rank has exited"):
+        orphan.predict_step(torch.tensor(0), 0)

@@ -166,8 +166,10 @@ def shipped_copy(tmp_path, monkeypatch):
     weights = tmp_path / "reference_model" / "weights"
     shutil.copytree(pipeline.WEIGHTS_DIR, weights)
     monkeypatch.setattr(shipped_weights, "WEIGHTS_DIR", weights)
+    monkeypatch.setitem(shipped_weights.WORLD_WEIGHTS, "v1", weights)
     monkeypatch.setattr(pipeline, "WEIGHTS_DIR", weights)
     monkeypatch.setattr(pipeline, "DEFAULT_WEIGHTS", weights / "dit_small.pt")
+    monkeypatch.setitem(pipeline.WORLD_DITS, "v1", weights / "dit_small.pt")
     monkeypatch.chdir(tmp_path)
     return weights
 

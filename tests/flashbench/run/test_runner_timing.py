@@ -33,8 +33,9 @@ def test_each_unit_is_sampled_once_then_timed_repeats_times_and_rows_say_so(
     sample = passes.sample
 
     def counted(*args, **kwargs):
-        calls.append(kwargs["stepper"])
-        return sample(*args, **kwargs)
+        result = sample(*args, **kwargs)
+        calls.append((kwargs["stepper"], result.flops))
+        return result
 
     monkeypatch.setattr(passes, "sample", counted)
     text = tiny_text.replace("per_frame = [", "timing_repeats = 4\nper_frame = [")
@@ -47,6 +48,11 @@ def test_each_unit_is_sampled_once_then_timed_repeats_times_and_rows_say_so(
     iqr = {(r["case"], r["setting"]): r["value"] for r in rows if r["metric"] == "wall_seconds_iqr"}
     assert wall.keys() == iqr.keys() and len(wall) == 6
     assert all(w > 0 and iqr[k] >= 0 for k, w in wall.items())
+    # FLOPs are counted in each unit's untimed pass only, and its count is the unit's row.
+    counts = [flops for _, flops in calls if flops is not None]
+    assert len(counts) == 6 and all(flops > 0 for flops in counts)
+    flops = sorted(r["value"] for r in rows if r["metric"] == "flops")
+    assert flops == sorted(counts)
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["timing_repeats"] == 4 and manifest["threads"] == 1
     assert manifest["thread_settings"]["torch_threads"] == 1
@@ -54,11 +60,19 @@ def test_each_unit_is_sampled_once_then_timed_repeats_times_and_rows_say_so(
     assert "timing_repeats = 4" in (tmp_path / "run" / "suite.toml").read_text()
 
 
-def test_without_speed_nothing_is_timed(tiny_text, tmp_path, monkeypatch):
+def test_without_speed_nothing_is_timed_or_counted(tiny_text, tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "time_interleaved", lambda *a, **k: pytest.fail("timed"))
+    sample = passes.sample
+
+    def uncounted(*args, **kwargs):
+        assert not kwargs["count_flops"], "FLOPs counted for a suite without speed"
+        return sample(*args, **kwargs)
+
+    monkeypatch.setattr(passes, "sample", uncounted)
     text = tiny_text.replace('"seam", "speed"]', '"seam"]')
     run_suite(parse_suite(text, "tiny.toml"), tmp_path / "run", progress=False)
-    assert not [r for r in read_rows(tmp_path / "run") if r["metric"] == "wall_seconds"]
+    rows = read_rows(tmp_path / "run")
+    assert rows and not [r for r in rows if r["metric"] in ("wall_seconds", "flops")]
 
 
 @pytest.mark.parametrize("repeats", [0, 101, 2.5])

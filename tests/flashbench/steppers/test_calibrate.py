@@ -100,3 +100,36 @@ def test_cli_subcommands_write_a_calibration(tmp_path, capsys):
     assert args.func(args) == 0
     assert load_calibration(out, "teacache").model == "toy"
     assert "R^2" in capsys.readouterr().out
+
+
+def test_cli_model_args_reach_the_model_and_bad_ones_are_one_clear_line(tmp_path, capsys):
+    from flashbench.cli.main import main
+
+    out = tmp_path / "mag.json"
+    common = [
+        "--out",
+        str(out),
+        "--steps",
+        "6",
+        "--samples",
+        "1",
+        "--frames",
+        "4",
+        "--threads",
+        "1",
+    ]
+    assert main(["calibrate", "magcache", "--model-args", '{"depth": 2}', *common]) == 0
+    assert load_calibration(out, "magcache").model == "toy"
+    written = out.read_bytes()
+    assert main(["calibrate", "magcache", *common]) == 2
+    assert "exists; flashbench never overwrites" in capsys.readouterr().err
+    assert out.read_bytes() == written
+    for bad, said in (
+        ("[1]", "must be a JSON object"),
+        ("{depth: 2}", "is not JSON"),
+        ('{"dept": 2}', "did you mean 'depth'"),
+    ):
+        fresh = ["--out", str(tmp_path / "other.json"), *common[2:]]
+        assert main(["calibrate", "magcache", "--model-args", bad, *fresh]) == 2
+        err = capsys.readouterr().err.strip()
+        assert said in err and "\n" not in err
