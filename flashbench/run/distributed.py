@@ -99,7 +99,14 @@ def run_distributed(
     check_pooled(plan, measurer)
     names = [u.name for u in plan.units]
     with open_run_dir(
-        out, suite, setting_models, measurer, resume=resume, threads=threads, devices=devices
+        out,
+        suite,
+        setting_models,
+        measurer,
+        resume=resume,
+        threads=threads,
+        devices=devices,
+        limit=plan.limit,
     ):
         write_plan(out, plan, measurer)
         module = SuiteShards(suite.path, str(out), limit, threads)

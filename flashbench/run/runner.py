@@ -376,7 +376,9 @@ def run_suite(
     plan = plan_run(suite, model, limit)
     measurer = Measurer(plan.measures.names, dict(plan.measures.backends), model)
     check_pooled(plan, measurer)
-    with open_run_dir(out, suite, setting_models, measurer, resume=resume, threads=threads):
+    with open_run_dir(
+        out, suite, setting_models, measurer, resume=resume, threads=threads, limit=plan.limit
+    ):
         write_plan(out, plan, measurer)
         runner = CaseRunner(plan, setting_models, out, progress, measurer, device)
         done = skipped = failed = 0
