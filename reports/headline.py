@@ -130,9 +130,10 @@ def headline_metrics(
 
 
 def place_labels(
-    ax: Axes, points: Sequence[tuple[float, float, str]], fontsize: float = 7.5
+    ax: Axes, points: Sequence[tuple[float, float, str, str]], fontsize: float = 7.5
 ) -> None:
-    """Annotate each point with its name where the label overlaps no other label, point or edge.
+    """Annotate each point ``(x, y, name, colour)`` with its name, in its colour (so that a label
+    beside two points names the one of its colour), where it overlaps no other label, point or edge.
 
     A greedy pass over ``OFFSETS`` (nearest first) with the rendered text's extent; a label
     that fits nowhere takes the place with the fewest overlaps, with a leader line. Call it once
@@ -140,14 +141,15 @@ def place_labels(
     """
     renderer = ax.figure.canvas.get_renderer()
     frame = ax.get_window_extent(renderer)
-    xy = ax.transData.transform([(x, y) for x, y, _ in points]) if points else []
+    xy = ax.transData.transform([(x, y) for x, y, _, _ in points]) if points else []
     marks = [Bbox.from_bounds(px - 4, py - 4, 8, 8) for px, py in xy]
     placed: list[Bbox] = []
-    for (x, y, name), mark in zip(points, marks, strict=True):
+    for (x, y, name, colour), mark in zip(points, marks, strict=True):
         best = None
         for dx, dy in OFFSETS:
             text = ax.annotate(
                 name, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=fontsize,
+                color=colour,
                 ha="left" if dx >= 0 else "right", va="bottom" if dy >= 0 else "top",
             )  # fmt: skip
             box = text.get_window_extent(renderer).padded(1.5)
@@ -207,12 +209,13 @@ def headline_figure(
             y = [m[0] for m in stats if m is not None]
             err = np.array([[m[0] - m[1], m[2] - m[0]] for m in stats if m is not None]).T
             is_base = present == [baseline]
+            colour = "black" if is_base else colours[key]
             ax.errorbar(
-                x, y, yerr=np.abs(err), color="black" if is_base else colours[key],
+                x, y, yerr=np.abs(err), color=colour,
                 marker="*" if is_base else "o", markersize=10 if is_base else 5,
                 linestyle="-" if len(present) > 1 else "none", capsize=2, lw=1.2, zorder=3,
             )  # fmt: skip
-            points += list(zip(x, y, present, strict=True))
+            points += [(xi, yi, name, colour) for xi, yi, name in zip(x, y, present, strict=True)]
         xs = [p[0] for p in points]
         if xs and max(xs) / max(min(xs), 1e-9) > 8:
             ax.set_xscale("log")

@@ -87,7 +87,7 @@ def test_labels_placed_without_a_clash_do_not_overlap(points):
     ax = figure.subplots()
     ax.set_xlim(-0.5, 1.5)
     ax.set_ylim(-0.5, 1.5)
-    named = [(x, y, f"setting_{i}") for i, (x, y) in enumerate(points)]
+    named = [(x, y, f"setting_{i}", "C0") for i, (x, y) in enumerate(points)]
     place_labels(ax, named)
     renderer = figure.canvas.get_renderer()
     boxes = [t.get_window_extent(renderer) for t in ax.texts if t.get_text()]
