@@ -242,7 +242,7 @@ def headline_figure(
     caption = (
         f"Headline: quality vs {COST_LABEL} for {names}: of the metrics with a direction, those "
         "whose settings lie farthest from the baseline in units of the seed floor "
-        "(|setting − baseline| / the larger of the re-seed's change and the CI half-widths), "
+        "(|setting − baseline| / the larger of the change re-seeding makes and the CI half-widths), "
         "one per reference"
     )
     return figure, caption
