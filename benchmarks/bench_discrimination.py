@@ -1,8 +1,8 @@
-"""Do the new metrics tell samplers apart? Temporal stability, identity distance and expression following on the quick suite's cases.
+"""Do the new metrics tell samplers apart? Temporal stability, identity distance and expression following on the quick_full suite's cases.
 
     python benchmarks/bench_discrimination.py [--settings baseline alp_k5 sliding] [--bootstrap 4000]
 
-Samples every case of the `quick` suite (held-out identities, self and cross reenactment)
+Samples every case of the `quick_full` suite (held-out identities, self and cross reenactment)
 with each setting and with the baseline re-sampled from another noise seed (`reseeded`, the
 seed floor), then prints each metric's mean per setting and the paired bootstrap 95%
 interval of its difference from the baseline. Flicker is measured against the ground truth
@@ -76,7 +76,7 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", default=["baseline", "alp_k5", "sliding"])
     parser.add_argument("--bootstrap", type=int, default=4000)
     args = parser.parse_args()
-    suite = load_suite("quick")
+    suite = load_suite("quick_full")
     model = load_reference()
     cases = suite.cases.expand(model.splits, model.fps)
     metrics = {
@@ -90,7 +90,7 @@ def main() -> None:
     for index, case in enumerate(cases):
         inputs = model.prepare(case)
         for label, setting_name, seed in runs:
-            stepper, windowing, _ = settings.get(setting_name).build()  # unguided, as in quick
+            stepper, windowing, _ = settings.get(setting_name).build()  # unguided, as in quick_full
             noise = torch.randn(
                 inputs.latent_shape, generator=torch.Generator().manual_seed(1000 * index + seed)
             )

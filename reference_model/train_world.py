@@ -75,7 +75,7 @@ def _loop(
     generator = torch.Generator().manual_seed(config.seed)
     start = time.perf_counter()
     budget = config.minutes * 60.0 if config.minutes else math.inf
-    bar = tqdm(range(config.steps), desc=desc, dynamic_ncols=True)
+    bar = tqdm(range(config.steps), desc=desc, dynamic_ncols=True, disable=None)  # a terminal only
     step = 0
     for step in bar:
         # On a shared CPU the step rate varies; the decay follows whichever budget runs out first.

@@ -57,7 +57,9 @@ def report(
     _write_table(differences, folder / "differences")
     floors = floor_table(aggregate_rows(loaded.rows), loaded.baseline, n_boot=n_boot, seed=seed)
     _write_table(floors, folder / "seed_floor")
-    figures = report_figures(loaded.rows, loaded.traces, summary)
+    figures = report_figures(
+        loaded.rows, loaded.traces, summary, loaded.baseline, loaded.setting_order
+    )
     settings = sorted(set(summary["setting"]), key=lambda s: (s != loaded.baseline, s))
     grids = []
     if videos:

@@ -65,6 +65,20 @@ class Run:
     def suite(self) -> str:
         return str(self.manifest.get("suite", "?"))
 
+    @property
+    def setting_order(self) -> list[str]:
+        """The suite's settings in its order (a sweep's settings in sweep order), from the manifest."""
+        settings = self.manifest.get("settings") or []
+        return [s["name"] for s in settings if isinstance(s, dict) and "name" in s]
+
+    @property
+    def limited(self) -> str:
+        """ "limited: N of M cases" for a run made with --limit that left cases out, else ""."""
+        limit = self.manifest.get("limit")
+        if not isinstance(limit, dict) or limit.get("cases", 0) >= limit.get("of", 0):
+            return ""
+        return f"limited: {limit['cases']} of {limit['of']} cases"
+
 
 class _NonFinite(ValueError):
     pass

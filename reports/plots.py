@@ -1,8 +1,9 @@
-"""Report figures (matplotlib, Agg, no pyplot state): speed and memory frontiers, identity drift, steps, scaling."""
+"""Report figures (matplotlib, Agg, no pyplot state): the headline (reports/headline.py), then the full grid: speed and memory frontiers, identity drift, steps, scaling."""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,7 @@ from matplotlib.lines import Line2D
 
 from flashbench.run.rows import SPEED
 from reports.bootstrap import bootstrap_means
+from reports.headline import headline_figure
 from reports.load import RESEEDED, metric_label
 from reports.tables import ARROWS, quality_labels
 
@@ -265,6 +267,7 @@ def scaling_figure(rows: pd.DataFrame) -> Figure | None:
 
 
 FIGURES = {
+    "headline": "Headline: quality vs cost",  # the caption names the metrics (reports/headline.py)
     "pareto": "Speed vs quality (Pareto front)",
     "pareto_flops": "FLOPs vs quality (Pareto front)",
     "memory": "Stepper cache vs quality (memory frontier)",
@@ -277,9 +280,21 @@ FIGURES = {
 }
 
 
-def report_figures(rows: pd.DataFrame, traces: pd.DataFrame, summary: pd.DataFrame) -> dict:
-    """Every report figure that the run has data for, as ``{name: (title, png bytes)}``."""
+def report_figures(
+    rows: pd.DataFrame,
+    traces: pd.DataFrame,
+    summary: pd.DataFrame,
+    baseline: str = "baseline",
+    order: Sequence[str] = (),
+) -> dict:
+    """Every report figure that the run has data for, as ``{name: (title, png bytes)}``, the
+    headline first; ``order`` is the suite's order of settings (sweeps in order)."""
+    captions = dict(FIGURES)
+    headline = headline_figure(summary, baseline, order)
+    if headline is not None:
+        captions["headline"] = headline[1]
     built = {
+        "headline": None if headline is None else headline[0],
         "pareto": pareto_figure(summary),
         "pareto_flops": flops_figure(summary),
         "memory": memory_figure(summary),
@@ -291,5 +306,5 @@ def report_figures(rows: pd.DataFrame, traces: pd.DataFrame, summary: pd.DataFra
         "length": length_figure(rows),
     }
     return {
-        name: (FIGURES[name], figure_png(fig)) for name, fig in built.items() if fig is not None
+        name: (captions[name], figure_png(fig)) for name, fig in built.items() if fig is not None
     }

@@ -1,7 +1,8 @@
 """The results page: the paper's claims decided by runs of the shipped suites, then each run's tables and figures.
 
 ``flashbench results RUN [RUN ...] --out docs/results`` writes ``results.md`` (and a
-self-contained ``results.html``) with ``figures/``.
+self-contained ``results.html``) with ``figures/``, into a new or empty folder or one holding
+only those (as ``flashbench run`` does for run directories).
 Each run is one suite; the page names the command that re-makes it. The narrative (what the
 verdicts mean) is written beside the generated page, not by it.
 """
@@ -11,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from flashbench.run.folders import check_own_folder
 from reports.claims import Evidence, claims_table
 from reports.html import render_html
 from reports.load import Run, load_run
 from reports.markdown import render_markdown
 from reports.plots import report_figures
-from reports.sections import Figure, Section, manifest_table
+from reports.sections import Figure, Section, manifest_table, mark_limited
 from reports.tables import quality_table, speed_table
 
 
@@ -35,10 +37,11 @@ def _evidence(runs: Sequence[Run], n_boot: int, seed: int) -> dict[str, Evidence
 def _suite_sections(evidence: Evidence) -> list[Section]:
     run, summary = evidence.run, evidence.summary
     version = run.manifest.get("suite_version", "?")
-    figures = report_figures(run.rows, run.traces, summary)
-    return [
+    figures = report_figures(run.rows, run.traces, summary, run.baseline, run.setting_order)
+    limited = f", {run.limited}" if run.limited else ""
+    sections = [
         Section(
-            f"`{run.suite}` (v{version})",
+            f"`{run.suite}` (v{version}{limited})",
             note=f"Re-make with `flashbench run {run.suite} --out {run.path}`; baseline "
             f"`{run.baseline}`. Means with clustered bootstrap 95% CIs (cases resampled, each "
             "with its seeds; fewer than 3 cases: no interval).",
@@ -55,6 +58,7 @@ def _suite_sections(evidence: Evidence) -> list[Section]:
             for name, (caption, png) in figures.items()
         ),
     ]
+    return mark_limited(sections, run)
 
 
 def results_sections(
@@ -84,6 +88,17 @@ def results_sections(
     return sections
 
 
+def is_results_entry(path: Path) -> bool:
+    """Whether ``path`` (an entry of a results folder) is one that ``results`` writes."""
+    if path.name in ("results.md", "results.html"):
+        return path.is_file()
+    return (
+        path.name == "figures"
+        and path.is_dir()
+        and all(f.is_file() and f.suffix == ".png" for f in path.iterdir())
+    )
+
+
 def results(
     runs: Sequence[str | Path], out: str | Path, *, n_boot: int = 2000, seed: int = 0
 ) -> Path:
@@ -91,6 +106,9 @@ def results(
     if not runs:
         raise ValueError("give at least one run directory (one per suite)")
     folder = Path(out)
+    check_own_folder(
+        folder, is_results_entry, "a results folder", "only results.md, results.html, figures/*.png"
+    )
     page = folder / "results.md"
     sections = results_sections([load_run(r) for r in runs], folder, n_boot=n_boot, seed=seed)
     for figure in (f for section in sections for f in section.figures):

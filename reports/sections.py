@@ -8,7 +8,7 @@ is one builder and one entry there. Titles and notes mark code with backticks, a
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -35,6 +35,7 @@ __all__ = [
     "Section",
     "Video",
     "manifest_table",
+    "mark_limited",
     "report_sections",
 ]
 
@@ -92,8 +93,8 @@ def manifest_table(run: Run) -> pd.DataFrame:
     """Key facts of the manifest as a two-column table (long values shortened)."""
     manifest = run.manifest
     keys = ["suite", "suite_version", "suite_sha256", "suite_hash", "protocol", "baseline",
-            "model", "steps", "shift", "git_hash", "git", "created", "threads", "devices",
-            "seeds", "device", "versions"]  # fmt: skip
+            "model", "steps", "shift", "limit", "git_hash", "git", "created", "threads",
+            "devices", "seeds", "device", "versions"]  # fmt: skip
     rows = []
     for key in keys:
         if key in manifest:
@@ -110,9 +111,12 @@ def manifest_table(run: Run) -> pd.DataFrame:
 
 def title_and_manifest(inputs: ReportInputs) -> list[Section]:
     run = inputs.run
+    limited = f", {run.limited}" if run.limited else ""
     return [
         Section(
-            f"FlashBench report: {run.suite} ({run.name})", level=1, tables=(manifest_table(run),)
+            f"FlashBench report: {run.suite} ({run.name}{limited})",
+            level=1,
+            tables=(manifest_table(run),),
         )
     ]
 
@@ -237,6 +241,18 @@ SECTIONS: tuple[Callable[[ReportInputs], list[Section]], ...] = (
 )
 
 
+def mark_limited(sections: list[Section], run: Run) -> list[Section]:
+    """Sections whose tables summarise the run say so when --limit left cases out."""
+    if not run.limited:
+        return sections
+    return [
+        replace(s, note=f"{run.limited.capitalize()}. {s.note}".strip())
+        if s.tables and s.level > 1
+        else s
+        for s in sections
+    ]
+
+
 def report_sections(inputs: ReportInputs) -> list[Section]:
     """Every section of the report in order; the first is the title (level 1) over the manifest."""
-    return [section for build in SECTIONS for section in build(inputs)]
+    return mark_limited([section for build in SECTIONS for section in build(inputs)], inputs.run)

@@ -264,17 +264,21 @@ class Interrupts:
 
     def __init__(self) -> None:
         self.received = False
+        self._again: threading.Timer | None = None
+        self._ending = False
 
     def _handle(self, signum: int, frame: object) -> None:
         self.received = True
-        raise KeyboardInterrupt
+        if not self._ending:
+            raise KeyboardInterrupt
 
     def _unraisable(self, unraisable: sys.UnraisableHookArgs) -> None:
         # Ctrl-C that landed in a finaliser is printed as "Exception ignored" with a traceback and
         # dropped; raise it again, so it lands in the command's own code and ends the command.
         if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
             # From another thread a moment later: raised here, it would land in this hook again.
-            threading.Timer(0.05, _thread.interrupt_main, args=(signal.SIGINT,)).start()
+            self._again = threading.Timer(0.05, _thread.interrupt_main, args=(signal.SIGINT,))
+            self._again.start()
             return
         self._previous_hook(unraisable)
 
@@ -284,6 +288,14 @@ class Interrupts:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        # A re-raise still pending when the command has ended would land after the previous
+        # handler is back (on a loaded machine the timer fires late): in interpreter shutdown,
+        # with a traceback. The command already ends with 130, so it is not needed.
+        # signal.signal runs a pending handler first: recorded, not raised, once ending.
+        self._ending = True
+        if self._again is not None:
+            self._again.cancel()
+            self._again.join()
         signal.signal(signal.SIGINT, self._previous)
         sys.unraisablehook = self._previous_hook
 

@@ -25,7 +25,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             resume=args.resume,
             limit=args.limit,
             threads=args.threads,
-            progress=not args.no_progress,
+            # None: bars only when stderr is a terminal (tqdm's rule), so CI logs stay clean.
+            progress=False if args.no_progress else None,
             device=args.device,
         )
     else:
@@ -159,7 +160,12 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--accelerator", default="cpu", choices=["cpu", "gpu"], help="device kind for --devices > 1"
     )
-    run.add_argument("--limit", type=int, help="run only the first N cases (smoke tests)")
+    run.add_argument(
+        "--limit",
+        type=int,
+        help="run only the first N cases (smoke tests; recorded in the manifest, and reports "
+        'say "limited: N of M cases")',
+    )
     run.add_argument(
         "--threads",
         type=int,
@@ -168,7 +174,11 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--device", default="cpu", help="torch device of a 1-process run, e.g. cuda:0 (default cpu)"
     )
-    run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    run.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="hide progress bars (shown only when stderr is a terminal)",
+    )
     run.set_defaults(func=cmd_run)
     validate = subparsers.add_parser(
         "validate", help="validate suite files", description=cmd_validate.__doc__

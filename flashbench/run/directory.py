@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 import psutil
@@ -14,6 +15,7 @@ import psutil
 from flashbench.errors import one_line
 from flashbench.models.base import PortraitModel
 from flashbench.run.files import TEMP_NAME, atomic_json, atomic_write
+from flashbench.run.folders import check_own_folder
 from flashbench.run.manifest import build_manifest, model_manifest
 from flashbench.run.measure import Measurer
 from flashbench.run.plan import Plan, pooled_name
@@ -92,13 +94,6 @@ def check_locked_by(out: Path, pid: int, why: str) -> None:
         )
 
 
-def _foreign_entries(out: Path) -> list[str]:
-    """What a directory without manifest.json holds besides a killed run's temp files and lock."""
-    return sorted(
-        p.name for p in out.iterdir() if not TEMP_NAME.match(p.name) and p.name != LOCK_NAME
-    )
-
-
 def _check_resumable(
     out: Path, suite: Suite, setting_models: dict[str, PortraitModel], resume: bool
 ) -> None:
@@ -143,24 +138,24 @@ def open_run_dir(
     resume: bool,
     threads: int,
     devices: int = 1,
+    limit: Mapping[str, int] | None = None,
 ) -> RunLock:
     """Create the run directory, or check that an existing one belongs to this very suite; returns its lock.
 
     Nothing is written into a directory that is not a run directory (no manifest.json) unless
     it is empty or holds only a killed run's temp files. The manifest is written first, so a
-    directory with a manifest is a run directory, whatever else a kill left in it.
+    directory with a manifest is a run directory, whatever else a kill left in it. ``limit``
+    (``Plan.limit``) is recorded in it, and updated when a resume runs under another --limit.
     """
     manifest_path = out / "manifest.json"
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {str(out)!r} is a file; choose a directory")
-    if out.is_dir() and not manifest_path.is_file():
-        foreign = _foreign_entries(out)
-        if foreign:
-            raise ValueError(
-                f"--out {str(out)!r} is not a run directory (no manifest.json) and holds "
-                f"{', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}; flashbench writes only into a new "
-                "or empty directory or a run directory: choose another --out"
-            )
+    if not manifest_path.is_file():
+        # A killed run's temp files and lock are its own: a resume cleans them up.
+        check_own_folder(
+            out,
+            lambda p: bool(TEMP_NAME.match(p.name)) or p.name == LOCK_NAME,
+            "a run directory",
+            "no manifest.json",
+        )
     # The outermost directory this call creates: removed again if the run cannot start.
     missing = [p for p in (out, *out.parents) if not p.exists()]
     top = missing[-1] if missing else None
@@ -175,9 +170,11 @@ def open_run_dir(
     try:
         if not fresh:
             _check_resumable(out, suite, setting_models, resume)
+            _record_limit(manifest_path, limit)
         else:
             atomic_json(
-                manifest_path, build_manifest(suite, setting_models, measurer, threads, devices)
+                manifest_path,
+                build_manifest(suite, setting_models, measurer, threads, devices, limit),
             )
         # Written after the manifest: a run killed in between gets it back on resume.
         if not (out / "suite.toml").is_file():
@@ -195,6 +192,14 @@ def open_run_dir(
         lock.release()
         raise
     return lock
+
+
+def _record_limit(manifest_path: Path, limit: Mapping[str, int] | None) -> None:
+    """A resume under another --limit (or none) changes how many cases the run covers: say so."""
+    manifest = json.loads(manifest_path.read_text())
+    recorded = None if limit is None else dict(limit)
+    if manifest.get("limit") != recorded:
+        atomic_json(manifest_path, {**manifest, "limit": recorded})
 
 
 def _unwritable(out: Path, err: OSError) -> ValueError:

@@ -151,7 +151,14 @@ def run_distributed(
             "`flashbench run SUITE --devices N`"
         )
     with open_run_dir(
-        out, suite, setting_models, measurer, resume=resume, threads=threads, devices=devices
+        out,
+        suite,
+        setting_models,
+        measurer,
+        resume=resume,
+        threads=threads,
+        devices=devices,
+        limit=plan.limit,
     ):
         write_plan(out, plan, measurer)
         module = SuiteShards(suite.path, str(out), limit, threads)

@@ -6,6 +6,7 @@ import datetime
 import os
 import platform
 import subprocess
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,7 @@ def build_manifest(
     measurer: Measurer,
     threads: int,
     devices: int,
+    limit: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     return {
         "format_version": FORMAT_VERSION,
@@ -153,5 +155,7 @@ def build_manifest(
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "timing_repeats": suite.metrics.timing_repeats,
         "devices": devices,
+        # --limit N: {"limit": N, "cases": cases run, "of": the suite's}; reports say "limited".
+        "limit": None if limit is None else dict(limit),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }

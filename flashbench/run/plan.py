@@ -88,6 +88,8 @@ class Plan:
     save_latents: bool
     # What of the suite determines a baseline's output, beside the model, the case and the seed.
     baseline_recipe: Mapping[str, Any]
+    # --limit: {"limit": N, "cases": cases run, "of": the suite's cases}; None without one.
+    limit: Mapping[str, int] | None = None
 
     @property
     def units(self) -> list[Unit]:
@@ -119,9 +121,11 @@ def suite_models(suite: Suite) -> dict[str, PortraitModel]:
 def plan_run(suite: Suite, model: PortraitModel, limit: int | None = None) -> Plan:
     """The plan of a run of ``suite`` (its first ``limit`` cases) on the baseline's ``model``."""
     cases = suite.cases.expand(model.splits, model.fps)
+    limited = None
     if limit is not None:
         if limit < 1:
             raise ValueError(f"--limit={limit} must be >= 1 case")
+        limited = {"limit": limit, "cases": min(limit, len(cases)), "of": len(cases)}
         cases = cases[:limit]
     baseline = suite.setting(suite.baseline)
     # Per case the baseline comes first, so that its output is cached for the rest.
@@ -156,6 +160,7 @@ def plan_run(suite: Suite, model: PortraitModel, limit: int | None = None) -> Pl
             "setting": setting_dict(baseline),
             "guidance_drop": list(suite.guidance_drop),
         },
+        limit=limited,
     )
 
 

@@ -360,7 +360,9 @@ def run_suite(
     check_pooled(plan, measurer)
     for note in check_fits(plan, setting_models, device_memory(device))[1]:
         log.info(note)
-    with open_run_dir(out, suite, setting_models, measurer, resume=resume, threads=threads):
+    with open_run_dir(
+        out, suite, setting_models, measurer, resume=resume, threads=threads, limit=plan.limit
+    ):
         write_plan(out, plan, measurer)
         runner = CaseRunner(plan, setting_models, out, progress, measurer, device)
         done = skipped = failed = 0

@@ -4,7 +4,8 @@ Layers, lowest first: the package root (the sampling API and steppers), ``models
 ``planning``, ``suite``, ``run``, ``cli``. A module imports only from its own layer or below,
 counting imports inside functions and the ``"module:object"`` strings that registries import
 lazily. ``metrics`` imports nothing of ours; ``reports`` reads rows (``flashbench.run.rows``)
-and nothing else of flashbench, without torch; ``reference_model`` implements the protocols of
+and refuses folders as runs do (``flashbench.run.folders``), nothing else of flashbench,
+without torch; ``reference_model`` implements the protocols of
 the lower layers; only ``flashbench.cli`` wires ``flashbench`` and ``reports`` together.
 """
 
@@ -127,7 +128,7 @@ def test_only_the_cli_imports_reports():
     assert offenders == []
 
 
-def test_reports_import_only_the_row_format_of_flashbench():
+def test_reports_import_only_the_row_format_and_the_folder_check_of_flashbench():
     used = {
         m
         for path in modules("reports").values()
@@ -135,6 +136,7 @@ def test_reports_import_only_the_row_format_of_flashbench():
         if m.split(".")[0] in ("flashbench", "reference_model", "metrics")
     }
     # `from flashbench.run.rows import Row` counts flashbench.run.rows and its name Row.
+    used -= {"flashbench.run.folders", "flashbench.run.folders.check_own_folder"}
     assert {m.removeprefix("flashbench.run.rows.") for m in used} - {"flashbench.run.rows"} <= {
         "COLUMNS",
         "FORMAT_VERSION",
@@ -171,7 +173,7 @@ def test_reference_model_implements_only_the_lower_layers():
     assert used == set()
 
 
-@pytest.mark.parametrize("package", ["reports", "flashbench.run.rows"])
+@pytest.mark.parametrize("package", ["reports", "flashbench.run.rows", "flashbench.run.folders"])
 def test_reading_rows_imports_no_torch(package):
     script = (
         "import importlib, pkgutil, sys\n"

@@ -296,3 +296,23 @@ def test_baseline_units_write_their_velocity_profile_and_others_do_not(tiny_text
     for records in profiles.values():
         assert [r["step"] for r in records] == list(range(1, suite.steps))
         assert all(r["relative_change"] >= 0 and r["magnitude_ratio"] > 0 for r in records)
+
+
+# ---- --limit and progress bars ----------------------------------------------------------------
+
+
+def test_limit_is_recorded_in_the_manifest_and_a_resume_without_it_clears_it(suite_path, tmp_path):
+    suite = parse_suite(suite_path.read_text(), str(suite_path))
+    out = tmp_path / "run"
+    run_suite(suite, out, limit=1, progress=False)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["limit"] == {"limit": 1, "cases": 1, "of": 2}
+    assert run_suite(suite, out, resume=True, progress=False).ok
+    assert json.loads((out / "manifest.json").read_text())["limit"] is None
+
+
+def test_progress_bars_are_shown_only_on_a_terminal(suite_path, tmp_path, capsys):
+    # capsys's stderr is not a terminal, as in CI.
+    assert main(["run", str(suite_path), "--out", str(tmp_path / "run"), "--limit", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "%|" not in err and "it/s" not in err

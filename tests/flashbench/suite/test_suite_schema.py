@@ -24,6 +24,7 @@ def test_every_shipped_suite_validates():
     names = shipped_suites()
     assert {
         "quick",
+        "quick_full",
         "acceleration",
         "long_video",
         "nfeb_ablation",
