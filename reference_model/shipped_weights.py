@@ -32,7 +32,15 @@ LICENCE = "Apache-2.0, as FlashBench (trained on its synthetic portrait world)"
 
 def restore_fix(path: Path) -> str:
     """How to get a shipped file back (it is tracked by git and installed with the package)."""
-    return f"restore it with `git checkout -- reference_model/{path.parent.name}/{path.name}` or reinstall flashbench"
+    folder = next(
+        (
+            f"weights{'' if w == 'v1' else '_' + w}"
+            for w, d in WORLD_WEIGHTS.items()
+            if d.resolve() == Path(path).resolve().parent
+        ),
+        "weights",
+    )
+    return f"restore it with `git checkout -- reference_model/{folder}/{path.name}` or reinstall flashbench"
 
 
 def restore_hint(path: Path) -> str:

@@ -71,6 +71,9 @@ def test_weights_lists_the_reference_models_shipped_files(capsys):
     for name in ("dit_small", "autoencoder", "expression", "identity"):
         assert f"reference-{name}  [present]" in out
         assert f"reference_model/weights/{name}.pt" in out
+    for name in ("autoencoder", "expression", "identity"):  # world v2's networks
+        assert f"reference-v2-{name}  [present]" in out
+        assert f"reference_model/weights_v2/{name}.pt" in out
 
 
 def test_weights_names_a_corrupt_or_missing_shipped_reference_file_and_its_fix(
@@ -83,6 +86,7 @@ def test_weights_names_a_corrupt_or_missing_shipped_reference_file_and_its_fix(
         (tmp_path / manifest).write_bytes((shipped.WEIGHTS_DIR / manifest).read_bytes())
     (tmp_path / "identity.pt").write_bytes(b"not the shipped identity encoder")
     monkeypatch.setattr(shipped, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setitem(shipped.WORLD_WEIGHTS, "v1", tmp_path)
     monkeypatch.setattr(metrics.weights, "weight_status", lambda verify: [])
     assert main(["weights"]) == 1
     out = capsys.readouterr().out
