@@ -104,7 +104,10 @@ def separations(summary: pd.DataFrame, baseline: str) -> list[Separation]:
                 widths.append(abs(floor[0] - base[0]))
             noise = max(widths)
             spread = max(abs(v - anchor[0]) for v in values)
-        if math.isfinite(noise) and noise > 0:
+        # A floor at rounding level (a metric every seed leaves exactly as it was) measures
+        # nothing: dividing by it would crown the metric.
+        scale = max(abs(v) for v in [*values, *(anchor[:1] if anchor else ())])
+        if math.isfinite(noise) and noise > 1e-9 * max(scale, 1e-9):
             found.append(Separation(label, spread / noise, noise))
     return sorted(found, key=lambda s: -s.score)
 

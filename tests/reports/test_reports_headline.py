@@ -124,5 +124,7 @@ def test_a_report_opens_its_figures_with_the_headline(discriminating_run, tmp_pa
     folder = report(discriminating_run, tmp_path / "report", videos=False, n_boot=50)
     text = (folder / "report.md").read_text()
     figures = text.split("## Figures", 1)[1]
-    assert figures.lstrip().startswith("### Headline: quality vs full passes (NFE)")
+    # The golden run counted FLOPs, so they are the cost axis (full passes for older runs).
+    assert figures.lstrip().startswith("### Headline: quality vs FLOPs counted")
+    assert "e+1" not in figures.split("\n", 1)[0]  # no separation over a rounding-level floor
     assert (folder / "figures" / "headline.png").is_file()
