@@ -135,17 +135,12 @@ def bootstrap_mean_ci(
     level: float = 0.95,
 ) -> Interval:
     """Mean of ``values`` with the clustered bootstrap interval; ``clusters``: each value's case."""
-    check_resamples(n_boot)
     values = _check_values(values)
-    codes, cases = _codes(values, clusters)
-    mean = float(values.mean())
-    if cases < MIN_CASES:
-        return Interval(mean, math.nan, math.nan, cases)
-    draws = resample_cases(np.random.default_rng(seed), cases, n_boot)
-    counts = np.bincount(codes, minlength=cases)
-    # A draw's mean over all rows of its cases (cases may hold different numbers of rows).
-    means = (draws @ _case_sums(values, codes, cases)) / (draws @ counts)
-    return Interval(mean, *percentile_ci(means, mean, level, cases), cases)
+    # A mean is the ratio of the values' sum to their count, resampled the same way (cases may
+    # hold different numbers of rows).
+    return bootstrap_ratio_ci(
+        values, np.ones_like(values), clusters, n_boot=n_boot, seed=seed, level=level
+    )
 
 
 def bootstrap_ratio_ci(
