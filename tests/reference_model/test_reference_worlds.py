@@ -97,3 +97,18 @@ def test_world_v2_runs_on_its_own_networks(checkpoint, tmp_path):
     assert torch.equal(inputs.ground_truth, render_case(SELF, world="v2")[2])
     # No pixel of v2's drifting, flickering scene is still: the background mask is empty.
     assert not model.background_mask(SELF).any()
+
+
+def test_the_shipped_v2_dit_and_its_calibrations_belong_together():
+    import json
+
+    from flashbench.steppers.calibration import check_calibration, load_calibration
+    from reference_model.pipeline import load_reference
+    from reference_model.shipped_weights import WEIGHTS_V2
+
+    model = load_reference(world="v2")  # the shipped v2 DiT, sha256-checked against dit.json
+    record = json.loads((WEIGHTS_V2 / "dit.json").read_text())
+    assert record["world"] == "v2" and model.weights()["dit_small.pt"] == record["sha256"]
+    # The regime suite's TeaCache and MagCache read these: a retrained DiT must be recalibrated.
+    for kind in ("teacache", "magcache"):
+        check_calibration(load_calibration(WEIGHTS_V2 / f"{kind}.json", kind), model.denoiser)
