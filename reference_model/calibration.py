@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from metrics.identity_distance import IdentityCalibration, calibrate_identity
-from reference_model.shipped_weights import WEIGHTS_DIR, WORLD_WEIGHTS, read_manifest
+from reference_model.shipped_weights import WEIGHTS_DIR, WORLD_WEIGHTS, read_manifest, world_of
 from reference_model.world import driving_sequence, identity_params, split_ids
 from reference_model.world.versions import world as world_version
 
@@ -64,8 +64,8 @@ def build_identity_calibration(encoder=None, **views) -> IdentityCalibration:
 
 
 def _command(weights_dir: Path) -> str:
-    worlds = [w for w, d in WORLD_WEIGHTS.items() if d.resolve() == weights_dir.resolve()]
-    return COMMAND + (f" --world {worlds[0]}" if worlds and worlds[0] != "v1" else "")
+    world = world_of(weights_dir)
+    return COMMAND + (f" --world {world}" if world not in (None, "v1") else "")
 
 
 def write_identity_calibration(world: str = "v1") -> dict:

@@ -13,10 +13,11 @@ from torch import nn
 
 from metrics.weights import WeightStatus, file_sha256
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-WEIGHTS_V2 = Path(__file__).resolve().parent / "weights_v2"
 # Each world version's networks (and DiT) live in their own folder (MODEL_CARD_V2.md).
-WORLD_WEIGHTS = {"v1": WEIGHTS_DIR, "v2": WEIGHTS_V2}
+WORLD_FOLDERS = {"v1": "weights", "v2": "weights_v2"}
+WORLD_WEIGHTS = {w: Path(__file__).resolve().parent / f for w, f in WORLD_FOLDERS.items()}
+WEIGHTS_DIR = WORLD_WEIGHTS["v1"]
+WEIGHTS_V2 = WORLD_WEIGHTS["v2"]
 MANIFEST = "weights.json"
 # The DiT's sha256 is recorded apart from the world's networks (reference_model/pipeline.py).
 DIT_MANIFEST = "dit.json"
@@ -32,15 +33,15 @@ LICENCE = "Apache-2.0, as FlashBench (trained on its synthetic portrait world)"
 
 def restore_fix(path: Path) -> str:
     """How to get a shipped file back (it is tracked by git and installed with the package)."""
-    folder = next(
-        (
-            f"weights{'' if w == 'v1' else '_' + w}"
-            for w, d in WORLD_WEIGHTS.items()
-            if d.resolve() == Path(path).resolve().parent
-        ),
-        "weights",
-    )
+    folder = WORLD_FOLDERS[world_of(Path(path).parent) or "v1"]
     return f"restore it with `git checkout -- reference_model/{folder}/{path.name}` or reinstall flashbench"
+
+
+def world_of(folder: Path) -> str | None:
+    """The world whose shipped weights folder ``folder`` is (however it is spelled), or None."""
+    return next(
+        (w for w, d in WORLD_WEIGHTS.items() if d.resolve() == Path(folder).resolve()), None
+    )
 
 
 def restore_hint(path: Path) -> str:
@@ -50,7 +51,7 @@ def restore_hint(path: Path) -> str:
 
 def is_shipped(path: Path) -> bool:
     """Whether ``path``, however it is spelled (relative, with ``..``, a link), is in a shipped weights folder."""
-    return Path(path).resolve().parent in {d.resolve() for d in WORLD_WEIGHTS.values()}
+    return world_of(Path(path).parent) is not None
 
 
 def read_json(path: Path) -> Any:
