@@ -34,7 +34,9 @@ class TrainConfig:
     lr: float = 3e-4
     weight_decay: float = 0.0
     warmup_steps: int = 200
-    decay_steps: int = 0  # cosine decay to 0 over this many steps after warmup; 0 = constant
+    decay_steps: int = 0  # cosine decay to 0 over this many steps; 0 = constant
+    # The step the decay starts at (after warmup when 0): a cooldown phase of a resumed run.
+    decay_start: int = 0
     motion_loss_ratio: float = 0.25
     expression_drop: float = 0.1
     # Share of clips with a random subset of expression parts dropped (part dropout).
@@ -96,12 +98,13 @@ def flow_matching_loss(
 
 
 def lr_factor(step: int, config: TrainConfig) -> float:
-    """Linear warmup, then constant or (``decay_steps`` > 0) a cosine decay to zero."""
+    """Linear warmup, then constant or (``decay_steps`` > 0) a cosine decay to zero from ``decay_start``."""
     if step < config.warmup_steps:
         return (step + 1) / config.warmup_steps
-    if config.decay_steps <= 0:
+    start = max(config.warmup_steps, config.decay_start)
+    if config.decay_steps <= 0 or step < start:
         return 1.0
-    progress = min(1.0, (step - config.warmup_steps) / config.decay_steps)
+    progress = min(1.0, (step - start) / config.decay_steps)
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 

@@ -198,6 +198,12 @@ def parser() -> argparse.ArgumentParser:
         help="cosine learning-rate decay to 0 over this many steps (0 = constant)",
     )
     parser.add_argument(
+        "--decay-start",
+        type=int,
+        default=0,
+        help="the step the decay starts at (0: after warmup); a later one cools down a resumed run",
+    )
+    parser.add_argument(
         "--reference-gap",
         type=float,
         default=0.5,
@@ -312,6 +318,9 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error(
             f"--blink-slot-frames {args.blink_slot_frames}: a blink is about 5 frames wide; give 8 or more"
         )
+    for flag, value in (("--decay-steps", args.decay_steps), ("--decay-start", args.decay_start)):
+        if value < 0:
+            parser.error(f"{flag} {value} is a step count: give one >= 0")
     for flag, value in (("--region-weight", args.region_weight), ("--eye-weight", args.eye_weight)):
         if value < 0:
             parser.error(f"{flag} {value} must be >= 0 (0 turns weighting off)")
@@ -361,6 +370,7 @@ def build_module(args: argparse.Namespace, expr_dim: int) -> PortraitModule:
             "region_weight": args.region_weight,
             "eye_weight": args.eye_weight,
             "decay_steps": args.decay_steps,
+            "decay_start": args.decay_start,
             "expression_drop": args.expression_drop,
             "part_drop": args.part_drop,
         },

@@ -231,6 +231,9 @@ def test_learning_rate_warms_up_then_holds_or_decays_to_zero():
     assert lr_factor(10, decayed) == 1.0
     assert abs(lr_factor(60, decayed) - 0.5) < 1e-9
     assert lr_factor(110, decayed) == 0.0 and lr_factor(10**6, decayed) == 0.0
+    cooldown = TrainConfig(warmup_steps=10, decay_steps=100, decay_start=500)
+    assert lr_factor(499, cooldown) == 1.0 and lr_factor(500, cooldown) == 1.0
+    assert abs(lr_factor(550, cooldown) - 0.5) < 1e-9 and lr_factor(600, cooldown) == 0.0
 
 
 def test_train_model_rejects_bad_shares_and_weights_before_any_work(tmp_path, capsys):
