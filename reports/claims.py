@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +37,16 @@ REPRODUCES, FAILS, UNDECIDED, UNMEASURED = (
     "undecided",
     "not measured",
 )
-COLUMNS = ["suite", "claim", "paper", "ours", "verdict"]
+COLUMNS = ["suite", "testbed", "claim", "paper", "ours", "verdict"]
+# The regime table's testbeds first in this order (reports.load.testbed_name), others after.
+TESTBED_ORDER = ("reference v1", "reference v2", "exact ODE")
+SAME, FLIPS, PARTLY, OPEN, ONE = (
+    "same in every regime",
+    "flips",
+    "decided in some regimes only",
+    "undecided in every regime",
+    "one regime measured",
+)
 # Metrics whose best is a zero the values sit near: no relative bound (module docstring).
 NO_RELATIVE_BOUND = {
     "id_dist": "a calibrated distance (0 = the reference's own frames, 1 = another identity)",
@@ -63,6 +73,9 @@ class Claim:
     at_most_change: float | None = None
     seed_floor: bool = False
     dominates: bool = False
+    # The statement of the claim that this one tests on another testbed's suite (the exact
+    # ODE's): the regime table puts both in one row.
+    same_as: str | None = None
 
     def __post_init__(self) -> None:
         metric = self.metric.partition("@")[0]
@@ -76,7 +89,15 @@ class Claim:
 
 def load_claims(path: Path = CLAIMS_FILE) -> list[Claim]:
     with path.open("rb") as file:
-        return [Claim(**entry) for entry in tomllib.load(file)["claims"]]
+        claims = [Claim(**entry) for entry in tomllib.load(file)["claims"]]
+    statements = {claim.statement for claim in claims}
+    for claim in claims:
+        if claim.same_as is not None and claim.same_as not in statements:
+            raise ValueError(
+                f"{path}: claim {claim.statement!r} has same_as = {claim.same_as!r}, which is no "
+                "claim's statement; give the statement of the claim it tests on another testbed"
+            )
+    return claims
 
 
 @dataclass(frozen=True)
@@ -228,7 +249,46 @@ def _dominates(claim: Claim, evidence: Evidence) -> tuple[str, str] | None:
     return ours, UNDECIDED
 
 
-def claims_table(evidence: dict[str, Evidence], claims: list[Claim] | None = None) -> pd.DataFrame:
-    """Every claim's row, from the runs given by suite name."""
-    rows = [check(claim, evidence.get(claim.suite)) for claim in claims or load_claims()]
+def claims_table(evidence: Sequence[Evidence], claims: list[Claim] | None = None) -> pd.DataFrame:
+    """Every claim's row on every run of its suite (one per testbed), or "not measured" without one."""
+    rows = []
+    for claim in claims or load_claims():
+        runs = [e for e in evidence if e.run.suite == claim.suite]
+        rows += [{**check(claim, e), "testbed": e.run.testbed} for e in runs] or [
+            {**check(claim, None), "testbed": "–"}
+        ]
     return pd.DataFrame.from_records(rows, columns=COLUMNS)
+
+
+def regime_table(evidence: Sequence[Evidence], claims: list[Claim] | None = None) -> pd.DataFrame:
+    """Each claim's verdict with a column per testbed, and whether it holds across them.
+
+    A claim and those that test it on another testbed's suite (``same_as``) share a row.
+    "flips": it reproduces on one testbed and fails on another; "same in every regime": one
+    verdict on two or more testbeds; "decided in some regimes only": undecided beside a decided
+    verdict; "one regime measured": fewer than two testbeds measured it.
+    """
+    claims = claims or load_claims()
+    present = {e.run.testbed for e in evidence}
+    testbeds = [t for t in TESTBED_ORDER if t in present] + sorted(present - set(TESTBED_ORDER))
+    cells: dict[str, dict[str, str]] = {}
+    for claim in claims:
+        row = cells.setdefault(claim.same_as or claim.statement, {})
+        for found in (e for e in evidence if e.run.suite == claim.suite):
+            row[found.run.testbed] = check(claim, found)["verdict"]
+    records = []
+    for statement, verdicts in cells.items():
+        measured = [v for v in verdicts.values() if v != UNMEASURED]
+        decided = {v for v in measured if v in (REPRODUCES, FAILS)}
+        if len(measured) < 2:
+            across = ONE
+        elif decided == {REPRODUCES, FAILS}:
+            across = FLIPS
+        elif set(measured) in ({REPRODUCES}, {FAILS}):
+            across = SAME
+        else:
+            across = PARTLY if decided else OPEN
+        records.append(
+            {"claim": statement, **{t: verdicts.get(t, "–") for t in testbeds}, "across": across}
+        )
+    return pd.DataFrame.from_records(records, columns=["claim", *testbeds, "across"])

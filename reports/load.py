@@ -30,6 +30,20 @@ RENAMED = {"expression_error_pose": "apd"}
 TEMPORAL, TEMPORAL_DEVIATION = "temporal", "temporal_deviation"
 
 
+# The results page's name for the testbed a run sampled: a model and the parameters that make
+# it another regime (the reference model's world), never weights (a fine-tune is the same testbed).
+TESTBED_NAMES = {
+    "reference": lambda args: f"reference {args.get('world', 'v1')}",
+    "gmm": lambda args: "exact ODE",
+}
+
+
+def testbed_name(model: str, args: dict[str, Any]) -> str:
+    """``reference v1``, ``reference v2``, ``exact ODE``, or the model's own name."""
+    name = TESTBED_NAMES.get(model)
+    return name(args) if name else model
+
+
 class RunFormatError(ValueError):
     """A run directory file does not follow docs/run-directory.md."""
 
@@ -64,6 +78,18 @@ class Run:
     @property
     def suite(self) -> str:
         return str(self.manifest.get("suite", "?"))
+
+    @property
+    def model_args(self) -> dict[str, Any]:
+        """The suite's model parameters as run (``{}`` for runs that predate recording them)."""
+        args = (self.manifest.get("model") or {}).get("args")
+        return dict(args) if isinstance(args, dict) else {}
+
+    @property
+    def testbed(self) -> str:
+        """The testbed this run sampled (``testbed_name``): a column of the results page."""
+        model = self.manifest.get("model") or {}
+        return testbed_name(str(model.get("name", "?")), self.model_args)
 
     @property
     def setting_order(self) -> list[str]:

@@ -9,11 +9,12 @@ verdicts mean) is written beside the generated page, not by it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
 from flashbench.run.folders import check_own_folder
-from reports.claims import Evidence, claims_table
+from reports.claims import Evidence, claims_table, regime_table
 from reports.html import render_html
 from reports.load import Run, load_run
 from reports.markdown import render_markdown
@@ -22,27 +23,38 @@ from reports.sections import Figure, Section, manifest_table, mark_limited
 from reports.tables import quality_table, speed_table
 
 
-def _evidence(runs: Sequence[Run], n_boot: int, seed: int) -> dict[str, Evidence]:
-    found: dict[str, Evidence] = {}
+def _evidence(runs: Sequence[Run], n_boot: int, seed: int) -> list[Evidence]:
+    found: dict[tuple[str, str], Evidence] = {}
     for run in runs:
-        if run.suite in found:
+        key = (run.suite, run.testbed)
+        if key in found:
             raise ValueError(
-                f"two runs of suite {run.suite!r} ({found[run.suite].run.path} and {run.path}); "
-                "give one run per suite"
+                f"two runs of suite {run.suite!r} on {run.testbed} ({found[key].run.path} and "
+                f"{run.path}); give one run per suite and testbed"
             )
-        found[run.suite] = Evidence.of(run, n_boot=n_boot, seed=seed)
-    return found
+        found[key] = Evidence.of(run, n_boot=n_boot, seed=seed)
+    return list(found.values())
 
 
-def _suite_sections(evidence: Evidence) -> list[Section]:
+def _remake(run: Run) -> str:
+    args = f" --model-args '{json.dumps(run.model_args)}'" if run.model_args else ""
+    return f"flashbench run {run.suite}{args} --out {run.path}"
+
+
+def _suite_sections(evidence: Evidence, several_testbeds: bool) -> list[Section]:
     run, summary = evidence.run, evidence.summary
     version = run.manifest.get("suite_version", "?")
     figures = report_figures(run.rows, run.traces, summary, run.baseline, run.setting_order)
     limited = f", {run.limited}" if run.limited else ""
+    # One suite may run on several testbeds: its figures are named for both.
+    prefix = run.suite
+    if several_testbeds:
+        prefix += "_" + "_".join(run.testbed.lower().split())
+    on = f" on {run.testbed}" if several_testbeds else ""
     sections = [
         Section(
-            f"`{run.suite}` (v{version}{limited})",
-            note=f"Re-make with `flashbench run {run.suite} --out {run.path}`; baseline "
+            f"`{run.suite}`{on} (v{version}{limited})",
+            note=f"Re-make with `{_remake(run)}`; baseline "
             f"`{run.baseline}`. Means with clustered bootstrap 95% CIs (cases resampled, each "
             "with its seeds; fewer than 3 cases: no interval).",
             tables=(manifest_table(run),),
@@ -53,7 +65,7 @@ def _suite_sections(evidence: Evidence) -> list[Section]:
             Section(
                 caption,
                 level=3,
-                figures=(Figure(name, caption, png, f"figures/{run.suite}_{name}.png"),),
+                figures=(Figure(name, caption, png, f"figures/{prefix}_{name}.png"),),
             )
             for name, (caption, png) in figures.items()
         ),
@@ -70,21 +82,31 @@ def results_sections(
     counts = claims["verdict"].value_counts()
     tally = ", ".join(f"{count} {verdict}" for verdict, count in counts.items())
     remake = " ".join(str(run.path) for run in runs)
+    testbeds = {e.run.testbed for e in evidence}
     sections = [
         Section(
-            "FlashBench results: FlashPortrait's claims on the reference testbed",
+            "FlashBench results: FlashPortrait's claims on FlashBench's testbeds",
             level=1,
             note=f"Made by `flashbench results {remake} --out {out}` from the run directories below.",
         ),
         Section(
             "The paper's claims",
-            note=f"{len(claims)} claims ({tally}); each is decided on its suite's run with "
-            "95% CIs (`reports/data/claims.toml` states the test).",
+            note=f"{len(claims)} verdicts ({tally}); each claim is decided on each run of its "
+            "suite, one per testbed, with 95% CIs (`reports/data/claims.toml` states the test).",
             tables=(claims,),
         ),
     ]
-    for run in runs:
-        sections += _suite_sections(evidence[run.suite])
+    if len(testbeds) > 1:
+        sections.append(
+            Section(
+                "Across regimes",
+                note="Each claim's verdict per testbed (a claim and its exact-ODE counterpart "
+                "share a row): which hold in every regime and which flip.",
+                tables=(regime_table(evidence),),
+            )
+        )
+    for found in evidence:
+        sections += _suite_sections(found, len(testbeds) > 1)
     return sections
 
 

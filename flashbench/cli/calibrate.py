@@ -3,32 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
-from typing import Any
 
 import torch
 
+from flashbench.cli.options import model_args_json
 from flashbench.models.base import CaseSpec
 from flashbench.models.registry import models
 from flashbench.planning.calibration import calibrate_magcache, calibrate_teacache
 from flashbench.schedule import flow_match_sigmas
 from flashbench.steppers.calibration import save_calibration
-
-
-def _model_args(text: str) -> dict[str, Any]:
-    """``--model-args``: a JSON object of the model's parameters, as a suite's ``model_args``."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(
-            f'--model-args {text!r} is not JSON ({err.msg}); give an object, e.g. \'{{"world": "v2"}}\''
-        ) from err
-    if not isinstance(value, dict):
-        raise ValueError(
-            f'--model-args {text!r} must be a JSON object of parameters, e.g. \'{{"world": "v2"}}\''
-        )
-    return value
 
 
 def _calibrate(args: argparse.Namespace) -> int:
@@ -37,7 +21,7 @@ def _calibrate(args: argparse.Namespace) -> int:
             f"--out {args.out} exists; flashbench never overwrites a file: remove it or give another path"
         )
     torch.set_num_threads(args.threads)
-    portrait = models.build(args.model, **_model_args(args.model_args))
+    portrait = models.build(args.model, **model_args_json(args.model_args))
     # Training identities: a calibration must not peek at the cases it will be judged on.
     identities = portrait.splits["train"]
     generator = torch.Generator().manual_seed(args.seed)

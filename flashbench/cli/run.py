@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from flashbench.cli.options import model_args_json
 from flashbench.models.registry import check_model_args, shipped_weights
 from flashbench.suite.document import load_suite, shipped_suites
 
@@ -14,7 +15,7 @@ from flashbench.suite.document import load_suite, shipped_suites
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a suite into a run directory (resumable; sharded over --devices processes)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    suite = load_suite(args.suite)
+    suite = load_suite(args.suite, model_args_json(args.model_args))
     out = Path(args.out) if args.out else Path("runs") / suite.name
     if args.devices == 1:
         from flashbench.run.runner import run_suite
@@ -71,7 +72,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     status = 0
     for name in args.suites or shipped_suites():
         try:
-            suite = load_suite(name)
+            suite = load_suite(name, model_args_json(args.model_args))
             # load_suite has checked the cases against the model; None: a model without a spec.
             spec = check_model_args(suite.model, suite.model_args)
             units, fits = "?", f"memory not planned: model {suite.model!r} has no spec"
@@ -139,6 +140,13 @@ def cmd_weights(args: argparse.Namespace) -> int:
     return 1 if missing or corrupt else 0
 
 
+MODEL_ARGS = {
+    "default": "{}",
+    "help": "update the suite's model_args with this JSON object: the same suite on another model "
+    'configuration, e.g. \'{"world": "v2"}\' for testbed v2 (recorded in the run)',
+}
+
+
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     """Add ``run``, ``validate`` and ``weights`` to the ``flashbench`` command."""
     run = subparsers.add_parser(
@@ -148,6 +156,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
         "suite", help=f"shipped suite name ({', '.join(shipped_suites())}) or a .toml path"
     )
     run.add_argument("--out", help="run directory (default runs/<suite name>)")
+    run.add_argument("--model-args", **MODEL_ARGS)
     run.add_argument(
         "--resume", action="store_true", help="continue a run directory: finished units are skipped"
     )
@@ -186,6 +195,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     validate.add_argument(
         "suites", nargs="*", help="suite names or paths (default: every shipped suite)"
     )
+    validate.add_argument("--model-args", **MODEL_ARGS)
     validate.add_argument(
         "--device",
         default="cpu",

@@ -46,16 +46,18 @@ class SuiteShards(L.LightningModule):
         limit: int | None,
         threads: int,
         launcher: int | None = None,
+        model_args: dict | None = None,
     ) -> None:
-        """``launcher``: in a re-launched rank, the pid of the launching process (rank 0)."""
+        """``launcher``: in a re-launched rank, the pid of the launching process (rank 0);
+        ``model_args``: the suite's, as ``flashbench run --model-args`` updated them."""
         super().__init__()
         self.suite_path, self.out, self.limit, self.threads = suite_path, out, limit, threads
-        self.launcher = launcher
+        self.launcher, self.model_args = launcher, model_args
         self.done, self.skipped, self.failed = SumMetric(), SumMetric(), SumMetric()
 
     def setup(self, stage: str) -> None:
         torch.set_num_threads(self.threads)
-        self.suite = load_suite(self.suite_path)
+        self.suite = load_suite(self.suite_path, self.model_args)
         setting_models = suite_models(self.suite)
         self.plan = plan_run(self.suite, setting_models[self.suite.baseline], self.limit)
         # Lightning gives each rank its device (cuda:<local rank> on GPUs, cpu otherwise).
@@ -126,7 +128,9 @@ def run_distributed(
     if rank is not None:
         check_locked_by(out, os.getppid(), f"LOCAL_RANK={rank}")
         _predict(
-            SuiteShards(suite.path, str(out), limit, threads, os.getppid()), devices, accelerator
+            SuiteShards(suite.path, str(out), limit, threads, os.getppid(), dict(suite.model_args)),
+            devices,
+            accelerator,
         )
         return None
     # The manifest is written once, before any rank starts, so ranks never race on it.
@@ -161,7 +165,7 @@ def run_distributed(
         limit=plan.limit,
     ):
         write_plan(out, plan, measurer)
-        module = SuiteShards(suite.path, str(out), limit, threads)
+        module = SuiteShards(suite.path, str(out), limit, threads, None, dict(suite.model_args))
         _predict(module, devices, accelerator)
     return RunSummary(out, *module.totals, pooled_failures(plan, out))
 

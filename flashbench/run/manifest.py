@@ -17,6 +17,7 @@ from flashbench.models.base import PortraitModel
 from flashbench.run.measure import Measurer
 from flashbench.run.rows import FORMAT_VERSION
 from flashbench.suite.document import Suite
+from flashbench.suite.schema import plain
 from flashbench.suite.settings import setting_dict
 
 # Every installed distribution whose version can change a run's numbers: the sampling stack,
@@ -111,9 +112,13 @@ def metric_backends(suite: Suite, measurer: Measurer) -> dict[str, dict[str, Any
 
 
 def model_manifest(suite: Suite, setting_models: dict[str, PortraitModel]) -> dict[str, Any]:
-    """{"name", "weights"} of the baseline's model, plus "settings": {setting: weights} for settings with their own."""
+    """{"name", "args", "weights"} of the baseline's model, plus "settings": {setting: weights} for settings with their own."""
     base = setting_models[suite.baseline]
-    out: dict[str, Any] = {"name": suite.model, "weights": base.weights()}
+    out: dict[str, Any] = {
+        "name": suite.model,
+        "args": plain(suite.model_args),
+        "weights": base.weights(),
+    }
     own = {name: model.weights() for name, model in setting_models.items() if model is not base}
     if own:
         out["settings"] = own

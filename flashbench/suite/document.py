@@ -250,10 +250,17 @@ def suite_keys_table() -> str:
 # ---- parsing ------------------------------------------------------------------------------
 
 
-def parse_suite(text: str, path: str = "<suite>") -> Suite:
-    """Parse and validate suite TOML text; raises ValueError naming ``path``, the key and the fix."""
+def parse_suite(
+    text: str, path: str = "<suite>", model_args: Mapping[str, Any] | None = None
+) -> Suite:
+    """Parse and validate suite TOML text; raises ValueError naming ``path``, the key and the fix.
+
+    ``model_args`` (``flashbench run --model-args``) updates the suite's ``model_args``: the same
+    suite on another model configuration (testbed v2: ``{"world": "v2"}``). The suite's sha256
+    then covers the update, so a run directory never mixes rows of the two.
+    """
     try:
-        return _parse_suite(text, path)
+        return _parse_suite(text, path, dict(model_args or {}))
     except RecursionError as err:  # tomllib and repr recurse once per level of nesting
         raise ValueError(
             f"{path}: values are nested too deeply (arrays or tables inside each other); "
@@ -261,12 +268,19 @@ def parse_suite(text: str, path: str = "<suite>") -> Suite:
         ) from err
 
 
-def _parse_suite(text: str, path: str) -> Suite:
+def _parse_suite(text: str, path: str, model_args: dict[str, Any]) -> Suite:
     where = Where(path)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ValueError(f"{path}: not valid TOML: {err}; fix the syntax at that line") from err
+    digest = hashlib.sha256(text.encode())
+    if model_args and isinstance(data.get("suite"), dict):
+        own = data["suite"].get("model_args", {})
+        merged = {**own, **model_args} if isinstance(own, dict) else model_args
+        if merged != own:
+            data["suite"]["model_args"] = merged
+            digest.update(b"\n# --model-args " + json.dumps(model_args, sort_keys=True).encode())
     for name in data:
         if name in section_keys(Suite, "suite") and "suite" not in data:
             raise where.error(
@@ -313,7 +327,7 @@ def _parse_suite(text: str, path: str) -> Suite:
         **head,
         **guidance,
         path=path,
-        sha256=hashlib.sha256(text.encode()).hexdigest(),
+        sha256=digest.hexdigest(),
         baseline=baseline,
         settings=tuple(expanded),
         setting_model_args=setting_model_args,
@@ -431,14 +445,14 @@ def find_suite(name_or_path: str | Path) -> Path:
     return shipped[str(name_or_path)]
 
 
-def load_suite(name_or_path: str | Path) -> Suite:
-    """Load and validate a suite by shipped name or path."""
+def load_suite(name_or_path: str | Path, model_args: Mapping[str, Any] | None = None) -> Suite:
+    """Load and validate a suite by shipped name or path (``model_args``: see ``parse_suite``)."""
     path = find_suite(name_or_path)
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
         raise ValueError(f"{path}: not UTF-8 text ({err}); save the suite as UTF-8") from err
-    return parse_suite(text, str(path))
+    return parse_suite(text, str(path), model_args)
 
 
 def shipped_suites() -> list[str]:

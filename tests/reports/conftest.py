@@ -71,6 +71,8 @@ class Golden:
     discriminating: bool = False
     # sha256 of the model's weights file, as the manifest's "model" records it.
     model_sha256: str = "a" * 64
+    # The model's parameters as the manifest records them (None: a run from before they were).
+    model_args: dict | None = None
 
 
 def _row(case, setting, seed, metric, value, unit, hib, backend, reference, frame=None):
@@ -198,6 +200,8 @@ def write_golden_run(root: Path, golden: Golden = Golden()) -> Path:
         "format_version": 1,
         "created": "2026-11-24T18:00:00Z",
     }
+    if golden.model_args is not None:
+        manifest["model"]["args"] = golden.model_args
     (root / "manifest.json").write_text(json.dumps(manifest, indent=1))
     (root / "suite.toml").write_text('name = "golden"\n')
     index = {(c, s): i for i, (c, s) in enumerate((c, s) for c in CASES for s in SEEDS)}

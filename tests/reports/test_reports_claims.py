@@ -10,13 +10,18 @@ import pytest
 from flashbench.suite.document import find_suite, load_suite
 from reports.claims import (
     FAILS,
+    FLIPS,
+    ONE,
     REPRODUCES,
+    SAME,
     UNDECIDED,
     UNMEASURED,
     Claim,
     Evidence,
     check,
+    claims_table,
     load_claims,
+    regime_table,
 )
 from reports.load import load_run, with_temporal_deviation
 from reports.results import results
@@ -145,7 +150,8 @@ def test_results_page_holds_the_claims_and_each_runs_tables_and_figures(
     page = results([discriminating_run], tmp_path / "results", n_boot=200)
     text = page.read_text()
     assert text.startswith("# FlashBench results")
-    assert "| suite | claim | paper | ours | verdict |" in text
+    assert "| suite | testbed | claim | paper | ours | verdict |" in text
+    assert "Across regimes" not in text  # one testbed: no regime table
     assert "`golden` (v1)" in text
     # the commands that re-make the run and the page, with the paths given
     assert f"flashbench run golden --out {discriminating_run}" in text
@@ -153,8 +159,70 @@ def test_results_page_holds_the_claims_and_each_runs_tables_and_figures(
     figures = sorted(p.name for p in (tmp_path / "results" / "figures").iterdir())
     assert figures and all(name.startswith("golden_") for name in figures)
     assert all(f"figures/{name}" in text for name in figures)
-    with pytest.raises(ValueError, match="two runs of suite 'golden'"):
+    with pytest.raises(ValueError, match="two runs of suite 'golden' on reference v1"):
         results([discriminating_run, discriminating_run], tmp_path / "again", n_boot=200)
+
+
+def test_a_suite_run_on_two_testbeds_gets_a_verdict_per_testbed_and_a_regime_row(
+    make_run, tmp_path
+):
+    # The same suite on testbed v1 (a run from before model args were recorded) and on v2,
+    # where ALP lands 10 dB lower: a fidelity bound it meets on v1 fails on v2.
+    v1 = make_run("v1", psnr_shift={"alp_k5": 5.0})
+    v2 = make_run("v2", psnr_shift={"alp_k5": -5.0}, model_args={"world": "v2"})
+    runs = [load_run(v1), load_run(v2)]
+    assert [r.testbed for r in runs] == ["reference v1", "reference v2"]
+    evidence = [Evidence.of(run, n_boot=200) for run in runs]
+    fidelity = claim(statement="fidelity", setting="alp_k5", metric="psnr@baseline", at_least=33.0)
+    speed = claim(statement="speed", setting="alp_k5", metric="speedup_nfe", at_least=2.0)
+    elsewhere = claim(suite="nowhere", statement="unrun", setting="alp_k5", metric="psnr@baseline",
+                      at_least=1.0)  # fmt: skip
+    table = claims_table(evidence, [fidelity, speed, elsewhere])
+    assert table[["claim", "testbed", "verdict"]].values.tolist() == [
+        ["fidelity", "reference v1", REPRODUCES],
+        ["fidelity", "reference v2", FAILS],
+        ["speed", "reference v1", REPRODUCES],
+        ["speed", "reference v2", REPRODUCES],
+        ["unrun", "–", UNMEASURED],
+    ]
+    regimes = regime_table(evidence, [fidelity, speed, elsewhere])
+    assert list(regimes.columns) == ["claim", "reference v1", "reference v2", "across"]
+    assert regimes["across"].tolist() == [FLIPS, SAME, ONE]
+    assert regimes.iloc[2][["reference v1", "reference v2"]].tolist() == ["–", "–"]
+
+    page = results([v1, v2], tmp_path / "results", n_boot=200).read_text()
+    assert "## Across regimes" in page
+    assert "`golden` on reference v1 (v1)" in page and "`golden` on reference v2 (v1)" in page
+    assert f'flashbench run golden --model-args \'{{"world": "v2"}}\' --out {v2}' in page
+    figures = sorted(p.name for p in (tmp_path / "results" / "figures").iterdir())
+    v1_figures = [f for f in figures if f.startswith("golden_reference_v1_")]
+    assert v1_figures and len(v1_figures) * 2 == len(figures)
+
+
+def test_a_claim_and_its_exact_ode_counterpart_share_the_regime_row(make_run):
+    run = load_run(make_run("ode", model_args={"components": 8}))
+    # A run of another suite (the exact ODE's) on the gmm model: its testbed is "exact ODE".
+    manifest = dict(run.manifest, suite="ode", model={"name": "gmm", "args": {"components": 8}})
+    ode = Evidence.of(type(run)(**{**run.__dict__, "manifest": manifest}), n_boot=200)
+    reference = Evidence.of(load_run(make_run("ref")), n_boot=200)
+    fast = claim(statement="fast", setting="alp_k5", metric="speedup_nfe", at_least=2.0)
+    again = claim(suite="ode", statement="Exact flow: fast", setting="alp_k5",
+                  metric="speedup_nfe", at_least=5.0, same_as="fast")  # fmt: skip
+    regimes = regime_table([reference, ode], [fast, again])
+    assert regimes.values.tolist() == [["fast", REPRODUCES, FAILS, FLIPS]]
+    assert list(regimes.columns) == ["claim", "reference v1", "exact ODE", "across"]
+
+
+def test_same_as_must_name_a_claim(tmp_path):
+    path = tmp_path / "claims.toml"
+    path.write_text(
+        '[[claims]]\nsuite = "a"\nstatement = "x"\npaper = "p"\nsetting = "s"\n'
+        'metric = "m"\nat_least = 1.0\nsame_as = "no such claim"\n'
+    )
+    with pytest.raises(
+        ValueError, match="same_as = 'no such claim', which is no claim's statement"
+    ):
+        load_claims(path)
 
 
 # ---------------------------------------------------------------- verdict rules on small rows

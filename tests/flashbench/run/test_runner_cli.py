@@ -114,6 +114,40 @@ def test_run_into_a_foreign_directory_is_refused_with_one_line(
     )
 
 
+def test_model_args_run_the_suite_on_another_configuration_recorded_in_the_run(
+    tiny_text, write_suite, tmp_path, capsys
+):
+    import json
+
+    from flashbench.suite.document import load_suite
+
+    path = write_suite(
+        tiny_text.replace('model = "toy"', 'model = "toy"\nmodel_args = { dim = 16 }')
+    )
+    own = load_suite(path)
+    # Updating the suite's model_args with what it already holds is the same suite.
+    assert load_suite(path, {"dim": 16}).sha256 == own.sha256
+    deeper = load_suite(path, {"depth": 2})
+    assert dict(deeper.model_args) == {"dim": 16, "depth": 2} and deeper.sha256 != own.sha256
+    out = tmp_path / "deeper"
+    argv = ["run", str(path), "--out", str(out), "--no-progress", "--limit", "1"]
+    assert main([*argv, "--model-args", '{"depth": 2}']) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"]["args"] == {"dim": 16, "depth": 2}
+    assert manifest["suite_sha256"] == deeper.sha256
+    assert 'model_args = { "dim" = 16, "depth" = 2 }' in (out / "suite.toml").read_text()
+    capsys.readouterr()
+    # Resuming it without the same --model-args would mix two models' rows: refused.
+    assert main([*argv, "--resume"]) == 2
+    assert "never mixed" in capsys.readouterr().err
+    assert main([*argv, "--resume", "--model-args", '{"depth": 2}']) == 0
+    for bad, said in (("[1]", "must be a JSON object"), ('{"dept": 2}', "did you mean 'depth'")):
+        assert main([*argv[:3], str(tmp_path / "x"), "--model-args", bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert said in err and "\n" not in err
+        assert not (tmp_path / "x").exists()
+
+
 # ---- Ctrl-C: exit 130, one line, never swallowed ---------------------------------------------
 
 INTERRUPTED = "interrupted; rerun with --resume to finish"
