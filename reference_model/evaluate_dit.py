@@ -33,6 +33,7 @@ from reference_model.pipeline import (
     extract_video,
     load_reference_model,
 )
+from reference_model.world import EXPRESSION_NAMES
 
 
 def psnr(a: Tensor, b: Tensor) -> float:
@@ -128,6 +129,11 @@ def print_regime(model, truth, baseline, autoencoder, extractor, scale, args) ->
         print(f"| {i + 1} | {sigma:.3f} | {change:.4f} | {ratio:.4f} |")
 
 
+# The world's eye-openness parameter (0 = closed), and the probe's reference.
+EYE_OPEN = EXPRESSION_NAMES.index("eye_open")
+CLOSED_REFERENCE = "reference with the eyes closed"
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line of ``python -m reference_model.evaluate_dit``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -163,6 +169,12 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also animate, per guidance scale, from a reference of the same face showing another "
         "expression (eyes, brows, mouth at random): how much of the reference's expression is copied",
+    )
+    parser.add_argument(
+        "--closed-eye-probe",
+        action="store_true",
+        help="also animate, per guidance scale, from the truth's first frame re-rendered with the "
+        "eyes closed, and print the generated eyes' openness over the truth's (issue 27's bar: 0.9)",
     )
     parser.add_argument("--split", default="test")
     parser.add_argument("--seed", type=int, default=0)
@@ -306,6 +318,15 @@ def model_answers(
         answers[f"model (cfg {scale:g})"] = animate_from(nets, truth[:, :, 0], truth, scale, args)
         seconds = (time.perf_counter() - tic) / args.cases
         print(f"sampling, cfg {scale:g}: {seconds:.2f} s per {args.frames}-frame clip")
+    if args.closed_eye_probe:
+        closed = motion[:, 0].clone()
+        closed[:, EYE_OPEN] = 0.0
+        reference = clips.frame(ids, closed)
+        answers[CLOSED_REFERENCE] = reference[:, :, None].expand_as(truth)
+        for scale in args.guidance:
+            answers[f"model (cfg {scale:g}), {CLOSED_REFERENCE}"] = animate_from(
+                nets, reference, truth, scale, args
+            )
     if args.other_reference:
         face = with_random_face(motion[:, 0], torch.Generator().manual_seed(args.seed + 54321))
         other_reference = clips.frame(ids, face)
@@ -316,6 +337,22 @@ def model_answers(
             name = f"model (cfg {scale:g}), reference showing another expression"
             answers[name] = animate_from(nets, other_reference, truth, scale, args)
     return answers
+
+
+def print_closed_eye_probe(
+    answers: dict[str, Tensor], truth: Tensor, nets: Networks, scales: list[float]
+) -> None:
+    """The generated eyes' mean openness (the extractor's eye feature) over the truth's, per guidance scale."""
+    from reference_model.expression import PARTS
+
+    def openness(video: Tensor) -> float:
+        return float(extract_video(nets.extractor, video)[..., PARTS["eyes"]].mean())
+
+    truth_eyes = openness(truth)
+    print(f"closed-eye probe (the truth's eyes read {truth_eyes:.3f}):")
+    for scale in scales:
+        eyes = openness(answers[f"model (cfg {scale:g}), {CLOSED_REFERENCE}"])
+        print(f"  cfg {scale:g}: generated eyes {eyes:.3f}, {eyes / truth_eyes:.2f} of the truth's")
 
 
 def print_measures(answers: dict[str, Tensor], truth: Tensor, nets: Networks) -> None:
@@ -362,6 +399,8 @@ def main(argv: list[str] | None = None) -> None:
         answers = trivial_answers(truth, other, motion, nets.autoencoder, clips)
         answers |= model_answers(nets, truth, ids, motion, clips, args)
         print_measures(answers, truth, nets)
+        if args.closed_eye_probe:
+            print_closed_eye_probe(answers, truth, nets, args.guidance)
         if args.regime:
             for scale in args.guidance:
                 baseline = answers[f"model (cfg {scale:g})"]

@@ -31,6 +31,19 @@ def test_other_reference_rows_keep_the_pose_and_change_the_face(capsys):
     assert other[2] > 2 * repeated[2]  # but eyes, brows and mouth drawn elsewhere
 
 
+def test_the_closed_eye_probe_closes_only_the_references_eyes_and_reports_a_ratio(capsys):
+    main(["--cases", "2", "--frames", "6", "--steps", "2", "--guidance", "0", "--closed-eye-probe"])
+    out = capsys.readouterr().out
+    rows = _rows("\n".join(line for line in out.splitlines() if line.startswith("| ")))
+    repeated, closed = rows["reference repeated"], rows["reference with the eyes closed"]
+    # Columns: PSNR, PSNR 1.., expression error, pose, eyes, brows, mouth, ...
+    assert abs(closed[3] - repeated[3]) < 0.01 and abs(closed[5] - repeated[5]) < 0.02
+    assert closed[4] > repeated[4] + 0.2  # the eyes, and only they, read far from the truth's
+    assert "model (cfg 0), reference with the eyes closed" in rows
+    probe = [line for line in out.splitlines() if line.startswith("  cfg 0:")]
+    assert len(probe) == 1 and "of the truth's" in probe[0]
+
+
 def test_the_grid_shows_as_many_clips_as_were_sampled(tmp_path):
     import torch
     from PIL import Image
