@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -92,8 +93,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"error: {err}", file=sys.stderr)
             status = 2
             continue
+        model = suite.model + (f" {json.dumps(dict(suite.model_args))}" if suite.model_args else "")
         print(
-            f"ok  {suite.name:<16} v{suite.version}  model={suite.model}  {len(suite.settings)} settings x {len(suite.seeds)} seeds, {units} units; {fits}"
+            f"ok  {suite.name:<16} v{suite.version}  model={model}  {len(suite.settings)} settings x {len(suite.seeds)} seeds, {units} units; {fits}"
         )
     return status
 

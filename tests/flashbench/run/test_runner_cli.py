@@ -129,6 +129,8 @@ def test_model_args_run_the_suite_on_another_configuration_recorded_in_the_run(
     assert load_suite(path, {"dim": 16}).sha256 == own.sha256
     deeper = load_suite(path, {"depth": 2})
     assert dict(deeper.model_args) == {"dim": 16, "depth": 2} and deeper.sha256 != own.sha256
+    assert main(["validate", str(path), "--model-args", '{"depth": 2}']) == 0
+    assert 'model=toy {"dim": 16, "depth": 2}' in capsys.readouterr().out
     out = tmp_path / "deeper"
     argv = ["run", str(path), "--out", str(out), "--no-progress", "--limit", "1"]
     assert main([*argv, "--model-args", '{"depth": 2}']) == 0
