@@ -118,14 +118,15 @@ def compare(
 
 
 def gate(run: str | Path, *, floors: Sequence[str] = (), statistic: str = "mean",
-         seed_floor: Sequence[str] = (), as_json: bool = False, **minimums: float) -> int:  # fmt: skip
+         seed_floor: Sequence[str] = (), as_json: bool = False, n_boot: int = 2000,
+         **minimums: float) -> int:  # fmt: skip
     """Exit code 1 when an accelerated setting is below a floor (e.g. ``min_psnr=30``), not shown
     within the seed floor on a ``seed_floor`` metric (``METRIC[@REFERENCE]``, reports/seed_floor.py),
     or a planned unit failed or has no rows; prints why (Markdown, or ``as_json``:
     docs/reports-json.md)."""
     loaded = load_run(run)
     parsed = baseline_floors(**minimums) + [parse_floor(f) for f in floors]
-    failures = gate_failures(loaded, parsed, statistic, seed_floor)
+    failures = gate_failures(loaded, parsed, statistic, seed_floor, n_boot=n_boot)
     parsed += [f"{m} within the seed floor" for m in seed_floor]
     # A setting that failed everywhere has no rows to fall below a floor: judge the plan too.
     incomplete = incomplete_units(loaded)
@@ -224,6 +225,7 @@ def _gate_command(args: argparse.Namespace) -> int:
         statistic=args.statistic,
         seed_floor=seed_floor,
         as_json=args.json,
+        n_boot=args.bootstrap,
         **minimums,
     )
 
@@ -284,6 +286,7 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
         "--statistic", choices=["mean", "ci"], default="mean",
         help="judge the mean, or the pessimistic end of its 95%% CI",
     )  # fmt: skip
+    sub.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
     sub.add_argument("--json", action="store_true", help=JSON_HELP)
     sub.set_defaults(func=_guarded(_gate_command))
 

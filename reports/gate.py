@@ -130,15 +130,22 @@ def failing_settings(
 
 
 def gate_failures(
-    run: Run, floors: list[Floor], statistic: str, seed_floor: Sequence[str] = ()
+    run: Run,
+    floors: list[Floor],
+    statistic: str,
+    seed_floor: Sequence[str] = (),
+    *,
+    n_boot: int = 2000,
 ) -> pd.DataFrame:
     """Failures of the bound floors and of the ``seed_floor`` metrics (reports/seed_floor.py) together.
 
     ``seed_floor`` names ``METRIC[@REFERENCE]``, e.g. ``psnr@baseline`` or ``temporal_deviation@ground_truth``.
     """
-    failures = worse_than_floor(aggregate_rows(run.rows), run.baseline, list(seed_floor))
+    failures = worse_than_floor(
+        aggregate_rows(run.rows), run.baseline, list(seed_floor), n_boot=n_boot
+    )
     if floors or not seed_floor:
-        summary = summary_table(run)
+        summary = summary_table(run, n_boot=n_boot)
         bounded = failing_settings(summary, run.baseline, floors, statistic=statistic)
         failures = pd.concat([bounded, failures], ignore_index=True)
     return failures

@@ -61,6 +61,31 @@ def test_gate_fails_a_partial_run_naming_the_missing_units(make_run, capsys):
     assert "--resume" in out
 
 
+def test_gate_resamples_as_many_times_as_bootstrap_says(discriminating_run, monkeypatch):
+    import reports.gate
+
+    asked = []
+    for name in ("summary_table", "worse_than_floor"):
+        real = getattr(reports.gate, name)
+
+        def spy(*args, _real=real, **kwargs):
+            asked.append(kwargs["n_boot"])
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(reports.gate, name, spy)
+    _cli(
+        "gate",
+        discriminating_run,
+        "--min-psnr",
+        "25",
+        "--within-seed-floor",
+        "psnr",
+        "--bootstrap",
+        "57",
+    )
+    assert asked == [57, 57]
+
+
 def test_gate_on_the_ci_bound_is_stricter_than_on_the_mean(golden_run):
     # alp_k5's PSNR mean is 33.5; its cases average 33, 34 and 33.5, its CI reaching 33.
     assert gate(golden_run, min_psnr=33.2) == 1  # teacache fails on its mean
