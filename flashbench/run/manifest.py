@@ -14,8 +14,12 @@ from typing import Any
 import torch
 
 from flashbench.models.base import PortraitModel
+from flashbench.models.registry import models
+from flashbench.registry import BUILT_IN
 from flashbench.run.measure import Measurer
 from flashbench.run.rows import FORMAT_VERSION
+from flashbench.settings import steppers, windowings
+from flashbench.suite.catalog import METRICS
 from flashbench.suite.document import Suite
 from flashbench.suite.schema import plain
 from flashbench.suite.settings import setting_dict
@@ -61,6 +65,24 @@ def package_versions(packages: tuple[str, ...] = SCORE_PACKAGES) -> dict[str, st
             out[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             out[package] = None
+    return out
+
+
+def plugin_origins(suite: Suite) -> dict[str, dict[str, str]]:
+    """{kind: {name: "package version"}} of what the suite uses from installed plugins (docs/plugins.md)."""
+    used = {
+        "model": (models, {suite.model}),
+        "stepper": (steppers, {s.stepper for s in suite.settings}),
+        "windowing": (windowings, {s.windowing for s in suite.settings}),
+        "metric": (METRICS, set(suite.metrics.names)),
+    }
+    out: dict[str, dict[str, str]] = {}
+    for kind, (registry, names) in used.items():
+        declared = registry.plugins()
+        origins = {name: registry.origin(name) for name in sorted(names) if name in declared}
+        plugins = {name: origin for name, origin in origins.items() if origin != BUILT_IN}
+        if plugins:
+            out[kind] = plugins
     return out
 
 
@@ -152,6 +174,8 @@ def build_manifest(
         "settings": [setting_dict(s) for s in suite.settings],
         "metric_backends": metric_backends(suite, measurer),
         "versions": package_versions(),
+        # A plugin's rows depend on its package: name and version, as for the packages above.
+        "plugins": plugin_origins(suite),
         "git_hash": _git_hash(),
         "device": _device_info(),
         "threads": threads,

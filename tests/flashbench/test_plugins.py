@@ -7,6 +7,7 @@ folder on ``sys.path`` and rescans the registries, or runs ``flashbench`` with i
 
 import importlib
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -253,6 +254,13 @@ def test_a_suite_names_plugin_entries_like_built_in_ones(example_site, tmp_path)
         "baseline",
         "skip_euler",
         "halves",
+    }
+    # The run names the package (and version) each plugin entry came from; built-ins not.
+    assert json.loads((out / "manifest.json").read_text())["plugins"] == {
+        "model": {"toy_small": ORIGIN},
+        "stepper": {"skip_euler": ORIGIN},
+        "windowing": {"halves": ORIGIN},
+        "metric": {"brightness": ORIGIN},
     }
 
 
