@@ -31,7 +31,7 @@ def check_same_model(runs: Sequence[Run]) -> None:
     """Refuse runs whose model or model weights differ: a protocol fixes the samplers' task, not the network."""
     first = runs[0]
     for run in runs[1:]:
-        ours, theirs = first.manifest.get("model"), run.manifest.get("model")
+        ours, theirs = first.model, run.model
         if ours != theirs:
             raise ValueError(
                 f"runs {first.name!r} and {run.name!r} sampled different models or weights "

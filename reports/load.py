@@ -80,16 +80,22 @@ class Run:
         return str(self.manifest.get("suite", "?"))
 
     @property
+    def model(self) -> dict[str, Any]:
+        """The manifest's model record, ``args`` filled in (``{}``) for runs that predate recording them."""
+        model = self.manifest.get("model")
+        model = dict(model) if isinstance(model, dict) else {}
+        args = model.get("args")
+        return {**model, "args": dict(args) if isinstance(args, dict) else {}}
+
+    @property
     def model_args(self) -> dict[str, Any]:
-        """The suite's model parameters as run (``{}`` for runs that predate recording them)."""
-        args = (self.manifest.get("model") or {}).get("args")
-        return dict(args) if isinstance(args, dict) else {}
+        """The suite's model parameters as run."""
+        return self.model["args"]
 
     @property
     def testbed(self) -> str:
         """The testbed this run sampled (``testbed_name``): a column of the results page."""
-        model = self.manifest.get("model") or {}
-        return testbed_name(str(model.get("name", "?")), self.model_args)
+        return testbed_name(str(self.model.get("name", "?")), self.model_args)
 
     @property
     def setting_order(self) -> list[str]:

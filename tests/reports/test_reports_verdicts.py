@@ -229,6 +229,11 @@ def test_leaderboard_refuses_mixed_protocols_and_backends(golden_run, make_run, 
         leaderboard([golden_run, make_run("arcface", id_backend="arcface-w600k_mbf")])
     with pytest.raises(ValueError, match=r"different models or weights.*dit_small\.pt"):
         leaderboard([golden_run, make_run("retrained", model_sha256="b" * 64)])
+    # The same protocol on another testbed (--model-args) is another model: never ranked together.
+    with pytest.raises(ValueError, match=r"different models or weights.*'world': 'v2'"):
+        leaderboard([golden_run, make_run("v2", model_args={"world": "v2"})])
+    # A run from before model args were recorded ranks beside one that records them as {}.
+    assert not leaderboard([golden_run, make_run("recorded", model_args={})]).empty
     assert _cli("leaderboard", golden_run, make_run("other2", protocol="x")) == 2
     assert "mix protocols" in capsys.readouterr().err
 
