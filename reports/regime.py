@@ -118,23 +118,26 @@ def published_ratios() -> dict[str, np.ndarray]:
     return {name: np.asarray(values) for name, values in data["magnitude_ratio"].items()}
 
 
-def regime_figure(profiles: pd.DataFrame) -> Figure:
-    """Relative velocity change and magnitude ratio along the baseline's path (mean and range
-    over units), against the fraction of the path; MagCache's Wan2.1 ratios beside ours."""
+def regime_figure(profiles: dict[str, pd.DataFrame]) -> Figure:
+    """Relative velocity change and magnitude ratio along each baseline's path (mean and range
+    over units; ``profiles``: label -> ``load_profiles``), against the fraction of the path;
+    MagCache's Wan2.1 ratios beside them."""
     figure = _figure(10.0, 3.6)
     change_axis, ratio_axis = figure.subplots(1, 2)
-    grouped = profiles.groupby("step")
-    steps = np.asarray(sorted(grouped.groups))
-    total = steps[-1] + 1
-    for axis, column, label in (
-        (change_axis, "relative_change", "relative L1 change of v (TeaCache)"),
-        (ratio_axis, "magnitude_ratio", "magnitude ratio |v_i| / |v_(i-1)| (MagCache)"),
+    for name, profile in profiles.items():
+        grouped = profile.groupby("step")
+        steps = np.asarray(sorted(grouped.groups))
+        total = steps[-1] + 1
+        for axis, column in ((change_axis, "relative_change"), (ratio_axis, "magnitude_ratio")):
+            stats = grouped[column].agg(["mean", "min", "max"])
+            line = axis.plot(steps / total, stats["mean"], marker="o", markersize=3, label=name)
+            axis.fill_between(
+                steps / total, stats["min"], stats["max"], alpha=0.25, color=line[0].get_color()
+            )
+    for axis, label in (
+        (change_axis, "relative L1 change of v (TeaCache)"),
+        (ratio_axis, "magnitude ratio |v_i| / |v_(i-1)| (MagCache)"),
     ):
-        stats = grouped[column].agg(["mean", "min", "max"])
-        axis.plot(
-            steps / total, stats["mean"], marker="o", markersize=3, label="this run's baseline"
-        )
-        axis.fill_between(steps / total, stats["min"], stats["max"], alpha=0.25)
         axis.set_xlabel("step / steps")
         axis.set_title(label, fontsize=10)
         axis.grid(alpha=0.3)

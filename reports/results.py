@@ -13,12 +13,15 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+import pandas as pd
+
 from flashbench.run.folders import check_own_folder
 from reports.claims import Evidence, claims_table, regime_table
 from reports.html import render_html
 from reports.load import Run, load_run
 from reports.markdown import render_markdown
-from reports.plots import report_figures
+from reports.plots import figure_png, report_figures
+from reports.regime import load_profiles, regime_figure
 from reports.sections import Figure, Section, manifest_table, mark_limited
 from reports.tables import quality_table, speed_table
 
@@ -34,6 +37,28 @@ def _evidence(runs: Sequence[Run], n_boot: int, seed: int) -> list[Evidence]:
             )
         found[key] = Evidence.of(run, n_boot=n_boot, seed=seed)
     return list(found.values())
+
+
+def testbed_profiles(runs: Sequence[Run]) -> dict[str, pd.DataFrame]:
+    """ "TESTBED (SUITE)" -> the velocity profiles of each testbed's first run that recorded them."""
+    profiles: dict[str, pd.DataFrame] = {}
+    drawn: set[str] = set()
+    for run in runs:
+        profile = load_profiles(run) if run.testbed not in drawn else pd.DataFrame()
+        if not profile.empty:
+            drawn.add(run.testbed)
+            profiles[f"{run.testbed} ({run.suite})"] = profile
+    return profiles
+
+
+def _regime_figure(runs: Sequence[Run]) -> tuple[Figure, ...]:
+    """Each testbed's velocity profile beside Wan2.1's."""
+    profiles = testbed_profiles(runs)
+    if not profiles:
+        return ()
+    caption = "Each testbed's velocity profile along its baseline's path, with MagCache's published Wan2.1 ratios"
+    png = figure_png(regime_figure(profiles))
+    return (Figure("regimes", caption, png, "figures/regimes.png"),)
 
 
 def _remake(run: Run) -> str:
@@ -103,6 +128,7 @@ def results_sections(
                 note="Each claim's verdict per testbed (a claim and its exact-ODE counterpart "
                 "share a row): which hold in every regime and which flip.",
                 tables=(regime_table(evidence),),
+                figures=_regime_figure(runs),
             )
         )
     for found in evidence:

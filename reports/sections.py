@@ -165,7 +165,12 @@ def regime(inputs: ReportInputs) -> list[Section]:
             "Velocity profile along the baseline's path, with MagCache's published Wan2.1 ratios"
         )
         figures = (
-            Figure("regime", caption, figure_png(regime_figure(profiles)), "figures/regime.png"),
+            Figure(
+                "regime",
+                caption,
+                figure_png(regime_figure({"this run's baseline": profiles})),
+                "figures/regime.png",
+            ),
         )
     if notes.cited:
         tables += (notes.table(),)

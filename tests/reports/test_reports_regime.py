@@ -77,9 +77,29 @@ def test_the_seed_floor_leads_the_fewer_steps_table(regime_run):
 
 def test_figure_draws_this_run_beside_every_published_wan_curve(regime_run):
     path, _ = regime_run
-    figure = regime_figure(load_profiles(load_run(path)))
+    figure = regime_figure({"this run": load_profiles(load_run(path))})
     change_axis, ratio_axis = figure.axes
     assert len(change_axis.lines) == 1 and len(ratio_axis.lines) == 1 + len(published_ratios())
+
+
+def test_the_results_page_draws_each_testbeds_profile_once_beside_wan(make_run, tmp_path):
+    from reports.results import results, testbed_profiles
+
+    runs = []
+    for name, args in (("v1", None), ("v1_again", None), ("v2", {"world": "v2"})):
+        path = make_run(name, model_args=args)
+        units = sorted(p.stem for p in (path / "rows").glob("*__baseline__*.json"))
+        write_profiles(path, units)
+        runs.append(path)
+    # Two runs of one suite on one testbed are refused; the second v1 run is another suite.
+    manifest = json.loads((runs[1] / "manifest.json").read_text())
+    (runs[1] / "manifest.json").write_text(json.dumps({**manifest, "suite": "other"}))
+    assert list(testbed_profiles([load_run(r) for r in runs])) == [
+        "reference v1 (golden)",
+        "reference v2 (golden)",
+    ]
+    page = results(runs, tmp_path / "results", n_boot=50).read_text()
+    assert "figures/regimes.png" in page and (tmp_path / "results/figures/regimes.png").is_file()
 
 
 def test_published_ratios_are_magcaches_wan_lists_without_padding():
