@@ -109,10 +109,14 @@ def floor_matrix(floors: pd.DataFrame) -> pd.DataFrame:
     records = []
     for metric, group in floors.groupby("metric", sort=True):
         first = group.iloc[0]
-        record = {
-            "metric": metric,
-            "seed floor": floor_text(first["seed_floor"], int(first["cases"])),
-        }
+        # @baseline figures have no floor band: each setting is set against re-seeding's own
+        # distance from the baseline, which is the figure to show.
+        floor = (
+            f"re-seeded: {first['reseeded_mean']:.3g}"
+            if first["versus"] == RESEEDED
+            else floor_text(first["seed_floor"], int(first["cases"]))
+        )
+        record = {"metric": metric, "seed floor": floor}
         for _, row in group.iterrows():
             mark = VERDICT_MARKS[row["verdict"]]
             if row["higher_is_better"] is None and mark in ("✗", "✓"):
@@ -149,7 +153,7 @@ def lead_sections(
                 "clustered bootstrap 95% CIs (cases resampled). Against the ground truth and other references the change is "
                 "from the baseline and the floor is the larger end of re-seeding's own change's "
                 "CI; @baseline figures are compared with re-seeding's distance from the baseline "
-                "(floor 0). ≈ indistinguishable from re-seeding (CI within ±floor); ✗ worse "
+                "(shown as re-seeded: its mean). ≈ indistinguishable from re-seeding (CI within ±floor); ✗ worse "
                 "beyond the floor (whole CI); ✓ better beyond it; ≠ beyond it for a metric "
                 "without a direction; ? undecided (also: fewer than 3 cases, no interval). Pooled "
                 "FVD/FID have one value each: no CI, judged on the values. Every CI is in the report folder's seed_floor.csv.",

@@ -139,7 +139,7 @@ def test_report_leads_with_what_discriminates_and_the_seed_floor(rendered):
         assert lead < floor < speed
         assert "≈ indistinguishable from re-seeding" in text
     # alp_k5 is as far from the baseline as re-seeding is; teacache_fast 3.5 dB further.
-    assert "| psnr@baseline | ±0 | ≈ | ✗ -3.5 |" in markdown
+    assert "| psnr@baseline | re-seeded: 30 | ≈ | ✗ -3.5 |" in markdown
     # alp_k5's id_sim is 0.88 and teacache_fast's 0.70 against the baseline's 0.90 in every unit:
     # a constant paired difference, its CI one point, worse.
     assert "-0.02✗ [-0.02, -0.02]" in markdown and "-0.2✗ [-0.2, -0.2]" in markdown

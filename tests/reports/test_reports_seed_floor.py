@@ -7,6 +7,7 @@ import pytest
 
 from reports.cli import add_subcommands, compare, gate
 from reports.compare import compare_runs
+from reports.differences import floor_matrix
 from reports.load import RESEEDED, load_run
 from reports.seed_floor import (
     BETTER,
@@ -125,6 +126,11 @@ def test_floor_table_marks_settings_within_the_seed_floor(make_run):
     assert table.loc["alp_k5", "diff"] == pytest.approx(3.5)
     assert table.loc["alp_k5", "versus"] == RESEEDED
     assert set(table["metric"]) == {"psnr@baseline"}
+    # The report's matrix shows re-seeding's distance there, not a band of 0.
+    matrix = floor_matrix(table.reset_index()).set_index("metric")
+    assert matrix.loc["psnr@baseline", "seed floor"] == "re-seeded: 30"
+    assert matrix.loc["psnr@baseline", "alp_k5"] == "≈"
+    assert matrix.loc["psnr@baseline", "teacache_fast"] == "✗ -3.5"
 
 
 def test_gate_within_seed_floor_fails_only_settings_beyond_it(make_run, capsys):
