@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from reports.bootstrap import Interval, format_interval, no_interval, paired_diff_ci
-from reports.load import Run
+from reports.load import RESEEDED, Run
 from reports.seed_floor import BEYOND, WITHIN, floor_table, floor_text
 from reports.tables import aggregate_rows, direction_of, format_flops, summary_table
 
@@ -184,8 +184,12 @@ def _check(claim: Claim, evidence: Evidence) -> tuple[str, str] | None:
         change = format_interval(
             row["diff"], row["ci_low"], row["ci_high"], int(row["cases"]), sign="+"
         )
-        floor = floor_text(row["seed_floor"], int(row["cases"]))
-        ours = f"{change} vs floor {floor} (seed floor, in the metric's units)"
+        if row["versus"] == RESEEDED:
+            # @baseline: the change is from re-seeding's own distance, which must not be exceeded.
+            ours = f"{change} vs the re-seeded baseline ({row['reseeded_mean']:.3g})"
+        else:
+            floor = floor_text(row["seed_floor"], int(row["cases"]))
+            ours = f"{change} vs floor {floor} (seed floor, in the metric's units)"
         verdict = {WITHIN: REPRODUCES, BEYOND: FAILS}.get(row["verdict"], UNDECIDED)
         return ours, verdict
     if claim.versus is None:

@@ -100,6 +100,11 @@ def test_seed_floor_claims_read_the_floor_table(discriminating_run):
         if s in decided
     }
     assert decided == expected == {"alp_k5": REPRODUCES, "teacache_fast": FAILS}
+    # A fidelity-to-the-baseline claim names re-seeding's own distance (30 dB here), not a floor.
+    row = check(
+        claim(setting="alp_k5", metric="psnr@baseline", seed_floor=True), evidence["golden"]
+    )
+    assert row["ours"].endswith("vs the re-seeded baseline (30)")
 
 
 def test_a_claim_without_its_run_setting_or_metric_is_not_measured(golden_run):
