@@ -9,6 +9,15 @@ from flashbench.models.video import encode_video, read_video
 from flashbench.run.files import atomic_with, interrupts_held
 
 
+@pytest.fixture(autouse=True)
+def ctrl_c_raises():
+    """Python's own Ctrl-C handler, whatever this process inherited: a test runner started in the
+    background (``cmd &`` in a script) has SIGINT ignored, and Ctrl-C would then never arrive."""
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, inherited)
+
+
 def test_ctrl_c_during_a_video_write_arrives_once_the_whole_file_is_in_place(tmp_path):
     path = tmp_path / "v.mp4"
     video = torch.rand(6, 3, 16, 16)
