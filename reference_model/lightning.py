@@ -37,6 +37,9 @@ class TrainConfig:
     decay_steps: int = 0  # cosine decay to 0 over this many steps; 0 = constant
     # The step the decay starts at (after warmup when 0): a cooldown phase of a resumed run.
     decay_start: int = 0
+    # Steps the initial weights already trained (a run continued from an export): the decay and
+    # the EMA count from there; the warmup counts this optimiser's own steps, which start afresh.
+    init_step: int = 0
     motion_loss_ratio: float = 0.25
     expression_drop: float = 0.1
     # Share of clips with a random subset of expression parts dropped (part dropout).
@@ -98,14 +101,14 @@ def flow_matching_loss(
 
 
 def lr_factor(step: int, config: TrainConfig) -> float:
-    """Linear warmup, then constant or (``decay_steps`` > 0) a cosine decay to zero from ``decay_start``."""
-    if step < config.warmup_steps:
-        return (step + 1) / config.warmup_steps
+    """Linear warmup over this optimiser's steps, times a cosine decay to zero from ``decay_start`` (``decay_steps`` > 0)."""
+    warm = (step + 1) / config.warmup_steps if step < config.warmup_steps else 1.0
+    step += config.init_step
     start = max(config.warmup_steps, config.decay_start)
     if config.decay_steps <= 0 or step < start:
-        return 1.0
+        return warm
     progress = min(1.0, (step - start) / config.decay_steps)
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return warm * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 class PortraitModule(L.LightningModule):
@@ -144,8 +147,14 @@ class PortraitModule(L.LightningModule):
         self.log("motion", parts["motion"])
         return loss
 
+    @property
+    def trained_steps(self) -> int:
+        """Optimiser steps behind the weights: this run's and those of the weights it started from."""
+        return self.global_step + self.train_config.init_step
+
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        decay = min(self.train_config.ema_decay, (1 + self.global_step) / (10 + self.global_step))
+        step = self.trained_steps
+        decay = min(self.train_config.ema_decay, (1 + step) / (10 + step))
         with torch.no_grad():
             for e, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
                 e.lerp_(p, 1 - decay)

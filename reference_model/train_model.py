@@ -46,11 +46,11 @@ class ExportEMA(Callback):
         self.path, self.every_steps = path, every_steps
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step % self.every_steps == 0:
-            export_weights(module.ema, self.path, trainer.global_step)
+        if module.trained_steps % self.every_steps == 0:
+            export_weights(module.ema, self.path, module.trained_steps)
 
     def on_train_end(self, trainer, module) -> None:
-        export_weights(module.ema, self.path, trainer.global_step)
+        export_weights(module.ema, self.path, module.trained_steps)
 
 
 def reached_max_steps(export: Path, max_steps: int) -> bool:
@@ -204,6 +204,13 @@ def parser() -> argparse.ArgumentParser:
         help="the step the decay starts at (0: after warmup); a later one cools down a resumed run",
     )
     parser.add_argument(
+        "--init-step",
+        type=int,
+        default=0,
+        help="steps --init's weights already trained: steps, the decay and exports count on from "
+        "there (a run continued from an export; the optimiser starts afresh, with its warmup)",
+    )
+    parser.add_argument(
         "--reference-gap",
         type=float,
         default=0.5,
@@ -318,7 +325,20 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error(
             f"--blink-slot-frames {args.blink_slot_frames}: a blink is about 5 frames wide; give 8 or more"
         )
-    for flag, value in (("--decay-steps", args.decay_steps), ("--decay-start", args.decay_start)):
+    if args.init_step and args.init is None:
+        parser.error(
+            f"--init-step {args.init_step} counts the steps of --init's weights: give --init"
+        )
+    if args.max_steps >= 0 and args.init_step >= args.max_steps:
+        parser.error(
+            f"--init-step {args.init_step} is not below --max-steps {args.max_steps}: nothing is "
+            "left to train; raise --max-steps"
+        )
+    for flag, value in (
+        ("--decay-steps", args.decay_steps),
+        ("--decay-start", args.decay_start),
+        ("--init-step", args.init_step),
+    ):
         if value < 0:
             parser.error(f"{flag} {value} is a step count: give one >= 0")
     for flag, value in (("--region-weight", args.region_weight), ("--eye-weight", args.eye_weight)):
@@ -371,6 +391,7 @@ def build_module(args: argparse.Namespace, expr_dim: int) -> PortraitModule:
             "eye_weight": args.eye_weight,
             "decay_steps": args.decay_steps,
             "decay_start": args.decay_start,
+            "init_step": args.init_step,
             "expression_drop": args.expression_drop,
             "part_drop": args.part_drop,
         },
@@ -431,7 +452,7 @@ def build_data(
         lambda: pool,
         args.clip_frames,
         args.batch_size,
-        args.seed + resumed_step,
+        args.seed + args.init_step + resumed_step,
         args.reference_gap,
         args.reference_expression,
     )
@@ -441,7 +462,8 @@ def build_trainer(args: argparse.Namespace, device: torch.device) -> L.Trainer:
     """A Lightning trainer under the time and step budgets, checkpointing to and exporting into ``--out``."""
     return L.Trainer(
         max_time=datetime.timedelta(minutes=args.minutes),
-        max_steps=args.max_steps,
+        # Lightning counts this run's steps; --max-steps counts those of --init's weights too.
+        max_steps=args.max_steps - args.init_step if args.max_steps >= 0 else -1,
         accelerator="gpu" if device.type == "cuda" else "cpu",
         devices=1,
         logger=CSVLogger(args.out, name="logs"),
@@ -474,7 +496,7 @@ def train(
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None)
     # Checkpoints are timed, so the last one can lag the end: save it, so a resume starts here.
     trainer.save_checkpoint(last)
-    export_weights(module.ema, export, trainer.global_step)
+    export_weights(module.ema, export, module.trained_steps)
 
 
 def main(argv: list[str] | None = None) -> None:

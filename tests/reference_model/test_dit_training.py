@@ -234,6 +234,11 @@ def test_learning_rate_warms_up_then_holds_or_decays_to_zero():
     cooldown = TrainConfig(warmup_steps=10, decay_steps=100, decay_start=500)
     assert lr_factor(499, cooldown) == 1.0 and lr_factor(500, cooldown) == 1.0
     assert abs(lr_factor(550, cooldown) - 0.5) < 1e-9 and lr_factor(600, cooldown) == 0.0
+    # Continued from weights 520 steps in: a fresh warmup, then the decay where those steps left it.
+    continued = TrainConfig(warmup_steps=10, decay_steps=100, decay_start=500, init_step=520)
+    assert abs(lr_factor(0, continued) - 0.1 * lr_factor(520, cooldown)) < 1e-9
+    assert lr_factor(9, continued) == lr_factor(529, cooldown)
+    assert abs(lr_factor(30, continued) - 0.5) < 1e-9 and lr_factor(80, continued) == 0.0
 
 
 def test_train_model_rejects_bad_shares_and_weights_before_any_work(tmp_path, capsys):

@@ -34,6 +34,7 @@ def test_held_out_clips_draw_driving_and_hidden_seeds_from_their_own_range():
 
 
 def test_train_model_v2_trains_on_a_v2_pool_and_a_resume_cannot_change_the_pool(tmp_path):
+    from reference_model.train_model import NORMALISATION_BUFFERS
     from reference_model.train_model_v2 import main, trained_minutes
 
     out = tmp_path / "run"
@@ -50,6 +51,24 @@ def test_train_model_v2_trains_on_a_v2_pool_and_a_resume_cannot_change_the_pool(
     assert torch.load(out / "dit_small.pt", weights_only=True)["step"] == 3
     with pytest.raises(SystemExit, match="holds a pool"):
         main([*common, "--clips", "3", "--max-steps", "4"])
+    # A fresh directory (a new machine) goes on from the export at its step, to the same cap.
+    export = tmp_path / "shipped.pt"
+    (out / "dit_small.pt").replace(export)
+    shipped = torch.load(export, weights_only=True)["state_dict"]
+    again = ["--out", str(tmp_path / "again"), *common[2:], "--clips", "2"]
+    main([*again, "--init", str(export), "--init-step", "3", "--max-steps", "5"])
+    continued = torch.load(tmp_path / "again" / "dit_small.pt", weights_only=True)
+    assert continued["step"] == 5  # two steps trained here, three before
+    # Trained on from the export's weights (two small warmup steps), not from a fresh start; the
+    # normalisation statistics are refitted to the pool.
+    change = [
+        (v - continued["state_dict"][k]).abs().max()
+        for k, v in shipped.items()
+        if k not in NORMALISATION_BUFFERS
+    ]
+    assert 0 < max(change) < 0.05
+    with pytest.raises(SystemExit):  # nothing left to train: refused before any work
+        main([*again, "--init", str(export), "--init-step", "5", "--max-steps", "5"])
 
 
 def test_regime_look_helpers_low_pass_and_measure_detail():
