@@ -318,9 +318,13 @@ def main(argv: list[str] | None = None) -> int:
             where = f" ({err.filename})" if err.filename else ""
             error = f"{err.strerror or err}{where}; check the path, its permissions and free space"
     if interrupts.received:
-        # A run's finished units are on disk; the rest is redone by --resume.
+        # A run's finished units are on disk; the rest is redone by --resume. Of a multi-process
+        # run's processes, the one the user started says so.
+        from flashbench.run.distributed import launched_rank
+
         hint = "; rerun with --resume to finish" if args.command == "run" else ""
-        print(f"interrupted{hint}", file=sys.stderr)
+        if launched_rank() is None:
+            print(f"interrupted{hint}", file=sys.stderr)
         return 130
     if error is not None:
         print(f"flashbench {args.command}: error: {error}", file=sys.stderr)

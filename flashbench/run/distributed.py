@@ -181,4 +181,11 @@ def _predict(module: SuiteShards, devices: int, accelerator: str) -> None:
         enable_model_summary=False,
         use_distributed_sampler=False,
     )
-    trainer.predict(module, return_predictions=False)
+    try:
+        trainer.predict(module, return_predictions=False)
+    except SystemExit:
+        # Lightning ends a Ctrl-C with sys.exit(1) (its ranks killed, SIGINT ignored); the command
+        # reports an interrupt as such, exit 130 and the way to resume, as a one-process run does.
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise

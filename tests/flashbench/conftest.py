@@ -43,16 +43,17 @@ def cli():
     """Run ``python [SCRIPT] -m flashbench.cli.main ARGS`` in a new process, as a shell runs ``flashbench``.
 
     ``run --devices N`` needs it: Lightning's ddp launcher re-runs the process's command line per
-    rank. ``script`` runs that file instead of the module (it must call ``main()``).
+    rank. ``script`` runs that file instead of the module (it must call ``main()``); with
+    ``wait=False`` it returns the ``Popen``, made with the extra ``popen`` options.
     """
 
-    def run(*args, script: Path | None = None, timeout: float = 900, wait: bool = True):
+    def run(*args, script: Path | None = None, timeout: float = 900, wait: bool = True, **popen):
         command = [sys.executable, *([str(script)] if script else ["-m", "flashbench.cli.main"])]
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPOSITORY)}
         env.pop("LOCAL_RANK", None)
         argv = [*command, *map(str, args)]
         if not wait:
-            return subprocess.Popen(argv, cwd=REPOSITORY, env=env, text=True)
+            return subprocess.Popen(argv, cwd=REPOSITORY, env=env, text=True, **popen)
         return subprocess.run(
             argv, cwd=REPOSITORY, env=env, capture_output=True, text=True, timeout=timeout
         )

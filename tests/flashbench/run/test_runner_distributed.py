@@ -7,6 +7,7 @@ processes; its ranks share the run directory's lock that the launching process h
 import json
 import os
 import signal
+import subprocess
 import textwrap
 import time
 
@@ -58,6 +59,33 @@ def test_two_process_run_gives_the_rows_of_a_one_process_run(
     assert len({p.parent.name for p in (out / "videos").glob("*/reference.png")}) == 2
     assert json.loads((out / "manifest.json").read_text())["devices"] == 2
     assert not list(out.rglob(".tmp-*"))
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_multi_process_run_exits_130_once_and_resume_finishes(
+    quick_path, tmp_path, stable_rows, one_process_rows, cli
+):
+    out = tmp_path / "two"
+    argv = ["run", quick_path, "--out", out, "--devices", 2, "--no-progress"]
+    # A session of its own, so Ctrl-C can reach every process of the run, as a terminal's does.
+    launcher = cli(*argv, wait=False, start_new_session=True, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 600
+        while not list((out / "rows").glob("*.json")):
+            assert launcher.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        os.killpg(launcher.pid, signal.SIGINT)
+        _, err = launcher.communicate(timeout=300)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+    assert launcher.returncode == 130, err[-3000:]
+    assert "Traceback" not in err
+    assert err.count("interrupted; rerun with --resume to finish") == 1, err[-3000:]
+    resumed = cli(*argv, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert stable_rows(read_rows(out)) == one_process_rows
 
 
 @pytest.mark.slow
