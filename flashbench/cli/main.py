@@ -319,11 +319,11 @@ def main(argv: list[str] | None = None) -> int:
             error = f"{err.strerror or err}{where}; check the path, its permissions and free space"
     if interrupts.received:
         # A run's finished units are on disk; the rest is redone by --resume. Of a multi-process
-        # run's processes, the one the user started says so.
+        # run's processes, the one the user started (rank 0, once its launcher has run) says so.
         from flashbench.run.distributed import launched_rank
 
         hint = "; rerun with --resume to finish" if args.command == "run" else ""
-        if launched_rank() is None:
+        if launched_rank() in (None, "0"):
             print(f"interrupted{hint}", file=sys.stderr)
         return 130
     if error is not None:
