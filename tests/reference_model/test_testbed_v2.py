@@ -72,7 +72,7 @@ def test_train_model_v2_trains_on_a_v2_pool_and_a_resume_cannot_change_the_pool(
 
 
 def test_regime_look_helpers_low_pass_and_measure_detail():
-    from reference_model.regime_v2 import high_frequency_energy, psnr_db, quarter
+    from reference_model.regime_v2 import high_frequency_energy, psnr_db, psnr_db_by_frame, quarter
 
     flat = torch.full((2, 3, 4, 16, 16), 0.5)
     checker = flat.clone()
@@ -82,6 +82,10 @@ def test_regime_look_helpers_low_pass_and_measure_detail():
     assert float(high_frequency_energy(flat).max()) == 0.0
     assert (high_frequency_energy(checker) > 0.01).all()
     assert psnr_db(flat, flat + 0.1) == pytest.approx(20.0, abs=1e-3)
+    parting = flat.clone()
+    parting[:, :, 1] += 0.1
+    parting[:, :, 2:] += 0.01
+    assert psnr_db_by_frame(flat, parting) == pytest.approx([100.0, 20.0, 40.0, 40.0], abs=1e-3)
 
 
 def test_v2_clips_rendered_by_several_processes_equal_one_process():
