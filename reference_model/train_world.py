@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -29,6 +30,9 @@ from reference_model.world import (
     sample_ids,
     split_ids,
 )
+
+if TYPE_CHECKING:
+    from reference_model.autoencoder import Autoencoder
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,30 @@ def _save(name: str, checkpoint: dict, details: dict, weights_dir: Path) -> None
 # --- autoencoder ------------------------------------------------------------------------
 
 
+def autoencoder_loss(
+    model: Autoencoder, frames: Tensor, weight: Tensor, crop: int, generator: torch.Generator
+) -> tuple[Tensor, dict[str, float]]:
+    """Pixel-weighted reconstruction loss of a random ``crop`` of ``frames``, and its PSNR."""
+    # Random crops (multiples of 4, so latents stay aligned) cost a quarter of full frames;
+    # the network is fully convolutional and is evaluated on full frames.
+    size = frames.shape[-1]
+    top, left = (
+        int(v) * 4 for v in torch.randint(0, (size - crop) // 4 + 1, (2,), generator=generator)
+    )
+    frames = frames[:, :, top : top + crop, left : left + crop]
+    weight = weight[:, :, top : top + crop, left : left + crop]
+    latents = model.encoder(frames * 2.0 - 1.0)
+    recon = model.decoder(latents) * 0.5 + 0.5
+    error = (recon - frames).square()
+    mse = error.mean()
+    # Eyes, brows and mouth are a tenth of the pixels but carry the expression that
+    # expression error measures; plain MSE blurs them first.
+    weighted = (weight * error).mean() / weight.mean()
+    # A light pull on the latents keeps their scale bounded for the diffusion model.
+    loss = weighted + 1e-5 * latents.square().mean()
+    return loss, {"psnr": -10.0 * math.log10(max(mse.item(), 1e-10))}
+
+
 def train_autoencoder(config: TrainConfig, weights_dir: Path) -> None:
     from reference_model.autoencoder import Autoencoder, psnr
 
@@ -129,24 +157,7 @@ def train_autoencoder(config: TrainConfig, weights_dir: Path) -> None:
             if config.region_weight > 0
             else torch.zeros_like(frames[:, :1])
         )
-        # Random crops (multiples of 4, so latents stay aligned) cost a quarter of full frames;
-        # the network is fully convolutional and is evaluated on full frames.
-        top, left = (
-            int(v) * 4
-            for v in torch.randint(0, (config.size - crop) // 4 + 1, (2,), generator=generator)
-        )
-        frames = frames[:, :, top : top + crop, left : left + crop]
-        weight = weight[:, :, top : top + crop, left : left + crop]
-        latents = model.encoder(frames * 2.0 - 1.0)
-        recon = model.decoder(latents) * 0.5 + 0.5
-        error = (recon - frames).square()
-        mse = error.mean()
-        # Eyes, brows and mouth are a tenth of the pixels but carry the expression that
-        # expression error measures; plain MSE blurs them first.
-        weighted = (weight * error).mean() / weight.mean()
-        # A light pull on the latents keeps their scale bounded for the diffusion model.
-        loss = weighted + 1e-5 * latents.square().mean()
-        return loss, {"psnr": -10.0 * math.log10(max(mse.item(), 1e-10))}
+        return autoencoder_loss(model, frames, weight, crop, generator)
 
     seconds, steps = _loop(model, config, loss_fn, "autoencoder")
     model.eval()

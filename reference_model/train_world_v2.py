@@ -21,7 +21,7 @@ from torch import Tensor
 
 from reference_model.shipped_weights import WEIGHTS_DIR, checkpoint_of
 from reference_model.testbed_v2 import WEIGHTS_V2, random_frames_v2
-from reference_model.train_world import TrainConfig, _loop, _save
+from reference_model.train_world import TrainConfig, _loop, _save, autoencoder_loss
 
 
 def _init(model: torch.nn.Module, init: Path | None) -> None:
@@ -49,19 +49,7 @@ def train_autoencoder(config: TrainConfig, weights_dir: Path, retrain: str) -> d
         weight = 1.0 + config.region_weight * expression_regions_v2(
             identity_params(ids), expression, hidden, index, config.size
         )
-        top, left = (
-            int(v) * 4
-            for v in torch.randint(0, (config.size - crop) // 4 + 1, (2,), generator=generator)
-        )
-        frames = frames[:, :, top : top + crop, left : left + crop]
-        weight = weight[:, :, top : top + crop, left : left + crop]
-        latents = model.encoder(frames * 2.0 - 1.0)
-        recon = model.decoder(latents) * 0.5 + 0.5
-        error = (recon - frames).square()
-        mse = error.mean()
-        weighted = (weight * error).mean() / weight.mean()
-        loss = weighted + 1e-5 * latents.square().mean()
-        return loss, {"psnr": -10.0 * math.log10(max(mse.item(), 1e-10))}
+        return autoencoder_loss(model, frames, weight, crop, generator)
 
     seconds, steps = _loop(model, config, loss_fn, "autoencoder v2")
     model.eval()
