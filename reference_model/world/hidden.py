@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from reference_model.world.identities import hash_uniform
+from reference_model.world.motion import hashed_bspline
 
 # Salts the hash so that hidden seed s and driving seed s give unrelated signals.
 _SALT = 0x5EED_2
@@ -80,22 +81,8 @@ def _constant(seed: Tensor, channel: int, index: int = 0) -> Tensor:
 
 
 def _bspline(seed: Tensor, channel: int, frames: Tensor, knot_frames: int) -> Tensor:
-    """A uniform cubic B-spline in [-1, 1] through hashed knots, per clip seed, ``[N]``."""
-    position = frames.to(torch.float64) / knot_frames
-    base = torch.floor(position)
-    t = (position - base).to(torch.float32)
-    base = base.to(torch.int64)
-    weights = (
-        (1 - t) ** 3 / 6,
-        (3 * t**3 - 6 * t**2 + 4) / 6,
-        (-3 * t**3 + 3 * t**2 + 3 * t + 1) / 6,
-        t**3 / 6,
-    )
-    value = torch.zeros_like(t)
-    for j, w in enumerate(weights):
-        knot = hash_uniform(_SALT, seed, channel, base + (j - 1) + (1 << 20)) * 2.0 - 1.0
-        value = value + w * knot
-    return value
+    """Hidden signal ``channel`` of each clip's ``seed`` (knots salted apart from motion's), ``[N]``."""
+    return hashed_bspline((_SALT, seed, channel), frames, knot_frames)
 
 
 def _signed(u: Tensor) -> Tensor:

@@ -39,8 +39,8 @@ class MotionConfig:
 _YAW, _PITCH, _ROLL, _BLINK_ON, _BLINK_AT, _EYE, _BROW, _SMILE, _SYLLABLE, _UTTERANCE = range(10)
 
 
-def _bspline(seed: int, channel: int, frames: Tensor, knot_frames: int) -> Tensor:
-    """A uniform cubic B-spline in [-1, 1] through hashed knots, at ``frames``."""
+def hashed_bspline(keys: tuple[Tensor | int, ...], frames: Tensor, knot_frames: int) -> Tensor:
+    """A uniform cubic B-spline in [-1, 1] at ``frames``, through knots hashed from ``keys``."""
     position = frames.to(torch.float64) / knot_frames
     base = torch.floor(position)
     t = (position - base).to(torch.float32)
@@ -53,9 +53,14 @@ def _bspline(seed: int, channel: int, frames: Tensor, knot_frames: int) -> Tenso
     )
     value = torch.zeros_like(t)
     for j, w in enumerate(weights):
-        knot = hash_uniform(seed, channel, base + (j - 1) + (1 << 20)) * 2.0 - 1.0
+        knot = hash_uniform(*keys, base + (j - 1) + (1 << 20)) * 2.0 - 1.0
         value = value + w * knot
     return value
+
+
+def _bspline(seed: int, channel: int, frames: Tensor, knot_frames: int) -> Tensor:
+    """The driving signal ``channel`` of motion ``seed`` (its own knots), at ``frames``."""
+    return hashed_bspline((seed, channel), frames, knot_frames)
 
 
 def _blinks(seed: int, frames: Tensor, config: MotionConfig) -> Tensor:
