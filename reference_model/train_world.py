@@ -33,6 +33,7 @@ from reference_model.world import (
 
 if TYPE_CHECKING:
     from reference_model.autoencoder import Autoencoder
+    from reference_model.expression import ExpressionExtractor
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,28 @@ def train_autoencoder(config: TrainConfig, weights_dir: Path) -> None:
 # --- expression extractor -----------------------------------------------------------------
 
 
+def expression_loss(
+    model: ExpressionExtractor,
+    frames: Tensor,
+    expression: Tensor,
+    codec: Autoencoder | None,
+    degraded: int,
+    generator: torch.Generator,
+) -> tuple[Tensor, dict[str, float]]:
+    """Smooth-L1 error of the extracted parameters, the first ``degraded`` frames seen through ``codec``."""
+    if codec is not None and degraded > 0:
+        # Generated videos reach the extractor through the autoencoder (and some sampling
+        # grain); an extractor that only saw clean renders misreads eyes and brows there.
+        with torch.no_grad():
+            head = codec(frames[:degraded])
+            noise = torch.rand(degraded, 1, 1, 1, generator=generator) * 0.03
+            head = head + noise * torch.randn(head.shape, generator=generator)
+        frames = torch.cat([head.clamp(0, 1), frames[degraded:]])
+    error = (model(frames) - expression) / model.param_scale
+    loss = torch.nn.functional.smooth_l1_loss(error, torch.zeros_like(error), beta=0.1)
+    return loss, {"loss": loss.item()}
+
+
 def train_expression(config: TrainConfig, weights_dir: Path) -> None:
     from reference_model.autoencoder import load_autoencoder
     from reference_model.expression import ExpressionExtractor, evaluate_expression
@@ -196,23 +219,12 @@ def train_expression(config: TrainConfig, weights_dir: Path) -> None:
         model.load_state_dict(
             torch.load(config.init, map_location="cpu", weights_only=True)["state_dict"]
         )
-    scale = model.param_scale
     codec = load_autoencoder(weights_dir) if config.codec_fraction > 0 else None
     degraded = round(config.batch * config.codec_fraction)
 
     def loss_fn(generator: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         frames, _, expression = _batch("train", config.batch, config.size, generator)
-        if codec is not None and degraded > 0:
-            # Generated videos reach the extractor through the autoencoder (and some sampling
-            # grain); an extractor that only saw clean renders misreads eyes and brows there.
-            with torch.no_grad():
-                head = codec(frames[:degraded])
-                noise = torch.rand(degraded, 1, 1, 1, generator=generator) * 0.03
-                head = head + noise * torch.randn(head.shape, generator=generator)
-            frames = torch.cat([head.clamp(0, 1), frames[degraded:]])
-        error = (model(frames) - expression) / scale
-        loss = torch.nn.functional.smooth_l1_loss(error, torch.zeros_like(error), beta=0.1)
-        return loss, {"loss": loss.item()}
+        return expression_loss(model, frames, expression, codec, degraded, generator)
 
     seconds, steps = _loop(model, config, loss_fn, "expression")
     model.eval()

@@ -21,7 +21,13 @@ from torch import Tensor
 
 from reference_model.shipped_weights import WEIGHTS_DIR, checkpoint_of
 from reference_model.testbed_v2 import WEIGHTS_V2, random_frames_v2
-from reference_model.train_world import TrainConfig, _loop, _save, autoencoder_loss
+from reference_model.train_world import (
+    TrainConfig,
+    _loop,
+    _save,
+    autoencoder_loss,
+    expression_loss,
+)
 
 
 def _init(model: torch.nn.Module, init: Path | None) -> None:
@@ -88,7 +94,6 @@ def train_expression(config: TrainConfig, weights_dir: Path, retrain: str) -> di
 
     model = ExpressionExtractor()
     _init(model, config.init)
-    scale = model.param_scale
     codec = load_autoencoder(weights_dir) if config.codec_fraction > 0 else None
     degraded = round(config.batch * config.codec_fraction)
 
@@ -96,15 +101,7 @@ def train_expression(config: TrainConfig, weights_dir: Path, retrain: str) -> di
         frames, _, expression, _, _ = random_frames_v2(
             "train", config.batch, config.size, generator
         )
-        if codec is not None and degraded > 0:
-            with torch.no_grad():
-                head = codec(frames[:degraded])
-                noise = torch.rand(degraded, 1, 1, 1, generator=generator) * 0.03
-                head = head + noise * torch.randn(head.shape, generator=generator)
-            frames = torch.cat([head.clamp(0, 1), frames[degraded:]])
-        error = (model(frames) - expression) / scale
-        loss = torch.nn.functional.smooth_l1_loss(error, torch.zeros_like(error), beta=0.1)
-        return loss, {"loss": loss.item()}
+        return expression_loss(model, frames, expression, codec, degraded, generator)
 
     seconds, steps = _loop(model, config, loss_fn, "expression v2")
     model.eval()
