@@ -172,18 +172,31 @@ _CUTOFF = 14.0
 
 
 class _Windows:
-    """Per-frame pixel windows of one common size, placed around boxes in head coordinates."""
+    """Per-frame pixel windows of one common size, placed around boxes in head coordinates.
 
-    def __init__(self, grid: Tensor, head_y: float, cos_roll: Tensor, sin_roll: Tensor) -> None:
+    ``offset`` (``[N, 1, 1]`` each, world v2's micro-motion) translates the head per frame.
+    """
+
+    def __init__(
+        self,
+        grid: Tensor,
+        head_y: float,
+        cos_roll: Tensor,
+        sin_roll: Tensor,
+        offset: tuple[Tensor, Tensor] | None = None,
+    ) -> None:
         self.grid = grid
         self.head_y = head_y
         self.cos_roll = cos_roll
         self.sin_roll = sin_roll
+        self.offset = offset
 
     def head_coords(self, gx: Tensor, gy: Tensor, frames: Tensor) -> tuple[Tensor, Tensor]:
         """Head-local coordinates: the image rotated about the head centre by -roll."""
         cr, sr = self.cos_roll[frames], self.sin_roll[frames]
         dx, dy = gx, gy - self.head_y
+        if self.offset is not None:
+            dx, dy = dx - self.offset[0][frames], dy - self.offset[1][frames]
         return cr * dx + sr * dy, cr * dy - sr * dx
 
     def _span(self, low: Tensor, high: Tensor) -> tuple[Tensor, int]:
@@ -208,7 +221,11 @@ class _Windows:
         corners_x = torch.stack([x_low, x_low, x_high, x_high])
         corners_y = torch.stack([y_low, y_high, y_low, y_high])
         image_x = cr * corners_x - sr * corners_y
-        image_y = self.head_y + sr * corners_x + cr * corners_y
+        centre_y = self.head_y
+        if self.offset is not None:
+            image_x = image_x + self.offset[0][frames].flatten()
+            centre_y = self.head_y + self.offset[1][frames].flatten()
+        image_y = centre_y + sr * corners_x + cr * corners_y
         col0, w = self._span(image_x.min(0).values, image_x.max(0).values)
         row0, h = self._span(image_y.min(0).values, image_y.max(0).values)
         cols = col0[:, None] + torch.arange(w)
@@ -224,12 +241,19 @@ class _Windows:
 
 
 class _Frames:
-    """One chunk of frames to draw: identities, clamped expressions, colours and the head's frame.
+    """One chunk of frames to draw: identities, clamped expressions, colours and the head's frame
+    (translated per frame by ``offset``, as ``_Windows``).
 
     The drawing steps below read it and composite their layer into the canvas, back to front.
     """
 
-    def __init__(self, identity: Tensor, expression: Tensor, size: int) -> None:
+    def __init__(
+        self,
+        identity: Tensor,
+        expression: Tensor,
+        size: int,
+        offset: tuple[Tensor, Tensor] | None = None,
+    ) -> None:
         self.identity = identity.float()
         low, high = expression_bounds()
         self.expression = torch.minimum(torch.maximum(expression.float(), low), high)
@@ -238,13 +262,13 @@ class _Frames:
         self.margin = _CUTOFF * self.soft
         self.colours = _colours(self.identity)
         grid = (torch.arange(size, dtype=torch.float32) + 0.5) * (2.0 / size) - 1.0
-        self.gy = grid.view(1, size, 1)
+        self.gx, self.gy = grid.view(1, 1, size), grid.view(1, size, 1)
         self.yaw, self.pitch, roll = self.e("yaw"), self.e("pitch"), self.e("roll")
         self.sin_yaw, self.cos_yaw = torch.sin(self.yaw), torch.cos(self.yaw)
         self.sin_pitch, self.cos_pitch = torch.sin(self.pitch), torch.cos(self.pitch)
-        self.windows = _Windows(grid, 0.06, torch.cos(roll), torch.sin(roll))
+        self.windows = _Windows(grid, 0.06, torch.cos(roll), torch.sin(roll), offset)
         self.every = torch.arange(self.n)
-        self.x, self.y = self.windows.head_coords(grid.view(1, 1, size), self.gy, self.every)
+        self.x, self.y = self.windows.head_coords(self.gx, self.gy, self.every)
         self.face_a = _lerp(self.p("face_width"), 0.36, 0.48)
         self.face_b = _lerp(self.p("face_height"), 0.48, 0.60)
 
@@ -293,14 +317,19 @@ def _draw_hair(canvas: Tensor, f: _Frames) -> None:
     _over(canvas, f.colours["hair"], _cov(torch.minimum(back, curtain, out=back), f.soft))
 
 
-def _draw_neck_and_face(canvas: Tensor, scratch: Tensor, f: _Frames) -> Tensor:
+def _draw_neck_and_face(
+    canvas: Tensor, scratch: Tensor, f: _Frames, neck_cut: Tensor | None = None
+) -> Tensor:
     """Neck, then the face, its skin shaded by the turn so that yaw and pitch read as light.
 
+    ``neck_cut`` (a signed distance) cuts the neck where something in front meets it.
     Returns the face's signed distance (the fringe is drawn within the face outline).
     """
     x, y, face_a, face_b = f.x, f.y, f.face_a, f.face_b
     neck = x.abs().sub_(0.5 * face_a)
     torch.maximum(neck, (y - (face_b + 0.25)).abs_().sub_(0.35), out=neck)
+    if neck_cut is not None:
+        torch.maximum(neck, neck_cut.expand_as(neck), out=neck)
     skin_dark = f.colours["skin"] * 0.8
     _over(canvas, skin_dark, _cov(neck, f.soft))
     face_sd = _ellipse_sd(
@@ -316,10 +345,11 @@ def _draw_neck_and_face(canvas: Tensor, scratch: Tensor, f: _Frames) -> Tensor:
 
 
 def _draw_eyes_and_brows(
-    canvas: Tensor, f: _Frames
+    canvas: Tensor, f: _Frames, gaze: tuple[Tensor, Tensor] | None = None
 ) -> tuple[Tensor, list[tuple[Tensor, Tensor, Tensor, Tensor]]]:
     """Eyes (sclera, iris and pupil inside an opening whose height follows eye_open) and brows.
 
+    ``gaze`` (``[N, 1, 1]`` each, in eye widths; world v2) moves the iris and pupil off centre.
     Returns the eye width and each eye's centre and foreshortening (the glasses sit on them).
     """
     soft, margin, windows = f.soft, f.margin, f.windows
@@ -364,7 +394,10 @@ def _draw_eyes_and_brows(
         _over(patch, dark, _cov(lash, soft).mul_((1.0 - openness) * 0.8))
         _over(patch, white, inside)
         iris_r = eye_w * 0.5
-        iris_d = (ex / fx).square_().add_(ey.square()).add_(1e-8).sqrt_()
+        look_x, look_y = ex, ey
+        if gaze is not None:
+            look_x, look_y = ex - gaze[0] * eye_w * fx, ey - gaze[1] * eye_w * fy
+        iris_d = (look_x / fx).square_().add_(look_y.square()).add_(1e-8).sqrt_()
         iris = _cov(iris_d - iris_r, soft)
         _over(patch, f.colours["eye"], torch.minimum(iris, inside, out=iris))
         pupil = _cov(iris_d.sub_(iris_r * 0.45), soft)
@@ -527,6 +560,12 @@ def expression_regions(
     and at its upper bound, dilated by one pixel: the face and lip regions that FlashPortrait
     (arXiv 2512.16900) weights in its loss, found without a landmark detector.
     """
+    fa, fb = render(identity.repeat(2, 1), moved_to_bounds(expression, params), size).chunk(2)
+    return changed_pixels(fa, fb, threshold)
+
+
+def moved_to_bounds(expression: Tensor, params: tuple[str, ...]) -> Tensor:
+    """``expression`` ``[N, 7]`` with ``params`` at their lower bounds, then at their upper ones, ``[2N, 7]``."""
     unknown = sorted(set(params) - set(EXPRESSION_NAMES))
     if unknown:
         raise ValueError(f"params {unknown} are not expression parameters; use {EXPRESSION_NAMES}")
@@ -537,8 +576,12 @@ def expression_regions(
         e = expression.clone()
         e[:, moved] = bound[moved]
         extremes.append(e)
-    fa, fb = render(identity.repeat(2, 1), torch.cat(extremes), size).chunk(2)
-    changed = ((fa - fb).abs().amax(dim=1, keepdim=True) > threshold).float()
+    return torch.cat(extremes)
+
+
+def changed_pixels(a: Tensor, b: Tensor, threshold: float) -> Tensor:
+    """Where frames ``a`` and ``b`` differ by more than ``threshold``, dilated by a pixel, ``[N, 1, H, W]``."""
+    changed = ((a - b).abs().amax(dim=1, keepdim=True) > threshold).float()
     return torch.nn.functional.max_pool2d(changed, 3, stride=1, padding=1)
 
 
