@@ -8,6 +8,7 @@ from reference_model.world import (
     driving_frames,
     expression_regions,
     identity_params,
+    neutral_expression,
     random_expression,
     render,
 )
@@ -101,3 +102,25 @@ def test_v2_faces_move_with_expression_as_in_v1():
     area1, area2 = v1.mean(dim=(1, 2, 3)), v2.mean(dim=(1, 2, 3))
     assert (area2 > 0.04).all()
     assert torch.allclose(area1, area2, rtol=0.35)
+
+
+def test_v2_render_of_fixed_faces_and_scenes_is_pinned():
+    """The v2 networks and DiT were trained on these frames: a refactored renderer must draw the same."""
+    # Values from the renderer the v2 pool was rendered with (commit b8e1bd2); identity 10600
+    # wears glasses, frame 1 is turned and rolled.
+    identity = identity_params([3, 10_600, 42])
+    expression = neutral_expression(3)
+    expression[1] = torch.tensor([0.5, -0.3, 0.25, 0.2, 0.9, 0.8, -0.7])
+    expression[2] = torch.tensor([-0.45, 0.2, -0.1, 1.0, 0.0, 0.3, 0.9])
+    frames = render_v2(identity, expression, torch.tensor([11, 12, 13]), torch.tensor([0, 17, 40]))
+    means = [
+        [0.3719240, 0.4050935, 0.4820483],
+        [0.5714889, 0.3614742, 0.3708462],
+        [0.2609825, 0.3285629, 0.2475341],
+    ]
+    frames = frames.double()
+    assert torch.allclose(frames.mean((2, 3)), torch.tensor(means, dtype=torch.float64), atol=1e-6)
+    generator = torch.Generator().manual_seed(0)
+    weights = torch.rand(3, 64, 64, generator=generator, dtype=torch.float64) * 2 - 1
+    projection = torch.tensor([0.0049084, 0.0031709, 0.0027459], dtype=torch.float64)
+    assert torch.allclose((frames * weights).mean((1, 2, 3)), projection, atol=1e-6)
