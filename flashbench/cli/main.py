@@ -301,6 +301,7 @@ class Interrupts:
 
 
 def main(argv: list[str] | None = None) -> int:
+    process_command = argv is None
     # `train` forwards its options untouched, so they are split off before parsing.
     argv = list(sys.argv[1:] if argv is None else argv)
     train_options = argv[1:] if argv[:1] == ["train"] else []
@@ -325,6 +326,11 @@ def main(argv: list[str] | None = None) -> int:
         hint = "; rerun with --resume to finish" if args.command == "run" else ""
         if launched_rank() in (None, "0"):
             print(f"interrupted{hint}", file=sys.stderr)
+        if process_command:
+            # The process only shuts down from here. Ctrl-C again (pressed twice, or reaching a
+            # rank of a multi-process run late) would land in shutdown's finalisers, traceback
+            # and all; Lightning ignores it the same way once it handles one.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         return 130
     if error is not None:
         print(f"flashbench {args.command}: error: {error}", file=sys.stderr)

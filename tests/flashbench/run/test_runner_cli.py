@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -203,6 +204,41 @@ def test_ctrl_c_inside_a_finaliser_ends_the_command_without_a_traceback(
     assert main(["run", str(write_suite(tiny_text))]) == 130
     assert capsys.readouterr().err == INTERRUPTED + "\n" and not carried_on
     assert sys.unraisablehook is hook
+
+
+def test_a_second_ctrl_c_while_the_process_shuts_down_prints_no_traceback(
+    tiny_text, write_suite, tmp_path, cli
+):
+    # The command is interrupted; then, in interpreter shutdown's finalisers, Ctrl-C comes again
+    # (pressed twice, or reaching one rank of a multi-process run late).
+    script = tmp_path / "ctrl_c_twice.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import os, signal, time, weakref
+            from flashbench.cli import run as run_commands
+            from flashbench.cli.main import main
+
+            class Shutdown:
+                pass
+
+            def ctrl_c_again():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1)  # a handler that raises does so here
+
+            weakref.finalize(Shutdown, ctrl_c_again)  # runs at interpreter exit
+
+            def interrupted(args):
+                raise KeyboardInterrupt
+
+            run_commands.cmd_run = interrupted
+            raise SystemExit(main())
+            """
+        )
+    )
+    done = cli("run", write_suite(tiny_text), script=script)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr == INTERRUPTED + "\n"
 
 
 REPO = Path(__file__).resolve().parents[3]
