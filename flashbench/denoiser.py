@@ -43,7 +43,10 @@ class Cond:
 class Denoiser(Protocol):
     """Predicts the flow-matching velocity ``v = model(x, sigma, cond)``.
 
-    ``x`` is a latent video ``[B, C, T, H, W]``; ``sigma`` a tensor ``[B]``.
+    ``x`` is a latent video ``[B, C, T, H, W]``; ``sigma`` a tensor ``[B]``. A model whose
+    passes cost what their inputs' shapes say (no data-dependent work) may declare
+    ``flops_follow_shapes = True``: counting its FLOPs then replays repeated passes
+    (``flashbench.flops.replayed_passes``).
     """
 
     def __call__(self, x: Tensor, sigma: Tensor, cond: Cond) -> Tensor: ...

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from flashbench.denoiser import Cond, Denoiser, check_latent
-from flashbench.flops import FlopCounter
+from flashbench.flops import FlopCounter, replayed_passes
 from flashbench.guidance import CFG, RULES, GuidanceRule
 from flashbench.schedule import check_sigmas
 from flashbench.steppers import Euler, Stepper
@@ -235,32 +235,34 @@ def sample(
     counter = FlopCounter() if count_flops else None
     start_time = time.perf_counter()
     x = noise.clone()
-    for step in range(len(sigmas) - 1):
-        windows = windowing.windows(frames, step)
-        outputs, guided = [], {}
-        for window in windows:
-            x_window = x[:, :, window[0] : window[1]]
-            v = _window_velocity(
-                model,
-                x_window,
-                sigmas,
-                step,
-                window,
-                branches,
-                stepper,
-                guidance,
-                state,
-                trace,
-                counter,
-            )
-            guided[window] = v
-            history = state.histories.setdefault(window, {})
-            outputs.append(stepper.advance(x_window, v, sigmas, step, history))
-        x = blend(outputs, windows, windowing.weights(frames, step), like=x)
-        if callback is not None:
-            callback(StepEnd(step, float(sigmas[step]), x, guided))
-        peak_cache = max(peak_cache, sum(stepper.cache_bytes(c) for c in state.caches.values()))
-        state.keep_only(windows)
+    # Counted passes replay a shape-following model's count after its first pass of a shape.
+    with replayed_passes(model) if count_flops else contextlib.nullcontext():
+        for step in range(len(sigmas) - 1):
+            windows = windowing.windows(frames, step)
+            outputs, guided = [], {}
+            for window in windows:
+                x_window = x[:, :, window[0] : window[1]]
+                v = _window_velocity(
+                    model,
+                    x_window,
+                    sigmas,
+                    step,
+                    window,
+                    branches,
+                    stepper,
+                    guidance,
+                    state,
+                    trace,
+                    counter,
+                )
+                guided[window] = v
+                history = state.histories.setdefault(window, {})
+                outputs.append(stepper.advance(x_window, v, sigmas, step, history))
+            x = blend(outputs, windows, windowing.weights(frames, step), like=x)
+            if callback is not None:
+                callback(StepEnd(step, float(sigmas[step]), x, guided))
+            peak_cache = max(peak_cache, sum(stepper.cache_bytes(c) for c in state.caches.values()))
+            state.keep_only(windows)
     seconds = time.perf_counter() - start_time
     actions = dict(Counter(record.action for record in trace))
     flops = None if counter is None else sum(record.flops for record in trace)

@@ -269,6 +269,8 @@ class PortraitDiT(nn.Module):
     Input channels = noisy latent + Wan's mask channel + the reference latent at masked frames.
     """
 
+    flops_follow_shapes = True  # its passes cost what their inputs' shapes say (flashbench.flops)
+
     def __init__(self, config: DiTConfig) -> None:
         super().__init__()
         self.config = config

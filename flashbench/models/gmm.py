@@ -86,6 +86,8 @@ class GaussianMixtureDenoiser(nn.Module):
     the input-change indicator TeaCache reads (on Wan, the time embedding).
     """
 
+    flops_follow_shapes = True  # its passes cost what their inputs' shapes say (flashbench.flops)
+
     def __init__(self) -> None:
         super().__init__()
         self.blocks = [VelocityBlock()]

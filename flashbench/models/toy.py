@@ -55,6 +55,8 @@ class ToyDenoiser(nn.Module):
     (``[B, T, motion_dim]``) is added per frame.
     """
 
+    flops_follow_shapes = True  # its passes cost what their inputs' shapes say (flashbench.flops)
+
     def __init__(
         self,
         channels: int = 4,

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flashbench.denoiser import Cond
-from flashbench.flops import FlopCounter, count_flops, declare_flops
+from flashbench.flops import FlopCounter, count_flops, declare_flops, replayed_passes
 from flashbench.models.toy import ToyDenoiser
 
 SIZES = st.integers(1, 9)
@@ -93,3 +93,63 @@ def test_toy_pass_counts_its_linear_layers_and_temporal_convolutions(
     block += 2 * pixels * dim * dim * 3 if temporal else 0
     head = 2 * pixels * dim * channels
     assert flops == embed + depth * block + head
+
+
+class _ValueDependent(torch.nn.Module):
+    """A pass whose cost follows its input's values: as many matmuls as x's first entry says."""
+
+    def __init__(self, follows_shapes: bool) -> None:
+        super().__init__()
+        self.flops_follow_shapes = follows_shapes
+        self.weight = torch.nn.Parameter(torch.eye(3))
+
+    def forward(self, x):
+        for _ in range(int(x[0, 0])):
+            x = x @ self.weight
+        return x
+
+
+def test_replay_counts_a_pass_once_per_shape_and_adds_it_to_every_counter():
+    model = _ValueDependent(follows_shapes=True)
+    one = 2 * 2 * 3 * 3  # one [2, 3] @ [3, 3] product
+    with replayed_passes(model), FlopCounter() as outer:
+        with FlopCounter() as inner:
+            model(torch.full((2, 3), 2.0))  # counted: two products
+            model(torch.full((2, 3), 5.0))  # same shape: replayed as two products
+            model(torch.full((4, 3), 1.0))  # another shape: counted
+        assert inner.total == outer.total == (2 + 2) * one + 2 * one
+    assert "forward" not in vars(model)
+    assert model(torch.full((2, 3), 1.0)).shape == (2, 3)  # the class's forward is back
+
+
+def test_a_model_that_does_not_declare_shape_following_is_counted_op_by_op():
+    model = _ValueDependent(follows_shapes=False)
+    with replayed_passes(model), FlopCounter() as counter:
+        model(torch.full((2, 3), 2.0))
+        model(torch.full((2, 3), 5.0))
+    assert counter.total == (2 + 5) * 2 * 2 * 3 * 3
+
+
+def test_replay_restores_the_model_when_the_pass_fails():
+    model = _ValueDependent(follows_shapes=True)
+    with pytest.raises(RuntimeError), replayed_passes(model), FlopCounter():
+        model(torch.full((2, 4), 1.0))  # [2, 4] @ [3, 3]: a shape error inside the pass
+    assert "forward" not in vars(model)
+
+
+def test_the_small_dit_replays_the_count_of_its_first_pass():
+    from reference_model.dit import build_model, make_cond
+
+    model = build_model("tiny").eval()
+    cfg = model.config
+    x = torch.randn(1, cfg.latent_channels, 2, cfg.latent_size, cfg.latent_size)
+    ref = torch.randn(1, cfg.latent_channels, cfg.latent_size, cfg.latent_size)
+    expr = torch.randn(1, 2 * cfg.frames_per_latent, cfg.expr_dim)
+    cond = make_cond(ref, expr, cfg.frames_per_latent)
+    sigma = torch.tensor([0.3])
+    one = count_flops(model, x, sigma, cond)[1]
+    with torch.no_grad(), replayed_passes(model), FlopCounter() as counter:
+        first = model(x, sigma, cond)
+        again = model(x, sigma, cond)
+    assert counter.total == 2 * one > 0
+    assert torch.equal(first, again)

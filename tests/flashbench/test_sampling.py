@@ -284,3 +284,32 @@ def test_windowed_flops_are_each_windows_passes_overlap_included(frames, window,
     several = any(len(windowing.windows(frames, step)) > 1 for step in range(steps))
     assert result.flops > full if several else result.flops == full
     assert covered >= steps * frames
+
+
+class _CostFollowsSigma(torch.nn.Module):
+    """Its pass runs more products at higher sigma, yet it declares that its cost follows shapes:
+    a false declaration, so that what sampling does with a declared model shows in the count."""
+
+    flops_follow_shapes = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.eye(4))
+
+    def forward(self, x, sigma, cond):
+        h = x.reshape(-1, 4)
+        for _ in range(1 + round(float(sigma[0]) * 3)):
+            h = h @ self.weight
+        return torch.zeros_like(x)
+
+
+def test_counted_sampling_replays_a_declared_models_first_pass_of_each_shape():
+    model = _CostFollowsSigma()
+    noise, cond = inputs(2)
+    steps = 4
+    first = 2 * noise.numel() * 4 * 4  # the pass at sigma = 1: 4 products of [N, 4] @ [4, 4]
+    replayed = sample(model, noise, flow_match_sigmas(steps), cond, count_flops=True)
+    assert [r.flops for r in replayed.trace] == [first] * steps
+    model.flops_follow_shapes = False  # taken back: each pass is counted as it ran
+    counted = sample(model, noise, flow_match_sigmas(steps), cond, count_flops=True)
+    assert counted.flops < replayed.flops and counted.trace[0].flops == first

@@ -164,3 +164,38 @@ def test_every_named_setting_builds_and_samples():
             guidance=guidance,
         )
         assert torch.isfinite(result.latents).all(), name
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+@hypothesis_settings(max_examples=3)
+@given(
+    seed=st.integers(0, 2**16),
+    windowing=st.sampled_from([Full(), Sliding(window=4, overlap=2)]),
+    guidance=st.sampled_from([None, Guidance(scale=2.0, drop=("motion",))]),
+)
+def test_replayed_flop_counts_equal_counting_every_op(config, seed, windowing, guidance):
+    # The toy declares flops_follow_shapes, so counted sampling replays repeated passes; the same
+    # model with the declaration taken back is counted op by op.
+    replayed, counted = toy(), toy()
+    counted.flops_follow_shapes = False
+    noise, cond = toy_inputs(seed, frames=7)
+    sigmas = flow_match_sigmas(STEPS)
+    runs = [
+        sample(
+            model,
+            noise,
+            sigmas,
+            cond,
+            stepper=build(config),
+            windowing=windowing,
+            guidance=guidance,
+            count_flops=True,
+        )
+        for model in (replayed, counted)
+    ]
+    assert [r.flops for r in runs[0].trace] == [r.flops for r in runs[1].trace]
+    assert runs[0].flops == runs[1].flops > 0
+    assert torch.equal(runs[0].latents, runs[1].latents)
+    assert "forward" not in vars(replayed) and not any(
+        "forward" in vars(b) for b in replayed.blocks
+    )
