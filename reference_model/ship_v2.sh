@@ -13,6 +13,7 @@ cd "$(dirname "$0")/.."
 OUT=${1:-/work/testbed2-train/dit_v2}
 PY=${PYTHON:-python}
 WEIGHTS=reference_model/weights_v2
+source reference_model/v2_schedule.env
 [ -f "$OUT/dit_small.pt" ] || { echo "no export $OUT/dit_small.pt: give the training run's --out" >&2; exit 2; }
 STEP=$("$PY" -c "import sys, torch; print(torch.load(sys.argv[1], weights_only=True)['step'])" "$OUT/dit_small.pt")
 SHIPPED=$("$PY" -c "import json; print(json.load(open('$WEIGHTS/dit.json'))['step'])")
@@ -24,13 +25,13 @@ BEFORE="$OUT/shipped-before-$STEP"
 mkdir -p "$BEFORE"
 cp "$WEIGHTS/dit_small.pt" "$WEIGHTS/dit.json" "$WEIGHTS/teacache.json" "$WEIGHTS/magcache.json" "$BEFORE/"
 cp "$OUT/dit_small.pt" "$WEIGHTS/dit_small.pt"
-"$PY" - "$WEIGHTS" "$STEP" <<'EOF'
+"$PY" - "$WEIGHTS" "$STEP" "$FINAL_STEP" <<'EOF'
 import hashlib
 import json
 import sys
 from pathlib import Path
 
-weights, step = Path(sys.argv[1]), int(sys.argv[2])
+weights, step, final_step = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 record = json.loads((weights / "dit.json").read_text())
 data = (weights / "dit_small.pt").read_bytes()
 record.update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest(), step=step)
@@ -39,9 +40,9 @@ record["train"] = (
     "48 --seed 0 --config small --clip-frames 8 --lr 3e-4 --expression-drop 0.3 "
     "--reference-expression 0.3 --batch-size 16 (one CPU thread), from the v1 DiT; phase 2, "
     "from the step-11,207 export: bash reference_model/train_v2.sh (24-frame clips, cosine "
-    "cooldown to 0 at step 16,607), in chunks; EMA 0.999 export"
+    f"cooldown to 0 at step {final_step:,}), in chunks; EMA 0.999 export"
 )
-if step < 16607:
+if step < final_step:
     record["status"] = (
         "in training (MODEL_CARD_V2.md): an intermediate export of phase 2, not the final testbed "
         "v2 DiT"

@@ -21,13 +21,14 @@ OUT=${OUT:-/work/testbed2-train/dit_v2}
 CHUNK=${1:-110}
 PY=${PYTHON:-python}
 SHIPPED=reference_model/weights_v2/dit_small.pt
+source reference_model/v2_schedule.env
 mkdir -p "$OUT"
 # last.ckpt counts the steps of this $OUT's run; the step it started from is kept beside it.
 if [ ! -f "$OUT/last.ckpt" ]; then
     "$PY" -c "import json; print(json.load(open('reference_model/weights_v2/dit.json'))['step'])" >"$OUT/init_step"
 fi
 INIT_STEP=$(cat "$OUT/init_step")
-if [ "$INIT_STEP" -ge 16607 ]; then
+if [ "$INIT_STEP" -ge "$FINAL_STEP" ]; then
     echo "the shipped v2 DiT is trained to step $INIT_STEP: the run is finished" && exit 0
 fi
 if "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
@@ -39,6 +40,6 @@ export OMP_NUM_THREADS=1
 exec nice -n 10 "$PY" -m reference_model.train_model_v2 --out "$OUT" \
     --clips 1000 --pool-frames 48 --seed 0 \
     --config small --clip-frames 24 --lr 3e-4 --expression-drop 0.3 --reference-expression 0.3 \
-    --decay-start 11207 --decay-steps 5400 --max-steps 16607 \
+    --decay-start "$DECAY_START" --decay-steps $((FINAL_STEP - DECAY_START)) --max-steps "$FINAL_STEP" \
     --init "$SHIPPED" --init-step "$INIT_STEP" \
     --minutes 600 --chunk-minutes "$CHUNK" "${DEVICE[@]}"

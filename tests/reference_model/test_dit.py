@@ -357,3 +357,24 @@ def test_a_pass_counts_every_linear_layer_and_attention_of_the_config(name, expr
     with torch.no_grad():
         _, flops = count_flops(model, x, sigma, cond)
     assert flops == _flops_by_hand(model.config, 2, 3, expression)
+
+
+def test_counted_guided_sampling_gives_each_branch_its_config_count():
+    # The DiT declares flops_follow_shapes: sampling counts each branch's first pass and replays
+    # it; every record must still be the config's count for its branch, checked by hand.
+    model = build_model("tiny").eval()
+    x, _, cond = _inputs(model, batch=1, frames=3)
+    steps = 4
+    result = sample(
+        model,
+        x,
+        flow_match_sigmas(steps),
+        cond,
+        guidance=Guidance(2.0, ("expression",)),
+        count_flops=True,
+    )
+    by_branch = {"cond": True, "uncond": False}
+    assert [r.flops for r in result.trace] == [
+        _flops_by_hand(model.config, 1, 3, by_branch[r.branch]) for r in result.trace
+    ]
+    assert len(result.trace) == 2 * steps
