@@ -196,6 +196,9 @@ def headline_figure(
     FigureCanvasAgg(figure)
     axes = figure.subplots(1, len(chosen), squeeze=False).ravel()
     labelled: list[tuple[Axes, list[tuple[float, float, str]]]] = []
+    # A run without the re-seeded baseline has no seed floor: its unit is the CIs' half-width.
+    reseeded = bool((summary["setting"] == RESEEDED).any())
+    unit = "the seed floor" if reseeded else "the CI half-width"
     for ax, separation in zip(axes, chosen, strict=True):
         label = separation.label
         higher = bool(summary[summary["label"] == label]["higher_is_better"].iloc[0])
@@ -226,13 +229,12 @@ def headline_figure(
         ax.margins(x=0.12, y=0.15)
         ax.set_xlabel(f"{cost_label} ↓")
         ax.set_ylabel(f"{label} {'↑' if higher else '↓'}")
-        ax.set_title(f"{label}: separation {separation.score:.3g}× the seed floor", fontsize=9)
+        ax.set_title(f"{label}: separation {separation.score:.3g}× {unit}", fontsize=9)
         ax.grid(alpha=0.3)
         labelled.append((ax, points))
+    band = "; grey band: the baseline re-seeded (seed floor, 95% CI)" if reseeded else ""
     figure.suptitle(
-        "Quality vs cost: lines join one sweep in order; grey band: the baseline re-seeded "
-        "(seed floor, 95% CI); ★ the baseline",
-        fontsize=10,
+        f"Quality vs cost: lines join one sweep in order{band}; ★ the baseline", fontsize=10
     )
     # Labels go last: their places depend on the final axes limits and layout.
     figure.canvas.draw()
@@ -243,10 +245,14 @@ def headline_figure(
     for ax, points in labelled:
         place_labels(ax, points)
     names = ", ".join(f"`{s.label}` ({s.score:.3g}×)" for s in chosen)
+    measure = (
+        "the seed floor (|setting − baseline| / the larger of the change re-seeding makes and "
+        "the CI half-widths)"
+        if reseeded
+        else "the CI half-width (the run has no re-seeded baseline, so no seed floor)"
+    )
     caption = (
         f"Headline: quality vs {cost_label} for {names}: of the metrics with a direction, those "
-        "whose settings lie farthest from the baseline in units of the seed floor "
-        "(|setting − baseline| / the larger of the change re-seeding makes and the CI half-widths), "
-        "one per reference"
+        f"whose settings lie farthest from the baseline in units of {measure}, one per reference"
     )
     return figure, caption

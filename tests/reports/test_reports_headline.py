@@ -113,11 +113,25 @@ def test_the_headline_caption_says_how_its_metrics_were_picked():
     )
     figure, caption = headline_figure(summary, "baseline", ["baseline", "alp_k2", "alp_k5"])
     assert "`psnr@ground_truth`" in caption and "units of the seed floor" in caption
+    assert "grey band" in figure.get_suptitle()
+    assert all(ax.get_title().endswith("× the seed floor") for ax in figure.axes)
     # In each panel the sweep is one drawn line through its two settings, in sweep order.
     assert len(figure.axes) == 2
     for ax in figure.axes:
         drawn = [tuple(line.get_xdata()) for line in ax.get_lines() if line.get_linestyle() == "-"]
         assert (30.0, 18.0) in drawn
+
+
+def test_a_run_without_a_re_seeded_baseline_claims_no_seed_floor():
+    nfe = {"baseline": 60, "alp_k2": 30, "alp_k5": 18}
+    summary = summary_of(
+        {"psnr@ground_truth": {"baseline": 31.0, "alp_k2": 30.0, "alp_k5": 28.0}}, nfe
+    )
+    figure, caption = headline_figure(summary, "baseline", ["baseline", "alp_k2", "alp_k5"])
+    assert "units of the CI half-width" in caption and "seed floor (" not in caption
+    assert figure.axes[0].get_title().endswith("× the CI half-width")
+    assert "grey band" not in figure.get_suptitle()
+    assert not [p for p in figure.axes[0].patches if p.get_facecolor()[:3] == (0.85,) * 3]
 
 
 def test_a_report_opens_its_figures_with_the_headline(discriminating_run, tmp_path):
