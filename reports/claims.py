@@ -270,7 +270,7 @@ def regime_table(evidence: Sequence[Evidence], claims: list[Claim] | None = None
     A claim and those that test it on another testbed's suite (``same_as``) share a row.
     "flips": it reproduces on one testbed and fails on another; "same in every regime": one
     verdict on two or more testbeds; "decided in some regimes only": undecided beside a decided
-    verdict; "one regime measured": fewer than two testbeds measured it.
+    verdict; "one regime measured": one testbed measured it; "not measured": none did.
     """
     claims = claims or load_claims()
     present = {e.run.testbed for e in evidence}
@@ -284,7 +284,9 @@ def regime_table(evidence: Sequence[Evidence], claims: list[Claim] | None = None
     for statement, verdicts in cells.items():
         measured = [v for v in verdicts.values() if v != UNMEASURED]
         decided = {v for v in measured if v in (REPRODUCES, FAILS)}
-        if len(measured) < 2:
+        if not measured:
+            across = UNMEASURED
+        elif len(measured) == 1:
             across = ONE
         elif decided == {REPRODUCES, FAILS}:
             across = FLIPS

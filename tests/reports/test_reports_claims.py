@@ -192,7 +192,7 @@ def test_a_suite_run_on_two_testbeds_gets_a_verdict_per_testbed_and_a_regime_row
     ]
     regimes = regime_table(evidence, [fidelity, speed, elsewhere])
     assert list(regimes.columns) == ["claim", "reference v1", "reference v2", "across"]
-    assert regimes["across"].tolist() == [FLIPS, SAME, ONE]
+    assert regimes["across"].tolist() == [FLIPS, SAME, UNMEASURED]
     assert regimes.iloc[2][["reference v1", "reference v2"]].tolist() == ["–", "–"]
 
     page = results([v1, v2], tmp_path / "results", n_boot=200).read_text()
@@ -213,8 +213,12 @@ def test_a_claim_and_its_exact_ode_counterpart_share_the_regime_row(make_run):
     fast = claim(statement="fast", setting="alp_k5", metric="speedup_nfe", at_least=2.0)
     again = claim(suite="ode", statement="Exact flow: fast", setting="alp_k5",
                   metric="speedup_nfe", at_least=5.0, same_as="fast")  # fmt: skip
-    regimes = regime_table([reference, ode], [fast, again])
-    assert regimes.values.tolist() == [["fast", REPRODUCES, FAILS, FLIPS]]
+    alone = claim(statement="alone", setting="alp_k5", metric="speedup_nfe", at_least=2.0)
+    regimes = regime_table([reference, ode], [fast, again, alone])
+    assert regimes.values.tolist() == [
+        ["fast", REPRODUCES, FAILS, FLIPS],
+        ["alone", REPRODUCES, "–", ONE],
+    ]
     assert list(regimes.columns) == ["claim", "reference v1", "exact ODE", "across"]
 
 
