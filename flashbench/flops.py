@@ -150,9 +150,9 @@ class _Replay:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         counters = FlopCounter._entered
-        ours = {id(counter._mode.mode) for counter in counters}
         if _Replay.replaying or not counters:
             return self.forward(*args, **kwargs)
+        ours = {id(counter._mode.mode) for counter in counters}
         if any(id(mode) not in ours for mode in _get_current_dispatch_mode_stack()):
             return self.forward(*args, **kwargs)  # another mode watches: it sees every op
         try:
