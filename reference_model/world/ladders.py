@@ -91,7 +91,7 @@ def freeze_parameters(
 def background_colours(identity: Tensor, size: int = 64) -> Tensor:
     """The background alone, ``[N, 3, size, size]``: the identity's colour in a vertical gradient."""
     grid = (torch.arange(size, dtype=torch.float32) + 0.5) * (2.0 / size) - 1.0
-    # The renderer's background (renderer._draw_background): colour times 1.05 - 0.1 (y + 1).
+    # The renderer's background (renderer.draw_background): colour times 1.05 - 0.1 (y + 1).
     shade = (1.05 - 0.2 * (grid + 1.0) * 0.5).view(1, 1, size, 1)
     return (_colours(identity.float())["background"][:, :, None, None] * shade).expand(
         -1, -1, -1, size

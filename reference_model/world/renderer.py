@@ -53,14 +53,14 @@ def random_expression(n: int, generator: torch.Generator) -> Tensor:
     return low + (high - low) * torch.rand(n, NUM_EXPRESSION_PARAMS, generator=generator)
 
 
-def _hsv(h: Tensor, s: Tensor, v: Tensor) -> Tensor:
+def hsv(h: Tensor, s: Tensor, v: Tensor) -> Tensor:
     """HSV (each ``[N]``, in [0, 1]) to RGB ``[N, 3]``."""
     k = torch.tensor([5.0, 3.0, 1.0])
     t = (k + h[:, None] * 6.0) % 6.0
     return v[:, None] - v[:, None] * s[:, None] * torch.clamp(torch.minimum(t, 4.0 - t), 0.0, 1.0)
 
 
-def _lerp(u: Tensor, low: float, high: float) -> Tensor:
+def lerp(u: Tensor, low: float, high: float) -> Tensor:
     return low + (high - low) * u
 
 
@@ -72,16 +72,16 @@ def _colours(identity: Tensor) -> dict[str, Tensor]:
         return a[:, _A[name]]
 
     tone = col("skin_tone")
-    skin = _hsv(_lerp(col("skin_hue"), 0.02, 0.10), _lerp(tone, 0.25, 0.6), _lerp(tone, 0.95, 0.45))
+    skin = hsv(lerp(col("skin_hue"), 0.02, 0.10), lerp(tone, 0.25, 0.6), lerp(tone, 0.95, 0.45))
     hair_l = col("hair_lightness")
-    hair = _hsv(col("hair_hue"), _lerp(hair_l, 0.3, 0.8), _lerp(hair_l, 0.12, 0.85))
-    eye = _hsv(col("eye_hue"), torch.full_like(tone, 0.7), torch.full_like(tone, 0.55))
-    lip = _hsv(
-        _lerp(col("lip_hue"), 0.95, 1.03) % 1.0, torch.full_like(tone, 0.55), _lerp(tone, 0.8, 0.45)
+    hair = hsv(col("hair_hue"), lerp(hair_l, 0.3, 0.8), lerp(hair_l, 0.12, 0.85))
+    eye = hsv(col("eye_hue"), torch.full_like(tone, 0.7), torch.full_like(tone, 0.55))
+    lip = hsv(
+        lerp(col("lip_hue"), 0.95, 1.03) % 1.0, torch.full_like(tone, 0.55), lerp(tone, 0.8, 0.45)
     )
-    glasses = _hsv(col("glasses_hue"), torch.full_like(tone, 0.6), torch.full_like(tone, 0.3))
+    glasses = hsv(col("glasses_hue"), torch.full_like(tone, 0.6), torch.full_like(tone, 0.3))
     bg_l = col("background_lightness")
-    background = _hsv(col("background_hue"), _lerp(bg_l, 0.5, 0.2), _lerp(bg_l, 0.35, 0.95))
+    background = hsv(col("background_hue"), lerp(bg_l, 0.5, 0.2), lerp(bg_l, 0.35, 0.95))
     return {
         "skin": skin,
         "hair": hair,
@@ -97,12 +97,12 @@ def _colours(identity: Tensor) -> dict[str, Tensor]:
 # costs page faults, so the helpers below chain in-place operations on one new buffer.
 
 
-def _cov(sd: Tensor, softness: float) -> Tensor:
+def cov(sd: Tensor, softness: float) -> Tensor:
     """Coverage of a shape from its signed distance (negative inside); overwrites ``sd``."""
     return sd.mul_(-1.0 / softness).sigmoid_()
 
 
-def _ellipse_sd(x: Tensor, y: Tensor, a: Tensor, b: Tensor) -> Tensor:
+def ellipse_sd(x: Tensor, y: Tensor, a: Tensor, b: Tensor) -> Tensor:
     """Approximate signed distance to an axis-aligned ellipse centred at the origin."""
     r = (x / a).square_().add_((y / b).square_())
     return r.add_(1e-8).sqrt_().sub_(1.0).mul_(torch.minimum(a, b))
@@ -117,7 +117,7 @@ def _thin_ellipse_sd(x: Tensor, y: Tensor, a: Tensor, b: Tensor) -> Tensor:
     return torch.maximum(outside, y.abs().sub_(profile), out=outside)
 
 
-def _over(canvas: Tensor, colour: Tensor, alpha: Tensor) -> None:
+def over(canvas: Tensor, colour: Tensor, alpha: Tensor) -> None:
     """Composite ``colour`` ([N, 3]) with coverage ``alpha`` ([N, H, W]) over ``canvas``, in place."""
     canvas.lerp_(colour[:, :, None, None], alpha[:, None])
 
@@ -240,7 +240,7 @@ class _Windows:
         return canvas.take(index).view(m, 3, h, w), x, y, index
 
 
-class _Frames:
+class Frames:
     """One chunk of frames to draw: identities, clamped expressions, colours and the head's frame
     (translated per frame by ``offset``, as ``_Windows``).
 
@@ -269,8 +269,8 @@ class _Frames:
         self.windows = _Windows(grid, 0.06, torch.cos(roll), torch.sin(roll), offset)
         self.every = torch.arange(self.n)
         self.x, self.y = self.windows.head_coords(self.gx, self.gy, self.every)
-        self.face_a = _lerp(self.p("face_width"), 0.36, 0.48)
-        self.face_b = _lerp(self.p("face_height"), 0.48, 0.60)
+        self.face_a = lerp(self.p("face_width"), 0.36, 0.48)
+        self.face_b = lerp(self.p("face_height"), 0.48, 0.60)
 
     def p(self, name: str) -> Tensor:
         """Identity attribute ``name`` per frame, ``[N, 1, 1]``."""
@@ -299,26 +299,26 @@ class _Frames:
         return cx, cy, fx, fy
 
 
-def _draw_background(canvas: Tensor, f: _Frames) -> None:
+def draw_background(canvas: Tensor, f: Frames) -> None:
     """A vertical gradient of the background colour."""
     shade = (1.05 - 0.2 * (f.gy + 1.0) * 0.5).expand(f.n, f.size, f.size)
     torch.mul(f.colours["background"][:, :, None, None], shade[:, None], out=canvas)
 
 
-def _draw_hair(canvas: Tensor, f: _Frames) -> None:
+def _draw_hair(canvas: Tensor, f: Frames) -> None:
     """Hair behind the head moves against the turn, showing more of the back of the head."""
     hair_shift_x = -0.10 * f.sin_yaw
     hair_shift_y = -0.06 * f.sin_pitch
     hair_x = f.x - hair_shift_x
-    back = _ellipse_sd(hair_x, f.y - (hair_shift_y - 0.06), f.face_a + 0.08, f.face_b + 0.06)
-    hair_len = _lerp(f.p("hair_length"), 0.0, 0.75)
+    back = ellipse_sd(hair_x, f.y - (hair_shift_y - 0.06), f.face_a + 0.08, f.face_b + 0.06)
+    hair_len = lerp(f.p("hair_length"), 0.0, 0.75)
     curtain = hair_x.abs_().sub_(f.face_a + 0.07)
     torch.maximum(curtain, (f.y - 0.35 * hair_len).abs_().sub_(0.35 * hair_len), out=curtain)
-    _over(canvas, f.colours["hair"], _cov(torch.minimum(back, curtain, out=back), f.soft))
+    over(canvas, f.colours["hair"], cov(torch.minimum(back, curtain, out=back), f.soft))
 
 
-def _draw_neck_and_face(
-    canvas: Tensor, scratch: Tensor, f: _Frames, neck_cut: Tensor | None = None
+def draw_neck_and_face(
+    canvas: Tensor, scratch: Tensor, f: Frames, neck_cut: Tensor | None = None
 ) -> Tensor:
     """Neck, then the face, its skin shaded by the turn so that yaw and pitch read as light.
 
@@ -331,21 +331,21 @@ def _draw_neck_and_face(
     if neck_cut is not None:
         torch.maximum(neck, neck_cut.expand_as(neck), out=neck)
     skin_dark = f.colours["skin"] * 0.8
-    _over(canvas, skin_dark, _cov(neck, f.soft))
-    face_sd = _ellipse_sd(
+    over(canvas, skin_dark, cov(neck, f.soft))
+    face_sd = ellipse_sd(
         x, y, face_a * (0.92 + 0.08 * f.cos_yaw), face_b * (0.95 + 0.05 * f.cos_pitch)
     )
     # 1 - 0.22 (x / a - 0.6 sin yaw) sin yaw - 0.15 (y / b) sin pitch, as two passes.
     light = torch.addcmul(1.0 + 0.132 * f.sin_yaw.square(), x, -0.22 * f.sin_yaw / face_a)
     light.addcmul_(y, -0.15 * f.sin_pitch / face_b)
-    face_alpha = _cov(face_sd.clone(), f.soft)
+    face_alpha = cov(face_sd.clone(), f.soft)
     torch.mul(f.colours["skin"][:, :, None, None], light[:, None], out=scratch)
     canvas.lerp_(scratch, face_alpha[:, None])
     return face_sd
 
 
-def _draw_eyes_and_brows(
-    canvas: Tensor, f: _Frames, gaze: tuple[Tensor, Tensor] | None = None
+def draw_eyes_and_brows(
+    canvas: Tensor, f: Frames, gaze: tuple[Tensor, Tensor] | None = None
 ) -> tuple[Tensor, list[tuple[Tensor, Tensor, Tensor, Tensor]]]:
     """Eyes (sclera, iris and pupil inside an opening whose height follows eye_open) and brows.
 
@@ -353,15 +353,15 @@ def _draw_eyes_and_brows(
     Returns the eye width and each eye's centre and foreshortening (the glasses sit on them).
     """
     soft, margin, windows = f.soft, f.margin, f.windows
-    spacing = _lerp(f.p("eye_spacing"), 0.13, 0.21)
-    eye_w = _lerp(f.p("eye_size"), 0.075, 0.105)
+    spacing = lerp(f.p("eye_spacing"), 0.13, 0.21)
+    eye_w = lerp(f.p("eye_size"), 0.075, 0.105)
     eye_y = -0.06
     openness = f.e("eye_open")
     brow_raise = f.e("brow_raise")
     smile = f.e("smile")
     white = torch.tensor([[0.96, 0.96, 0.94]]).expand(f.n, 3)
     dark = torch.tensor([[0.06, 0.05, 0.05]]).expand(f.n, 3)
-    thick = _lerp(f.p("brow_thickness"), 0.014, 0.03)
+    thick = lerp(f.p("brow_thickness"), 0.014, 0.03)
     eye_centres = []
     for side in (-1.0, 1.0):
         cx, cy, fx, fy = f.place(side * spacing, eye_y, 0.40)
@@ -387,50 +387,50 @@ def _draw_eyes_and_brows(
             ),
         )
         ex, ey = x_eye - cx, y_eye - cy
-        inside = _cov(_thin_ellipse_sd(ex, ey, half_w, half_h), soft)
+        inside = cov(_thin_ellipse_sd(ex, ey, half_w, half_h), soft)
         # A closed eye leaves its lash line: a thin dark stroke across the eye.
         lash = ex.abs().sub_(half_w)
         torch.maximum(lash, (ey - half_h * 0.6).abs_().sub_(0.012), out=lash)
-        _over(patch, dark, _cov(lash, soft).mul_((1.0 - openness) * 0.8))
-        _over(patch, white, inside)
+        over(patch, dark, cov(lash, soft).mul_((1.0 - openness) * 0.8))
+        over(patch, white, inside)
         iris_r = eye_w * 0.5
         look_x, look_y = ex, ey
         if gaze is not None:
             look_x, look_y = ex - gaze[0] * eye_w * fx, ey - gaze[1] * eye_w * fy
         iris_d = (look_x / fx).square_().add_(look_y.square()).add_(1e-8).sqrt_()
-        iris = _cov(iris_d - iris_r, soft)
-        _over(patch, f.colours["eye"], torch.minimum(iris, inside, out=iris))
-        pupil = _cov(iris_d.sub_(iris_r * 0.45), soft)
-        _over(patch, dark, torch.minimum(pupil, inside, out=pupil))
+        iris = cov(iris_d - iris_r, soft)
+        over(patch, f.colours["eye"], torch.minimum(iris, inside, out=iris))
+        pupil = cov(iris_d.sub_(iris_r * 0.45), soft)
+        over(patch, dark, torch.minimum(pupil, inside, out=pupil))
 
         # Brows: lifted by brow_raise; the inner ends tilt down with a frown (negative smile).
         by = torch.addcmul(y_eye - brow_y, tilt, ex)
         brow = _thin_ellipse_sd(ex, by, brow_w, brow_h)
-        _over(patch, f.colours["brow"], _cov(brow, soft))
+        over(patch, f.colours["brow"], cov(brow, soft))
         canvas.put_(index, patch)
     return eye_w, eye_centres
 
 
-def _draw_nose(canvas: Tensor, f: _Frames) -> None:
+def draw_nose(canvas: Tensor, f: Frames) -> None:
     """A shaded wedge that sits farthest forward, so it moves most with the turn.
 
     Its approximate distance grows slowly above its narrow top, leaving a faint streak up the
     frame, so it is drawn everywhere rather than in a window.
     """
-    nose_len = _lerp(f.p("nose_length"), 0.08, 0.15)
-    nose_w = _lerp(f.p("nose_width"), 0.035, 0.07)
+    nose_len = lerp(f.p("nose_length"), 0.08, 0.15)
+    nose_w = lerp(f.p("nose_width"), 0.035, 0.07)
     ncx, ncy, nfx, nfy = f.place(0.0, 0.07, 0.55)
     nx, ny = f.x - ncx, f.y - ncy
     # The half width 0.6 + 0.4 (ny / nose_len + 1) / 2, in nose widths, widens downwards.
     nose_a = (ny * (0.2 / nose_len)).add_(0.8).clamp_(min=0.3).mul_(nose_w * nfx)
-    nose = _ellipse_sd(nx, ny, nose_a, nose_len * nfy)
-    _over(canvas, f.colours["skin"] * 0.72, _cov(nose, f.soft).mul_(0.85))
+    nose = ellipse_sd(nx, ny, nose_a, nose_len * nfy)
+    over(canvas, f.colours["skin"] * 0.72, cov(nose, f.soft).mul_(0.85))
 
 
-def _draw_mouth(canvas: Tensor, f: _Frames) -> None:
+def draw_mouth(canvas: Tensor, f: Frames) -> None:
     """A lip band around a centre line bent by smile; mouth_open opens a dark gap."""
     smile, margin = f.e("smile"), f.margin
-    mouth_w = _lerp(f.p("mouth_width"), 0.10, 0.17)
+    mouth_w = lerp(f.p("mouth_width"), 0.10, 0.17)
     mcx, mcy, mfx, mfy = f.place(0.0, 0.28, 0.45)
     half_w = mouth_w * mfx * (1.0 + 0.12 * smile.clamp(min=0.0))
     # The centre line stays within 0.04 |smile| of mcy; the gap and lips extend it.
@@ -450,28 +450,28 @@ def _draw_mouth(canvas: Tensor, f: _Frames) -> None:
     mx_abs = mx.abs_()
     lips = mx_abs - half_w
     torch.maximum(lips, lip_edge.neg_().add_(off), out=lips)
-    _over(patch, f.colours["lip"], _cov(lips, f.soft))
+    over(patch, f.colours["lip"], cov(lips, f.soft))
     inner = mx_abs.sub_(half_w * 0.85)
     torch.maximum(inner, off.sub_(gap), out=inner)
-    _over(patch, torch.tensor([[0.25, 0.05, 0.07]]).expand(f.n, 3), _cov(inner, f.soft))
+    over(patch, torch.tensor([[0.25, 0.05, 0.07]]).expand(f.n, 3), cov(inner, f.soft))
     canvas.put_(index, patch)
 
 
-def _draw_fringe(canvas: Tensor, f: _Frames, face_sd: Tensor) -> None:
+def _draw_fringe(canvas: Tensor, f: Frames, face_sd: Tensor) -> None:
     """Hair over the forehead, within the head outline (``face_sd``, consumed), down to a wavy line."""
     x, face_a, face_b = f.x, f.face_a, f.face_b
-    depth = _lerp(f.p("fringe"), 0.05, 0.45) * face_b
+    depth = lerp(f.p("fringe"), 0.05, 0.45) * face_b
     # line = -face_b + depth + 0.03 sin(18 x + 20 fringe) + 0.1 (x / face_a)^2 depth
     line = torch.sin((x * 18.0).add_(f.p("fringe") * 20.0)).mul_(0.03)
     line.addcmul_(x.square(), 0.1 * depth / face_a.square()).add_(depth - face_b)
     fringe = face_sd.sub_(0.01)
     torch.maximum(fringe, line.neg_().add_(f.y), out=fringe)
-    _over(canvas, f.colours["hair"], _cov(fringe, f.soft))
+    over(canvas, f.colours["hair"], cov(fringe, f.soft))
 
 
-def _draw_glasses(
+def draw_glasses(
     canvas: Tensor,
-    f: _Frames,
+    f: Frames,
     eye_w: Tensor,
     eye_centres: list[tuple[Tensor, Tensor, Tensor, Tensor]],
 ) -> None:
@@ -514,21 +514,21 @@ def _draw_glasses(
         (y_glasses - 0.5 * (ly + ry)).abs() - 0.01,
     )
     frame_sd = torch.minimum(torch.minimum(rings[0], rings[1]), bridge)
-    _over(patch, f.colours["glasses"][wearers], _cov(frame_sd, f.soft))
+    over(patch, f.colours["glasses"][wearers], cov(frame_sd, f.soft))
     canvas.put_(index, patch)
 
 
 def _render_chunk(identity: Tensor, expression: Tensor, canvas: Tensor, scratch: Tensor) -> None:
     """Draw frames into ``canvas`` ``[N, 3, size, size]``; ``scratch`` is a buffer of its shape."""
-    frames = _Frames(identity, expression, canvas.shape[-1])
-    _draw_background(canvas, frames)
+    frames = Frames(identity, expression, canvas.shape[-1])
+    draw_background(canvas, frames)
     _draw_hair(canvas, frames)
-    face_sd = _draw_neck_and_face(canvas, scratch, frames)
-    eye_w, eye_centres = _draw_eyes_and_brows(canvas, frames)
-    _draw_nose(canvas, frames)
-    _draw_mouth(canvas, frames)
+    face_sd = draw_neck_and_face(canvas, scratch, frames)
+    eye_w, eye_centres = draw_eyes_and_brows(canvas, frames)
+    draw_nose(canvas, frames)
+    draw_mouth(canvas, frames)
     _draw_fringe(canvas, frames, face_sd)
-    _draw_glasses(canvas, frames, eye_w, eye_centres)
+    draw_glasses(canvas, frames, eye_w, eye_centres)
     canvas.clamp_(0.0, 1.0)
 
 

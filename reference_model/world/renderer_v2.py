@@ -27,20 +27,20 @@ from reference_model.world.renderer import (
     EXPRESSION_NAMES,
     FACE_PARAMS,
     NUM_EXPRESSION_PARAMS,
-    _cov,
-    _draw_background,
-    _draw_eyes_and_brows,
-    _draw_glasses,
-    _draw_mouth,
-    _draw_neck_and_face,
-    _draw_nose,
-    _ellipse_sd,
-    _Frames,
-    _hsv,
-    _lerp,
-    _over,
+    Frames,
     changed_pixels,
+    cov,
+    draw_background,
+    draw_eyes_and_brows,
+    draw_glasses,
+    draw_mouth,
+    draw_neck_and_face,
+    draw_nose,
+    ellipse_sd,
+    hsv,
+    lerp,
     moved_to_bounds,
+    over,
 )
 
 
@@ -108,7 +108,7 @@ def render_v2(
     return frames
 
 
-def _draw_scene(canvas: Tensor, f: _Frames, state: dict[str, Tensor]) -> None:
+def _draw_scene(canvas: Tensor, f: Frames, state: dict[str, Tensor]) -> None:
     """Over v1's gradient: a moving wave texture and drifting out-of-focus lights."""
     gx, gy, colour = f.gx, f.gy, f.colours["background"]
     tex = state["texture"][:, :, None, None]
@@ -124,16 +124,16 @@ def _draw_scene(canvas: Tensor, f: _Frames, state: dict[str, Tensor]) -> None:
         radius = state["blob_radius"][:, b, None, None]
         distance = ((gx - bx).square() + (gy - by).square()).add_(1e-8).sqrt_().sub_(radius)
         # Out of focus: a soft edge a few pixels wide, and translucent.
-        alpha = _cov(distance, 4.0 * f.soft).mul_(0.6)
+        alpha = cov(distance, 4.0 * f.soft).mul_(0.6)
         tone = (colour * (1.0 + 0.6 * state["blob_colour"][:, b]) + 0.2).clamp(0.0, 1.0)
-        _over(canvas, tone, alpha)
+        over(canvas, tone, alpha)
 
 
-def _draw_clothing(canvas: Tensor, f: _Frames, state: dict[str, Tensor]) -> None:
+def _draw_clothing(canvas: Tensor, f: Frames, state: dict[str, Tensor]) -> None:
     """Clothing of a hidden colour and stripes below the neck, rising and falling with the breath."""
     n, size = f.n, f.size
     cloth = state["clothing"]
-    cloth_colour = _hsv(cloth[:, 0], cloth[:, 1], cloth[:, 2])
+    cloth_colour = hsv(cloth[:, 0], cloth[:, 1], cloth[:, 2])
     body_y = f.gy - state["body_dy"][:, None, None]
     shoulders = (0.74 + 0.35 * f.gx.square()) - body_y
     stripes = (
@@ -143,11 +143,11 @@ def _draw_clothing(canvas: Tensor, f: _Frames, state: dict[str, Tensor]) -> None
     _over_map(
         canvas,
         cloth_map.expand(n, 3, size, size),
-        _cov(shoulders.expand(n, size, size).clone(), f.soft),
+        cov(shoulders.expand(n, size, size).clone(), f.soft),
     )
 
 
-def _draw_hair(canvas: Tensor, f: _Frames, h: Callable[[str], Tensor]) -> Tensor:
+def _draw_hair(canvas: Tensor, f: Frames, h: Callable[[str], Tensor]) -> Tensor:
     """v1's hair, swinging on its own (more at the tips) with flowing strands; returns its colour map."""
     x, y = f.x, f.y
     hair_shift_x = -0.10 * f.sin_yaw
@@ -162,29 +162,29 @@ def _draw_hair(canvas: Tensor, f: _Frames, h: Callable[[str], Tensor]) -> Tensor
         .add_(1.0)
     )
     hair_map = (f.colours["hair"][:, :, None, None] * strands[:, None]).clamp_(0.0, 1.0)
-    back = _ellipse_sd(hair_x, y - (hair_shift_y - 0.06), f.face_a + 0.08, f.face_b + 0.06)
-    hair_len = _lerp(f.p("hair_length"), 0.0, 0.75)
+    back = ellipse_sd(hair_x, y - (hair_shift_y - 0.06), f.face_a + 0.08, f.face_b + 0.06)
+    hair_len = lerp(f.p("hair_length"), 0.0, 0.75)
     curtain = hair_x.abs().sub_(f.face_a + 0.07)
     torch.maximum(curtain, (y - 0.35 * hair_len).abs_().sub_(0.35 * hair_len), out=curtain)
-    _over_map(canvas, hair_map, _cov(torch.minimum(back, curtain, out=back), f.soft))
+    _over_map(canvas, hair_map, cov(torch.minimum(back, curtain, out=back), f.soft))
     return hair_map
 
 
 def _draw_fringe(
-    canvas: Tensor, f: _Frames, face_sd: Tensor, hair_map: Tensor, h: Callable[[str], Tensor]
+    canvas: Tensor, f: Frames, face_sd: Tensor, hair_map: Tensor, h: Callable[[str], Tensor]
 ) -> None:
     """v1's fringe, its wave following the hair's swing, in the hair's strands."""
     x, face_a, face_b = f.x, f.face_a, f.face_b
-    depth = _lerp(f.p("fringe"), 0.05, 0.45) * face_b
+    depth = lerp(f.p("fringe"), 0.05, 0.45) * face_b
     line = torch.sin((x * 18.0).add_(f.p("fringe") * 20.0).add_(h("sway") * 12.0)).mul_(0.03)
     line.addcmul_(x.square(), 0.1 * depth / face_a.square()).add_(depth - face_b)
     fringe = face_sd.sub_(0.01)
     torch.maximum(fringe, line.neg_().add_(f.y), out=fringe)
-    _over_map(canvas, hair_map, _cov(fringe, f.soft))
+    _over_map(canvas, hair_map, cov(fringe, f.soft))
 
 
 def _draw_light_and_grain(
-    canvas: Tensor, f: _Frames, state: dict[str, Tensor], grain: Tensor
+    canvas: Tensor, f: Frames, state: dict[str, Tensor], grain: Tensor
 ) -> None:
     """The scene's light (gain, a slope across the frame, colour temperature), then film grain."""
     lighting = state["light"][:, :, None, None]
@@ -207,20 +207,20 @@ def _render_chunk(
         return state[name][:, None, None]
 
     # The head is translated by micro-motion and breathing.
-    f = _Frames(identity, expression, canvas.shape[-1], offset=(h("head_dx"), h("head_dy")))
-    _draw_background(canvas, f)
+    f = Frames(identity, expression, canvas.shape[-1], offset=(h("head_dx"), h("head_dy")))
+    draw_background(canvas, f)
     _draw_scene(canvas, f, state)
     _draw_clothing(canvas, f, state)
     hair_map = _draw_hair(canvas, f, h)
     # The neck meets the clothing in a V.
     v_neck = (f.gy - h("body_dy") - 0.74) - 0.9 * (0.22 - (f.gx - h("head_dx") * 0.5).abs())
-    face_sd = _draw_neck_and_face(canvas, scratch, f, neck_cut=v_neck)
+    face_sd = draw_neck_and_face(canvas, scratch, f, neck_cut=v_neck)
     # The iris and pupil look where the hidden gaze points.
-    eye_w, eye_centres = _draw_eyes_and_brows(canvas, f, gaze=(h("gaze_x"), h("gaze_y")))
-    _draw_nose(canvas, f)
-    _draw_mouth(canvas, f)
+    eye_w, eye_centres = draw_eyes_and_brows(canvas, f, gaze=(h("gaze_x"), h("gaze_y")))
+    draw_nose(canvas, f)
+    draw_mouth(canvas, f)
     _draw_fringe(canvas, f, face_sd, hair_map, h)
-    _draw_glasses(canvas, f, eye_w, eye_centres)
+    draw_glasses(canvas, f, eye_w, eye_centres)
     _draw_light_and_grain(canvas, f, state, grain)
     canvas.clamp_(0.0, 1.0)
 
