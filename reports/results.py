@@ -21,6 +21,7 @@ from reports.html import render_html
 from reports.load import Run, load_run
 from reports.markdown import render_markdown
 from reports.plots import figure_png, report_figures
+from reports.rankings import ranking_sections
 from reports.regime import load_profiles, regime_figure
 from reports.sections import Figure, Section, manifest_table, mark_limited
 from reports.tables import quality_table, speed_table
@@ -131,6 +132,7 @@ def results_sections(
                 figures=_regime_figure(runs),
             )
         )
+        sections += ranking_sections(evidence, n_boot=n_boot, seed=seed)
     for found in evidence:
         sections += _suite_sections(found, len(testbeds) > 1)
     return sections

@@ -1,0 +1,193 @@
+"""Peer rankings across regimes: the settings that runs on several testbeds share, in their order of
+fidelity on each testbed, and the pairs whose order holds or flips.
+
+A suite's runs on several testbeds form one family, with the runs of a suite that tests its
+claims on another testbed (the exact ODE's ``exact_ode``, whose claims are ``same_as`` claims of
+``acceleration``). On each testbed two settings' order is decided where the clustered
+95% CI of their paired difference in fidelity to the run's own reference answer
+(``psnr@baseline``: the un-accelerated baseline, or the exact ODE's near-exact solve) excludes
+0. A pair "holds" when every testbed decides it the same way, "flips" when two testbeds decide
+it opposite ways, and is "open" otherwise. Kendall's tau compares two testbeds' orders of the
+means (1: the same order, -1: reversed).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+
+import pandas as pd
+from scipy.stats import kendalltau
+
+from reports.bootstrap import Interval, format_interval, paired_diff_ci
+from reports.claims import TESTBED_ORDER, Claim, Evidence, load_claims
+from reports.sections import Section
+
+LABEL = "psnr@baseline"
+HOLDS, FLIPS, OPEN = "holds", "flips", "open"
+
+
+def counterparts(claims: Sequence[Claim]) -> dict[str, str]:
+    """Suite -> the suite whose claims it tests on another testbed (its claims' ``same_as``)."""
+    suite_of = {c.statement: c.suite for c in claims}
+    return {c.suite: suite_of[c.same_as] for c in claims if c.same_as}
+
+
+def families(
+    evidence: Sequence[Evidence], claims: Sequence[Claim] | None = None
+) -> dict[str, list[Evidence]]:
+    """Suite -> its runs (counterparts included), one per testbed in page order, where there are two or more."""
+    joins = counterparts(load_claims() if claims is None else claims)
+    grouped: dict[str, list[Evidence]] = {}
+    for found in evidence:
+        grouped.setdefault(joins.get(found.run.suite, found.run.suite), []).append(found)
+
+    def order(found: Evidence) -> tuple[int, str]:
+        testbed = found.run.testbed
+        known = testbed in TESTBED_ORDER
+        return (TESTBED_ORDER.index(testbed) if known else len(TESTBED_ORDER), testbed)
+
+    return {
+        suite: sorted(runs, key=order)
+        for suite, runs in grouped.items()
+        if len({r.run.testbed for r in runs}) > 1
+    }
+
+
+def _values(found: Evidence, label: str) -> pd.DataFrame:
+    metric, _, reference = label.partition("@")
+    units = found.units
+    return units[(units["metric"] == metric) & (units["reference"] == reference)]
+
+
+def shared_settings(family: Sequence[Evidence], label: str = LABEL) -> list[str]:
+    """Settings that every run of the family measured ``label`` for, in the first run's order."""
+    measured = [set(_values(f, label)["setting"]) - {f.run.baseline} for f in family]
+    common = set.intersection(*measured)
+    first = family[0].run.setting_order or sorted(measured[0])
+    return [s for s in first if s in common]
+
+
+def _mean(found: Evidence, setting: str, label: str) -> float:
+    summary = found.summary
+    row = summary[(summary["setting"] == setting) & (summary["label"] == label)]
+    return float(row["mean"].iloc[0]) if len(row) else math.nan
+
+
+def _decided(interval: Interval | None) -> int:
+    """+1: the first setting of the pair is ahead, -1: the second, 0: undecided."""
+    if interval is None or not interval.shown:
+        return 0
+    return 1 if interval.low > 0 else -1 if interval.high < 0 else 0
+
+
+def pair_table(
+    family: Sequence[Evidence], label: str = LABEL, *, n_boot: int = 2000, seed: int = 0
+) -> pd.DataFrame:
+    """Every pair of shared settings: its difference (first - second) per testbed and whether its order holds."""
+    settings = shared_settings(family, label)
+    records = []
+    for first, second in itertools.combinations(settings, 2):
+        record: dict[str, object] = {"first": first, "second": second}
+        signs = []
+        for found in family:
+            values = _values(found, label)
+            paired = paired_diff_ci(
+                values[values["setting"] == second],
+                values[values["setting"] == first],
+                n_boot=n_boot,
+                seed=seed,
+            )
+            interval = paired[1] if paired else None
+            record[found.run.testbed] = interval
+            signs.append(_decided(interval))
+        decided = {s for s in signs if s}
+        if decided == {1, -1}:
+            record["across"] = FLIPS
+        elif len(decided) == 1 and all(signs):
+            record["across"] = HOLDS
+        else:
+            record["across"] = OPEN
+        records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
+def rank_table(family: Sequence[Evidence], label: str = LABEL) -> pd.DataFrame:
+    """One row per shared setting: on each testbed its mean ``label`` with its rank, and its full passes.
+
+    Passes, not speedups: each run's speedups are over its own baseline, which on the exact ODE
+    is a 1,000-step solve. A cache's passes depend on the model it skips on."""
+    settings = shared_settings(family, label)
+    table = pd.DataFrame({"setting": settings})
+    ranks = []
+    for found in family:
+        means = pd.Series([_mean(found, s, label) for s in settings])
+        rank = means.rank(ascending=False, method="min").astype("Int64")
+        ranks.append(rank)
+        passes = [_mean(found, s, "nfe") for s in settings]
+        testbed = found.run.testbed
+        table[f"{label}, {testbed} (rank)"] = [
+            f"{m:.3g} ({r})" for m, r in zip(means, rank, strict=True)
+        ]
+        table[f"passes, {testbed}"] = [f"{p:.3g}" for p in passes]
+    table["rank moves by"] = pd.concat(ranks, axis=1).max(axis=1) - pd.concat(ranks, axis=1).min(
+        axis=1
+    )
+    return table
+
+
+def ranking_sections(
+    evidence: Sequence[Evidence],
+    claims: Sequence[Claim] | None = None,
+    label: str = LABEL,
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> list[Section]:
+    """A section per family: the settings' ranks per testbed, then the pairs whose order flips."""
+    sections = []
+    for suite, family in families(evidence, claims).items():
+        settings = shared_settings(family, label)
+        if len(settings) < 2:
+            continue
+        pairs = pair_table(family, label, n_boot=n_boot, seed=seed)
+        counts = pairs["across"].value_counts()
+        testbeds = [f.run.testbed for f in family]
+        means = {f.run.testbed: [_mean(f, s, label) for s in settings] for f in family}
+        taus = ", ".join(
+            f"{a} vs {b} {kendalltau(means[a], means[b]).statistic:+.2f}"
+            for a, b in itertools.combinations(testbeds, 2)
+        )
+        flips = pairs[pairs["across"] == FLIPS]
+        tables = [rank_table(family, label)]
+        if not flips.empty:
+            tables.append(
+                pd.DataFrame(
+                    {
+                        "pair (first - second)": flips["first"] + " - " + flips["second"],
+                        **{
+                            t: [format_interval(*i, sign="+") if i else "–" for i in flips[t]]
+                            for t in testbeds
+                        },
+                    }
+                )
+            )
+        named = [f"`{f.run.suite}` on {f.run.testbed}" for f in family]
+        runs = ", ".join(named[:-1]) + f" and {named[-1]}"
+        sections.append(
+            Section(
+                f"Peer rankings across regimes: `{suite}`",
+                note=f"The {len(settings)} settings that {runs} share, by `{label}` (fidelity "
+                "to each run's own reference answer; higher is closer), with each testbed's "
+                "rank and full passes (a cache's passes depend on the model it runs on). "
+                f"Of their {len(pairs)} pair{'s' * (len(pairs) != 1)}, "
+                f"{counts.get(HOLDS, 0)} hold their order on every testbed, "
+                f"{counts.get(FLIPS, 0)} flip (decided both ways; listed below with each "
+                f"testbed's paired difference and clustered 95% CI), and "
+                f"{counts.get(OPEN, 0)} are undecided on some testbed. Kendall's tau of the "
+                f"orders: {taus}.",
+                tables=tuple(tables),
+            )
+        )
+    return sections
