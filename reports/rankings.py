@@ -28,20 +28,26 @@ LABEL = "psnr@baseline"
 HOLDS, FLIPS, OPEN = "holds", "flips", "open"
 
 
-def counterparts(claims: Sequence[Claim]) -> dict[str, str]:
-    """Suite -> the suite whose claims it tests on another testbed (its claims' ``same_as``)."""
+def counterparts(claims: Sequence[Claim]) -> dict[str, set[str]]:
+    """Suite -> the suites whose claims it tests on another testbed (its claims' ``same_as``)."""
     suite_of = {c.statement: c.suite for c in claims}
-    return {c.suite: suite_of[c.same_as] for c in claims if c.same_as}
+    joins: dict[str, set[str]] = {}
+    for claim in claims:
+        if claim.same_as:
+            joins.setdefault(claim.suite, set()).add(suite_of[claim.same_as])
+    return joins
 
 
 def families(
     evidence: Sequence[Evidence], claims: Sequence[Claim] | None = None
 ) -> dict[str, list[Evidence]]:
-    """Suite -> its runs (counterparts included), one per testbed in page order, where there are two or more."""
+    """Suite -> its runs and its counterparts' (a counterpart may join several), one per testbed
+    in page order, where there are two or more testbeds."""
     joins = counterparts(load_claims() if claims is None else claims)
     grouped: dict[str, list[Evidence]] = {}
     for found in evidence:
-        grouped.setdefault(joins.get(found.run.suite, found.run.suite), []).append(found)
+        for suite in sorted(joins.get(found.run.suite) or {found.run.suite}):
+            grouped.setdefault(suite, []).append(found)
 
     def order(found: Evidence) -> tuple[int, str]:
         testbed = found.run.testbed
@@ -50,9 +56,13 @@ def families(
 
     return {
         suite: sorted(runs, key=order)
-        for suite, runs in grouped.items()
+        for suite, runs in sorted(grouped.items(), key=lambda item: _first_seen(item[1], evidence))
         if len({r.run.testbed for r in runs}) > 1
     }
+
+
+def _first_seen(runs: Sequence[Evidence], evidence: Sequence[Evidence]) -> int:
+    return min(list(evidence).index(r) for r in runs)
 
 
 def _values(found: Evidence, label: str) -> pd.DataFrame:
@@ -185,7 +195,7 @@ def ranking_sections(
                 f"{counts.get(HOLDS, 0)} hold their order on every testbed, "
                 f"{counts.get(FLIPS, 0)} flip (decided both ways; listed below with each "
                 f"testbed's paired difference and clustered 95% CI), and "
-                f"{counts.get(OPEN, 0)} are undecided on some testbed. Kendall's tau of the "
+                f"{counts.get(OPEN, 0)} {'is' if counts.get(OPEN, 0) == 1 else 'are'} undecided on some testbed. Kendall's tau of the "
                 f"orders: {taus}.",
                 tables=tuple(tables),
             )

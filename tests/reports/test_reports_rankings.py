@@ -78,6 +78,18 @@ def test_a_suite_testing_anothers_claims_joins_its_family_and_one_testbed_makes_
     }
     assert families([reference, ode], [fast]) == {}  # not joined: two one-testbed suites
     assert ranking_sections([reference], [fast, again]) == []
+    # A suite that tests the claims of two suites joins both families.
+    v2 = load_run(make_run("v2", model_args={"world": "v2"}))
+    other = Evidence.of(type(v2)(**{**v2.__dict__, "manifest": dict(v2.manifest, suite="other")}),
+                        n_boot=200)  # fmt: skip
+    slow = Claim("other", "slow", "p", "alp_k5", "speedup_nfe", at_most=9.0)
+    again_slow = Claim("ode", "Exact flow: slow", "p", "alp_k5", "speedup_nfe", at_most=9.0,
+                       same_as="slow")  # fmt: skip
+    found = families([reference, other, ode], [fast, again, slow, again_slow])
+    assert {suite: [e.run.testbed for e in runs] for suite, runs in found.items()} == {
+        "golden": ["reference v1", "exact ODE"],
+        "other": ["reference v2", "exact ODE"],
+    }
 
 
 def test_the_results_page_lists_the_flipped_pairs_with_each_testbeds_interval(make_run, tmp_path):
