@@ -72,11 +72,19 @@ def _values(found: Evidence, label: str) -> pd.DataFrame:
 
 
 def shared_settings(family: Sequence[Evidence], label: str = LABEL) -> list[str]:
-    """Settings that every run of the family measured ``label`` for, in the first run's order."""
-    measured = [set(_values(f, label)["setting"]) - {f.run.baseline} for f in family]
-    common = set.intersection(*measured)
-    first = family[0].run.setting_order or sorted(measured[0])
-    return [s for s in first if s in common]
+    """Settings that two or more runs of the family measured ``label`` for, in the runs' order."""
+    counts: dict[str, int] = {}
+    for found in family:
+        order = found.run.setting_order or sorted(set(_values(found, label)["setting"]))
+        measured = set(_values(found, label)["setting"]) - {found.run.baseline}
+        for setting in (s for s in order if s in measured):
+            counts[setting] = counts.get(setting, 0) + 1
+    return [setting for setting, count in counts.items() if count > 1]
+
+
+def _measured(found: Evidence, settings: Sequence[str], label: str) -> list[str]:
+    present = set(_values(found, label)["setting"])
+    return [s for s in settings if s in present]
 
 
 def _mean(found: Evidence, setting: str, label: str) -> float:
@@ -95,7 +103,8 @@ def _decided(interval: Interval | None) -> int:
 def pair_table(
     family: Sequence[Evidence], label: str = LABEL, *, n_boot: int = 2000, seed: int = 0
 ) -> pd.DataFrame:
-    """Every pair of shared settings: its difference (first - second) per testbed and whether its order holds."""
+    """Every pair of settings measured together on two or more testbeds: its difference (first -
+    second) per testbed (None where not both measured) and whether its order holds there."""
     settings = shared_settings(family, label)
     records = []
     for first, second in itertools.combinations(settings, 2):
@@ -109,9 +118,11 @@ def pair_table(
                 n_boot=n_boot,
                 seed=seed,
             )
-            interval = paired[1] if paired else None
-            record[found.run.testbed] = interval
-            signs.append(_decided(interval))
+            record[found.run.testbed] = paired[1] if paired else None
+            if paired:
+                signs.append(_decided(paired[1]))
+        if len(signs) < 2:
+            continue  # measured together on one testbed only: nothing to compare across
         decided = {s for s in signs if s}
         if decided == {1, -1}:
             record["across"] = FLIPS
@@ -120,7 +131,8 @@ def pair_table(
         else:
             record["across"] = OPEN
         records.append(record)
-    return pd.DataFrame.from_records(records)
+    testbeds = [f.run.testbed for f in family]
+    return pd.DataFrame.from_records(records, columns=["first", "second", *testbeds, "across"])
 
 
 def rank_table(family: Sequence[Evidence], label: str = LABEL) -> pd.DataFrame:
@@ -132,19 +144,28 @@ def rank_table(family: Sequence[Evidence], label: str = LABEL) -> pd.DataFrame:
     table = pd.DataFrame({"setting": settings})
     ranks = []
     for found in family:
+        # NaN where this testbed did not measure the setting: no rank, a dash.
         means = pd.Series([_mean(found, s, label) for s in settings])
         rank = means.rank(ascending=False, method="min").astype("Int64")
         ranks.append(rank)
         passes = [_mean(found, s, "nfe") for s in settings]
         testbed = found.run.testbed
         table[f"{label}, {testbed} (rank)"] = [
-            f"{m:.3g} ({r})" for m, r in zip(means, rank, strict=True)
+            "–" if pd.isna(r) else f"{m:.3g} ({r})" for m, r in zip(means, rank, strict=True)
         ]
-        table[f"passes, {testbed}"] = [f"{p:.3g}" for p in passes]
+        table[f"passes, {testbed}"] = [
+            "–" if pd.isna(m) else f"{p:.3g}" for m, p in zip(means, passes, strict=True)
+        ]
     table["rank moves by"] = pd.concat(ranks, axis=1).max(axis=1) - pd.concat(ranks, axis=1).min(
         axis=1
     )
     return table
+
+
+def _tau(a: Evidence, b: Evidence, settings: Sequence[str], label: str) -> str:
+    both = [s for s in _measured(a, settings, label) if s in _measured(b, settings, label)]
+    tau = kendalltau([_mean(a, s, label) for s in both], [_mean(b, s, label) for s in both])
+    return f"{a.run.testbed} vs {b.run.testbed} {tau.statistic:+.2f} ({len(both)} settings)"
 
 
 def ranking_sections(
@@ -164,10 +185,9 @@ def ranking_sections(
         pairs = pair_table(family, label, n_boot=n_boot, seed=seed)
         counts = pairs["across"].value_counts()
         testbeds = [f.run.testbed for f in family]
-        means = {f.run.testbed: [_mean(f, s, label) for s in settings] for f in family}
         taus = ", ".join(
-            f"{a} vs {b} {kendalltau(means[a], means[b]).statistic:+.2f}"
-            for a, b in itertools.combinations(testbeds, 2)
+            _tau(family[i], family[j], settings, label)
+            for i, j in itertools.combinations(range(len(family)), 2)
         )
         flips = pairs[pairs["across"] == FLIPS]
         tables = [rank_table(family, label)]
@@ -188,11 +208,12 @@ def ranking_sections(
         sections.append(
             Section(
                 f"Peer rankings across regimes: `{suite}`",
-                note=f"The {len(settings)} settings that {runs} share, by `{label}` (fidelity "
+                note=f"The {len(settings)} settings that two or more of {runs} measured, by "
+                f"`{label}` (fidelity "
                 "to each run's own reference answer; higher is closer), with each testbed's "
                 "rank and full passes (a cache's passes depend on the model it runs on). "
                 f"Of their {len(pairs)} pair{'s' * (len(pairs) != 1)}, "
-                f"{counts.get(HOLDS, 0)} hold their order on every testbed, "
+                f"{counts.get(HOLDS, 0)} hold their order on every testbed that measured both, "
                 f"{counts.get(FLIPS, 0)} flip (decided both ways; listed below with each "
                 f"testbed's paired difference and clustered 95% CI), and "
                 f"{counts.get(OPEN, 0)} {'is' if counts.get(OPEN, 0) == 1 else 'are'} undecided on some testbed. Kendall's tau of the "

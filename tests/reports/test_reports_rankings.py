@@ -96,8 +96,32 @@ def test_the_results_page_lists_the_flipped_pairs_with_each_testbeds_interval(ma
     v1, v2 = make_run("v1"), _on_v2(make_run, "v2", GAP + 3.0)
     page = results([v1, v2], tmp_path / "results", n_boot=200).read_text()
     assert "## Peer rankings across regimes: `golden`" in page
-    assert "Of their 1 pair, 0 hold their order on every testbed, 1 flip" in page
+    assert "Of their 1 pair, 0 hold their order on every testbed that measured both, 1 flip" in page
     assert "reference v1 vs reference v2 -1.00" in page  # Kendall's tau: the order reversed
     assert "| alp_k5 - teacache_fast | +7 [+7, +7] | -3 [-3, -3] |" in page
     # One testbed: no ranking across regimes.
     assert "Peer rankings" not in results([v1], tmp_path / "one", n_boot=200).read_text()
+
+
+def test_a_setting_one_testbed_lacks_is_ranked_where_measured_and_its_pairs_compared_there(
+    make_run,
+):
+    v1, v2 = _evidence(make_run("v1"), _on_v2(make_run, "v2", GAP + 3.0))
+    run = load_run(make_run("ode", model_args={"components": 8}))
+    manifest = dict(run.manifest, model={"name": "gmm", "args": {"components": 8}})
+    full = Evidence.of(type(run)(**{**run.__dict__, "manifest": manifest}), n_boot=200)
+    # The exact ODE's run without teacache_fast.
+    ode = Evidence(
+        full.run,
+        full.summary[full.summary["setting"] != "teacache_fast"],
+        full.units[full.units["setting"] != "teacache_fast"],
+        full.floors,
+    )
+    pairs = pair_table([v1, v2, ode], n_boot=200)
+    assert pairs["across"].tolist() == [FLIPS] and pairs.iloc[0]["exact ODE"] is None
+    table = rank_table([v1, v2, ode])
+    assert table["psnr@baseline, exact ODE (rank)"].tolist() == ["33.5 (1)", "–"]
+    assert table["passes, exact ODE"].tolist() == ["12", "–"]
+    assert table["rank moves by"].tolist() == [1, 1]
+    # Measured together on one testbed only: no pair to compare.
+    assert pair_table([v1, ode], n_boot=200).empty
