@@ -264,6 +264,12 @@ def claims_table(evidence: Sequence[Evidence], claims: list[Claim] | None = None
     return pd.DataFrame.from_records(rows, columns=COLUMNS)
 
 
+def testbed_key(testbed: str) -> tuple[int, str]:
+    """Sort key of a testbed on the page: ``TESTBED_ORDER`` first, others after by name."""
+    known = testbed in TESTBED_ORDER
+    return (TESTBED_ORDER.index(testbed) if known else len(TESTBED_ORDER), testbed)
+
+
 def regime_table(evidence: Sequence[Evidence], claims: list[Claim] | None = None) -> pd.DataFrame:
     """Each claim's verdict with a column per testbed, and whether it holds across them.
 
@@ -274,7 +280,7 @@ def regime_table(evidence: Sequence[Evidence], claims: list[Claim] | None = None
     """
     claims = claims or load_claims()
     present = {e.run.testbed for e in evidence}
-    testbeds = [t for t in TESTBED_ORDER if t in present] + sorted(present - set(TESTBED_ORDER))
+    testbeds = sorted(present, key=testbed_key)
     cells: dict[str, dict[str, str]] = {}
     for claim in claims:
         row = cells.setdefault(claim.same_as or claim.statement, {})

@@ -21,7 +21,7 @@ import pandas as pd
 from scipy.stats import kendalltau
 
 from reports.bootstrap import Interval, format_interval, paired_diff_ci
-from reports.claims import TESTBED_ORDER, Claim, Evidence, load_claims
+from reports.claims import Claim, Evidence, load_claims, testbed_key
 from reports.sections import Section
 
 LABEL = "psnr@baseline"
@@ -48,21 +48,11 @@ def families(
     for found in evidence:
         for suite in sorted(joins.get(found.run.suite) or {found.run.suite}):
             grouped.setdefault(suite, []).append(found)
-
-    def order(found: Evidence) -> tuple[int, str]:
-        testbed = found.run.testbed
-        known = testbed in TESTBED_ORDER
-        return (TESTBED_ORDER.index(testbed) if known else len(TESTBED_ORDER), testbed)
-
     return {
-        suite: sorted(runs, key=order)
-        for suite, runs in sorted(grouped.items(), key=lambda item: _first_seen(item[1], evidence))
+        suite: sorted(runs, key=lambda found: testbed_key(found.run.testbed))
+        for suite, runs in grouped.items()  # in the order the runs were given
         if len({r.run.testbed for r in runs}) > 1
     }
-
-
-def _first_seen(runs: Sequence[Evidence], evidence: Sequence[Evidence]) -> int:
-    return min(list(evidence).index(r) for r in runs)
 
 
 def _values(found: Evidence, label: str) -> pd.DataFrame:
@@ -75,8 +65,9 @@ def shared_settings(family: Sequence[Evidence], label: str = LABEL) -> list[str]
     """Settings that two or more runs of the family measured ``label`` for, in the runs' order."""
     counts: dict[str, int] = {}
     for found in family:
-        order = found.run.setting_order or sorted(set(_values(found, label)["setting"]))
-        measured = set(_values(found, label)["setting"]) - {found.run.baseline}
+        present = set(_values(found, label)["setting"])
+        order = found.run.setting_order or sorted(present)
+        measured = present - {found.run.baseline}
         for setting in (s for s in order if s in measured):
             counts[setting] = counts.get(setting, 0) + 1
     return [setting for setting, count in counts.items() if count > 1]
@@ -106,19 +97,19 @@ def pair_table(
     """Every pair of settings measured together on two or more testbeds: its difference (first -
     second) per testbed (None where not both measured) and whether its order holds there."""
     settings = shared_settings(family, label)
+    values_of = [(found.run.testbed, _values(found, label)) for found in family]
     records = []
     for first, second in itertools.combinations(settings, 2):
         record: dict[str, object] = {"first": first, "second": second}
         signs = []
-        for found in family:
-            values = _values(found, label)
+        for testbed, values in values_of:
             paired = paired_diff_ci(
                 values[values["setting"] == second],
                 values[values["setting"] == first],
                 n_boot=n_boot,
                 seed=seed,
             )
-            record[found.run.testbed] = paired[1] if paired else None
+            record[testbed] = paired[1] if paired else None
             if paired:
                 signs.append(_decided(paired[1]))
         if len(signs) < 2:
@@ -131,7 +122,7 @@ def pair_table(
         else:
             record["across"] = OPEN
         records.append(record)
-    testbeds = [f.run.testbed for f in family]
+    testbeds = [testbed for testbed, _ in values_of]
     return pd.DataFrame.from_records(records, columns=["first", "second", *testbeds, "across"])
 
 
