@@ -28,7 +28,13 @@ import pandas as pd
 from reports.bootstrap import Interval, format_interval, no_interval, paired_diff_ci
 from reports.load import RESEEDED, Run
 from reports.seed_floor import BEYOND, WITHIN, floor_table, floor_text
-from reports.tables import aggregate_rows, direction_of, format_flops, summary_table
+from reports.tables import (
+    aggregate_rows,
+    direction_of,
+    format_flops,
+    summary_row,
+    summary_table,
+)
 
 CLAIMS_FILE = Path(__file__).parent / "data" / "claims.toml"
 REPRODUCES, FAILS, UNDECIDED, UNMEASURED = (
@@ -117,7 +123,6 @@ class Evidence:
 
 
 def _mean_ci(evidence: Evidence, setting: str, label: str) -> Interval | None:
-    summary = evidence.summary
     if label == "wall_efficiency":
         wall, flops = (
             _mean_ci(evidence, setting, name) for name in ("speedup_wall", "speedup_flops")
@@ -126,10 +131,9 @@ def _mean_ci(evidence: Evidence, setting: str, label: str) -> Interval | None:
             return None
         # FLOPs are counted, not timed: the ratio's spread is the wall clock's.
         return Interval(wall[0] / flops[0], wall[1] / flops[0], wall[2] / flops[0], wall.cases)
-    found = summary[(summary["setting"] == setting) & (summary["label"] == label)]
-    if found.empty:
+    row = summary_row(evidence.summary, setting, label)
+    if row is None:
         return None
-    row = found.iloc[0]
     return Interval(
         float(row["mean"]), float(row["ci_low"]), float(row["ci_high"]), int(row["cases"])
     )

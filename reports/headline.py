@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.transforms import Bbox
 
 from reports.load import RESEEDED
-from reports.tables import quality_labels
+from reports.tables import quality_labels, summary_row
 
 # The cost axis: the first summary metric a run has, with its axis label.
 COSTS = {"flops": "FLOPs counted", "nfe": "full passes (NFE)"}
@@ -68,10 +68,9 @@ def families(summary: pd.DataFrame, order: Sequence[str]) -> dict[tuple[str, str
 
 
 def _mean(summary: pd.DataFrame, setting: str, label: str) -> tuple[float, float, float] | None:
-    found = summary[(summary["setting"] == setting) & (summary["label"] == label)]
-    if found.empty:
+    row = summary_row(summary, setting, label)
+    if row is None:
         return None
-    row = found.iloc[0]
     return float(row["mean"]), float(row["ci_low"]), float(row["ci_high"])
 
 

@@ -23,6 +23,7 @@ from scipy.stats import kendalltau
 from reports.bootstrap import Interval, format_interval, paired_diff_ci
 from reports.claims import Claim, Evidence, load_claims, testbed_key
 from reports.sections import Section
+from reports.tables import summary_row
 
 LABEL = "psnr@baseline"
 HOLDS, FLIPS, OPEN = "holds", "flips", "open"
@@ -79,9 +80,8 @@ def _measured(found: Evidence, settings: Sequence[str], label: str) -> list[str]
 
 
 def _mean(found: Evidence, setting: str, label: str) -> float:
-    summary = found.summary
-    row = summary[(summary["setting"] == setting) & (summary["label"] == label)]
-    return float(row["mean"].iloc[0]) if len(row) else math.nan
+    row = summary_row(found.summary, setting, label)
+    return math.nan if row is None else float(row["mean"])
 
 
 def _decided(interval: Interval | None) -> int:

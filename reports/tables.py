@@ -135,7 +135,8 @@ def format_bytes(value: float) -> str:
     return f"{value:.0f} B"
 
 
-def _value(summary: pd.DataFrame, setting: str, label: str) -> pd.Series | None:
+def summary_row(summary: pd.DataFrame, setting: str, label: str) -> pd.Series | None:
+    """The row of ``summary_table``'s ``summary`` for ``setting`` and ``label``; None if unmeasured."""
     match = summary[(summary["setting"] == setting) & (summary["label"] == label)]
     return None if match.empty else match.iloc[0]
 
@@ -175,9 +176,9 @@ def speed_table(summary: pd.DataFrame, baseline: str) -> pd.DataFrame:
     table = []
     for setting in _ordered_settings(summary, baseline):
         info = summary[summary["setting"] == setting].iloc[0]
-        nfe = _value(summary, setting, "nfe")
-        flops = _value(summary, setting, "flops")
-        peak = _value(summary, setting, "peak_bytes")
+        nfe = summary_row(summary, setting, "nfe")
+        flops = summary_row(summary, setting, "flops")
+        peak = summary_row(summary, setting, "peak_bytes")
         table.append(
             {
                 "setting": setting + (" (baseline)" if setting == baseline else ""),
@@ -185,11 +186,11 @@ def speed_table(summary: pd.DataFrame, baseline: str) -> pd.DataFrame:
                 "windowing": info["windowing"],
                 "NFE": "–" if nfe is None else f"{nfe['mean']:.4g}",
                 "FLOPs": "–" if flops is None else format_flops(flops["mean"]),
-                "speedup wall ↑": _format_ci(_value(summary, setting, "speedup_wall")),
-                "speedup NFE ↑": _format_ci(_value(summary, setting, "speedup_nfe")),
-                "speedup FLOPs ↑": _format_ci(_value(summary, setting, "speedup_flops")),
+                "speedup wall ↑": _format_ci(summary_row(summary, setting, "speedup_wall")),
+                "speedup NFE ↑": _format_ci(summary_row(summary, setting, "speedup_nfe")),
+                "speedup FLOPs ↑": _format_ci(summary_row(summary, setting, "speedup_flops")),
                 "peak memory": "–" if peak is None else format_bytes(peak["mean"]),
-                "wall s ↓": _format_ci(_value(summary, setting, "wall_seconds")),
+                "wall s ↓": _format_ci(summary_row(summary, setting, "wall_seconds")),
             }
         )
     return pd.DataFrame(table)
@@ -225,7 +226,7 @@ def quality_table(summary: pd.DataFrame, baseline: str) -> pd.DataFrame:
         for label in quality_labels(summary):
             first = summary[summary["label"] == label].iloc[0]
             arrow = ARROWS.get(first["higher_is_better"], "")
-            row[f"{label} {arrow}".strip()] = _format_ci(_value(summary, setting, label))
+            row[f"{label} {arrow}".strip()] = _format_ci(summary_row(summary, setting, label))
         table.append(row)
     return pd.DataFrame(table)
 

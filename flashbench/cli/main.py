@@ -262,7 +262,12 @@ class Interrupts:
     """Records Ctrl-C (SIGINT) while a command runs, so it ends the command with 130 even if
     some library caught the KeyboardInterrupt (in a finaliser, a writer's cleanup)."""
 
-    def __init__(self) -> None:
+    def __init__(self, ignore_after: bool = False) -> None:
+        # The process's own command: once it ends the process only shuts down, and a Ctrl-C then
+        # (pressed twice, reaching a rank of a multi-process run late, or just after a run
+        # finished) would land in shutdown's finalisers, traceback and all. Lightning ignores it
+        # the same way once it handles one.
+        self._ignore_after = ignore_after
         self.received = False
         self._again: threading.Timer | None = None
         self._ending = False
@@ -296,7 +301,7 @@ class Interrupts:
         if self._again is not None:
             self._again.cancel()
             self._again.join()
-        signal.signal(signal.SIGINT, self._previous)
+        signal.signal(signal.SIGINT, signal.SIG_IGN if self._ignore_after else self._previous)
         sys.unraisablehook = self._previous_hook
 
 
@@ -308,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv[:1] if train_options else argv)
     args.train_options = train_options
     status, error = 0, None
-    with Interrupts() as interrupts:
+    with Interrupts(ignore_after=process_command) as interrupts:
         try:
             status = args.func(args)
         except KeyboardInterrupt:
@@ -326,11 +331,6 @@ def main(argv: list[str] | None = None) -> int:
         hint = "; rerun with --resume to finish" if args.command == "run" else ""
         if launched_rank() in (None, "0"):
             print(f"interrupted{hint}", file=sys.stderr)
-        if process_command:
-            # The process only shuts down from here. Ctrl-C again (pressed twice, or reaching a
-            # rank of a multi-process run late) would land in shutdown's finalisers, traceback
-            # and all; Lightning ignores it the same way once it handles one.
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
         return 130
     if error is not None:
         print(f"flashbench {args.command}: error: {error}", file=sys.stderr)

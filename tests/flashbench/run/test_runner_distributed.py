@@ -37,6 +37,33 @@ def quick_path(tiny_text, write_suite):
     return write_suite(tiny_text)
 
 
+def waits_after_a_unit(tmp_path, ranks: tuple[str, ...]):
+    """A `flashbench` entry point whose ranks RANKS wait to be interrupted or killed once they have
+    finished a unit, so that the signal lands mid-run however fast the machine is."""
+    script = tmp_path / "wait_after_a_unit.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import os, time
+            from flashbench.cli.main import main
+            from flashbench.run.runner import CaseRunner
+
+            finish = CaseRunner.finish_unit
+
+            def finish_then_wait(self, sampled, timing):
+                finish(self, sampled, timing)
+                # Rank 0 is the launching process, which has no LOCAL_RANK until it launches.
+                if os.environ.get("LOCAL_RANK", "0") in {ranks!r}:
+                    time.sleep(3600)
+
+            CaseRunner.finish_unit = finish_then_wait
+            raise SystemExit(main())
+            """
+        )
+    )
+    return script
+
+
 @pytest.fixture
 def one_process_rows(quick_path, tmp_path, stable_rows):
     suite = parse_suite(quick_path.read_text(), str(quick_path))
@@ -68,7 +95,15 @@ def test_ctrl_c_in_a_multi_process_run_exits_130_once_and_resume_finishes(
     out = tmp_path / "two"
     argv = ["run", quick_path, "--out", out, "--devices", 2, "--no-progress"]
     # A session of its own, so Ctrl-C can reach every process of the run, as a terminal's does.
-    launcher = cli(*argv, wait=False, start_new_session=True, stderr=subprocess.PIPE)
+    # Every rank waits after its first unit: on a loaded machine the run would otherwise finish
+    # before the signal arrives.
+    launcher = cli(
+        *argv,
+        script=waits_after_a_unit(tmp_path, ("0", "1")),
+        wait=False,
+        start_new_session=True,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 600
         while not list((out / "rows").glob("*.json")):
@@ -93,26 +128,7 @@ def test_a_killed_rank_leaves_a_run_that_resume_finishes_with_the_same_rows(
     quick_path, tmp_path, stable_rows, one_process_rows, cli
 ):
     # Rank 1 finishes one unit of its case, then waits to be killed: the kill lands mid-run.
-    script = tmp_path / "hang_rank_1.py"
-    script.write_text(
-        textwrap.dedent(
-            """
-            import os, time
-            from flashbench.cli.main import main
-            from flashbench.run.runner import CaseRunner
-
-            if os.environ.get("LOCAL_RANK") == "1":
-                finish = CaseRunner.finish_unit
-
-                def finish_then_wait(self, sampled, timing):
-                    finish(self, sampled, timing)
-                    time.sleep(3600)
-
-                CaseRunner.finish_unit = finish_then_wait
-            raise SystemExit(main())
-            """
-        )
-    )
+    script = waits_after_a_unit(tmp_path, ("1",))
     out = tmp_path / "two"
     argv = ["run", quick_path, "--out", out, "--devices", 2, "--no-progress"]
     launcher = cli(*argv, script=script, wait=False)
