@@ -1,4 +1,4 @@
-"""Train the NFEB ablation's five checkpoints on the CPU: ``python -m reference_model.train_nfeb [OUT] [PARALLEL]``.
+"""Train the NFEB ablation's five checkpoints: ``python -m reference_model.train_nfeb [OUT] [PARALLEL] [--accelerator gpu]``.
 
 FlashPortrait (arXiv 2512.16900) fine-tunes each NFEB variant from one pretrained
 backbone. Here every variant starts from the shipped DiT with its expression branch (portrait
@@ -7,11 +7,13 @@ encoder, NFEB expression projections) re-initialised from one seed (``train_mode
 differs only in ``--nfeb``. Checkpoints land in ``OUT/VARIANT/dit_small.pt`` (default
 ``runs/nfeb``, where ``suites/nfeb_ablation.toml`` reads them); ``PARALLEL`` variants train at
 once, one thread each (default 2, for 2 cores). About 55 CPU-minutes per variant. Resumable:
-rerun the same command; a finished variant returns at once.
+rerun the same command; a finished variant returns at once. ``--accelerator gpu`` trains (and
+resumes a CPU run) on CUDA with the same options: TF32 matmuls, so not the CPU run's bits.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -42,9 +44,9 @@ OPTIONS = {
 POOL_FILES = ("rendered.pt", "pool_motion.json")
 
 
-def command(out: Path, variant: str | None) -> list[str]:
+def command(out: Path, variant: str | None, accelerator: str = "cpu") -> list[str]:
     """``train_model``'s command for ``variant`` (None: render the shared pool only)."""
-    options = {**OPTIONS, "--out": out / (variant or "pool")}
+    options = {**OPTIONS, "--accelerator": accelerator, "--out": out / (variant or "pool")}
     flags = [str(item) for pair in options.items() for item in pair]
     tail = (
         ["--render-only"] if variant is None else ["--nfeb", variant, "--reset-expression-branch"]
@@ -73,18 +75,23 @@ def run(commands: list[list[str]], logs: list[Path]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    out = Path(args[0]) if args else Path("runs/nfeb")
-    parallel = int(args[1]) if len(args) > 1 else 2
+    parser = argparse.ArgumentParser(
+        prog="python -m reference_model.train_nfeb", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("out", nargs="?", type=Path, default=Path("runs/nfeb"), help="run folder")
+    parser.add_argument("parallel", nargs="?", type=int, default=2, help="variants at once")
+    parser.add_argument("--accelerator", choices=["cpu", "gpu"], default="cpu")
+    args = parser.parse_args(argv)
+    out, parallel, accelerator = args.out, args.parallel, args.accelerator
     if parallel < 1:
         raise SystemExit(f"PARALLEL={parallel} must be at least 1 (variants trained at once)")
     out.mkdir(parents=True, exist_ok=True)
     if not all((out / "pool" / name).exists() for name in POOL_FILES):
-        run([command(out, None)], [out / "pool.log"])
+        run([command(out, None, accelerator)], [out / "pool.log"])
     share_pool(out)
     for start in range(0, len(NFEB_VARIANTS), parallel):
         batch = NFEB_VARIANTS[start : start + parallel]
-        run([command(out, v) for v in batch], [out / f"{v}.log" for v in batch])
+        run([command(out, v, accelerator) for v in batch], [out / f"{v}.log" for v in batch])
 
 
 if __name__ == "__main__":

@@ -75,3 +75,25 @@ def test_a_failed_variant_stops_the_driver_naming_its_log(tmp_path, monkeypatch)
         train_nfeb.main([str(tmp_path), "2"])
     with pytest.raises(SystemExit, match="PARALLEL=0"):
         train_nfeb.main([str(tmp_path), "0"])
+
+
+def test_the_accelerator_reaches_every_command_and_nothing_else_changes(tmp_path, monkeypatch):
+    launched: list[list[str]] = []
+
+    class Recorder:
+        def __init__(self, command, **kwargs):
+            launched.append(command)
+
+        def wait(self) -> int:
+            return 0
+
+    monkeypatch.setattr(subprocess, "Popen", Recorder)
+    (tmp_path / "pool").mkdir()
+    for name in train_nfeb.POOL_FILES:
+        (tmp_path / "pool" / name).write_text(name)
+    train_nfeb.main([str(tmp_path), "5", "--accelerator", "gpu"])
+    assert len(launched) == 5 and all(flags(c)["--accelerator"] == "gpu" for c in launched)
+    on_cpu = [train_nfeb.command(tmp_path, v) for v in NFEB_VARIANTS]
+    assert [{**flags(c), "--accelerator": "cpu"} for c in launched] == [flags(c) for c in on_cpu]
+    with pytest.raises(SystemExit):
+        train_nfeb.main([str(tmp_path), "2", "--accelerator", "tpu"])
