@@ -58,7 +58,7 @@ def report(
     floors = floor_table(aggregate_rows(loaded.rows), loaded.baseline, n_boot=n_boot, seed=seed)
     _write_table(floors, folder / "seed_floor")
     figures = report_figures(
-        loaded.rows, loaded.traces, summary, loaded.baseline, loaded.setting_order
+        loaded.rows, loaded.traces, summary, differences, loaded.baseline, loaded.setting_order
     )
     settings = sorted(set(summary["setting"]), key=lambda s: (s != loaded.baseline, s))
     grids = []

@@ -5,6 +5,11 @@ cost (the FLOPs counted, or full passes for runs made before FLOPs were counted:
 another noise seed) drawn as a band, the settings of one family (a sweep: ``alp_k2``,
 ``alp_k3``, ...) joined as a line in sweep order, and labels placed so they do not overlap.
 The full grid of every metric stays in ``reports/plots.py``.
+
+A run whose settings all cost the same (a model ablation: one checkpoint per setting) has
+nothing to draw against cost: its headline is each setting's paired difference from the
+baseline (``reports/differences.py``), for the metrics whose paired differences are largest
+in units of their CI half-width.
 """
 
 from __future__ import annotations
@@ -111,16 +116,29 @@ def separations(summary: pd.DataFrame, baseline: str) -> list[Separation]:
     return sorted(found, key=lambda s: -s.score)
 
 
-def headline_metrics(
-    summary: pd.DataFrame, baseline: str, panels: int = PANELS
-) -> list[Separation]:
-    """The two (or ``panels``) metrics that separate the settings most, at most one per
-    reference (PSNR, SSIM and MAE against one reference move together: they take one panel);
-    past two, only metrics that separate the settings by more than the seed floor."""
+def paired_separations(differences: pd.DataFrame) -> list[Separation]:
+    """Every directed metric's largest paired difference from the baseline in units of its CI
+    half-width, largest first (``differences``: ``reports.differences.difference_table``)."""
+    found = []
+    directed = differences[differences["higher_is_better"].notna()]
+    for label, group in directed.groupby("metric", sort=True):
+        half = (group["ci_high"] - group["ci_low"]) / 2
+        # No interval (fewer than 3 cases, or one pooled number such as FVD) or a zero-width
+        # one (a metric no setting moves) measures no separation.
+        usable = half.notna() & (half > 1e-12 * group["diff"].abs().clip(lower=1e-12))
+        if usable.any():
+            scores = group["diff"][usable].abs() / half[usable]
+            found.append(Separation(str(label), float(scores.max()), float(half[usable].median())))
+    return sorted(found, key=lambda s: -s.score)
+
+
+def _pick(found: Sequence[Separation], panels: int) -> list[Separation]:
+    """At most ``panels`` of ``found``, one per reference (PSNR, SSIM and MAE against one
+    reference move together: they take one panel); past two, only those beyond their noise."""
     chosen: list[Separation] = []
     references: set[str] = set()
-    for separation in separations(summary, baseline):
-        reference = summary[summary["label"] == separation.label]["reference"].iloc[0]
+    for separation in found:
+        reference = separation.label.partition("@")[2]
         if reference in references or (len(chosen) >= 2 and separation.score <= 1):
             continue
         chosen.append(separation)
@@ -128,6 +146,79 @@ def headline_metrics(
         if len(chosen) == panels:
             break
     return chosen
+
+
+def headline_metrics(
+    summary: pd.DataFrame, baseline: str, panels: int = PANELS
+) -> list[Separation]:
+    """The two (or ``panels``) metrics that separate the settings most, one per reference;
+    past two, only metrics that separate the settings by more than the seed floor."""
+    return _pick(separations(summary, baseline), panels)
+
+
+def one_cost(summary: pd.DataFrame) -> bool:
+    """Whether every setting (the re-seeded baseline aside) has the same cost: nothing to draw
+    quality against."""
+    present = [name for name in COSTS if (summary["metric"] == name).any()]
+    if not present:
+        return False
+    cost = summary[(summary["metric"] == present[0]) & (summary["setting"] != RESEEDED)]
+    return cost["setting"].nunique() > 1 and bool(np.ptp(cost["mean"].to_numpy(float)) == 0)
+
+
+# Paired differences decided better, worse, or neither (reports.differences' verdicts).
+VERDICT_COLOURS = {"better": "tab:green", "worse": "tab:red"}
+
+
+def paired_figure(
+    differences: pd.DataFrame, baseline: str, order: Sequence[str] = ()
+) -> tuple[Figure, str] | None:
+    """The headline of a run whose settings cost the same: each setting's paired difference
+    from the baseline with its clustered CI, for the metrics ``paired_separations`` ranks
+    first; None when no metric has an interval."""
+    chosen = _pick(paired_separations(differences), PANELS)
+    if not chosen:
+        return None
+    known = [s for s in order if s in set(differences["setting"])]
+    settings = [*known, *sorted(set(differences["setting"]) - set(known))]
+    figure = Figure(figsize=(max(4.4, 1.0 + 0.75 * len(settings)) * len(chosen), 4.6), dpi=100,
+                    layout="constrained")  # fmt: skip
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, len(chosen), squeeze=False).ravel()
+    for ax, separation in zip(axes, chosen, strict=True):
+        rows = differences[differences["metric"] == separation.label].set_index("setting")
+        higher = bool(rows["higher_is_better"].iloc[0])
+        ax.axhline(0.0, color="black", lw=1, zorder=1)
+        for x, setting in enumerate(settings):
+            if setting not in rows.index or pd.isna(rows.loc[setting, "ci_low"]):
+                continue
+            row = rows.loc[setting]
+            colour = VERDICT_COLOURS.get(str(row["verdict"]), "0.45")
+            error = [[row["diff"] - row["ci_low"]], [row["ci_high"] - row["diff"]]]
+            ax.errorbar([x], [row["diff"]], yerr=error, color=colour, marker="o", capsize=3,
+                        lw=1.4, zorder=3)  # fmt: skip
+        ax.set_xticks(range(len(settings)), settings, rotation=30, ha="right", fontsize=8)
+        ax.set_xlim(-0.6, len(settings) - 0.4)
+        ax.margins(y=0.15)
+        ax.set_ylabel(f"{separation.label} − {baseline} ({'↑' if higher else '↓'} is better)")
+        ax.set_title(
+            f"{separation.label}: separation {separation.score:.3g}× the paired CI half-width",
+            fontsize=9,
+        )
+        ax.grid(alpha=0.3, axis="y")
+    figure.suptitle(
+        f"Paired difference from {baseline} (0: the baseline), clustered 95% CI; "
+        "green better, red worse, grey undecided",
+        fontsize=10,
+    )
+    names = ", ".join(f"`{s.label}` ({s.score:.3g}×)" for s in chosen)
+    caption = (
+        f"Headline: each setting's paired difference from `{baseline}` for {names}: every "
+        "setting costs the same, so quality alone tells them apart; of the metrics with a "
+        "direction, those with the largest paired difference in units of its CI half-width, "
+        "one per reference"
+    )
+    return figure, caption
 
 
 def place_labels(
@@ -179,10 +270,16 @@ def place_labels(
 
 
 def headline_figure(
-    summary: pd.DataFrame, baseline: str, order: Sequence[str] = ()
+    summary: pd.DataFrame,
+    baseline: str,
+    order: Sequence[str] = (),
+    differences: pd.DataFrame | None = None,
 ) -> tuple[Figure, str] | None:
     """The headline figure and its caption (which metrics, and how they were picked); None
-    without a cost metric or a metric that separates the settings."""
+    without a cost metric or a metric that separates the settings. A run whose settings all
+    cost the same gets ``paired_figure`` of its ``differences``."""
+    if differences is not None and one_cost(summary):
+        return paired_figure(differences, baseline, order)
     present = [name for name in COSTS if (summary["metric"] == name).any()]
     chosen = headline_metrics(summary, baseline)
     if not present or not chosen:

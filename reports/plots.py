@@ -284,13 +284,15 @@ def report_figures(
     rows: pd.DataFrame,
     traces: pd.DataFrame,
     summary: pd.DataFrame,
+    differences: pd.DataFrame,
     baseline: str = "baseline",
     order: Sequence[str] = (),
 ) -> dict:
     """Every report figure that the run has data for, as ``{name: (title, png bytes)}``, the
-    headline first; ``order`` is the suite's order of settings (sweeps in order)."""
+    headline first; ``order`` is the suite's order of settings (sweeps in order), and
+    ``differences`` the paired table (``reports.differences.difference_table``)."""
     captions = dict(FIGURES)
-    headline = headline_figure(summary, baseline, order)
+    headline = headline_figure(summary, baseline, order, differences)
     if headline is not None:
         captions["headline"] = headline[1]
     built = {

@@ -17,6 +17,7 @@ import pandas as pd
 
 from flashbench.run.folders import check_own_folder
 from reports.claims import Evidence, claims_table, regime_table
+from reports.differences import difference_table
 from reports.html import render_html
 from reports.load import Run, load_run
 from reports.markdown import render_markdown
@@ -67,10 +68,15 @@ def _remake(run: Run) -> str:
     return f"flashbench run {run.suite}{args} --out {run.path}"
 
 
-def _suite_sections(evidence: Evidence, several_testbeds: bool) -> list[Section]:
+def _suite_sections(
+    evidence: Evidence, several_testbeds: bool, n_boot: int, seed: int
+) -> list[Section]:
     run, summary = evidence.run, evidence.summary
     version = run.manifest.get("suite_version", "?")
-    figures = report_figures(run.rows, run.traces, summary, run.baseline, run.setting_order)
+    differences = difference_table(run, n_boot=n_boot, seed=seed)
+    figures = report_figures(
+        run.rows, run.traces, summary, differences, run.baseline, run.setting_order
+    )
     limited = f", {run.limited}" if run.limited else ""
     # One suite may run on several testbeds: its figures are named for both.
     prefix = run.suite
@@ -134,7 +140,7 @@ def results_sections(
         )
         sections += ranking_sections(evidence, n_boot=n_boot, seed=seed)
     for found in evidence:
-        sections += _suite_sections(found, len(testbeds) > 1)
+        sections += _suite_sections(found, len(testbeds) > 1, n_boot, seed)
     return sections
 
 

@@ -9,7 +9,16 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from reports.cli import report
-from reports.headline import families, family_of, headline_figure, headline_metrics, place_labels
+from reports.differences import COLUMNS
+from reports.headline import (
+    VERDICT_COLOURS,
+    families,
+    family_of,
+    headline_figure,
+    headline_metrics,
+    paired_separations,
+    place_labels,
+)
 
 
 def summary_of(values: dict[str, dict[str, float]], nfe: dict[str, float], half: float = 0.1):
@@ -142,3 +151,66 @@ def test_a_report_opens_its_figures_with_the_headline(discriminating_run, tmp_pa
     assert figures.lstrip().startswith("### Headline: quality vs FLOPs counted")
     assert "e+1" not in figures.split("\n", 1)[0]  # no separation over a rounding-level floor
     assert (folder / "figures" / "headline.png").is_file()
+
+
+def differences_of(rows: list[tuple[str, str, bool, float, float, float, str]]) -> pd.DataFrame:
+    """A paired-difference table from ``(setting, label, higher_is_better, diff, low, high, verdict)``."""
+    records = [
+        {"setting": setting, "metric": label, "higher_is_better": higher, "n": 32, "cases": 16,
+         "baseline_mean": 0.0, "setting_mean": diff, "diff": diff, "ci_low": low,
+         "ci_high": high, "verdict": verdict}
+        for setting, label, higher, diff, low, high, verdict in rows
+    ]  # fmt: skip
+    return pd.DataFrame.from_records(records, columns=COLUMNS)
+
+
+# An ablation of one model's parts: every setting costs the same 60 passes. Marginally, the
+# settings' CIs overlap everywhere (case-to-case spread); paired, pose error tells `add` apart.
+ABLATION_NFE = {"paper": 60, "add": 60, "center": 60}
+ABLATION = differences_of(
+    [
+        ("add", "apd@driving", False, -0.0023, -0.0041, -0.0005, "better"),
+        ("center", "apd@driving", False, -0.0010, -0.0030, 0.0010, "no difference"),
+        ("add", "aed@driving", False, -0.0046, -0.0135, 0.0043, "no difference"),
+        ("center", "aed@driving", False, -0.0051, -0.0141, 0.0039, "no difference"),
+        ("add", "psnr@ground_truth", True, 0.10, -0.01, 0.21, "no difference"),
+        ("center", "psnr@ground_truth", True, 0.09, -0.02, 0.20, "no difference"),
+        # one pooled number per setting: no interval, so no separation
+        ("add", "fvd@ground_truth", False, -40.0, float("nan"), float("nan"), "undecided"),
+        ("center", "fvd@ground_truth", False, -12.0, float("nan"), float("nan"), "undecided"),
+    ]
+)
+
+
+def test_paired_separation_is_the_largest_difference_in_its_ci_half_widths():
+    found = {s.label: s.score for s in paired_separations(ABLATION)}
+    assert set(found) == {"apd@driving", "aed@driving", "psnr@ground_truth"}
+    assert round(found["apd@driving"], 6) == round(0.0023 / 0.0018, 6)
+    assert round(found["psnr@ground_truth"], 6) == round(0.10 / 0.11, 6)
+
+
+def test_a_run_whose_settings_cost_the_same_heads_with_paired_differences():
+    summary = summary_of(
+        {"psnr@ground_truth": {"paper": 31.67, "add": 31.77, "center": 31.76}}, ABLATION_NFE, 1.0
+    )
+    figure, caption = headline_figure(summary, "paper", ["paper", "add", "center"], ABLATION)
+    assert "paired difference from `paper`" in caption and "costs the same" in caption
+    # One panel per reference: pose error (1.28 half-widths) heads, PSNR vs truth (0.91) joins
+    # as the second; FVD has no interval.
+    assert [ax.get_title().split(":")[0] for ax in figure.axes] == [
+        "apd@driving",
+        "psnr@ground_truth",
+    ]
+    pose = figure.axes[0]
+    assert [t.get_text() for t in pose.get_xticklabels()] == ["add", "center"]
+    # `add`'s decided improvement is drawn green, `center`'s undecided one grey.
+    markers = [line for line in pose.get_lines() if line.get_marker() == "o"]
+    assert [m.get_color() for m in markers] == [VERDICT_COLOURS["better"], "0.45"]
+    assert [float(m.get_ydata()[0]) for m in markers] == [-0.0023, -0.0010]
+
+
+def test_settings_at_different_costs_keep_the_quality_against_cost_headline():
+    nfe = {"paper": 60, "add": 30, "center": 20}
+    summary = summary_of({"psnr@ground_truth": {"paper": 31.0, "add": 30.0, "center": 28.0}}, nfe)
+    _, caption = headline_figure(summary, "paper", ["paper", "add", "center"], ABLATION)
+    assert caption.startswith("Headline: quality vs full passes (NFE)")
