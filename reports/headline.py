@@ -156,13 +156,18 @@ def headline_metrics(
     return _pick(separations(summary, baseline), panels)
 
 
+def cost_metric(summary: pd.DataFrame) -> str | None:
+    """The first of ``COSTS`` the run measured (None: no cost axis)."""
+    return next((name for name in COSTS if (summary["metric"] == name).any()), None)
+
+
 def one_cost(summary: pd.DataFrame) -> bool:
     """Whether every setting (the re-seeded baseline aside) has the same cost: nothing to draw
     quality against."""
-    present = [name for name in COSTS if (summary["metric"] == name).any()]
-    if not present:
+    metric = cost_metric(summary)
+    if metric is None:
         return False
-    cost = summary[(summary["metric"] == present[0]) & (summary["setting"] != RESEEDED)]
+    cost = summary[(summary["metric"] == metric) & (summary["setting"] != RESEEDED)]
     return cost["setting"].nunique() > 1 and bool(np.ptp(cost["mean"].to_numpy(float)) == 0)
 
 
@@ -179,8 +184,9 @@ def paired_figure(
     chosen = _pick(paired_separations(differences), PANELS)
     if not chosen:
         return None
-    known = [s for s in order if s in set(differences["setting"])]
-    settings = [*known, *sorted(set(differences["setting"]) - set(known))]
+    measured = set(differences["setting"])
+    known = [s for s in order if s in measured]
+    settings = [*known, *sorted(measured - set(known))]
     figure = Figure(figsize=(max(4.4, 1.0 + 0.75 * len(settings)) * len(chosen), 4.6), dpi=100,
                     layout="constrained")  # fmt: skip
     FigureCanvasAgg(figure)
@@ -280,12 +286,12 @@ def headline_figure(
     cost the same gets ``paired_figure`` of its ``differences``."""
     if differences is not None and one_cost(summary):
         return paired_figure(differences, baseline, order)
-    present = [name for name in COSTS if (summary["metric"] == name).any()]
+    metric = cost_metric(summary)
     chosen = headline_metrics(summary, baseline)
-    if not present or not chosen:
+    if metric is None or not chosen:
         return None
-    cost_label = COSTS[present[0]]
-    cost = summary[summary["metric"] == present[0]].set_index("setting")
+    cost_label = COSTS[metric]
+    cost = summary[summary["metric"] == metric].set_index("setting")
     groups = families(summary, order)
     colours = {key: f"C{i % 10}" for i, key in enumerate(groups)}
     figure = Figure(figsize=(5.2 * len(chosen), 4.6), dpi=100, layout="constrained")
